@@ -1,0 +1,766 @@
+//! One `Config`, read once at start from the environment and an optional `.env` file.
+//!
+//! Every limit a user can trip is a named setting with a default here. Parsing collects every
+//! problem instead of stopping at the first, so an operator fixes a bad file in one go.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the server runs: production turns on the strict start-up checks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+    Test,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+            Environment::Test => "test",
+        }
+    }
+}
+
+/// How hard SQLite flushes: NORMAL survives a process crash, FULL also a power loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmsProvider {
+    Console,
+    Webhook,
+    BulkSmsInd,
+    Twilio,
+}
+
+impl SmsProvider {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SmsProvider::Console => "console",
+            SmsProvider::Webhook => "webhook",
+            SmsProvider::BulkSmsInd => "bulksmsind",
+            SmsProvider::Twilio => "twilio",
+        }
+    }
+}
+
+/// The secret that signs tokens and keys OTP hashes. Never printed.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Values that ship in sample files and tutorials: never acceptable in production.
+const KNOWN_WEAK_SECRETS: &[&str] = &[
+    "secret",
+    "changeme",
+    "change-me",
+    "your-secret-key",
+    "your-secret-key-here",
+    "your-super-secret-key-change-in-production",
+    "dev-secret",
+    "development",
+];
+pub const MIN_SECRET_LEN: usize = 32;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub environment: Environment,
+    pub debug: bool,
+    pub log_level: log::LevelFilter,
+    pub app_name: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub ws_port: u16,
+    /// Handler threads for the HTTP listener (the bounded pool).
+    pub http_workers: usize,
+    pub database_path: PathBuf,
+    pub db_synchronous: Synchronous,
+    pub db_pool_size: u32,
+    /// `None` until start-up fills it (from the environment, or a generated development key).
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub max_body_bytes: usize,
+    pub app_timezone: jiff::tz::TimeZone,
+    pub app_timezone_name: String,
+
+    pub cors_origins: Vec<String>,
+    pub cors_allow_credentials: bool,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub metrics_token: Option<Secret>,
+
+    pub rate_limit_enabled: bool,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_hour: u32,
+    pub rate_limit_per_day: u32,
+    pub chat_rate_limit_per_minute: u32,
+
+    pub ws_max_connections_per_user: usize,
+    pub ws_max_connections: usize,
+    pub ws_heartbeat_interval: Duration,
+    pub ws_auth_timeout: Duration,
+    pub ws_max_frame_bytes: usize,
+
+    pub enable_user_registration: bool,
+    pub enable_email_registration: bool,
+    pub enable_chat: bool,
+    pub enable_docs: bool,
+    pub cache_enabled: bool,
+    pub query_cache_ttl: Duration,
+
+    pub default_country_code: String,
+    pub sms_allowed_countries: Vec<String>,
+    pub sms_provider: SmsProvider,
+    pub sms_webhook_url: Option<String>,
+    pub sms_webhook_token: Option<Secret>,
+    pub sms_template: Option<String>,
+    pub sms_timeout: Duration,
+    pub sms_daily_limit: u32,
+    pub bulksms: HashMap<String, String>,
+    pub twilio: HashMap<String, String>,
+    pub otp_ttl: Duration,
+    pub otp_max_attempts: u32,
+    pub otp_attempt_window: Duration,
+    pub otp_resend_cooldown: Duration,
+    pub otp_max_sends_per_hour: u32,
+    pub otp_max_sends_per_day: u32,
+    pub otp_max_sends_per_ip_per_hour: u32,
+    pub login_max_failures: u32,
+    pub login_max_failures_any_ip: u32,
+
+    pub openai_api_key: Option<Secret>,
+    pub openai_base_url: String,
+    pub openai_model: String,
+    pub openai_max_tokens: u32,
+    pub openai_temperature: f64,
+    pub openai_timeout: Duration,
+    pub chat_daily_token_limit: u64,
+    pub chat_global_daily_token_limit: u64,
+
+    pub shutdown_timeout: Duration,
+    pub watchdog_interval: Duration,
+    /// Warnings to log once logging is up (e.g. REDIS_URL ignored).
+    pub warnings: Vec<String>,
+}
+
+/// Reads settings out of a name → value map and remembers every problem.
+struct Reader<'a> {
+    vars: &'a HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl<'a> Reader<'a> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.vars
+            .get(name)
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn string(&self, name: &str, default: &str) -> String {
+        self.raw(name).unwrap_or(default).to_string()
+    }
+
+    fn opt_string(&self, name: &str) -> Option<String> {
+        self.raw(name).map(str::to_string)
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(v) => match v.parse::<T>() {
+                Ok(x) => x,
+                Err(_) => {
+                    self.errors
+                        .push(format!("{name}: expected {what}, got {v:?}"));
+                    default
+                }
+            },
+        }
+    }
+
+    /// A count that must be at least `min`.
+    fn count(&mut self, name: &str, default: u32, min: u32) -> u32 {
+        let v = self.parse(name, default, "a whole number");
+        if v < min {
+            self.errors
+                .push(format!("{name}: must be at least {min}, got {v}"));
+            return default;
+        }
+        v
+    }
+
+    fn seconds(&mut self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(self.parse(name, default, "a number of seconds"))
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(str::to_ascii_lowercase).as_deref() {
+            None => default,
+            Some("1" | "true" | "yes" | "on") => true,
+            Some("0" | "false" | "no" | "off") => false,
+            Some(other) => {
+                self.errors
+                    .push(format!("{name}: expected true or false, got {other:?}"));
+                default
+            }
+        }
+    }
+
+    /// A list given as a JSON array (`["a","b"]`) or comma-separated (`a,b`).
+    fn list(&mut self, name: &str, default: &[&str]) -> Vec<String> {
+        let Some(v) = self.raw(name) else {
+            return default.iter().map(|s| s.to_string()).collect();
+        };
+        if v.starts_with('[') {
+            match serde_json::from_str::<Vec<String>>(v) {
+                Ok(items) => items
+                    .into_iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                Err(_) => {
+                    self.errors
+                        .push(format!("{name}: not a JSON list of strings: {v:?}"));
+                    Vec::new()
+                }
+            }
+        } else {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
+    }
+}
+
+/// `DATABASE_URL` is a path or a `sqlite://` URL (`sqlite:///abs/path`, `sqlite:///./rel`).
+pub fn database_path_from_url(url: &str) -> Result<PathBuf, String> {
+    let rest = if let Some(r) = url.strip_prefix("sqlite+aiosqlite://") {
+        r
+    } else if let Some(r) = url.strip_prefix("sqlite://") {
+        r
+    } else if url.contains("://") {
+        return Err(format!(
+            "DATABASE_URL: only SQLite is supported (a file path or sqlite:// URL), got {url:?}"
+        ));
+    } else {
+        return Ok(PathBuf::from(url));
+    };
+    // sqlite:///./x.db → ./x.db ; sqlite:////abs → /abs ; sqlite:///abs → /abs (SQLAlchemy reads
+    // three slashes as relative, but our operators write absolute paths that way).
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let path = if rest.starts_with("./") || rest.starts_with("../") || rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    if path.is_empty() || path == "/" || path.contains(":memory:") {
+        return Err(format!("DATABASE_URL: needs a file path, got {url:?}"));
+    }
+    Ok(PathBuf::from(path))
+}
+
+impl Config {
+    /// The process environment plus `.env` (the environment wins), as a map.
+    pub fn environment_map() -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = HashMap::new();
+        if let Ok(iter) = dotenvy::from_path_iter(Path::new(".env")) {
+            for (k, v) in iter.flatten() {
+                vars.insert(k, v);
+            }
+        }
+        for (k, v) in std::env::vars() {
+            vars.insert(k, v);
+        }
+        vars
+    }
+
+    pub fn from_env() -> Result<Config, Vec<String>> {
+        Config::from_map(&Config::environment_map())
+    }
+
+    /// Test helper: a config from a few pairs, everything else at its default.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let map = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_map(&map)
+    }
+
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Config, Vec<String>> {
+        let mut r = Reader {
+            vars,
+            errors: Vec::new(),
+        };
+        let mut warnings = Vec::new();
+
+        let environment = match r
+            .string("ENVIRONMENT", "development")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "development" | "dev" | "local" => Environment::Development,
+            "staging" => Environment::Staging,
+            "production" | "prod" => Environment::Production,
+            "test" | "testing" => Environment::Test,
+            other => {
+                r.errors.push(format!(
+                    "ENVIRONMENT: expected development, staging, production or test, got {other:?}"
+                ));
+                Environment::Development
+            }
+        };
+        let production = environment == Environment::Production;
+        let debug = r.flag("DEBUG", false);
+        let log_level = match r.string("LOG_LEVEL", "info").to_ascii_lowercase().as_str() {
+            "trace" => log::LevelFilter::Trace,
+            "debug" => log::LevelFilter::Debug,
+            "info" => log::LevelFilter::Info,
+            "warning" | "warn" => log::LevelFilter::Warn,
+            "error" | "critical" => log::LevelFilter::Error,
+            "off" => log::LevelFilter::Off,
+            other => {
+                r.errors.push(format!(
+                    "LOG_LEVEL: expected debug, info, warning or error, got {other:?}"
+                ));
+                log::LevelFilter::Info
+            }
+        };
+        let host = r.parse(
+            "HOST",
+            IpAddr::from([127, 0, 0, 1]),
+            "an IP address (e.g. 127.0.0.1)",
+        );
+        let port = r.parse("PORT", 8000u16, "a port number");
+        let ws_port = r.parse("WS_PORT", 8001u16, "a port number");
+        if port != 0 && port == ws_port {
+            r.errors
+                .push(format!("WS_PORT: must differ from PORT (both are {port})"));
+        }
+        let http_workers = r.count("HTTP_WORKERS", 16, 1) as usize;
+
+        let database_path =
+            match database_path_from_url(&r.string("DATABASE_URL", "./data/wealthcoach.db")) {
+                Ok(p) => p,
+                Err(e) => {
+                    r.errors.push(e);
+                    PathBuf::from("./data/wealthcoach.db")
+                }
+            };
+        let db_synchronous = match r
+            .string("DB_SYNCHRONOUS", "NORMAL")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "NORMAL" => Synchronous::Normal,
+            "FULL" => Synchronous::Full,
+            other => {
+                r.errors.push(format!(
+                    "DB_SYNCHRONOUS: expected NORMAL or FULL, got {other:?}"
+                ));
+                Synchronous::Normal
+            }
+        };
+        let db_pool_size = r.count("DB_POOL_SIZE", 8, 1);
+
+        let jwt_secret = r
+            .opt_string("JWT_SECRET_KEY")
+            .or_else(|| r.opt_string("SECRET_KEY"))
+            .map(Secret);
+        if production {
+            match &jwt_secret {
+                None => r.errors.push(
+                    "JWT_SECRET_KEY: must be set in production (openssl rand -hex 32)".into(),
+                ),
+                Some(s) if s.0.chars().count() < MIN_SECRET_LEN => r.errors.push(format!(
+                    "JWT_SECRET_KEY: too short for production ({} characters, need {MIN_SECRET_LEN})",
+                    s.0.chars().count()
+                )),
+                Some(s) if KNOWN_WEAK_SECRETS.contains(&s.0.to_ascii_lowercase().as_str()) => r
+                    .errors
+                    .push("JWT_SECRET_KEY: is a published default value".into()),
+                Some(_) => {}
+            }
+            if debug {
+                r.errors.push("DEBUG: must be false in production".into());
+            }
+        }
+        let access_minutes = r.count("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1);
+        let refresh_days = r.count("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1);
+        let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
+
+        let app_timezone_name = r.string("APP_TIMEZONE", "UTC");
+        let app_timezone = match jiff::tz::TimeZone::get(&app_timezone_name) {
+            Ok(tz) => tz,
+            Err(_) => {
+                r.errors.push(format!(
+                    "APP_TIMEZONE: unknown IANA time zone {app_timezone_name:?}"
+                ));
+                jiff::tz::TimeZone::UTC
+            }
+        };
+
+        let cors_origins = r.list("CORS_ORIGINS", &[]);
+        if cors_origins.iter().any(|o| o == "*") {
+            r.errors.push(
+                "CORS_ORIGINS: '*' is not allowed (credentials are sent); list the origins".into(),
+            );
+        }
+        let cors_allow_credentials = r.flag("CORS_ALLOW_CREDENTIALS", true);
+        let mut trusted_proxies = Vec::new();
+        for p in r.list("TRUSTED_PROXIES", &[]) {
+            match p.parse::<IpAddr>() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => r
+                    .errors
+                    .push(format!("TRUSTED_PROXIES: not an IP address: {p:?}")),
+            }
+        }
+        let metrics_token = r.opt_string("METRICS_TOKEN").map(Secret);
+
+        let rate_limit_enabled = r.flag("RATE_LIMIT_ENABLED", production);
+        let rate_limit_per_minute = r.count("RATE_LIMIT_PER_MINUTE", 60, 1);
+        let rate_limit_per_hour = r.count("RATE_LIMIT_PER_HOUR", 1000, 1);
+        let rate_limit_per_day = r.count("RATE_LIMIT_PER_DAY", 10000, 1);
+        let chat_rate_limit_per_minute = r.count("CHAT_RATE_LIMIT_PER_MINUTE", 10, 1);
+
+        let ws_max_connections_per_user = r.count("WS_MAX_CONNECTIONS_PER_USER", 3, 1) as usize;
+        let ws_max_connections = r.count("WS_MAX_CONNECTIONS", 4096, 1) as usize;
+        let ws_heartbeat_interval = r.seconds("WS_HEARTBEAT_INTERVAL", 30);
+        let ws_auth_timeout = r.seconds("WS_AUTH_TIMEOUT_SECONDS", 30);
+        let ws_max_frame_bytes = r.count("WS_MAX_FRAME_BYTES", 64 * 1024, 1024) as usize;
+
+        let enable_user_registration = r.flag("ENABLE_USER_REGISTRATION", true);
+        let enable_email_registration = r.flag("ENABLE_EMAIL_REGISTRATION", true);
+        let enable_chat = r.flag("ENABLE_CHAT", true);
+        let enable_docs = r.flag("ENABLE_DOCS", true);
+        let cache_enabled = r.flag("CACHE_ENABLED", true);
+        let query_cache_ttl = r.seconds("QUERY_CACHE_TTL", 3600);
+        if r.raw("REDIS_URL").is_some() {
+            warnings.push(
+                "REDIS_URL is set but ignored: the cache lives in the server process".to_string(),
+            );
+        }
+
+        let default_country_code = r.string("DEFAULT_COUNTRY_CODE", "91");
+        if default_country_code.is_empty()
+            || default_country_code.len() > 3
+            || !default_country_code.bytes().all(|b| b.is_ascii_digit())
+        {
+            r.errors.push(format!(
+                "DEFAULT_COUNTRY_CODE: expected 1 to 3 digits, got {default_country_code:?}"
+            ));
+        }
+        let sms_allowed_countries = r
+            .list("SMS_ALLOWED_COUNTRIES", &["91"])
+            .into_iter()
+            .map(|c| c.trim_start_matches('+').to_string())
+            .collect();
+        let sms_provider = match r
+            .string("SMS_PROVIDER", "console")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "console" => SmsProvider::Console,
+            "webhook" => SmsProvider::Webhook,
+            "bulksmsind" | "bulksms" => SmsProvider::BulkSmsInd,
+            "twilio" => SmsProvider::Twilio,
+            other => {
+                r.errors.push(format!(
+                    "SMS_PROVIDER: expected console, webhook, bulksmsind or twilio, got {other:?}"
+                ));
+                SmsProvider::Console
+            }
+        };
+        if production && sms_provider == SmsProvider::Console {
+            r.errors.push(
+                "SMS_PROVIDER: 'console' only logs codes; choose webhook, bulksmsind or twilio in production"
+                    .into(),
+            );
+        }
+        let sms_webhook_url = r.opt_string("SMS_WEBHOOK_URL");
+        if sms_provider == SmsProvider::Webhook && sms_webhook_url.is_none() {
+            r.errors
+                .push("SMS_WEBHOOK_URL: required with SMS_PROVIDER=webhook".into());
+        }
+        let sms_webhook_token = r.opt_string("SMS_WEBHOOK_TOKEN").map(Secret);
+        let sms_template = r.opt_string("SMS_TEMPLATE");
+        let sms_timeout = r.seconds("SMS_TIMEOUT_SECONDS", 10);
+        let sms_daily_limit = r.count("SMS_DAILY_LIMIT", 1000, 0);
+        let prefixed = |prefix: &str| -> HashMap<String, String> {
+            vars.iter()
+                .filter_map(|(k, v)| {
+                    k.strip_prefix(prefix)
+                        .map(|rest| (rest.to_ascii_lowercase(), v.clone()))
+                })
+                .collect()
+        };
+        let bulksms = prefixed("BULKSMS_");
+        let twilio = prefixed("TWILIO_");
+
+        let otp_ttl = r.seconds("OTP_TTL_SECONDS", 300);
+        let otp_max_attempts = r.count("OTP_MAX_ATTEMPTS", 5, 1);
+        let otp_attempt_window = r.seconds("OTP_ATTEMPT_WINDOW_SECONDS", 3600);
+        let otp_resend_cooldown = r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 30);
+        let otp_max_sends_per_hour = r.count("OTP_MAX_SENDS_PER_HOUR", 5, 1);
+        let otp_max_sends_per_day = r.count("OTP_MAX_SENDS_PER_DAY", 10, 1);
+        let otp_max_sends_per_ip_per_hour = r.count("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20, 1);
+        let login_max_failures = r.count("LOGIN_MAX_FAILURES", 5, 1);
+        let login_max_failures_any_ip = r.count("LOGIN_MAX_FAILURES_ANY_IP", 20, 1);
+
+        let openai_api_key = r.opt_string("OPENAI_API_KEY").map(Secret);
+        let openai_base_url = r
+            .string("OPENAI_BASE_URL", "https://api.openai.com/v1")
+            .trim_end_matches('/')
+            .to_string();
+        if !(openai_base_url.starts_with("http://") || openai_base_url.starts_with("https://")) {
+            r.errors.push(format!(
+                "OPENAI_BASE_URL: expected an http(s) URL, got {openai_base_url:?}"
+            ));
+        }
+        let openai_model = r.string("OPENAI_MODEL", "gpt-4o-mini");
+        let openai_max_tokens = r.count("OPENAI_MAX_TOKENS", 500, 1);
+        let openai_temperature = r.parse("OPENAI_TEMPERATURE", 0.7f64, "a number");
+        if !(0.0..=2.0).contains(&openai_temperature) {
+            r.errors.push(format!(
+                "OPENAI_TEMPERATURE: must be between 0 and 2, got {openai_temperature}"
+            ));
+        }
+        let openai_timeout = r.seconds("OPENAI_TIMEOUT", 60);
+        let chat_daily_token_limit = r.parse("CHAT_DAILY_TOKEN_LIMIT", 50_000u64, "a whole number");
+        let chat_global_daily_token_limit = r.parse(
+            "CHAT_GLOBAL_DAILY_TOKEN_LIMIT",
+            2_000_000u64,
+            "a whole number",
+        );
+
+        let shutdown_timeout = r.seconds("SHUTDOWN_TIMEOUT_SECONDS", 10);
+        let watchdog_interval = r.seconds("WATCHDOG_INTERVAL_SECONDS", 5);
+        let app_name = r.string("APP_NAME", "Wealth Coach AI");
+
+        if !r.errors.is_empty() {
+            return Err(r.errors);
+        }
+        Ok(Config {
+            environment,
+            debug,
+            log_level,
+            app_name,
+            host,
+            port,
+            ws_port,
+            http_workers,
+            database_path,
+            db_synchronous,
+            db_pool_size,
+            jwt_secret,
+            access_token_ttl: Duration::from_secs(u64::from(access_minutes) * 60),
+            refresh_token_ttl: Duration::from_secs(u64::from(refresh_days) * 86_400),
+            max_body_bytes,
+            app_timezone,
+            app_timezone_name,
+            cors_origins,
+            cors_allow_credentials,
+            trusted_proxies,
+            metrics_token,
+            rate_limit_enabled,
+            rate_limit_per_minute,
+            rate_limit_per_hour,
+            rate_limit_per_day,
+            chat_rate_limit_per_minute,
+            ws_max_connections_per_user,
+            ws_max_connections,
+            ws_heartbeat_interval,
+            ws_auth_timeout,
+            ws_max_frame_bytes,
+            enable_user_registration,
+            enable_email_registration,
+            enable_chat,
+            enable_docs,
+            cache_enabled,
+            query_cache_ttl,
+            default_country_code,
+            sms_allowed_countries,
+            sms_provider,
+            sms_webhook_url,
+            sms_webhook_token,
+            sms_template,
+            sms_timeout,
+            sms_daily_limit,
+            bulksms,
+            twilio,
+            otp_ttl,
+            otp_max_attempts,
+            otp_attempt_window,
+            otp_resend_cooldown,
+            otp_max_sends_per_hour,
+            otp_max_sends_per_day,
+            otp_max_sends_per_ip_per_hour,
+            login_max_failures,
+            login_max_failures_any_ip,
+            openai_api_key,
+            openai_base_url,
+            openai_model,
+            openai_max_tokens,
+            openai_temperature,
+            openai_timeout,
+            chat_daily_token_limit,
+            chat_global_daily_token_limit,
+            shutdown_timeout,
+            watchdog_interval,
+            warnings,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// The folder that holds the database (and the generated development secret).
+    pub fn data_dir(&self) -> PathBuf {
+        match self.database_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    /// A summary for `check-config`, secrets shown only as set / not set.
+    pub fn summary(&self) -> Vec<(String, String)> {
+        let set = |s: &Option<Secret>| if s.is_some() { "set" } else { "not set" }.to_string();
+        vec![
+            ("ENVIRONMENT".into(), self.environment.as_str().into()),
+            ("HOST".into(), self.host.to_string()),
+            ("PORT".into(), self.port.to_string()),
+            ("WS_PORT".into(), self.ws_port.to_string()),
+            ("DATABASE".into(), self.database_path.display().to_string()),
+            ("JWT_SECRET_KEY".into(), set(&self.jwt_secret)),
+            ("SMS_PROVIDER".into(), self.sms_provider.as_str().into()),
+            ("OPENAI_API_KEY".into(), set(&self.openai_api_key)),
+            ("OPENAI_BASE_URL".into(), self.openai_base_url.clone()),
+            ("OPENAI_MODEL".into(), self.openai_model.clone()),
+            ("APP_TIMEZONE".into(), self.app_timezone_name.clone()),
+            (
+                "RATE_LIMIT_ENABLED".into(),
+                self.rate_limit_enabled.to_string(),
+            ),
+            ("CORS_ORIGINS".into(), self.cors_origins.join(",")),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = Config::from_pairs(&[]).expect("defaults are valid");
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.ws_port, 8001);
+        assert_eq!(c.database_path, PathBuf::from("./data/wealthcoach.db"));
+        assert_eq!(c.access_token_ttl, Duration::from_secs(30 * 60));
+        assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.otp_max_attempts, 5);
+        assert_eq!(c.sms_daily_limit, 1000);
+        assert!(
+            !c.rate_limit_enabled,
+            "rate limiting is on by default only in production"
+        );
+        assert_eq!(c.sms_allowed_countries, vec!["91".to_string()]);
+    }
+
+    #[test]
+    fn production_refuses_weak_settings_naming_each() {
+        let errs = Config::from_pairs(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET_KEY", "short"),
+            ("DEBUG", "true"),
+        ])
+        .expect_err("must refuse");
+        assert!(
+            errs.iter().any(|e| e.starts_with("JWT_SECRET_KEY")),
+            "{errs:?}"
+        );
+        assert!(errs.iter().any(|e| e.starts_with("DEBUG")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("SMS_PROVIDER")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn secret_key_is_an_alias() {
+        let c = Config::from_pairs(&[("SECRET_KEY", "abc")]).expect("valid");
+        assert_eq!(c.jwt_secret.expect("set").expose(), "abc");
+    }
+
+    #[test]
+    fn lists_accept_json_or_commas() {
+        let a = Config::from_pairs(&[(
+            "CORS_ORIGINS",
+            r#"["https://a.example","https://b.example"]"#,
+        )])
+        .expect("valid");
+        let b = Config::from_pairs(&[("CORS_ORIGINS", "https://a.example, https://b.example")])
+            .expect("valid");
+        assert_eq!(a.cors_origins, b.cors_origins);
+        assert_eq!(a.cors_origins.len(), 2);
+    }
+
+    #[test]
+    fn database_url_forms() {
+        assert_eq!(
+            database_path_from_url("sqlite:///./data/x.db").expect("ok"),
+            PathBuf::from("./data/x.db")
+        );
+        assert_eq!(
+            database_path_from_url("sqlite:////var/lib/w/x.db").expect("ok"),
+            PathBuf::from("/var/lib/w/x.db")
+        );
+        assert_eq!(
+            database_path_from_url("/var/lib/w/x.db").expect("ok"),
+            PathBuf::from("/var/lib/w/x.db")
+        );
+        assert!(database_path_from_url("postgresql://x").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_each_reported() {
+        let errs = Config::from_pairs(&[("PORT", "eighty"), ("APP_TIMEZONE", "Mars/Olympus")])
+            .expect_err("invalid");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn redis_url_is_a_warning_not_an_error() {
+        let c = Config::from_pairs(&[("REDIS_URL", "redis://localhost")]).expect("valid");
+        assert!(c.warnings.iter().any(|w| w.contains("REDIS_URL")));
+    }
+}

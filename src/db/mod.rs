@@ -1,0 +1,238 @@
+//! The SQLite database: one writer connection behind a mutex (every write is one
+//! `BEGIN IMMEDIATE` transaction), and an r2d2 pool of readers that never wait for it (WAL).
+
+mod backup;
+mod migrate;
+
+pub use backup::{backup_to, integrity_check, restore_from};
+pub use migrate::{MIGRATIONS, apply_migrations};
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::config::{Config, Synchronous};
+use crate::error::{Error, Result};
+
+const BUSY_TIMEOUT_MS: u32 = 5000;
+
+pub struct Db {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+    /// Held for the life of the server so a second server or a `restore` cannot open the same
+    /// file underneath it.
+    _lock: File,
+    /// (device, inode) of the file at open: if they change, someone replaced or deleted it.
+    identity: Option<(u64, u64)>,
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+fn pragmas(sync: Synchronous) -> String {
+    let sync = match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    // busy_timeout first: the others may need the lock.
+    format!(
+        "PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+         PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = {sync};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;"
+    )
+}
+
+/// The lock file that marks a database as in use by a server.
+pub fn lock_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the server's lock on the database, or says who holds it.
+pub fn take_lock(db: &Path) -> std::result::Result<File, String> {
+    let path = lock_path(db);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "the database {} is in use by a running server (lock {})",
+            db.display(),
+            path.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+    }
+}
+
+/// Refuses a file that exists but is not a SQLite database, so a damaged file is never
+/// silently replaced by a fresh one.
+fn check_existing_file(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return Ok(());
+    };
+    let mut header = [0u8; 16];
+    let n = f
+        .read(&mut header)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if n == 0 {
+        // An empty file is what SQLite itself creates; treat it as a new database.
+        return Ok(());
+    }
+    if n < 16 || &header != b"SQLite format 3\0" {
+        return Err(format!(
+            "{} is not a SQLite database (damaged or wrong file); refusing to start. \
+             Restore a backup with `wealthcoach restore <file>`",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating the folder and file if needed), checks and migrates the database.
+    pub fn open(config: &Config) -> std::result::Result<Db, String> {
+        let path = config.database_path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let lock = take_lock(&path)?;
+        check_existing_file(&path)?;
+
+        let mut writer = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let init = pragmas(config.db_synchronous);
+        writer
+            .execute_batch(&init)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| format!("{}: cannot enable WAL: {e}", path.display()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(format!(
+                "{}: journal_mode is {mode}, not wal",
+                path.display()
+            ));
+        }
+        // A damaged file whose header survived shows up here, before anything writes to it.
+        let quick: String = writer
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| format!("{} is damaged: {e}", path.display()))?;
+        if quick != "ok" {
+            return Err(format!(
+                "{} failed its integrity check: {quick}",
+                path.display()
+            ));
+        }
+        apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
+
+        let reader_init = init.clone();
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| c.execute_batch(&reader_init));
+        let readers = r2d2::Pool::builder()
+            .max_size(config.db_pool_size)
+            .connection_timeout(Duration::from_secs(5))
+            .build(manager)
+            .map_err(|e| format!("cannot open reader pool: {e}"))?;
+        let identity = file_identity(&path);
+        Ok(Db {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+            _lock: lock,
+            identity,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite rolled back
+        // the open transaction when the Transaction was dropped during unwinding.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer; commits on `Ok`.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Runs `f` on a pooled read-only connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.readers.get()?;
+        f(&conn)
+    }
+
+    /// Is the database usable right now? Used by `/ready` and `/health/detailed`.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if file_identity(&self.path) != self.identity {
+            return Err("the database file was removed or replaced".into());
+        }
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM schema_migrations", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(Error::from)
+        })
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+    }
+
+    pub fn journal_mode(&self) -> Result<String> {
+        self.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+    }
+
+    /// Bytes of the main file plus its WAL.
+    pub fn size_bytes(&self) -> u64 {
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Online, consistent copy while the server keeps serving.
+    pub fn backup_to(&self, dest: &Path) -> std::result::Result<(), String> {
+        let conn = self.readers.get().map_err(|e| e.to_string())?;
+        backup::backup_connection(&conn, dest)
+    }
+
+    /// Folds the WAL into the main file; called at shutdown.
+    pub fn checkpoint(&self) {
+        let conn = self.writer();
+        if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+            log::warn!("WAL checkpoint at shutdown failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! HTTP: the listener and its handler pool, routing, request parsing and the error mapping.
+
+pub mod input;
+pub mod middleware;
+pub mod request;
+pub mod response;
+pub mod router;
+pub mod server;
+
+pub use input::{Fields, FromJson, Invalid};
+pub use request::Req;
+pub use response::Resp;
+pub use router::{Route, Router, route};

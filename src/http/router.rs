@@ -1,0 +1,192 @@
+//! Method + path pattern → handler. Patterns are `/api/v1/things/{id}`; a static segment
+//! beats a `{param}` one, so `/allocations/summary` wins over `/allocations/{id}`.
+
+use super::request::Req;
+use super::response::Resp;
+use crate::app::App;
+use crate::error::Error;
+
+pub type Handler = fn(&App, &Req) -> Result<Resp, Error>;
+
+/// How the cross-cutting checks treat a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Health, docs and metrics: never rate limited.
+    Exempt,
+    /// Everything else under the general limits.
+    Api,
+    /// Chat: also under the chat limit.
+    Chat,
+}
+
+pub struct Route {
+    pub method: &'static str,
+    pub pattern: &'static str,
+    pub handler: Handler,
+    pub class: Class,
+    /// False only for files behind a documented route (Swagger UI's assets).
+    pub documented: bool,
+}
+
+pub const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+    Route {
+        method,
+        pattern,
+        handler,
+        class: Class::Api,
+        documented: true,
+    }
+}
+
+impl Route {
+    pub const fn exempt(mut self) -> Route {
+        self.class = Class::Exempt;
+        self
+    }
+    pub const fn undocumented(mut self) -> Route {
+        self.documented = false;
+        self
+    }
+    pub const fn chat(mut self) -> Route {
+        self.class = Class::Chat;
+        self
+    }
+}
+
+/// Values of a route's `{name}` segments.
+pub type Params = Vec<(&'static str, String)>;
+
+pub enum Match<'r> {
+    Found(&'r Route, Params),
+    MethodNotAllowed(Vec<&'static str>),
+    NotFound,
+}
+
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+/// Static segments matched, or `None` if the pattern does not fit the path.
+fn fit(pattern: &'static str, path: &str) -> Option<(usize, Params)> {
+    let mut params = Vec::new();
+    let mut statics = 0;
+    let mut pat = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Some((statics, params)),
+            (Some(p), Some(g)) => {
+                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if g.is_empty() {
+                        return None;
+                    }
+                    params.push((name, super::request::percent_decode(g)));
+                } else if p == g {
+                    statics += 1;
+                } else {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Router {
+        Router { routes }
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub fn find(&self, method: &str, path: &str) -> Match<'_> {
+        // A trailing slash names the same resource (`/api/v1/health/`).
+        let path = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        // HEAD is answered like GET, without the body (tiny_http drops it).
+        let method = if method == "HEAD" { "GET" } else { method };
+        let mut best: Option<(usize, &Route, Params)> = None;
+        let mut allow: Vec<&'static str> = Vec::new();
+        for r in &self.routes {
+            let Some((statics, params)) = fit(r.pattern, path) else {
+                continue;
+            };
+            if !allow.contains(&r.method) {
+                allow.push(r.method);
+            }
+            if r.method == method && best.as_ref().is_none_or(|(s, _, _)| statics > *s) {
+                best = Some((statics, r, params));
+            }
+        }
+        match best {
+            Some((_, r, params)) => Match::Found(r, params),
+            None if allow.is_empty() => Match::NotFound,
+            None => {
+                if allow.contains(&"GET") {
+                    allow.push("HEAD");
+                }
+                allow.push("OPTIONS");
+                Match::MethodNotAllowed(allow)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(_: &App, _: &Req) -> Result<Resp, Error> {
+        Ok(Resp::empty(204))
+    }
+
+    fn router() -> Router {
+        Router::new(vec![
+            route("GET", "/api/v1/allocations/{allocation_id}", h),
+            route("PUT", "/api/v1/allocations/{allocation_id}", h),
+            route("GET", "/api/v1/allocations/summary", h),
+            route("GET", "/", h),
+        ])
+    }
+
+    #[test]
+    fn static_beats_param_and_params_are_decoded() {
+        let r = router();
+        match r.find("GET", "/api/v1/allocations/summary") {
+            Match::Found(route, params) => {
+                assert_eq!(route.pattern, "/api/v1/allocations/summary");
+                assert!(params.is_empty());
+            }
+            _ => panic!("expected a match"),
+        }
+        match r.find("GET", "/api/v1/allocations/a%20b/") {
+            Match::Found(_, params) => {
+                assert_eq!(params, vec![("allocation_id", "a b".to_string())])
+            }
+            _ => panic!("expected a match"),
+        }
+    }
+
+    #[test]
+    fn wrong_method_lists_allow_and_unknown_is_404() {
+        let r = router();
+        match r.find("DELETE", "/api/v1/allocations/x") {
+            Match::MethodNotAllowed(allow) => {
+                assert_eq!(allow, vec!["GET", "PUT", "HEAD", "OPTIONS"])
+            }
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(r.find("GET", "/nope"), Match::NotFound));
+        assert!(matches!(
+            r.find("GET", "/api/v1/allocations/"),
+            Match::NotFound
+        ));
+        assert!(matches!(r.find("HEAD", "/"), Match::Found(..)));
+    }
+}

@@ -1,0 +1,402 @@
+//! The HTTP listener: tiny_http's accept thread and per-connection readers, our bounded pool
+//! of handler threads, the dispatch that applies every cross-cutting rule in one place, and a
+//! watchdog for the accept loop.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
+
+use super::middleware;
+use super::request::{Req, parse_query};
+use super::response::Resp;
+use super::router::Match;
+use crate::app::App;
+use crate::error::Error;
+
+/// Requests whose unread body is drained on a side thread, at most this many at once.
+const MAX_DRAINING: usize = 256;
+static DRAINING: AtomicUsize = AtomicUsize::new(0);
+
+/// Binds a listening socket with the options accepted sockets inherit: TCP keepalive and
+/// `TCP_USER_TIMEOUT` so dead peers are reaped, and a send timeout so a client that never
+/// reads cannot hold a thread forever. No receive timeout: on the listening socket it would
+/// also time out `accept()`, which ends tiny_http's accept loop.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_keepalive(
+        &TcpKeepalive::new()
+            .with_time(Duration::from_secs(30))
+            .with_interval(Duration::from_secs(10))
+            .with_retries(3),
+    )?;
+    socket.set_tcp_user_timeout(Some(Duration::from_secs(60)))?;
+    socket.set_write_timeout(Some(Duration::from_secs(30)))?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl HttpServer {
+    pub fn start(app: Arc<App>, listener: TcpListener) -> Result<HttpServer, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let config = tiny_http::ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
+        let server =
+            tiny_http::Server::from_listener(listener, tiny_http::ListenAddr::IP(addr), config)
+                .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
+        let server = Arc::new(server);
+        let mut workers = Vec::new();
+        for i in 0..app.config.http_workers {
+            let app = app.clone();
+            let server = server.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("http-{i}"))
+                .spawn(move || worker(&app, &server))
+                .map_err(|e| format!("cannot start worker threads: {e}"))?;
+            workers.push(handle);
+        }
+        Ok(HttpServer {
+            server,
+            addr,
+            workers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops taking requests and waits (up to `deadline`) for the ones in flight.
+    pub fn stop(self, deadline: Instant) {
+        for w in self.workers {
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        // Dropping the server stops its accept thread once a connection wakes it.
+        drop(self.server);
+        let _ = TcpStream::connect_timeout(&local(self.addr), Duration::from_millis(200));
+    }
+}
+
+/// The address to reach a listener bound to a wildcard address.
+pub fn local(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
+fn worker(app: &App, server: &tiny_http::Server) {
+    loop {
+        if app.is_stopping() {
+            // Answer what is already queued, then go.
+            while let Ok(Some(rq)) = server.try_recv() {
+                handle(app, rq);
+            }
+            return;
+        }
+        match server.recv_timeout(Duration::from_millis(200)) {
+            Ok(Ok(Some(rq))) => handle(app, rq),
+            Ok(Ok(None)) => {}
+            // A malformed request: tiny_http already answered 400 and closed the connection.
+            Ok(Err(e)) => log::debug!("unreadable request: {e}"),
+            Err(e) => {
+                app.fail(format!("the HTTP accept loop stopped: {e}"));
+                return;
+            }
+        }
+    }
+}
+
+/// Checks that the listener still accepts connections; after three failures in a row it
+/// marks the process failed, and `main` exits non-zero so systemd restarts it.
+pub fn spawn_watchdog(app: Arc<App>, addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
+    let target = local(addr);
+    std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            let mut failures = 0;
+            let mut last = Instant::now();
+            while !app.is_stopping() {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.elapsed() < app.config.watchdog_interval {
+                    continue;
+                }
+                last = Instant::now();
+                match TcpStream::connect_timeout(&target, Duration::from_secs(2)) {
+                    Ok(_) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        log::warn!("watchdog: cannot connect to {target}: {e} ({failures}/3)");
+                        if failures >= 3 {
+                            app.fail(format!("the HTTP listener on {target} stopped accepting"));
+                            return;
+                        }
+                    }
+                }
+            }
+        })
+}
+
+fn header_value<'a>(rq: &'a tiny_http::Request, name: &str) -> Option<&'a str> {
+    rq.headers().get(name).map(|v| v.as_str())
+}
+
+/// The headers handlers may read. tiny_http offers lookup by name but no iteration.
+const KNOWN_HEADERS: &[&str] = &[
+    "authorization",
+    "content-type",
+    "origin",
+    "x-request-id",
+    "x-forwarded-for",
+    "idempotency-key",
+    "access-control-request-method",
+    "access-control-request-headers",
+    "user-agent",
+    "accept",
+];
+
+/// Counts bytes written to it; measures the headers without copying them.
+struct Counter(usize);
+
+impl std::fmt::Write for Counter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+/// An upper bound of the header block's size. tiny_http keeps headers private but for their
+/// `Debug` form, which holds every name and value plus a fixed overhead per header, so a huge
+/// line and a flood of small ones both push it over the limit.
+fn header_weight(rq: &tiny_http::Request) -> usize {
+    use std::fmt::Write;
+    let mut c = Counter(0);
+    let _ = write!(c, "{:?}", rq.headers());
+    c.0
+}
+
+/// What the dispatch learned about the body, so `respond` knows whether bytes are left.
+struct BodyState {
+    fully_read: bool,
+}
+
+fn handle(app: &App, mut rq: tiny_http::Request) {
+    let started = Instant::now();
+    let mut body = BodyState { fully_read: false };
+    let (req, mut resp) = dispatch(app, &mut rq, &mut body);
+    middleware::finish(&app.config, &req, &mut resp);
+    let elapsed = started.elapsed();
+    app.metrics.record(resp.status, elapsed);
+    log::info!(
+        "{} {} {} {:.1}ms rid={}",
+        req.method,
+        req.path,
+        resp.status,
+        elapsed.as_secs_f64() * 1000.0,
+        req.request_id
+    );
+    let unread = rq.body_length().unwrap_or(0) > 0 && !body.fully_read;
+    send(rq, resp, unread);
+}
+
+fn to_tiny(resp: Resp) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], resp.content_type.as_bytes())
+    {
+        out.add_header(h);
+    }
+    for (k, v) in resp.headers {
+        match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            Ok(h) => out.add_header(h),
+            Err(_) => log::warn!("dropped an invalid response header {k:?}"),
+        }
+    }
+    out
+}
+
+/// Writes the response. If the client declared a body we never read, tiny_http drains it when
+/// the request is dropped, which waits on the client; do that on a side thread so a hostile
+/// `Content-Length` cannot hold a handler thread.
+fn send(rq: tiny_http::Request, resp: Resp, unread: bool) {
+    let response = to_tiny(resp);
+    if unread && DRAINING.load(Ordering::Relaxed) < MAX_DRAINING {
+        DRAINING.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new()
+            .name("drain".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _ = rq.respond(response);
+                DRAINING.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            DRAINING.fetch_sub(1, Ordering::Relaxed);
+            log::warn!("could not start a drain thread; the request was dropped");
+        }
+        return;
+    }
+    if let Err(e) = rq.respond(response) {
+        log::debug!("writing a response failed: {e}");
+    }
+}
+
+fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Req, Resp) {
+    let url = rq.url().to_string();
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p.to_string(), parse_query(q)),
+        None => (url.clone(), Vec::new()),
+    };
+    let header_weight = header_weight(rq);
+    let headers: Vec<(String, String)> = KNOWN_HEADERS
+        .iter()
+        .filter_map(|name| header_value(rq, name).map(|v| (name.to_string(), v.to_string())))
+        .collect();
+    let peer = rq
+        .remote_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let client_ip = middleware::client_ip(
+        peer,
+        header_value(rq, "x-forwarded-for"),
+        &app.config.trusted_proxies,
+    );
+    let mut req = Req {
+        method: rq.method().as_str().to_ascii_uppercase(),
+        path: middleware::loggable_path(&path).to_string(),
+        query,
+        request_id: middleware::request_id(header_value(rq, "x-request-id")),
+        headers,
+        body: Vec::new(),
+        client_ip,
+        params: Vec::new(),
+    };
+
+    let result = (|| -> Result<Resp, Error> {
+        if header_weight > middleware::MAX_HEADER_WEIGHT {
+            return Err(Error::HeadersTooLarge);
+        }
+        // Preflight comes before authentication and rate limiting, on any path.
+        if req.method == "OPTIONS" {
+            return Ok(middleware::preflight(&app.config, req.header("origin")));
+        }
+        let (route, params) = match app.router.find(&req.method, &req.path) {
+            Match::Found(route, params) => (route, params),
+            Match::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
+            Match::NotFound => return Err(Error::not_found("Not Found")),
+        };
+        req.params = params;
+        if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+            check_content_type(req.header("content-type"))?;
+            req.body = read_body(rq, app.config.max_body_bytes, body)?;
+        }
+        app.before_handler(route, &req)?;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {
+            Ok(result) => result,
+            Err(_) => Err(Error::internal(format!(
+                "handler for {} panicked",
+                route.pattern
+            ))),
+        }
+    })();
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => error_response(&req, e),
+    };
+    (req, resp)
+}
+
+pub fn error_response(req: &Req, e: Error) -> Resp {
+    if let Error::Internal(msg) = &e {
+        log::error!("{} {} rid={}: {msg}", req.method, req.path, req.request_id);
+    }
+    let mut resp = Resp::json(e.status(), &e.body());
+    for (k, v) in e.headers() {
+        resp = resp.with_header(k, v);
+    }
+    resp
+}
+
+/// JSON routes refuse bodies declared as forms, multipart or XML (415); no type is fine.
+fn check_content_type(ct: Option<&str>) -> Result<(), Error> {
+    let Some(ct) = ct else { return Ok(()) };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let refused = essence == "application/x-www-form-urlencoded"
+        || essence.starts_with("multipart/")
+        || essence.ends_with("/xml")
+        || essence.ends_with("+xml");
+    if refused {
+        return Err(Error::UnsupportedMediaType { got: essence });
+    }
+    Ok(())
+}
+
+/// Reads the body with a hard cap: a declared length over the cap is refused before reading,
+/// and an undeclared (chunked) one is cut at cap + 1 bytes.
+fn read_body(
+    rq: &mut tiny_http::Request,
+    max: usize,
+    state: &mut BodyState,
+) -> Result<Vec<u8>, Error> {
+    if rq.body_length().is_some_and(|n| n > max) {
+        return Err(Error::PayloadTooLarge { limit: max });
+    }
+    let mut buf = Vec::with_capacity(rq.body_length().unwrap_or(0).min(max));
+    rq.as_reader()
+        .take(max as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| {
+            Error::Validation(vec![crate::error::FieldError::new(
+                vec![serde_json::Value::from("body")],
+                format!("Could not read the request body: {e}"),
+                "body_read_error",
+            )])
+        })?;
+    if buf.len() > max {
+        return Err(Error::PayloadTooLarge { limit: max });
+    }
+    state.fully_read = true;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(None).is_ok());
+        assert!(check_content_type(Some("application/json; charset=utf-8")).is_ok());
+        assert!(check_content_type(Some("text/plain")).is_ok());
+        for bad in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/xml",
+            "text/xml",
+            "application/soap+xml",
+        ] {
+            assert_eq!(check_content_type(Some(bad)).expect_err(bad).status(), 415);
+        }
+    }
+}

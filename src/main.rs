@@ -1,0 +1,142 @@
+//! The command line: `serve` (default), `migrate`, `backup <file>`, `restore <file>`,
+//! `check-config`.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use wealthcoach::{Config, db, logging};
+
+const HELP: &str = "\
+wealthcoach: the Wealth Coach AI server
+
+Usage: wealthcoach [COMMAND]
+
+Commands:
+  serve            Start the HTTP and WebSocket listeners (the default)
+  migrate          Apply database migrations and exit
+  backup <file>    Write a consistent copy of the database to <file> (safe while serving)
+  restore <file>   Replace the database with <file> after checking it (server stopped);
+                   the current database is kept aside as <db>.pre-restore-<time>
+  check-config     Validate the configuration, print a summary (no secrets) and exit
+  help, --help     Show this text
+
+Configuration comes from the environment and an optional .env file; see README.md.";
+
+fn load_config() -> Result<Config, ExitCode> {
+    match Config::from_env() {
+        Ok(c) => {
+            logging::init(c.log_level);
+            for w in &c.warnings {
+                log::warn!("{w}");
+            }
+            Ok(c)
+        }
+        Err(problems) => {
+            for p in problems {
+                eprintln!("configuration error: {p}");
+            }
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("cannot install the signal handler: {e}");
+            return ExitCode::from(1);
+        }
+    }
+    let running = match wealthcoach::start(config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    loop {
+        if let Some(why) = running.app.failure() {
+            // The listener is gone; exit so the supervisor restarts us.
+            log::error!("exiting: {why}");
+            return ExitCode::from(70);
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("stopping: finishing requests in flight");
+    running.shutdown();
+    log::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn with_db_path(f: impl FnOnce(&Config) -> Result<String, String>) -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match f(&config) {
+        Ok(msg) => {
+            println!("{msg}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).map(String::as_str);
+    match (arg(0), arg(1)) {
+        (None | Some("serve"), _) => serve(),
+        (Some("migrate"), _) => with_db_path(|c| {
+            let db = db::Db::open(c)?;
+            Ok(format!("database {} is up to date", db.path().display()))
+        }),
+        (Some("backup"), Some(file)) => with_db_path(|c| {
+            db::backup_to(&c.database_path, Path::new(file))?;
+            Ok(format!("backup written to {file} (integrity ok)"))
+        }),
+        (Some("restore"), Some(file)) => with_db_path(|c| {
+            let kept = db::restore_from(&c.database_path, Path::new(file))?;
+            Ok(match kept {
+                Some(p) => format!(
+                    "restored {file}; the previous database is kept at {}",
+                    p.display()
+                ),
+                None => format!("restored {file}"),
+            })
+        }),
+        (Some("check-config"), _) => with_db_path(|c| {
+            let mut out = String::from("configuration ok\n");
+            for (k, v) in c.summary() {
+                out.push_str(&format!("  {k}={v}\n"));
+            }
+            Ok(out.trim_end().to_string())
+        }),
+        (Some("help" | "--help" | "-h"), _) => {
+            println!("{HELP}");
+            ExitCode::SUCCESS
+        }
+        (Some(cmd @ ("backup" | "restore")), None) => {
+            eprintln!("usage: wealthcoach {cmd} <file>");
+            ExitCode::from(2)
+        }
+        (Some(other), _) => {
+            eprintln!("unknown command {other:?}\n\n{HELP}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! `/api/v1/metrics`, `/metrics` (Prometheus text) and `/api/v1/stats`: open from loopback, or
+//! with `Authorization: Bearer $METRICS_TOKEN`.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::App;
+use crate::error::Error;
+use crate::http::{Req, Resp};
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
+    if req.client_ip.is_loopback() {
+        return Ok(());
+    }
+    let bearer = req.header("authorization").and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    });
+    match (&app.config.metrics_token, bearer) {
+        (Some(token), Some(given))
+            if constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes()) =>
+        {
+            Ok(())
+        }
+        _ => Err(Error::Forbidden {
+            code: "forbidden",
+            detail: "Metrics are available from loopback or with the metrics token".into(),
+        }),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestCounts {
+    pub total: u64,
+    pub success: u64,
+    pub errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LatencyMs {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CacheMetrics {
+    pub enabled: bool,
+    pub hit_rate: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LlmMetrics {
+    pub model: String,
+    pub requests: u64,
+    pub total_tokens: u64,
+    pub errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WsMetrics {
+    pub connections: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MetricsResponse {
+    pub timestamp: String,
+    pub uptime_seconds: u64,
+    pub requests: RequestCounts,
+    pub latency_ms: LatencyMs,
+    pub cache: CacheMetrics,
+    pub llm: LlmMetrics,
+    pub websocket: WsMetrics,
+}
+
+fn snapshot(app: &App) -> MetricsResponse {
+    let m = &app.metrics;
+    let p = m.latency_ms();
+    MetricsResponse {
+        timestamp: app.clock.iso(),
+        uptime_seconds: m.uptime().as_secs(),
+        requests: RequestCounts {
+            total: m.requests_total.load(Ordering::Relaxed),
+            success: m.requests_success.load(Ordering::Relaxed),
+            errors: m.requests_errors.load(Ordering::Relaxed),
+        },
+        latency_ms: LatencyMs {
+            p50: p.p50,
+            p95: p.p95,
+            p99: p.p99,
+        },
+        cache: CacheMetrics {
+            enabled: app.config.cache_enabled,
+            hit_rate: m.cache_hit_rate(),
+        },
+        llm: LlmMetrics {
+            model: app.config.openai_model.clone(),
+            requests: m.llm_requests.load(Ordering::Relaxed),
+            total_tokens: m.llm_tokens.load(Ordering::Relaxed),
+            errors: m.llm_errors.load(Ordering::Relaxed),
+        },
+        websocket: WsMetrics {
+            connections: m.ws_connections.load(Ordering::Relaxed),
+        },
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/metrics", tag = "service",
+    responses((status = 200, description = "Counters since start", body = MetricsResponse),
+              (status = 403, description = "Not from loopback and no metrics token")))]
+pub fn metrics_json(app: &App, req: &Req) -> Result<Resp, Error> {
+    require_operator(app, req)?;
+    Ok(Resp::json(200, &snapshot(app)))
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "The same counters in Prometheus text format", content_type = "text/plain"),
+              (status = 403, description = "Not from loopback and no metrics token")))]
+pub fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
+    require_operator(app, req)?;
+    let s = snapshot(app);
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(&str, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in lines {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    metric(
+        "wealthcoach_uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        &[("", s.uptime_seconds.to_string())],
+    );
+    metric(
+        "wealthcoach_http_requests_total",
+        "counter",
+        "HTTP requests answered, by outcome.",
+        &[
+            ("{outcome=\"success\"}", s.requests.success.to_string()),
+            ("{outcome=\"error\"}", s.requests.errors.to_string()),
+        ],
+    );
+    metric(
+        "wealthcoach_http_request_duration_ms",
+        "summary",
+        "Latency of recent HTTP requests in milliseconds.",
+        &[
+            ("{quantile=\"0.5\"}", s.latency_ms.p50.to_string()),
+            ("{quantile=\"0.95\"}", s.latency_ms.p95.to_string()),
+            ("{quantile=\"0.99\"}", s.latency_ms.p99.to_string()),
+        ],
+    );
+    metric(
+        "wealthcoach_cache_hit_ratio",
+        "gauge",
+        "Cache hits over lookups.",
+        &[("", s.cache.hit_rate.to_string())],
+    );
+    metric(
+        "wealthcoach_llm_requests_total",
+        "counter",
+        "Upstream LLM requests.",
+        &[("", s.llm.requests.to_string())],
+    );
+    metric(
+        "wealthcoach_llm_tokens_total",
+        "counter",
+        "LLM tokens used.",
+        &[("", s.llm.total_tokens.to_string())],
+    );
+    metric(
+        "wealthcoach_llm_errors_total",
+        "counter",
+        "Failed LLM requests.",
+        &[("", s.llm.errors.to_string())],
+    );
+    metric(
+        "wealthcoach_websocket_connections",
+        "gauge",
+        "Open WebSocket connections.",
+        &[("", s.websocket.connections.to_string())],
+    );
+    Ok(Resp::bytes(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        out.into_bytes(),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserStats {
+    pub total: i64,
+    pub active_today: i64,
+    pub active_this_week: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationStats {
+    pub total: i64,
+    pub today: i64,
+    pub average_length: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryStats {
+    pub total: i64,
+    pub today: i64,
+    pub average_response_time_ms: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CostStats {
+    pub llm_tokens_today: i64,
+    pub estimated_cost_today: f64,
+    pub estimated_cost_month: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct StatsResponse {
+    pub users: UserStats,
+    pub conversations: ConversationStats,
+    pub queries: QueryStats,
+    pub costs: CostStats,
+}
+
+#[utoipa::path(get, path = "/api/v1/stats", tag = "service",
+    responses((status = 200, description = "Real counts from the database", body = StatsResponse),
+              (status = 403, description = "Not from loopback and no metrics token")))]
+pub fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
+    require_operator(app, req)?;
+    let now = app.clock.now();
+    let today = now.strftime("%Y-%m-%d").to_string();
+    let day_start = format!("{today}T00:00:00Z");
+    let week_start = crate::clock::iso(
+        now.checked_sub(jiff::SignedDuration::from_hours(24 * 7))
+            .unwrap_or(now),
+    );
+    let month_prefix = now.strftime("%Y-%m").to_string();
+    let body = app.db.read(|c| {
+        let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
+            c.query_row(sql, p, |r| r.get::<_, Option<i64>>(0)).map(|v| v.unwrap_or(0))
+        };
+        let avg = |sql: &str| -> rusqlite::Result<f64> {
+            c.query_row(sql, [], |r| r.get::<_, Option<f64>>(0))
+                .map(|v| (v.unwrap_or(0.0) * 100.0).round() / 100.0)
+        };
+        Ok(StatsResponse {
+            users: UserStats {
+                total: one("SELECT count(*) FROM users", &[])?,
+                active_today: one("SELECT count(*) FROM users WHERE last_seen_at >= ?1", &[&day_start])?,
+                active_this_week: one("SELECT count(*) FROM users WHERE last_seen_at >= ?1", &[&week_start])?,
+            },
+            conversations: ConversationStats {
+                total: one("SELECT count(*) FROM chat_sessions", &[])?,
+                today: one("SELECT count(*) FROM chat_sessions WHERE created_at >= ?1", &[&day_start])?,
+                average_length: avg(
+                    "SELECT avg(n) FROM (SELECT count(*) AS n FROM chat_messages GROUP BY session_id)",
+                )?,
+            },
+            queries: QueryStats {
+                total: one("SELECT count(*) FROM chat_messages WHERE role = 'user'", &[])?,
+                today: one(
+                    "SELECT count(*) FROM chat_messages WHERE role = 'user' AND created_at >= ?1",
+                    &[&day_start],
+                )?,
+                average_response_time_ms: avg(
+                    "SELECT avg(response_ms) FROM chat_messages WHERE role = 'assistant' AND response_ms IS NOT NULL",
+                )?,
+            },
+            costs: CostStats {
+                llm_tokens_today: one("SELECT sum(tokens) FROM llm_usage_daily WHERE day = ?1", &[&today])?,
+                estimated_cost_today: one("SELECT sum(cost_micros) FROM llm_usage_daily WHERE day = ?1", &[&today])?
+                    as f64
+                    / 1e6,
+                estimated_cost_month: one(
+                    "SELECT sum(cost_micros) FROM llm_usage_daily WHERE substr(day, 1, 7) = ?1",
+                    &[&month_prefix],
+                )? as f64
+                    / 1e6,
+            },
+        })
+    })?;
+    Ok(Resp::json(200, &body))
+}

@@ -1,0 +1,70 @@
+//! The one source of randomness: the operating system's CSPRNG.
+
+/// Fills a buffer from the OS. If the OS cannot give randomness the process cannot issue
+/// safe codes or tokens at all, so this is the one place that stops it.
+pub fn fill(buf: &mut [u8]) {
+    if let Err(e) = getrandom::fill(buf) {
+        log::error!("the operating system refused randomness: {e}");
+        std::process::abort();
+    }
+}
+
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    fill(&mut b);
+    b
+}
+
+pub fn hex(n_bytes: usize) -> String {
+    let mut b = vec![0u8; n_bytes];
+    fill(&mut b);
+    to_hex(&b)
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A random (v4) UUID string: every id we hand out.
+pub fn uuid() -> String {
+    uuid::Builder::from_random_bytes(bytes::<16>())
+        .into_uuid()
+        .to_string()
+}
+
+/// A number in 0..bound without modulo bias.
+pub fn below(bound: u32) -> u32 {
+    let zone = u32::MAX - (u32::MAX % bound);
+    loop {
+        let v = u32::from_le_bytes(bytes::<4>());
+        if v < zone {
+            return v % bound;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_v4_and_distinct() {
+        let a = uuid();
+        let b = uuid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.as_bytes()[14], b'4', "version nibble");
+    }
+
+    #[test]
+    fn below_stays_in_range() {
+        for _ in 0..1000 {
+            assert!(below(10) < 10);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The WebSocket listener on `WS_PORT`: its own `TcpListener`, a thread per socket, and a
+//! loop with a short read timeout so one thread can push frames, answer pings, notice a
+//! dead peer and a server stop. `/ws/chat` and `/ws/notifications` are served; any other
+//! path gets a 404 at the handshake, and a request that is not an upgrade gets a 426.
+
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::{Message, WebSocket};
+
+use crate::app::App;
+
+/// How long a client may take to finish the HTTP upgrade.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The poll interval of a socket's loop: how fast it notices frames to push or a stop.
+const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Notifications,
+}
+
+impl Endpoint {
+    fn from_path(path: &str) -> Option<Endpoint> {
+        match path.trim_end_matches('/') {
+            "/ws/chat" => Some(Endpoint::Chat),
+            "/ws/notifications" => Some(Endpoint::Notifications),
+            _ => None,
+        }
+    }
+}
+
+/// What the handshake learned: where the client wants to go and the `?token=` it brought.
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    pub endpoint: Option<Endpoint>,
+    pub token: Option<String>,
+}
+
+pub struct WsServer {
+    addr: SocketAddr,
+    accept: JoinHandle<()>,
+}
+
+impl WsServer {
+    pub fn start(app: Arc<App>, listener: TcpListener) -> Result<WsServer, String> {
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let accept = std::thread::Builder::new()
+            .name("ws-accept".into())
+            .spawn(move || accept_loop(&app, &listener))
+            .map_err(|e| format!("cannot start the WebSocket listener: {e}"))?;
+        Ok(WsServer { addr, accept })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Wakes the accept loop (it checks the stop flag after each accept) and waits for it.
+    pub fn stop(self, deadline: Instant) {
+        let _ = TcpStream::connect_timeout(
+            &crate::http::server::local(self.addr),
+            Duration::from_millis(200),
+        );
+        while !self.accept.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn accept_loop(app: &Arc<App>, listener: &TcpListener) {
+    loop {
+        let accepted = listener.accept();
+        if app.is_stopping() {
+            return;
+        }
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // EMFILE and friends pass; back off instead of spinning or giving up.
+                log::warn!("ws accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let open = app.metrics.ws_connections.load(Ordering::Relaxed);
+        if open >= app.config.ws_max_connections as i64 {
+            log::warn!("ws: refusing a connection, {open} already open");
+            refuse(stream, 503, "Too many connections");
+            continue;
+        }
+        let app = app.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ws".into())
+            .stack_size(256 * 1024)
+            .spawn(move || serve(&app, stream));
+        if let Err(e) = spawned {
+            log::error!("ws: cannot start a socket thread: {e}");
+        }
+    }
+}
+
+/// A plain HTTP answer on the WebSocket port, for requests that never became a WebSocket.
+fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
+    let reason = match status {
+        400 => "Bad Request",
+        426 => "Upgrade Required",
+        _ => "Service Unavailable",
+    };
+    let body = json!({"detail": detail, "code": if status == 426 { "upgrade_required" } else { "bad_request" }})
+        .to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
+}
+
+pub fn ws_config(app: &App) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(app.config.ws_max_frame_bytes))
+        .max_frame_size(Some(app.config.ws_max_frame_bytes))
+}
+
+fn query_token(query: Option<&str>) -> Option<String> {
+    let pairs = crate::http::request::parse_query(query?);
+    pairs
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+fn serve(app: &Arc<App>, stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_nodelay(true);
+    let Ok(spare) = stream.try_clone() else {
+        return;
+    };
+    let mut upgrade = Upgrade::default();
+    // tungstenite's callback type fixes the error type; its size is not ours to choose.
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        let endpoint = Endpoint::from_path(req.uri().path());
+        if endpoint.is_none() {
+            let mut e = ErrorResponse::new(Some(
+                json!({"detail": "Not Found", "code": "not_found"}).to_string(),
+            ));
+            *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+            return Err(e);
+        }
+        upgrade.endpoint = endpoint;
+        upgrade.token = query_token(req.uri().query());
+        Ok(resp)
+    };
+    let ws = match tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(app))) {
+        Ok(ws) => ws,
+        Err(tungstenite::HandshakeError::Failure(e)) => {
+            // Our callback's 404 was already written; anything else was not a valid upgrade.
+            if !matches!(e, tungstenite::Error::Http(_)) {
+                log::debug!("ws handshake refused: {e}");
+                refuse(
+                    spare,
+                    426,
+                    "This port serves WebSocket upgrades for /ws/chat and /ws/notifications",
+                );
+            }
+            return;
+        }
+        Err(tungstenite::HandshakeError::Interrupted(_)) => {
+            refuse(
+                spare,
+                400,
+                "The WebSocket handshake did not complete in time",
+            );
+            return;
+        }
+    };
+    let Some(endpoint) = upgrade.endpoint else {
+        return;
+    };
+    let _ = ws.get_ref().set_read_timeout(Some(POLL));
+    app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let mut socket = Socket { ws, endpoint };
+    socket.run(app);
+    app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One accepted WebSocket and what it serves.
+pub struct Socket {
+    pub ws: WebSocket<TcpStream>,
+    pub endpoint: Endpoint,
+}
+
+/// What ended a socket's loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    ClientClosed,
+    Gone,
+    ServerStopping,
+    TooBig,
+}
+
+impl Socket {
+    pub fn send_json(&mut self, v: &Value) -> Result<(), tungstenite::Error> {
+        self.ws.send(Message::text(v.to_string()))
+    }
+
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        let _ = self.ws.close(Some(CloseFrame {
+            code,
+            reason: reason.to_string().into(),
+        }));
+        // Give the close frame a moment to leave and the client's reply to arrive.
+        let until = Instant::now() + Duration::from_millis(500);
+        while Instant::now() < until {
+            match self.ws.read() {
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads one frame, waiting at most the poll interval. `Ok(None)`: nothing yet.
+    pub fn poll(&mut self) -> Result<Option<Message>, Ended> {
+        match self.ws.read() {
+            Ok(Message::Close(_)) => Err(Ended::ClientClosed),
+            Ok(m) => Ok(Some(m)),
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                // tungstenite queues pong replies; push them out while idle.
+                let _ = self.ws.flush();
+                Ok(None)
+            }
+            Err(tungstenite::Error::Capacity(_)) => Err(Ended::TooBig),
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                Err(Ended::ClientClosed)
+            }
+            Err(_) => Err(Ended::Gone),
+        }
+    }
+
+    fn run(&mut self, app: &App) {
+        let ended = loop {
+            if app.is_stopping() {
+                break Ended::ServerStopping;
+            }
+            match self.poll() {
+                Ok(None) => {}
+                Ok(Some(Message::Text(t))) => {
+                    if let Some(reply) = basic_reply(t.as_str())
+                        && self.send_json(&reply).is_err()
+                    {
+                        break Ended::Gone;
+                    }
+                }
+                Ok(Some(_)) => {}
+                Err(e) => break e,
+            }
+        };
+        match ended {
+            Ended::ServerStopping => self.close(CloseCode::Away, "Server shutting down"),
+            Ended::TooBig => self.close(CloseCode::Size, "Message too big"),
+            Ended::ClientClosed | Ended::Gone => {}
+        }
+        log::debug!("ws {:?} socket ended: {ended:?}", self.endpoint);
+    }
+}
+
+/// Replies every endpoint shares: `ping` → `pong`, and errors for what it cannot read.
+pub fn basic_reply(text: &str) -> Option<Value> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Some(error_frame("invalid_json", "Invalid JSON format"));
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("ping") => Some(json!({"type": "pong"})),
+        Some(other) => Some(error_frame(
+            "unknown_type",
+            &format!("Unknown message type: {other}"),
+        )),
+        None => Some(error_frame("unknown_type", "Unknown message type: None")),
+    }
+}
+
+pub fn error_frame(code: &str, message: &str) -> Value {
+    json!({"type": "error", "code": code, "message": message})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_and_tokens() {
+        assert_eq!(Endpoint::from_path("/ws/chat"), Some(Endpoint::Chat));
+        assert_eq!(
+            Endpoint::from_path("/ws/notifications/"),
+            Some(Endpoint::Notifications)
+        );
+        assert_eq!(Endpoint::from_path("/ws/other"), None);
+        assert_eq!(
+            query_token(Some("a=1&token=abc%2Edef")),
+            Some("abc.def".into())
+        );
+        assert_eq!(query_token(Some("token=")), None);
+        assert_eq!(query_token(None), None);
+    }
+
+    #[test]
+    fn replies() {
+        assert_eq!(
+            basic_reply(r#"{"type":"ping"}"#),
+            Some(json!({"type":"pong"}))
+        );
+        assert_eq!(
+            basic_reply("{nope").and_then(|v| v["message"].as_str().map(String::from)),
+            Some("Invalid JSON format".into())
+        );
+        assert_eq!(
+            basic_reply(r#"{"type":"dance"}"#)
+                .and_then(|v| v["message"].as_str().map(String::from)),
+            Some("Unknown message type: dance".into())
+        );
+    }
+}
