@@ -2,6 +2,7 @@
 //! `WS_PORT`), one SQLite file. `start` builds everything; `main.rs` is the command line.
 
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod db;
