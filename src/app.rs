@@ -3,10 +3,14 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::auth::sms::SmsSender;
+use crate::auth::tokens::Keys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
+use crate::http::ratelimit::{Quota, RateLimiter, ip_key};
+use crate::http::router::Class;
 use crate::http::router::Route;
 use crate::http::{Req, Router};
 use crate::ops::metrics::Metrics;
@@ -17,13 +21,31 @@ pub struct App {
     pub router: Router,
     pub metrics: Metrics,
     pub clock: Clock,
+    pub keys: Keys,
+    pub sms: Box<dyn SmsSender>,
+    pub limiter: RateLimiter,
+    /// Access tokens logged out before their expiry (by `jti`); they live no longer than
+    /// an access token does.
+    pub revoked_access: moka::sync::Cache<String, ()>,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl App {
     pub fn new(config: Config, db: Db) -> App {
+        let secret = config
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .unwrap_or_default();
         App {
+            keys: Keys::new(&secret),
+            sms: crate::auth::sms::from_config(&config),
+            limiter: RateLimiter::default(),
+            revoked_access: moka::sync::Cache::builder()
+                .time_to_live(config.access_token_ttl)
+                .max_capacity(1_000_000)
+                .build(),
             config,
             db,
             router: crate::routes(),
@@ -65,8 +87,60 @@ impl App {
         0
     }
 
-    /// Checks that run after routing and before the handler (rate limits live here).
-    pub fn before_handler(&self, _route: &Route, _req: &Req) -> Result<(), Error> {
+    /// Checks that run after routing and before the handler: the request-rate limits, per
+    /// user when the bearer token is valid, else per client address.
+    pub fn before_handler(&self, route: &Route, req: &Req) -> Result<(), Error> {
+        let c = &self.config;
+        let now = self.clock.unix();
+        let refuse = |r: crate::http::ratelimit::Refusal| Error::RateLimited {
+            limit: r.limit,
+            retry_after: r.retry_after as u64,
+            reset_at: r.reset_at,
+        };
+        if route.class == Class::Sensitive {
+            // Always on: these answers tell whether an account exists.
+            let key = format!("sensitive:{}", ip_key(req.client_ip));
+            let q = [Quota {
+                limit: 10,
+                window: 60,
+            }];
+            self.limiter.check(&key, &q, now).map_err(refuse)?;
+        }
+        if !c.rate_limit_enabled || route.class == Class::Exempt {
+            return Ok(());
+        }
+        // Only the signature is checked here (no database): a forged token cannot pass, and
+        // the handler still does the full check.
+        let key = crate::auth::bearer(req)
+            .and_then(|t| {
+                crate::auth::tokens::verify(self, t, crate::auth::tokens::Kind::Access).ok()
+            })
+            .map(|v| format!("user:{}", v.claims.user_id))
+            .unwrap_or_else(|| ip_key(req.client_ip));
+        let quotas = [
+            Quota {
+                limit: c.rate_limit_per_minute,
+                window: 60,
+            },
+            Quota {
+                limit: c.rate_limit_per_hour,
+                window: 3600,
+            },
+            Quota {
+                limit: c.rate_limit_per_day,
+                window: 86_400,
+            },
+        ];
+        self.limiter.check(&key, &quotas, now).map_err(refuse)?;
+        if route.class == Class::Chat {
+            let q = [Quota {
+                limit: c.chat_rate_limit_per_minute,
+                window: 60,
+            }];
+            self.limiter
+                .check(&format!("chat:{key}"), &q, now)
+                .map_err(refuse)?;
+        }
         Ok(())
     }
 }

@@ -74,6 +74,12 @@ pub enum Error {
         detail: String,
         retry_after: u64,
     },
+    /// 429 from the request-rate limiter, with the `X-RateLimit-*` headers.
+    RateLimited {
+        limit: u32,
+        retry_after: u64,
+        reset_at: i64,
+    },
     /// 502 (`timeout == false`) or 504: the SMS gateway or the LLM failed.
     Upstream {
         code: &'static str,
@@ -128,7 +134,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::HeadersTooLarge => 431,
-            Error::TooManyRequests { .. } => 429,
+            Error::TooManyRequests { .. } | Error::RateLimited { .. } => 429,
             Error::Upstream { timeout, .. } => {
                 if *timeout {
                     504
@@ -157,6 +163,7 @@ impl Error {
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::HeadersTooLarge => "headers_too_large",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal_error",
         }
     }
@@ -182,6 +189,7 @@ impl Error {
                 "Unsupported media type {got:?}: send application/json"
             )),
             Error::HeadersTooLarge => Value::from("Request headers too large"),
+            Error::RateLimited { .. } => Value::from("Rate limit exceeded. Please slow down."),
             Error::Internal(_) => Value::from("Internal server error"),
         }
     }
@@ -198,6 +206,16 @@ impl Error {
             Error::TooManyRequests { retry_after, .. } => {
                 vec![("Retry-After", retry_after.max(&1).to_string())]
             }
+            Error::RateLimited {
+                limit,
+                retry_after,
+                reset_at,
+            } => vec![
+                ("Retry-After", retry_after.max(&1).to_string()),
+                ("X-RateLimit-Limit", limit.to_string()),
+                ("X-RateLimit-Remaining", "0".into()),
+                ("X-RateLimit-Reset", reset_at.to_string()),
+            ],
             Error::Unavailable { .. } => vec![("Retry-After", "1".into())],
             _ => Vec::new(),
         }

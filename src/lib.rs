@@ -23,7 +23,8 @@ pub use config::Config;
 
 /// Every route of the HTTP API, gathered from the modules that own them.
 pub fn routes() -> http::Router {
-    let routes = ops::routes();
+    let mut routes = ops::routes();
+    routes.extend(auth::routes());
     http::Router::new(routes)
 }
 

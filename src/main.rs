@@ -21,6 +21,10 @@ Commands:
   restore <file>   Replace the database with <file> after checking it (server stopped);
                    the current database is kept aside as <db>.pre-restore-<time>
   check-config     Validate the configuration, print a summary (no secrets) and exit
+  user deactivate <mobile|email>
+                   Block a user: every request and login gets 403, every session is revoked
+  user activate <mobile|email>
+                   Unblock a user (sessions revoked earlier stay revoked)
   help, --help     Show this text
 
 Configuration comes from the environment and an optional .env file; see README.md.";
@@ -126,6 +130,30 @@ fn main() -> ExitCode {
             }
             Ok(out.trim_end().to_string())
         }),
+        (Some("user"), Some(action @ ("activate" | "deactivate"))) => match arg(2) {
+            Some(who) => with_db_path(|c| {
+                // A plain connection, not `Db::open`: this runs beside a live server.
+                let mut conn = db::open_for_admin(&c.database_path)?;
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(|e| e.to_string())?;
+                let now = jiff::Timestamp::now().as_second();
+                let active = action == "activate";
+                let id = wealthcoach::auth::users::set_active(
+                    &tx,
+                    who,
+                    active,
+                    &c.default_country_code,
+                    now,
+                )?;
+                tx.commit().map_err(|e| e.to_string())?;
+                Ok(format!("user {id} {action}d"))
+            }),
+            None => {
+                eprintln!("usage: wealthcoach user {action} <mobile|email>");
+                ExitCode::from(2)
+            }
+        },
         (Some("help" | "--help" | "-h"), _) => {
             println!("{HELP}");
             ExitCode::SUCCESS

@@ -1,1 +1,109 @@
+//! Authentication: phone OTP, passwords, rotating refresh tokens, and the guard every
+//! protected route calls.
+
+pub mod handlers;
+pub mod identity;
+pub mod lockout;
+pub mod me;
+pub mod otp;
+pub mod password;
 pub mod sms;
+pub mod tokens;
+pub mod users;
+
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Req, Route, route};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        route("POST", "/api/v1/auth/send-otp", handlers::send_otp),
+        route("POST", "/api/v1/auth/verify-otp", handlers::verify_otp),
+        route("POST", "/api/v1/auth/login-otp", handlers::login_otp),
+        route("POST", "/api/v1/auth/register", handlers::register),
+        route("POST", "/api/v1/auth/login", handlers::login),
+        route("POST", "/api/v1/auth/refresh", handlers::refresh),
+        route("POST", "/api/v1/auth/logout", handlers::logout),
+        route("POST", "/api/v1/auth/check-mobile", handlers::check_mobile).sensitive(),
+        route(
+            "GET",
+            "/api/v1/auth/password-requirements",
+            handlers::password_requirements,
+        ),
+        route("GET", "/api/v1/users/me", me::get_me),
+        route("PATCH", "/api/v1/users/me", me::patch_me),
+        route("DELETE", "/api/v1/users/me", me::delete_me),
+    ]
+}
+
+pub fn deactivated() -> Error {
+    Error::Forbidden {
+        code: "account_deactivated",
+        detail: "This account has been deactivated".into(),
+    }
+}
+
+/// The caller of a protected route.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub user: users::User,
+    /// The access token's id, for logout.
+    pub jti: String,
+    pub expires_at: i64,
+}
+
+/// The bearer token of a request, if it sent one.
+pub fn bearer(req: &Req) -> Option<&str> {
+    let h = req.header("authorization")?;
+    let (scheme, token) = h.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks an access token fully: signature, expiry, type, revocation, the user's state.
+pub fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result<AuthUser> {
+    let refuse = |code: &'static str, detail: &str| Error::Unauthorized {
+        code,
+        detail: detail.into(),
+        bearer: bearer_header,
+    };
+    let verified = match tokens::verify(app, token, tokens::Kind::Access) {
+        Ok(v) => v,
+        Err("expired") => return Err(refuse("token_expired", "Token has expired")),
+        Err("wrong_type") => return Err(refuse("invalid_token_type", "Invalid token type")),
+        Err(_) => return Err(tokens::invalid_token(bearer_header)),
+    };
+    if app.revoked_access.contains_key(&verified.jti) {
+        return Err(refuse("token_revoked", "Token has been revoked"));
+    }
+    let user = app
+        .db
+        .read(|c| users::by_id(c, &verified.claims.user_id))?
+        .ok_or_else(|| tokens::invalid_token(bearer_header))?;
+    if user.token_version != verified.claims.ver {
+        return Err(refuse("token_revoked", "Token has been revoked"));
+    }
+    if !user.is_active {
+        return Err(deactivated());
+    }
+    Ok(AuthUser {
+        user,
+        jti: verified.jti,
+        expires_at: verified.expires_at,
+    })
+}
+
+/// The guard of every protected route: 401 with `WWW-Authenticate: Bearer` for a missing,
+/// bad, expired, revoked or wrong-type token; 403 for a deactivated account.
+pub fn require_user(app: &App, req: &Req) -> Result<AuthUser> {
+    let Some(token) = bearer(req) else {
+        return Err(Error::Unauthorized {
+            code: "not_authenticated",
+            detail: "Not authenticated".into(),
+            bearer: true,
+        });
+    };
+    authenticate_token(app, token, true)
+}

@@ -51,6 +51,20 @@ fn pragmas(sync: Synchronous) -> String {
     )
 }
 
+/// A connection for operator commands that run beside a live server (`user deactivate`):
+/// no lock, no migrations, the same pragmas.
+pub fn open_for_admin(path: &Path) -> std::result::Result<Connection, String> {
+    if !path.exists() {
+        return Err(format!("{}: no database there", path.display()));
+    }
+    check_existing_file(path)?;
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    conn.execute_batch(&pragmas(Synchronous::Full))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(conn)
+}
+
 /// The lock file that marks a database as in use by a server.
 pub fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();

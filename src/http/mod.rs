@@ -2,6 +2,7 @@
 
 pub mod input;
 pub mod middleware;
+pub mod ratelimit;
 pub mod request;
 pub mod response;
 pub mod router;

@@ -17,6 +17,8 @@ pub enum Class {
     Api,
     /// Chat: also under the chat limit.
     Chat,
+    /// Lookups that reveal whether an account exists: a tight per-address limit, always on.
+    Sensitive,
 }
 
 pub struct Route {
@@ -45,6 +47,10 @@ impl Route {
     }
     pub const fn undocumented(mut self) -> Route {
         self.documented = false;
+        self
+    }
+    pub const fn sensitive(mut self) -> Route {
+        self.class = Class::Sensitive;
         self
     }
     pub const fn chat(mut self) -> Route {

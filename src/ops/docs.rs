@@ -43,6 +43,18 @@ impl utoipa::Modify for BearerAuth {
         super::observe::stats,
         openapi_json,
         swagger,
+        crate::auth::handlers::send_otp,
+        crate::auth::handlers::verify_otp,
+        crate::auth::handlers::login_otp,
+        crate::auth::handlers::register,
+        crate::auth::handlers::login,
+        crate::auth::handlers::refresh,
+        crate::auth::handlers::logout,
+        crate::auth::handlers::check_mobile,
+        crate::auth::handlers::password_requirements,
+        crate::auth::me::get_me,
+        crate::auth::me::patch_me,
+        crate::auth::me::delete_me,
     )
 )]
 pub struct ApiDoc;

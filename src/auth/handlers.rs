@@ -1,0 +1,508 @@
+//! `/api/v1/auth/*`: parse the input, call the domain, map the result.
+
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::identity::{Email, FullName, MobileNumber, OtpCode, PasswordInput, RawMobile};
+use super::otp::{self, Check};
+use super::tokens::{self, Rotation, TokenResponse};
+use super::{lockout, password, users};
+use crate::app::App;
+use crate::error::{Error, Result};
+use crate::http::{Fields, Req, Resp};
+
+/// Reads `mobile_number` and parses it with the configured default country.
+fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<MobileNumber>> {
+    let raw = if required {
+        Some(f.required::<RawMobile>("mobile_number")?)
+    } else {
+        f.optional::<RawMobile>("mobile_number")?
+    };
+    let Some(RawMobile(raw)) = raw else {
+        return Ok(None);
+    };
+    match MobileNumber::parse(&raw, &app.config.default_country_code) {
+        Ok(m) => Ok(Some(m)),
+        Err(inv) => {
+            f.reject("mobile_number", inv.msg, inv.kind);
+            Err(Error::validation(
+                &["body", "mobile_number"],
+                "invalid",
+                "value_error",
+            ))
+        }
+    }
+}
+
+fn mobile_and_otp(app: &App, req: &Req) -> Result<(MobileNumber, OtpCode)> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, true);
+    let code = f.required::<OtpCode>("otp");
+    f.finish()?;
+    let mobile = mobile?.ok_or_else(|| {
+        Error::validation(&["body", "mobile_number"], "Field required", "missing")
+    })?;
+    Ok((mobile, code?))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MobileRequest {
+    #[schema(example = "9876543210")]
+    pub mobile_number: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OtpSentResponse {
+    pub success: bool,
+    pub message: String,
+    pub expires_in: u64,
+    pub resend_after: u64,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/send-otp", tag = "auth", request_body = MobileRequest,
+    responses((status = 200, body = OtpSentResponse),
+              (status = 422, description = "Bad number, or `country_not_allowed`"),
+              (status = 429, description = "Cooldown, hourly/daily/IP caps or `sms_daily_limit`"),
+              (status = 502, description = "The SMS gateway failed"), (status = 504, description = "The SMS gateway timed out")))]
+pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, true);
+    f.finish()?;
+    let Some(mobile) = mobile? else {
+        return Err(Error::validation(
+            &["body", "mobile_number"],
+            "Field required",
+            "missing",
+        ));
+    };
+    if !mobile.in_countries(&app.config.sms_allowed_countries) {
+        return Err(Error::Unprocessable {
+            code: "country_not_allowed",
+            detail: "OTP delivery is not available for this country".into(),
+        });
+    }
+    let ip = req.client_ip.to_string();
+    let code = app
+        .db
+        .write(|tx| otp::prepare_send(app, tx, &mobile, &ip))?;
+    // Network I/O happens after the transaction committed, never inside it.
+    let text = super::sms::message_text(&app.config, &code.0);
+    if let Err(e) = app.sms.send(&mobile.e164, &text) {
+        log::warn!("OTP delivery to {} failed: {e}", mask(&mobile.e164));
+        app.db.write(|tx| otp::discard(app, tx, &mobile, &code))?;
+        let timeout = matches!(e, super::sms::SmsError::Timeout(_));
+        return Err(Error::Upstream {
+            code: if timeout {
+                "sms_gateway_timeout"
+            } else {
+                "sms_gateway_error"
+            },
+            detail: "Could not send the OTP. Please try again.".into(),
+            timeout,
+        });
+    }
+    let ttl = app.config.otp_ttl.as_secs();
+    Ok(Resp::json(
+        200,
+        &OtpSentResponse {
+            success: true,
+            message: format!(
+                "OTP sent successfully to {}. Valid for {} minutes.",
+                mobile.typed,
+                ttl.div_ceil(60)
+            ),
+            expires_in: ttl,
+            resend_after: app.config.otp_resend_cooldown.as_secs(),
+        },
+    ))
+}
+
+/// `+91987***210`: enough to tell numbers apart in logs, not enough to be one.
+fn mask(e164: &str) -> String {
+    let n = e164.len();
+    if n < 8 {
+        return "***".into();
+    }
+    format!("{}***{}", &e164[..n - 7], &e164[n - 3..])
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyOtpRequest {
+    pub mobile_number: String,
+    #[schema(example = "123456")]
+    pub otp: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SuccessMessage {
+    pub success: bool,
+    pub message: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/verify-otp", tag = "auth", request_body = VerifyOtpRequest,
+    responses((status = 200, description = "`success` says whether the code was right", body = SuccessMessage),
+              (status = 422), (status = 429, description = "`otp_locked`: too many wrong codes")))]
+pub fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
+    let (mobile, code) = mobile_and_otp(app, req)?;
+    let outcome = app.db.write(|tx| {
+        let c = otp::check(app, tx, &mobile, &code)?;
+        if c == Check::Valid {
+            otp::mark_verified(app, tx, &mobile)?;
+        }
+        Ok(c)
+    })?;
+    let (success, message) = match outcome {
+        Check::Valid => (
+            true,
+            format!("Mobile number {} verified successfully!", mobile.typed),
+        ),
+        Check::Expired => (false, otp::MSG_EXPIRED.to_string()),
+        Check::Invalid => (false, otp::MSG_INVALID.to_string()),
+    };
+    Ok(Resp::json(200, &SuccessMessage { success, message }))
+}
+
+/// What a login attempt came to; errors that must not roll back the counting are values.
+enum LoginOutcome {
+    Tokens(TokenResponse),
+    Refused(Error),
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login-otp", tag = "auth", request_body = VerifyOtpRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "Expired or invalid code"),
+              (status = 403, description = "`account_deactivated`"), (status = 404, description = "No such user"),
+              (status = 422), (status = 429, description = "`otp_locked`")))]
+pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
+    let (mobile, code) = mobile_and_otp(app, req)?;
+    let outcome = app.db.write(|tx| {
+        otp::ensure_not_locked(app, tx, &mobile)?;
+        let Some(user) = users::by_mobile(tx, &mobile.e164)? else {
+            return Ok(LoginOutcome::Refused(Error::NotFound {
+                code: "user_not_found",
+                detail: "User not found. Please register first.".into(),
+            }));
+        };
+        let refuse = |detail: &str| {
+            LoginOutcome::Refused(Error::Unauthorized {
+                code: "invalid_otp",
+                detail: detail.into(),
+                bearer: false,
+            })
+        };
+        match otp::check(app, tx, &mobile, &code)? {
+            Check::Expired => return Ok(refuse(otp::MSG_EXPIRED)),
+            Check::Invalid => return Ok(refuse(otp::MSG_INVALID)),
+            Check::Valid => {}
+        }
+        if !user.is_active {
+            return Ok(LoginOutcome::Refused(super::deactivated()));
+        }
+        users::touch_last_seen(tx, &user.id, &app.clock.iso())?;
+        Ok(LoginOutcome::Tokens(
+            tokens::issue_pair(app, tx, &user, None, None)?.0,
+        ))
+    })?;
+    match outcome {
+        LoginOutcome::Tokens(t) => Ok(Resp::json(200, &t)),
+        LoginOutcome::Refused(e) => Err(e),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RegisterRequest {
+    pub mobile_number: Option<String>,
+    pub email: Option<String>,
+    pub password: String,
+    #[schema(min_length = 2, max_length = 100)]
+    pub full_name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = TokenResponse),
+              (status = 400, description = "A password rule, or the number/email is already registered"),
+              (status = 403, description = "Registration disabled, or `mobile_not_verified`"), (status = 422)))]
+pub fn register(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, false);
+    let email = f.optional::<Email>("email");
+    let password = f.required::<PasswordInput>("password");
+    let full_name = f.required::<FullName>("full_name");
+    if !f.has("mobile_number") && !f.has("email") {
+        f.reject(
+            "mobile_number",
+            "Either mobile_number or email is required",
+            "missing",
+        );
+    }
+    f.finish()?;
+    let (mobile, email, PasswordInput(password), FullName(full_name)) =
+        (mobile?, email?, password?, full_name?);
+
+    let c = &app.config;
+    if !c.enable_user_registration {
+        return Err(Error::Forbidden {
+            code: "registration_disabled",
+            detail: "Registration is currently disabled".into(),
+        });
+    }
+    if mobile.is_none() && !c.enable_email_registration {
+        return Err(Error::Forbidden {
+            code: "email_registration_disabled",
+            detail: "Registration by email is disabled; register with a mobile number".into(),
+        });
+    }
+    if let Err(rule) = password::check_rules(&password) {
+        return Err(Error::bad_request("weak_password", rule));
+    }
+    // The KDF runs before taking the writer, so registrations never hold up other writes.
+    let hash = password::hash(&password).map_err(Error::internal)?;
+    let pair = app.db.write(|tx| {
+        if let Some(m) = &mobile
+            && !otp::is_verified(app, tx, m)?
+        {
+            return Err(Error::Forbidden {
+                code: "mobile_not_verified",
+                detail: "Mobile number not verified. Please verify it with an OTP first.".into(),
+            });
+        }
+        if let Some(m) = &mobile
+            && users::by_mobile(tx, &m.e164)?.is_some()
+        {
+            return Err(Error::bad_request(
+                "mobile_exists",
+                "Mobile number already registered",
+            ));
+        }
+        if let Some(Email(e)) = &email
+            && users::by_email(tx, e)?.is_some()
+        {
+            return Err(Error::bad_request(
+                "email_exists",
+                "Email already registered",
+            ));
+        }
+        let user = users::insert(
+            tx,
+            &users::NewUser {
+                mobile_e164: mobile.as_ref().map(|m| m.e164.as_str()),
+                mobile_display: mobile.as_ref().map(|m| m.typed.as_str()),
+                email: email.as_ref().map(|e| e.0.as_str()),
+                full_name: &full_name,
+                password_hash: &hash,
+            },
+            &app.clock.iso(),
+        )?;
+        if let Some(m) = &mobile {
+            otp::consume_verified(tx, m)?;
+        }
+        Ok(tokens::issue_pair(app, tx, &user, None, None)?.0)
+    })?;
+    Ok(Resp::json(201, &pair))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginRequest {
+    pub mobile_number: Option<String>,
+    pub email: Option<String>,
+    pub password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong identifier or password"),
+              (status = 403, description = "`account_deactivated`"), (status = 422),
+              (status = 429, description = "`login_locked`")))]
+pub fn login(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, false);
+    let email = f.optional::<Email>("email");
+    let password = f.required::<PasswordInput>("password");
+    if !f.has("mobile_number") && !f.has("email") {
+        f.reject(
+            "mobile_number",
+            "Either mobile_number or email is required",
+            "missing",
+        );
+    }
+    f.finish()?;
+    let (mobile, email, PasswordInput(password)) = (mobile?, email?, password?);
+    let (identifier, wrong) = match (&mobile, &email) {
+        (Some(m), _) => (m.e164.clone(), "Invalid mobile number or password"),
+        (None, Some(Email(e))) => (e.to_lowercase(), "Invalid email or password"),
+        (None, None) => {
+            return Err(Error::validation(
+                &["body", "mobile_number"],
+                "Field required",
+                "missing",
+            ));
+        }
+    };
+    let ip = req.client_ip.to_string();
+    // Look up and check the lock on a reader; the KDF runs outside the writer lock.
+    let user = app.db.read(|tx| {
+        lockout::ensure_not_locked(app, tx, &identifier, &ip)?;
+        match &mobile {
+            Some(m) => users::by_mobile(tx, &m.e164),
+            None => users::by_email(tx, &identifier),
+        }
+    })?;
+    let ok = match &user {
+        Some(u) => password::verify(&password, &u.password_hash),
+        None => {
+            password::verify_dummy(&password);
+            false
+        }
+    };
+    let outcome = app.db.write(|tx| {
+        lockout::ensure_not_locked(app, tx, &identifier, &ip)?;
+        let user = match (ok, &user) {
+            (true, Some(u)) => u,
+            _ => {
+                lockout::record_failure(app, tx, &identifier, &ip)?;
+                return Ok(LoginOutcome::Refused(Error::Unauthorized {
+                    code: "invalid_credentials",
+                    detail: wrong.into(),
+                    bearer: false,
+                }));
+            }
+        };
+        lockout::record_success(tx, &identifier, &ip)?;
+        if !user.is_active {
+            return Ok(LoginOutcome::Refused(super::deactivated()));
+        }
+        users::touch_last_seen(tx, &user.id, &app.clock.iso())?;
+        Ok(LoginOutcome::Tokens(
+            tokens::issue_pair(app, tx, user, None, None)?.0,
+        ))
+    })?;
+    match outcome {
+        LoginOutcome::Tokens(t) => Ok(Resp::json(200, &t)),
+        LoginOutcome::Refused(e) => Err(e),
+    }
+}
+
+/// A non-empty `refresh_token` string.
+struct RefreshTokenInput(String);
+
+impl crate::http::FromJson for RefreshTokenInput {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, crate::http::Invalid> {
+        crate::http::input::string_within(v, 1, 4096).map(RefreshTokenInput)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, description = "A new pair; both tokens rotate", body = TokenResponse),
+              (status = 401, description = "Expired, revoked, reused (`refresh_token_reused`) or malformed"),
+              (status = 403, description = "`account_deactivated`"), (status = 422)))]
+pub fn refresh(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body(req)?;
+    let token = f.required::<RefreshTokenInput>("refresh_token");
+    f.finish()?;
+    let RefreshTokenInput(token) = token?;
+    match app.db.write(|tx| tokens::rotate(app, tx, &token))? {
+        Rotation::Issued(pair) => Ok(Resp::json(200, &pair)),
+        Rotation::Refused(e) => Err(e),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LogoutRequest {
+    pub refresh_token: Option<String>,
+    /// Revoke every session of the user.
+    pub all: Option<bool>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageResponse {
+    pub message: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
+    responses((status = 200, body = MessageResponse), (status = 422)))]
+pub fn logout(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body_or_empty(req)?;
+    let token = f.optional::<String>("refresh_token");
+    let all = f.optional::<bool>("all");
+    f.finish()?;
+    let (token, all) = (token?.filter(|t| !t.is_empty()), all?.unwrap_or(false));
+    // A valid bearer dies now; an invalid one does not stop the logout.
+    let caller = super::bearer(req).and_then(|t| super::authenticate_token(app, t, true).ok());
+    if let Some(c) = &caller {
+        app.revoked_access.insert(c.jti.clone(), ());
+    }
+    app.db.write(|tx| {
+        let from_token = match &token {
+            Some(t) => tokens::revoke_one(app, tx, t)?,
+            None => None,
+        };
+        if all && let Some(user_id) = caller.as_ref().map(|c| c.user.id.clone()).or(from_token) {
+            users::revoke_all_sessions(tx, &user_id, app.clock.unix(), "logout_all")?;
+        }
+        Ok(())
+    })?;
+    Ok(Resp::json(
+        200,
+        &MessageResponse {
+            message: "Successfully logged out".into(),
+        },
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckMobileResponse {
+    pub exists: bool,
+    pub message: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/check-mobile", tag = "auth", request_body = MobileRequest,
+    responses((status = 200, body = CheckMobileResponse), (status = 422), (status = 429)))]
+pub fn check_mobile(app: &App, req: &Req) -> Result<Resp> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, true);
+    f.finish()?;
+    let Some(mobile) = mobile? else {
+        return Err(Error::validation(
+            &["body", "mobile_number"],
+            "Field required",
+            "missing",
+        ));
+    };
+    let exists = app
+        .db
+        .read(|c| users::by_mobile(c, &mobile.e164))?
+        .is_some();
+    let message = if exists {
+        format!("Mobile number {} is registered", mobile.typed)
+    } else {
+        format!("Mobile number {} is not registered", mobile.typed)
+    };
+    Ok(Resp::json(200, &CheckMobileResponse { exists, message }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordRequirements {
+    pub min_length: usize,
+    pub requires_uppercase: bool,
+    pub requires_lowercase: bool,
+    pub requires_digit: bool,
+    pub requires_special: bool,
+    pub special_characters: String,
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/password-requirements", tag = "auth",
+    responses((status = 200, body = PasswordRequirements)))]
+pub fn password_requirements(_app: &App, _req: &Req) -> Result<Resp> {
+    Ok(Resp::ok(json!({
+        "min_length": password::MIN_LENGTH,
+        "requires_uppercase": true,
+        "requires_lowercase": true,
+        "requires_digit": true,
+        "requires_special": true,
+        "special_characters": password::SPECIAL_CHARACTERS,
+    })))
+}

@@ -1,0 +1,174 @@
+//! The `users` table: loading, creating, updating, deleting, (de)activating.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    /// E.164, the lookup key.
+    pub mobile_e164: Option<String>,
+    /// As the user typed it at registration: what we echo back.
+    pub mobile_display: Option<String>,
+    pub email: Option<String>,
+    pub full_name: String,
+    pub password_hash: String,
+    pub is_active: bool,
+    pub token_version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `/users/me` and friends.
+#[derive(Serialize, ToSchema)]
+pub struct UserResponse {
+    pub user_id: String,
+    #[schema(example = "9876543210")]
+    pub mobile_number: Option<String>,
+    pub email: Option<String>,
+    pub full_name: String,
+    pub is_active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&User> for UserResponse {
+    fn from(u: &User) -> UserResponse {
+        UserResponse {
+            user_id: u.id.clone(),
+            mobile_number: u.mobile_display.clone(),
+            email: u.email.clone(),
+            full_name: u.full_name.clone(),
+            is_active: u.is_active,
+            created_at: u.created_at.clone(),
+            updated_at: u.updated_at.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, mobile_number, mobile_display, email, full_name, password_hash, \
+                       is_active, token_version, created_at, updated_at";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        mobile_e164: r.get(1)?,
+        mobile_display: r.get(2)?,
+        email: r.get(3)?,
+        full_name: r.get(4)?,
+        password_hash: r.get(5)?,
+        is_active: r.get(6)?,
+        token_version: r.get(7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+pub fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
+        [id],
+        from_row,
+    )
+    .optional()?)
+}
+
+pub fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE mobile_number = ?1"),
+        [e164],
+        from_row,
+    )
+    .optional()?)
+}
+
+/// Case-insensitive: the column is `COLLATE NOCASE`.
+pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
+        [email],
+        from_row,
+    )
+    .optional()?)
+}
+
+pub struct NewUser<'a> {
+    pub mobile_e164: Option<&'a str>,
+    pub mobile_display: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub full_name: &'a str,
+    pub password_hash: &'a str,
+}
+
+pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
+    let id = crate::random::uuid();
+    c.execute(
+        "INSERT INTO users (id, mobile_number, mobile_display, email, full_name, password_hash,
+                            created_at, updated_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
+        params![
+            id,
+            u.mobile_e164,
+            u.mobile_display,
+            u.email,
+            u.full_name,
+            u.password_hash,
+            now
+        ],
+    )?;
+    by_id(c, &id)?.ok_or_else(|| Error::internal("inserted user vanished"))
+}
+
+pub fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
+    c.execute(
+        "UPDATE users SET last_seen_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+/// Bumping the version kills every access token issued before; every refresh token goes too.
+pub fn revoke_all_sessions(c: &Connection, id: &str, now_unix: i64, reason: &str) -> Result<()> {
+    c.execute(
+        "UPDATE users SET token_version = token_version + 1 WHERE id = ?1",
+        [id],
+    )?;
+    c.execute(
+        "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = ?3
+         WHERE user_id = ?1 AND revoked_at IS NULL",
+        params![id, now_unix, reason],
+    )?;
+    Ok(())
+}
+
+/// `user deactivate|activate <mobile|email>` on the command line. Deactivation revokes
+/// every session; activation does not bring them back.
+pub fn set_active(
+    c: &Connection,
+    who: &str,
+    active: bool,
+    default_country: &str,
+    now_unix: i64,
+) -> std::result::Result<String, String> {
+    let user = if who.contains('@') {
+        by_email(c, who.trim())
+    } else {
+        let m = super::identity::MobileNumber::parse(who, default_country)
+            .map_err(|e| format!("{who:?}: {}", e.msg))?;
+        by_mobile(c, &m.e164)
+    }
+    .map_err(|e| format!("{e:?}"))?
+    .ok_or_else(|| format!("no user with mobile number or email {who:?}"))?;
+    c.execute(
+        "UPDATE users SET is_active = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%SZ','now') WHERE id = ?1",
+        params![user.id, active],
+    )
+    .map_err(|e| e.to_string())?;
+    if !active {
+        revoke_all_sessions(c, &user.id, now_unix, "deactivated").map_err(|e| format!("{e:?}"))?;
+    }
+    Ok(user.id)
+}
