@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::auth::sms::SmsSender;
 use crate::auth::tokens::Keys;
+use crate::budget::cache::ViewCache;
+use crate::budget::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
+use crate::events::Hub;
 use crate::http::ratelimit::{Quota, RateLimiter, ip_key};
 use crate::http::router::Class;
 use crate::http::router::Route;
@@ -27,18 +30,30 @@ pub struct App {
     /// Access tokens logged out before their expiry (by `jti`); they live no longer than
     /// an access token does.
     pub revoked_access: moka::sync::Cache<String, ()>,
+    /// The allocation catalogue, loaded once at start.
+    pub catalog: Catalog,
+    /// Computed month views, per user.
+    pub views: ViewCache,
+    /// Events for the users' notification sockets.
+    pub events: Hub,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl App {
-    pub fn new(config: Config, db: Db) -> App {
+    pub fn new(config: Config, db: Db) -> Result<App, String> {
         let secret = config
             .jwt_secret
             .as_ref()
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
-        App {
+        let catalog = db
+            .read(|c| Ok(Catalog::load(c)?))
+            .map_err(|e| format!("cannot load the allocation catalogue: {e:?}"))?;
+        Ok(App {
+            catalog,
+            views: ViewCache::new(config.cache_enabled),
+            events: Hub::default(),
             keys: Keys::new(&secret),
             sms: crate::auth::sms::from_config(&config),
             limiter: RateLimiter::default(),
@@ -53,7 +68,7 @@ impl App {
             clock: Clock::default(),
             stopping: AtomicBool::new(false),
             failure: Mutex::new(None),
-        }
+        })
     }
 
     /// Graceful stop has begun: loops finish what they hold and exit.
@@ -84,7 +99,7 @@ impl App {
 
     /// Entries in the in-process caches, for `/health/detailed`.
     pub fn cache_entries(&self) -> u64 {
-        0
+        self.views.entries()
     }
 
     /// Checks that run after routing and before the handler: the request-rate limits, per

@@ -3,13 +3,16 @@
 
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod logging;
 pub mod ops;
+pub mod profile;
 pub mod random;
 pub mod ws;
 
@@ -25,6 +28,8 @@ pub use config::Config;
 pub fn routes() -> http::Router {
     let mut routes = ops::routes();
     routes.extend(auth::routes());
+    routes.extend(budget::routes());
+    routes.extend(profile::routes());
     http::Router::new(routes)
 }
 
@@ -112,7 +117,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
     let ws_listener = http::server::bind(SocketAddr::new(config.host, config.ws_port))
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.ws_port))?;
     let db = db::Db::open(&config)?;
-    let app = Arc::new(App::new(config, db));
+    let app = Arc::new(App::new(config, db)?);
     let http = http::server::HttpServer::start(app.clone(), http_listener)?;
     let ws = ws::WsServer::start(app.clone(), ws_listener)?;
     http::server::spawn_watchdog(app.clone(), http.addr())

@@ -69,7 +69,7 @@ pub fn test_config(dir: &TempDir, extra: &[(&str, &str)]) -> Config {
         ("WS_PORT", "0"),
         ("DATABASE_URL", &db),
         ("JWT_SECRET_KEY", "test-secret-test-secret-test-secret-0123"),
-        ("LOG_LEVEL", "warning"),
+        ("LOG_LEVEL", "error"),
         ("HTTP_WORKERS", "4"),
         ("SHUTDOWN_TIMEOUT_SECONDS", "3"),
     ];

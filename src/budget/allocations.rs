@@ -1,0 +1,399 @@
+//! A user's allocations: a budget and an actual amount per allocation type per month.
+//! A month's summary is one indexed query joined in memory with the catalogue.
+
+use std::collections::HashMap;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::catalog::{Catalog, Category};
+use super::money::{Money, Percent};
+use super::period::Period;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub id: String,
+    pub budget: Money,
+    pub actual: Money,
+}
+
+#[derive(Serialize, ToSchema, Clone)]
+pub struct TypeLine {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub purpose: String,
+    pub sort_order: i64,
+    #[schema(value_type = f64)]
+    pub budget_amount: Money,
+    #[schema(value_type = f64)]
+    pub actual_amount: Money,
+    /// budget − actual
+    #[schema(value_type = f64)]
+    pub difference: Money,
+    /// `null` when the user has no row for this type and month.
+    pub allocation_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema, Clone)]
+pub struct CategoryLine {
+    pub id: String,
+    pub name: String,
+    pub label: String,
+    pub icon: String,
+    pub icon_color: String,
+    pub description: String,
+    #[schema(value_type = f64)]
+    pub target_percentage: Percent,
+    pub sort_order: i64,
+    #[schema(value_type = f64)]
+    pub total_budget: Money,
+    #[schema(value_type = f64)]
+    pub total_actual: Money,
+    #[schema(value_type = f64)]
+    pub total_difference: Money,
+    pub allocation_types: Vec<TypeLine>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AllocationSummaryResponse {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub total_budget: Money,
+    #[schema(value_type = f64)]
+    pub total_actual: Money,
+    #[schema(value_type = f64)]
+    pub total_difference: Money,
+    /// The sum of the category targets.
+    #[schema(value_type = f64)]
+    pub target_allocation_percentage: Percent,
+    pub categories: Vec<CategoryLine>,
+}
+
+/// The user's rows for a month, by allocation type id.
+pub fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT allocation_type_id, id, budget_amount, actual_amount FROM user_allocations
+         WHERE user_id = ?1 AND year = ?2 AND month = ?3",
+    )?;
+    let rows = stmt
+        .query_map(params![user, p.year, p.month], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Row {
+                    id: r.get(1)?,
+                    budget: Money(r.get(2)?),
+                    actual: Money(r.get(3)?),
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
+    Ok(rows)
+}
+
+fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> CategoryLine {
+    let types: Vec<TypeLine> = cat
+        .types
+        .iter()
+        .map(|t| {
+            let row = rows.get(&t.id);
+            let budget = row.map(|r| r.budget).unwrap_or_default();
+            let actual = row.map(|r| r.actual).unwrap_or_default();
+            TypeLine {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                description: t.description.clone(),
+                purpose: t.purpose.clone(),
+                sort_order: t.sort_order,
+                budget_amount: budget,
+                actual_amount: actual,
+                difference: Money(budget.0 - actual.0),
+                allocation_id: row.map(|r| r.id.clone()),
+            }
+        })
+        .collect();
+    let total_budget = Money(types.iter().map(|t| t.budget_amount.0).sum());
+    let total_actual = Money(types.iter().map(|t| t.actual_amount.0).sum());
+    CategoryLine {
+        id: cat.id.clone(),
+        name: cat.name.clone(),
+        label: cat.label.clone(),
+        icon: cat.icon.clone(),
+        icon_color: cat.icon_color.clone(),
+        description: cat.description.clone(),
+        target_percentage: cat.target,
+        sort_order: cat.sort_order,
+        total_budget,
+        total_actual,
+        total_difference: Money(total_budget.0 - total_actual.0),
+        allocation_types: types,
+    }
+}
+
+pub fn summary(
+    c: &Connection,
+    catalog: &Catalog,
+    user: &str,
+    p: Period,
+) -> Result<AllocationSummaryResponse> {
+    let rows = rows(c, user, p)?;
+    let categories: Vec<CategoryLine> = catalog
+        .categories
+        .iter()
+        .map(|cat| category_line(cat, &rows))
+        .collect();
+    let total_budget = Money(categories.iter().map(|c| c.total_budget.0).sum());
+    let total_actual = Money(categories.iter().map(|c| c.total_actual.0).sum());
+    Ok(AllocationSummaryResponse {
+        month: p.month,
+        year: p.year,
+        total_budget,
+        total_actual,
+        total_difference: Money(total_budget.0 - total_actual.0),
+        target_allocation_percentage: catalog.target_sum(),
+        categories,
+    })
+}
+
+/// One category's line for a month, or `None` for an unknown category id.
+pub fn one_category(
+    c: &Connection,
+    catalog: &Catalog,
+    user: &str,
+    p: Period,
+    id: &str,
+) -> Result<Option<CategoryLine>> {
+    let Some(cat) = catalog.category(id) else {
+        return Ok(None);
+    };
+    Ok(Some(category_line(cat, &rows(c, user, p)?)))
+}
+
+/// A category's (budget, actual) totals, to notice a write pushing it over budget.
+pub fn category_totals(
+    c: &Connection,
+    user: &str,
+    p: Period,
+    category_id: &str,
+) -> Result<(Money, Money)> {
+    let (b, a): (i64, i64) = c.query_row(
+        "SELECT coalesce(sum(ua.budget_amount), 0), coalesce(sum(ua.actual_amount), 0)
+         FROM user_allocations ua JOIN allocation_types t ON t.id = ua.allocation_type_id
+         WHERE ua.user_id = ?1 AND ua.year = ?2 AND ua.month = ?3 AND t.category_id = ?4",
+        params![user, p.year, p.month, category_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((Money(b), Money(a)))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Set,
+    Add,
+}
+
+/// A change to one type's row for a month (upserting it).
+pub enum Change<'a> {
+    Budget(Money),
+    Actual {
+        amount: Money,
+        mode: Mode,
+        notes: Option<&'a str>,
+    },
+}
+
+fn amount_overflow() -> Error {
+    Error::Unprocessable {
+        code: "amount_too_large",
+        detail: "The resulting amount is too large".into(),
+    }
+}
+
+/// Upserts the row of (user, type, month). Returns the period touched.
+pub fn upsert(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    user: &str,
+    type_id: &str,
+    p: Period,
+    change: Change<'_>,
+    now: &str,
+) -> Result<()> {
+    if !catalog.has_type(type_id) {
+        return Err(Error::NotFound {
+            code: "allocation_type_not_found",
+            detail: format!("Allocation type with id '{type_id}' not found"),
+        });
+    }
+    let existing: Option<(i64, i64)> = tx
+        .query_row(
+            "SELECT budget_amount, actual_amount FROM user_allocations
+             WHERE user_id = ?1 AND year = ?2 AND month = ?3 AND allocation_type_id = ?4",
+            params![user, p.year, p.month, type_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (mut budget, mut actual) = existing
+        .map(|(b, a)| (Money(b), Money(a)))
+        .unwrap_or_default();
+    let mut new_notes: Option<&str> = None;
+    match change {
+        Change::Budget(b) => budget = b,
+        Change::Actual {
+            amount,
+            mode,
+            notes,
+        } => {
+            actual = match mode {
+                Mode::Set => amount,
+                Mode::Add => actual
+                    .checked_add(amount)
+                    .filter(|m| m.0 <= super::money::MAX_MAJOR * 100)
+                    .ok_or_else(amount_overflow)?,
+            };
+            new_notes = notes;
+        }
+    }
+    tx.execute(
+        "INSERT INTO user_allocations (id, user_id, allocation_type_id, year, month, budget_amount, actual_amount,
+                                       notes, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT(user_id, year, month, allocation_type_id) DO UPDATE SET
+             budget_amount = excluded.budget_amount, actual_amount = excluded.actual_amount,
+             notes = coalesce(excluded.notes, user_allocations.notes), updated_at = excluded.updated_at",
+        params![crate::random::uuid(), user, type_id, p.year, p.month, budget.0, actual.0, new_notes, now],
+    )?;
+    Ok(())
+}
+
+/// Where an allocation row lives: its type and month. `None` if it is not this user's.
+pub fn locate(c: &Connection, user: &str, allocation_id: &str) -> Result<Option<(String, Period)>> {
+    Ok(c.query_row(
+        "SELECT allocation_type_id, year, month FROM user_allocations WHERE id = ?1 AND user_id = ?2",
+        params![allocation_id, user],
+        |r| Ok((r.get(0)?, Period { year: r.get(1)?, month: r.get(2)? })),
+    )
+    .optional()?)
+}
+
+pub fn not_found() -> Error {
+    Error::NotFound {
+        code: "allocation_not_found",
+        detail: "Allocation not found".into(),
+    }
+}
+
+/// `PUT /allocations/{id}`: sets the given fields of one of the user's rows.
+pub fn update(
+    tx: &Transaction<'_>,
+    user: &str,
+    allocation_id: &str,
+    budget: Option<Money>,
+    actual: Option<Money>,
+    notes: Option<&str>,
+    now: &str,
+) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE user_allocations SET budget_amount = coalesce(?3, budget_amount),
+             actual_amount = coalesce(?4, actual_amount), notes = coalesce(?5, notes), updated_at = ?6
+         WHERE id = ?1 AND user_id = ?2",
+        params![allocation_id, user, budget.map(|m| m.0), actual.map(|m| m.0), notes, now],
+    )?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+pub fn delete(tx: &Transaction<'_>, user: &str, allocation_id: &str) -> Result<()> {
+    let n = tx.execute(
+        "DELETE FROM user_allocations WHERE id = ?1 AND user_id = ?2",
+        params![allocation_id, user],
+    )?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+#[derive(Serialize, ToSchema, Debug, PartialEq)]
+pub struct MonthTotals {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub total_budget: Money,
+    #[schema(value_type = f64)]
+    pub total_actual: Money,
+    /// budget − actual
+    #[schema(value_type = f64)]
+    pub difference: Money,
+}
+
+/// The `months` months ending with `newest`, newest first, empty months as zeros.
+pub fn history(
+    c: &Connection,
+    user: &str,
+    newest: Period,
+    months: u32,
+) -> Result<Vec<MonthTotals>> {
+    let mut periods = vec![newest];
+    while periods.len() < months as usize {
+        let last = periods[periods.len() - 1];
+        periods.push(last.prev());
+    }
+    let oldest = periods[periods.len() - 1];
+    let key = |p: Period| i64::from(p.year) * 12 + i64::from(p.month);
+    let mut stmt = c.prepare_cached(
+        "SELECT year, month, sum(budget_amount), sum(actual_amount) FROM user_allocations
+         WHERE user_id = ?1 AND (year * 12 + month) BETWEEN ?2 AND ?3 GROUP BY year, month",
+    )?;
+    let found: HashMap<Period, (i64, i64)> = stmt
+        .query_map(params![user, key(oldest), key(newest)], |r| {
+            Ok((
+                Period {
+                    year: r.get(0)?,
+                    month: r.get(1)?,
+                },
+                (r.get(2)?, r.get(3)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(periods
+        .into_iter()
+        .map(|p| {
+            let (b, a) = found.get(&p).copied().unwrap_or((0, 0));
+            MonthTotals {
+                month: p.month,
+                year: p.year,
+                total_budget: Money(b),
+                total_actual: Money(a),
+                difference: Money(b - a),
+            }
+        })
+        .collect())
+}
+
+/// `actual / budget × 100` rounded half-even to 2 decimals, in basis points; 0 without a budget.
+pub fn utilization(actual: Money, budget: Money) -> Percent {
+    if budget.0 <= 0 {
+        return Percent(0);
+    }
+    // actual × 10_000 / budget = the percentage with two decimals, as basis points.
+    Percent(super::money::div_half_even(i128::from(actual.0) * 10_000, i128::from(budget.0)) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utilization_rounds_to_two_decimals() {
+        assert_eq!(utilization(Money(1), Money(3)), Percent(3333));
+        assert_eq!(utilization(Money(2), Money(3)), Percent(6667));
+        assert_eq!(utilization(Money(150), Money(100)), Percent(15000));
+        assert_eq!(utilization(Money(5), Money(0)), Percent(0));
+    }
+}

@@ -1,0 +1,291 @@
+//! Money as integer minor units (paise). Parsed from a JSON number or a numeric string with at
+//! most two decimals, written back as a JSON number with at most two decimals. No float ever
+//! does arithmetic on an amount.
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::http::{FromJson, Invalid};
+
+/// Amounts above 10^13 (in major units) are refused.
+pub const MAX_MAJOR: i64 = 10_000_000_000_000;
+const MAX_MINOR: i64 = MAX_MAJOR * 100;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(pub i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    pub fn minor(self) -> i64 {
+        self.0
+    }
+
+    /// Exact decimal text: `1250.5`, `50000`, `-0.05`.
+    pub fn to_decimal_string(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let (whole, cents) = (abs / 100, abs % 100);
+        match cents {
+            0 => format!("{sign}{whole}"),
+            c if c % 10 == 0 => format!("{sign}{whole}.{}", c / 10),
+            c => format!("{sign}{whole}.{c:02}"),
+        }
+    }
+
+    /// Parses `"1250.50"`, `"1250"`, `"-3.1"`: digits, at most one point, at most two decimals.
+    pub fn parse_decimal(s: &str) -> Result<Money, Invalid> {
+        let s = s.trim();
+        let bad = || {
+            Invalid::new(
+                "Input should be a valid number with at most 2 decimal places",
+                "decimal_parsing",
+            )
+        };
+        let (neg, body) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
+        };
+        let (whole, frac) = body.split_once('.').unwrap_or((body, ""));
+        if whole.is_empty() && frac.is_empty() {
+            return Err(bad());
+        }
+        if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        // `1.50` and `1.500` are the same number; only significant decimals count.
+        let frac = frac.trim_end_matches('0');
+        if frac.len() > 2 {
+            return Err(Invalid::new(
+                "Amount must have at most 2 decimal places",
+                "decimal_max_places",
+            ));
+        }
+        let whole = whole.trim_start_matches('0');
+        if whole.len() > 14 {
+            return Err(too_big());
+        }
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let cents: i64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+        let minor = whole
+            .checked_mul(100)
+            .and_then(|w| w.checked_add(cents))
+            .ok_or_else(too_big)?;
+        if minor > MAX_MINOR {
+            return Err(too_big());
+        }
+        Ok(Money(if neg { -minor } else { minor }))
+    }
+
+    pub fn checked_add(self, o: Money) -> Option<Money> {
+        self.0.checked_add(o.0).map(Money)
+    }
+
+    pub fn checked_sub(self, o: Money) -> Option<Money> {
+        self.0.checked_sub(o.0).map(Money)
+    }
+
+    /// `self × basis_points / 10_000`, rounded half to even, in integers.
+    pub fn percent_bp(self, bp: i64) -> Money {
+        Money(div_half_even(i128::from(self.0) * i128::from(bp), 10_000) as i64)
+    }
+}
+
+/// `num / den` rounded half to even (banker's rounding); `den` > 0.
+pub fn div_half_even(num: i128, den: i128) -> i128 {
+    let q = num.div_euclid(den);
+    let r = num.rem_euclid(den);
+    match (2 * r).cmp(&den) {
+        std::cmp::Ordering::Less => q,
+        std::cmp::Ordering::Greater => q + 1,
+        std::cmp::Ordering::Equal => q + (q & 1),
+    }
+}
+
+fn too_big() -> Invalid {
+    Invalid::new("Amount must be at most 10000000000000", "less_than_equal")
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The exact decimal text becomes the nearest double, whose shortest form prints as that
+        // same text (amounts stay far below 2^53): a change of notation, not arithmetic.
+        let text = self.to_decimal_string();
+        match text.parse::<i64>() {
+            Ok(i) => s.serialize_i64(i),
+            Err(_) => s.serialize_f64(text.parse::<f64>().unwrap_or(0.0)),
+        }
+    }
+}
+
+impl FromJson for Money {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        match v {
+            // serde_json prints a parsed number in its shortest exact form, so its text
+            // carries the decimals the client sent (`1250.55`, `0.1`, `1e3`).
+            Value::Number(n) => {
+                let text = n.to_string();
+                if text.contains(['e', 'E']) {
+                    let f = n
+                        .as_f64()
+                        .ok_or_else(|| Invalid::new("Invalid number", "decimal_parsing"))?;
+                    if f.fract() != 0.0 || f.abs() > MAX_MAJOR as f64 {
+                        return Err(too_big_or_places(f));
+                    }
+                    return Money::parse_decimal(&format!("{f:.0}"));
+                }
+                Money::parse_decimal(&text)
+            }
+            Value::String(s) => Money::parse_decimal(s),
+            _ => Err(Invalid::new(
+                "Input should be a valid number",
+                "decimal_type",
+            )),
+        }
+    }
+}
+
+fn too_big_or_places(f: f64) -> Invalid {
+    if f.abs() > MAX_MAJOR as f64 {
+        too_big()
+    } else {
+        Invalid::new(
+            "Amount must have at most 2 decimal places",
+            "decimal_max_places",
+        )
+    }
+}
+
+/// An amount that must be ≥ 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonNegative(pub Money);
+
+impl FromJson for NonNegative {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        let m = Money::from_json(v)?;
+        if m.0 < 0 {
+            return Err(Invalid::new(
+                "Input should be greater than or equal to 0",
+                "greater_than_equal",
+            ));
+        }
+        Ok(NonNegative(m))
+    }
+}
+
+/// An amount that must be > 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Positive(pub Money);
+
+impl FromJson for Positive {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        let m = Money::from_json(v)?;
+        if m.0 <= 0 {
+            return Err(Invalid::new(
+                "Input should be greater than 0",
+                "greater_than",
+            ));
+        }
+        Ok(Positive(m))
+    }
+}
+
+/// A percentage held in basis points (10.0 % is 1000), written as a JSON number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Percent(pub i64);
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = format!("{}.{:02}", self.0 / 100, (self.0 % 100).abs());
+        s.serialize_f64(text.parse::<f64>().unwrap_or(0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<i64, String> {
+        Money::from_json(&v)
+            .map(|m| m.0)
+            .map_err(|e| e.kind.to_string())
+    }
+
+    #[test]
+    fn numbers_and_strings() {
+        assert_eq!(parse(json!(1250.5)), Ok(125_050));
+        assert_eq!(parse(json!(50000)), Ok(5_000_000));
+        assert_eq!(parse(json!("1250.50")), Ok(125_050));
+        assert_eq!(parse(json!("0.01")), Ok(1));
+        assert_eq!(parse(json!(0.1)), Ok(10));
+        assert_eq!(parse(json!(19.99)), Ok(1999));
+        assert_eq!(parse(json!("1.500")), Ok(150));
+        assert_eq!(parse(json!(1e3)), Ok(100_000));
+        assert_eq!(parse(json!(-5)), Ok(-500));
+        assert_eq!(
+            parse(json!(10_000_000_000_000i64)),
+            Ok(1_000_000_000_000_000)
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(parse(json!(1.234)), Err("decimal_max_places".into()));
+        assert_eq!(parse(json!("1.234")), Err("decimal_max_places".into()));
+        assert_eq!(
+            parse(json!(100_000_000_000_000i64)),
+            Err("less_than_equal".into())
+        );
+        assert_eq!(parse(json!(1e14)), Err("less_than_equal".into()));
+        assert_eq!(parse(json!("1e14")), Err("decimal_parsing".into()));
+        for bad in [
+            "NaN", "nan", "inf", "", ".", "1.2.3", "12a", " ", "--1", "१२",
+        ] {
+            assert!(parse(json!(bad)).is_err(), "{bad}");
+        }
+        assert!(parse(json!(true)).is_err());
+        assert!(parse(json!(null)).is_err());
+        assert!(NonNegative::from_json(&json!(-0.01)).is_err());
+        assert!(Positive::from_json(&json!(0)).is_err());
+        assert!(Positive::from_json(&json!("0.00")).is_err());
+    }
+
+    #[test]
+    fn output_is_an_exact_json_number() {
+        let out = |m: i64| serde_json::to_string(&Money(m)).expect("json");
+        assert_eq!(out(125_050), "1250.5");
+        assert_eq!(out(5_000_000), "50000");
+        assert_eq!(out(1999), "19.99");
+        assert_eq!(out(1), "0.01");
+        assert_eq!(out(-5), "-0.05");
+        assert_eq!(out(0), "0");
+        assert_eq!(out(123_456_789_012_345), "1234567890123.45");
+    }
+
+    #[test]
+    fn percentages_round_half_to_even() {
+        // 10 % of 0.05 = 0.005 → 0.00 (even); of 0.15 = 0.015 → 0.02 (even).
+        assert_eq!(Money(5).percent_bp(1000), Money(0));
+        assert_eq!(Money(15).percent_bp(1000), Money(2));
+        assert_eq!(Money(25).percent_bp(1000), Money(2));
+        assert_eq!(Money(35).percent_bp(1000), Money(4));
+        assert_eq!(Money(-15).percent_bp(1000), Money(-2));
+        assert_eq!(Money(100_000).percent_bp(5000), Money(50_000));
+        assert_eq!(Money(33_333).percent_bp(500), Money(1667));
+    }
+
+    #[test]
+    fn percent_prints_like_the_catalogue() {
+        assert_eq!(serde_json::to_string(&Percent(1000)).expect("json"), "10.0");
+        assert_eq!(serde_json::to_string(&Percent(9000)).expect("json"), "90.0");
+        assert_eq!(
+            serde_json::to_string(&Percent(1234)).expect("json"),
+            "12.34"
+        );
+    }
+}

@@ -1,0 +1,594 @@
+//! HTTP handlers for allocations, the monthly budget and transactions: parse, call the
+//! domain, map. Every route needs a bearer token and works on the caller's rows only.
+
+use rusqlite::Transaction;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::allocations::{self, Change, Mode};
+use super::cache::View;
+use super::idempotency;
+use super::money::{Money, NonNegative, Positive};
+use super::monthly;
+use super::period::Period;
+use super::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate};
+use crate::app::App;
+use crate::auth::require_user;
+use crate::error::{Error, Result};
+use crate::http::input::string_within;
+use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+fn message(text: &str) -> Resp {
+    Resp::json(200, &json!({ "message": text }))
+}
+
+fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(Error::internal)
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, description = "2020..2100, default: this year")),
+    responses((status = 200, body = allocations::AllocationSummaryResponse), (status = 401), (status = 422)))]
+pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let bytes =
+        app.views
+            .get_or_compute(&app.metrics, &me.user.id, p, View::Allocations, || {
+                let s = app
+                    .db
+                    .read(|c| allocations::summary(c, &app.catalog, &me.user.id, p))?;
+                json_bytes(&s)
+            })?;
+    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SummaryResponse {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub total_budget: Money,
+    #[schema(value_type = f64)]
+    pub total_actual: Money,
+    #[schema(value_type = f64)]
+    pub difference: Money,
+    pub on_track: bool,
+    #[schema(value_type = f64)]
+    pub utilization_percentage: super::money::Percent,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/summary", tag = "allocations", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    responses((status = 200, body = SummaryResponse), (status = 401), (status = 422)))]
+pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
+    let budget = Money(rows.values().map(|r| r.budget.0).sum());
+    let actual = Money(rows.values().map(|r| r.actual.0).sum());
+    Ok(Resp::json(
+        200,
+        &SummaryResponse {
+            month: p.month,
+            year: p.year,
+            total_budget: budget,
+            total_actual: actual,
+            difference: Money(budget.0 - actual.0),
+            on_track: actual <= budget,
+            utilization_percentage: allocations::utilization(actual, budget),
+        },
+    ))
+}
+
+struct MonthsWindow(u32);
+
+impl FromJson for MonthsWindow {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(1..=24).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 1 and 24",
+                "value_error",
+            ));
+        }
+        Ok(MonthsWindow(n as u32))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub history: Vec<allocations::MonthTotals>,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/history", tag = "allocations", security(("bearer" = [])),
+    params(("months" = Option<u32>, Query, description = "1..24, default 6"),
+           ("month" = Option<u32>, Query, description = "the newest month of the window"), ("year" = Option<i32>, Query,)),
+    responses((status = 200, body = HistoryResponse), (status = 401), (status = 422)))]
+pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::query(req);
+    let months = f.optional::<MonthsWindow>("months");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (months, p) = (months?.map(|m| m.0).unwrap_or(6), p?);
+    let history = app
+        .db
+        .read(|c| allocations::history(c, &me.user.id, p, months))?;
+    Ok(Resp::json(200, &HistoryResponse { history }))
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path, description = "On GET, a category id"), ("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    responses((status = 200, body = allocations::CategoryLine), (status = 401), (status = 404)))]
+pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let id = req.param("allocation_id");
+    let line = app
+        .db
+        .read(|c| allocations::one_category(c, &app.catalog, &me.user.id, p, id))?;
+    match line {
+        Some(line) => Ok(Resp::json(200, &line)),
+        None => Err(Error::NotFound {
+            code: "category_not_found",
+            detail: format!("Allocation category with id '{id}' not found"),
+        }),
+    }
+}
+
+/// A write to allocation rows that may push a category over its budget. `locate` finds the
+/// type and month touched (inside the transaction), `change` does the write; the category's
+/// totals are compared before and after, and a `budget_alert` goes out after the commit.
+fn allocation_write(
+    app: &App,
+    user: &str,
+    locate: impl FnOnce(&Transaction<'_>) -> Result<(String, Period)>,
+    change: impl FnOnce(&Transaction<'_>, &str, Period) -> Result<()>,
+) -> Result<()> {
+    let alert = app.db.write(|tx| {
+        let (type_id, p) = locate(tx)?;
+        let category = app.catalog.category_of_type(&type_id).ok_or_else(|| Error::NotFound {
+            code: "allocation_type_not_found",
+            detail: format!("Allocation type with id '{type_id}' not found"),
+        })?;
+        let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
+        change(tx, &type_id, p)?;
+        let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
+        Ok((a0 <= b0 && a1 > b1).then(|| {
+            json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
+                   "budget": b1, "actual": a1})
+        }))
+    })?;
+    app.views.invalidate_user(user);
+    if let Some(event) = alert {
+        app.events.publish(user, event);
+    }
+    Ok(())
+}
+
+struct TypeId(String);
+
+impl FromJson for TypeId {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 64).map(TypeId)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SetBudgetRequest {
+    pub allocation_type_id: String,
+    #[schema(value_type = f64, minimum = 0)]
+    pub budget_amount: f64,
+    pub month: Option<u32>,
+    pub year: Option<i32>,
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations/budget", tag = "allocations", security(("bearer" = [])),
+    request_body = SetBudgetRequest,
+    responses((status = 200, body = Message), (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
+pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let type_id = f.required::<TypeId>("allocation_type_id");
+    let amount = f.required::<NonNegative>("budget_amount");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (TypeId(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
+    let now = app.clock.iso();
+    allocation_write(
+        app,
+        &me.user.id,
+        |_| Ok((type_id.clone(), p)),
+        |tx, t, p| {
+            allocations::upsert(
+                tx,
+                &app.catalog,
+                &me.user.id,
+                t,
+                p,
+                Change::Budget(amount),
+                &now,
+            )
+        },
+    )?;
+    Ok(message("Budget set successfully"))
+}
+
+impl FromJson for Mode {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        match v.as_str() {
+            Some("set") => Ok(Mode::Set),
+            Some("add") => Ok(Mode::Add),
+            _ => Err(Invalid::new("Input should be 'set' or 'add'", "enum")),
+        }
+    }
+}
+
+struct Notes(String);
+
+impl FromJson for Notes {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 0, 1000).map(Notes)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecordActualRequest {
+    pub allocation_type_id: String,
+    #[schema(value_type = f64, minimum = 0)]
+    pub actual_amount: f64,
+    pub notes: Option<String>,
+    /// `set` (default) replaces, `add` adds.
+    pub mode: Option<String>,
+    pub month: Option<u32>,
+    pub year: Option<i32>,
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations/actual", tag = "allocations", security(("bearer" = [])),
+    request_body = RecordActualRequest,
+    responses((status = 200, body = Message), (status = 401), (status = 404), (status = 422)))]
+pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let type_id = f.required::<TypeId>("allocation_type_id");
+    let amount = f.required::<NonNegative>("actual_amount");
+    let notes = f.optional::<Notes>("notes");
+    let mode = f.optional::<Mode>("mode");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (TypeId(type_id), NonNegative(amount), notes, mode, p) =
+        (type_id?, amount?, notes?, mode?, p?);
+    let now = app.clock.iso();
+    let change = || Change::Actual {
+        amount,
+        mode: mode.unwrap_or(Mode::Set),
+        notes: notes.as_ref().map(|n| n.0.as_str()),
+    };
+    allocation_write(
+        app,
+        &me.user.id,
+        |_| Ok((type_id.clone(), p)),
+        |tx, t, p| allocations::upsert(tx, &app.catalog, &me.user.id, t, p, change(), &now),
+    )?;
+    Ok(message("Actual amount recorded successfully"))
+}
+
+#[utoipa::path(put, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path,),
+           ("budget_amount" = Option<f64>, Query, description = "or in a JSON body"),
+           ("actual_amount" = Option<f64>, Query,), ("notes" = Option<String>, Query,)),
+    responses((status = 200, body = Message), (status = 401), (status = 404, description = "Allocation not found (also another user's)"), (status = 422)))]
+pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    // The app sends query parameters; other clients a JSON body.
+    let mut f = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Fields::query(req)
+    } else {
+        Fields::body(req)?
+    };
+    let budget = f.optional::<NonNegative>("budget_amount");
+    let actual = f.optional::<NonNegative>("actual_amount");
+    let notes = f.optional::<Notes>("notes");
+    f.finish()?;
+    let (budget, actual, notes) = (budget?.map(|m| m.0), actual?.map(|m| m.0), notes?);
+    let id = req.param("allocation_id");
+    let now = app.clock.iso();
+    allocation_write(
+        app,
+        &me.user.id,
+        |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
+        |tx, _, _| {
+            allocations::update(
+                tx,
+                &me.user.id,
+                id,
+                budget,
+                actual,
+                notes.as_ref().map(|n| n.0.as_str()),
+                &now,
+            )
+        },
+    )?;
+    Ok(message("Allocation updated successfully"))
+}
+
+#[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path,)),
+    responses((status = 200, body = Message), (status = 401), (status = 404)))]
+pub fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let id = req.param("allocation_id");
+    allocation_write(
+        app,
+        &me.user.id,
+        |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
+        |tx, _, _| allocations::delete(tx, &me.user.id, id),
+    )?;
+    Ok(message("Allocation deleted successfully"))
+}
+
+#[utoipa::path(get, path = "/api/v1/monthly-budget", tag = "allocations", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    responses((status = 200, body = monthly::MonthlyBudgetResponse), (status = 401), (status = 422)))]
+pub fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let bytes = app
+        .views
+        .get_or_compute(&app.metrics, &me.user.id, p, View::Monthly, || {
+            let m = app
+                .db
+                .read(|c| monthly::monthly_budget(c, &app.catalog, &me.user.id, p))?;
+            json_bytes(&m)
+        })?;
+    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+}
+
+struct Category(String);
+
+impl FromJson for Category {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 50).map(Category)
+    }
+}
+
+struct Label(String);
+
+impl FromJson for Label {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 200).map(Label)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateTransactionRequest {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Kind,
+    #[schema(min_length = 1, max_length = 50)]
+    pub category: String,
+    #[schema(value_type = f64, exclusive_minimum = 0)]
+    pub amount: f64,
+    #[schema(min_length = 1, max_length = 200)]
+    pub label: String,
+    #[schema(example = "2025-10-18")]
+    pub transaction_date: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
+    request_body = CreateTransactionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retried POST with the same key returns the first response")),
+    responses((status = 201, body = transactions::TransactionResponse), (status = 401),
+              (status = 422, description = "Bad field, or `idempotency_key_reused`")))]
+pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let key = idempotency::parse_key(req.header("idempotency-key"))?;
+    let body = req.json()?;
+    let mut f = Fields::body(req)?;
+    let kind = f.required::<Kind>("type");
+    let category = f.required::<Category>("category");
+    let amount = f.required::<Positive>("amount");
+    let label = f.required::<Label>("label");
+    let date = f.required::<TxDate>("transaction_date");
+    f.finish()?;
+    let new = NewTransaction {
+        kind: kind?,
+        category: category?.0,
+        amount: amount?.0,
+        label: label?.0,
+        date: date?,
+    };
+    let hash = idempotency::request_hash(&body);
+    let (status, bytes) = app.db.write(|tx| {
+        let now = app.clock.unix();
+        if let Some(k) = &key
+            && let Some(stored) = idempotency::replay(tx, &me.user.id, k, &hash, now)?
+        {
+            return Ok(stored);
+        }
+        let created = transactions::create(
+            tx,
+            &app.config.app_timezone,
+            &me.user.id,
+            &new,
+            &app.clock.iso(),
+        )?;
+        let bytes = json_bytes(&created)?;
+        if let Some(k) = &key {
+            idempotency::store(tx, &me.user.id, k, &hash, 201, &bytes, now)?;
+        }
+        Ok((201, bytes))
+    })?;
+    app.views.invalidate_user(&me.user.id);
+    Ok(Resp::bytes(status, "application/json", bytes))
+}
+
+struct Limit(u32);
+
+impl FromJson for Limit {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(1..=200).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 1 and 200",
+                "value_error",
+            ));
+        }
+        Ok(Limit(n as u32))
+    }
+}
+
+struct Offset(u32);
+
+impl FromJson for Offset {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(0..=1_000_000).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 0 and 1000000",
+                "value_error",
+            ));
+        }
+        Ok(Offset(n as u32))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,),
+           ("type" = Option<String>, Query, description = "income or expense"), ("category" = Option<String>, Query,),
+           ("limit" = Option<u32>, Query, description = "1..200, default 100"), ("offset" = Option<u32>, Query,)),
+    responses((status = 200, description = "A bare array, newest transaction_date first", body = [transactions::TransactionResponse]),
+              (status = 401), (status = 422)))]
+pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::query(req);
+    let p = Period::from_fields(app, &mut f);
+    let kind = f.optional::<Kind>("type");
+    let category = f.optional::<Category>("category");
+    let limit = f.optional::<Limit>("limit");
+    let offset = f.optional::<Offset>("offset");
+    f.finish()?;
+    let filter = Filter {
+        period: p?,
+        kind: kind?,
+        category: category?.map(|c| c.0),
+        limit: limit?.map(|l| l.0).unwrap_or(100),
+        offset: offset?.map(|o| o.0).unwrap_or(0),
+    };
+    let rows = app
+        .db
+        .read(|c| transactions::list(c, &me.user.id, &filter))?;
+    Ok(Resp::json(200, &rows))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceResponse {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub current_balance: Money,
+    #[schema(value_type = f64)]
+    pub total_income: Money,
+    #[schema(value_type = f64)]
+    pub total_expense: Money,
+    pub transaction_count: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/transactions/balance", tag = "transactions", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    responses((status = 200, body = BalanceResponse), (status = 401), (status = 422)))]
+pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let t = app.db.read(|c| transactions::totals(c, &me.user.id, p))?;
+    Ok(Resp::json(
+        200,
+        &BalanceResponse {
+            month: p.month,
+            year: p.year,
+            current_balance: Money(t.total_income.0 - t.total_expense.0),
+            total_income: t.total_income,
+            total_expense: t.total_expense,
+            transaction_count: t.transaction_count,
+        },
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatchTransactionRequest {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Option<Kind>,
+    pub category: Option<String>,
+    #[schema(value_type = Option<f64>)]
+    pub amount: Option<f64>,
+    pub label: Option<String>,
+    pub transaction_date: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path,)), request_body = PatchTransactionRequest,
+    responses((status = 200, body = transactions::TransactionResponse), (status = 401),
+              (status = 404, description = "Transaction not found (also another user's)"), (status = 422)))]
+pub fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let kind = f.optional::<Kind>("type");
+    let category = f.optional::<Category>("category");
+    let amount = f.optional::<Positive>("amount");
+    let label = f.optional::<Label>("label");
+    let date = f.optional::<TxDate>("transaction_date");
+    f.finish()?;
+    let changes = Changes {
+        kind: kind?,
+        category: category?.map(|c| c.0),
+        amount: amount?.map(|a| a.0),
+        label: label?.map(|l| l.0),
+        date: date?,
+    };
+    let id = req.param("id");
+    let updated = app.db.write(|tx| {
+        transactions::update(
+            tx,
+            &app.config.app_timezone,
+            &me.user.id,
+            id,
+            &changes,
+            &app.clock.iso(),
+        )
+    })?;
+    app.views.invalidate_user(&me.user.id);
+    Ok(Resp::json(200, &updated))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedTransaction {
+    pub message: String,
+    pub transaction_id: String,
+}
+
+#[utoipa::path(delete, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path,)),
+    responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404)))]
+pub fn delete_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let id = req.param("id");
+    app.db
+        .write(|tx| transactions::delete(tx, &me.user.id, id, &app.clock.iso()))?;
+    app.views.invalidate_user(&me.user.id);
+    Ok(Resp::json(
+        200,
+        &DeletedTransaction {
+            message: "Transaction deleted successfully".into(),
+            transaction_id: id.to_string(),
+        },
+    ))
+}

@@ -1,0 +1,423 @@
+//! Income and expense transactions. Every write moves the month's `monthly_budgets` totals in
+//! the same database transaction, so the totals always equal what the rows add up to.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::money::Money;
+use super::period::Period;
+use crate::error::{Error, Result};
+use crate::http::{FromJson, Invalid};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Income,
+    Expense,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Income => "income",
+            Kind::Expense => "expense",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        match s {
+            "income" => Some(Kind::Income),
+            "expense" => Some(Kind::Expense),
+            _ => None,
+        }
+    }
+}
+
+impl FromJson for Kind {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        v.as_str()
+            .and_then(Kind::parse)
+            .ok_or_else(|| Invalid::new("Input should be 'income' or 'expense'", "enum"))
+    }
+}
+
+/// `transaction_date`: an ISO date (midnight UTC), a date-time with an offset (converted to
+/// UTC), or a date-time without one (read as UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxDate(pub jiff::Timestamp);
+
+impl FromJson for TxDate {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        let Some(s) = v.as_str().map(str::trim) else {
+            return Err(Invalid::new(
+                "Input should be a valid date or datetime string",
+                "datetime_type",
+            ));
+        };
+        let bad = || {
+            Invalid::new(
+                "Input should be a valid ISO 8601 date or datetime",
+                "datetime_parsing",
+            )
+        };
+        let t = if s.len() == 10 {
+            let d: jiff::civil::Date = s.parse().map_err(|_| bad())?;
+            d.to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|_| bad())?
+                .timestamp()
+        } else if let Ok(t) = s.parse::<jiff::Timestamp>() {
+            t
+        } else {
+            let dt: jiff::civil::DateTime = s.parse().map_err(|_| bad())?;
+            dt.to_zoned(jiff::tz::TimeZone::UTC)
+                .map_err(|_| bad())?
+                .timestamp()
+        };
+        // Whole seconds: the contract's timestamps carry no fractions.
+        let t = jiff::Timestamp::from_second(t.as_second()).map_err(|_| bad())?;
+        let year = t.to_zoned(jiff::tz::TimeZone::UTC).year();
+        if !(2020..=2100).contains(&i32::from(year)) {
+            return Err(Invalid::new(
+                "Date must be between 2020 and 2100",
+                "value_error",
+            ));
+        }
+        Ok(TxDate(t))
+    }
+}
+
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct TransactionResponse {
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Kind,
+    pub category: String,
+    #[schema(value_type = f64)]
+    pub amount: Money,
+    pub label: String,
+    #[schema(example = "2025-10-18T00:00:00Z")]
+    pub transaction_date: String,
+    pub month: u32,
+    pub year: i32,
+    pub created_at: String,
+}
+
+pub struct NewTransaction {
+    pub kind: Kind,
+    pub category: String,
+    pub amount: Money,
+    pub label: String,
+    pub date: TxDate,
+}
+
+/// The fields a PATCH may change.
+#[derive(Default)]
+pub struct Changes {
+    pub kind: Option<Kind>,
+    pub category: Option<String>,
+    pub amount: Option<Money>,
+    pub label: Option<String>,
+    pub date: Option<TxDate>,
+}
+
+const COLUMNS: &str =
+    "id, type, category, amount, label, transaction_date, month, year, created_at";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
+    let kind: String = r.get(1)?;
+    Ok(TransactionResponse {
+        id: r.get(0)?,
+        kind: Kind::parse(&kind).unwrap_or(Kind::Expense),
+        category: r.get(2)?,
+        amount: Money(r.get(3)?),
+        label: r.get(4)?,
+        transaction_date: r.get(5)?,
+        month: r.get(6)?,
+        year: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+/// Adds `amount` (may be negative) and `count` to a month's totals.
+fn move_totals(
+    tx: &Transaction<'_>,
+    user: &str,
+    p: Period,
+    kind: Kind,
+    amount: i64,
+    count: i64,
+    now: &str,
+) -> Result<()> {
+    let (income, expense) = match kind {
+        Kind::Income => (amount, 0),
+        Kind::Expense => (0, amount),
+    };
+    if count < 0 {
+        // Taking out: the month's row exists (the transaction was counted in it), and an
+        // upsert would check its CHECK (totals ≥ 0) against the negative delta itself.
+        let n = tx.execute(
+            "UPDATE monthly_budgets SET total_income = total_income + ?4, total_expense = total_expense + ?5,
+                 transaction_count = transaction_count + ?6, updated_at = ?7
+             WHERE user_id = ?1 AND year = ?2 AND month = ?3",
+            params![user, p.year, p.month, income, expense, count, now],
+        )?;
+        if n != 1 {
+            return Err(Error::internal(
+                "monthly totals missing for a counted transaction",
+            ));
+        }
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO monthly_budgets (user_id, year, month, total_income, total_expense, transaction_count, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(user_id, year, month) DO UPDATE SET
+             total_income = total_income + excluded.total_income,
+             total_expense = total_expense + excluded.total_expense,
+             transaction_count = transaction_count + excluded.transaction_count,
+             updated_at = excluded.updated_at",
+        params![user, p.year, p.month, income, expense, count, now],
+    )?;
+    Ok(())
+}
+
+pub fn get(c: &Connection, user: &str, id: &str) -> Result<Option<TransactionResponse>> {
+    Ok(c.query_row(
+        &format!("SELECT {COLUMNS} FROM transactions WHERE id = ?1 AND user_id = ?2"),
+        params![id, user],
+        from_row,
+    )
+    .optional()?)
+}
+
+pub fn not_found() -> Error {
+    Error::NotFound {
+        code: "transaction_not_found",
+        detail: "Transaction not found".into(),
+    }
+}
+
+pub fn create(
+    tx: &Transaction<'_>,
+    tz: &jiff::tz::TimeZone,
+    user: &str,
+    t: &NewTransaction,
+    now: &str,
+) -> Result<TransactionResponse> {
+    let id = crate::random::uuid();
+    let p = period_of(tz, t.date.0);
+    let date = crate::clock::iso(t.date.0);
+    tx.execute(
+        "INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
+                                   created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        params![id, user, t.kind.as_str(), t.category, t.amount.0, t.label, date, p.year, p.month, now],
+    )?;
+    move_totals(tx, user, p, t.kind, t.amount.0, 1, now)?;
+    get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
+}
+
+pub fn period_of(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Period {
+    let z = t.to_zoned(tz.clone());
+    Period {
+        year: i32::from(z.year()),
+        month: z.month() as u32,
+    }
+}
+
+pub fn update(
+    tx: &Transaction<'_>,
+    tz: &jiff::tz::TimeZone,
+    user: &str,
+    id: &str,
+    ch: &Changes,
+    now: &str,
+) -> Result<TransactionResponse> {
+    let old = get(tx, user, id)?.ok_or_else(not_found)?;
+    let kind = ch.kind.unwrap_or(old.kind);
+    let amount = ch.amount.unwrap_or(old.amount);
+    let category = ch.category.clone().unwrap_or_else(|| old.category.clone());
+    let label = ch.label.clone().unwrap_or_else(|| old.label.clone());
+    let (date, p) = match ch.date {
+        Some(d) => (crate::clock::iso(d.0), period_of(tz, d.0)),
+        None => (
+            old.transaction_date.clone(),
+            Period {
+                year: old.year,
+                month: old.month,
+            },
+        ),
+    };
+    // Take the old amount out of its month, put the new one into its (maybe other) month.
+    move_totals(
+        tx,
+        user,
+        Period {
+            year: old.year,
+            month: old.month,
+        },
+        old.kind,
+        -old.amount.0,
+        -1,
+        now,
+    )?;
+    move_totals(tx, user, p, kind, amount.0, 1, now)?;
+    tx.execute(
+        "UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
+             year = ?8, month = ?9, updated_at = ?10
+         WHERE id = ?1 AND user_id = ?2",
+        params![id, user, kind.as_str(), category, amount.0, label, date, p.year, p.month, now],
+    )?;
+    get(tx, user, id)?.ok_or_else(not_found)
+}
+
+pub fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
+    let old = get(tx, user, id)?.ok_or_else(not_found)?;
+    tx.execute(
+        "DELETE FROM transactions WHERE id = ?1 AND user_id = ?2",
+        params![id, user],
+    )?;
+    move_totals(
+        tx,
+        user,
+        Period {
+            year: old.year,
+            month: old.month,
+        },
+        old.kind,
+        -old.amount.0,
+        -1,
+        now,
+    )?;
+    Ok(())
+}
+
+pub struct Filter {
+    pub period: Period,
+    pub kind: Option<Kind>,
+    pub category: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// Newest `transaction_date` first.
+pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionResponse>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM transactions
+         WHERE user_id = ?1 AND year = ?2 AND month = ?3
+           AND (?4 IS NULL OR type = ?4) AND (?5 IS NULL OR category = ?5)
+         ORDER BY transaction_date DESC, created_at DESC, id
+         LIMIT ?6 OFFSET ?7"
+    ))?;
+    let rows = stmt
+        .query_map(
+            params![
+                user,
+                f.period.year,
+                f.period.month,
+                f.kind.map(Kind::as_str),
+                f.category,
+                f.limit,
+                f.offset
+            ],
+            from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+#[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    #[schema(value_type = f64)]
+    pub total_income: Money,
+    #[schema(value_type = f64)]
+    pub total_expense: Money,
+    pub transaction_count: i64,
+}
+
+/// The month's totals as kept in `monthly_budgets` (zeros for a month without rows).
+pub fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
+    Ok(c.query_row(
+        "SELECT total_income, total_expense, transaction_count FROM monthly_budgets
+         WHERE user_id = ?1 AND year = ?2 AND month = ?3",
+        params![user, p.year, p.month],
+        |r| {
+            Ok(Totals {
+                total_income: Money(r.get(0)?),
+                total_expense: Money(r.get(1)?),
+                transaction_count: r.get(2)?,
+            })
+        },
+    )
+    .optional()?
+    .unwrap_or(Totals {
+        total_income: Money::ZERO,
+        total_expense: Money::ZERO,
+        transaction_count: 0,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn dates() {
+        let d = |s: &str| TxDate::from_json(&json!(s)).map(|d| crate::clock::iso(d.0));
+        assert_eq!(
+            d("2025-10-18").ok().as_deref(),
+            Some("2025-10-18T00:00:00Z")
+        );
+        assert_eq!(
+            d("2025-10-18T10:30:00Z").ok().as_deref(),
+            Some("2025-10-18T10:30:00Z")
+        );
+        assert_eq!(
+            d("2025-10-18T10:30:00+05:30").ok().as_deref(),
+            Some("2025-10-18T05:00:00Z")
+        );
+        assert_eq!(
+            d("2025-10-18T10:30:00").ok().as_deref(),
+            Some("2025-10-18T10:30:00Z")
+        );
+        assert_eq!(
+            d("2025-10-18T10:30:00.123Z").ok().as_deref(),
+            Some("2025-10-18T10:30:00Z")
+        );
+        for bad in [
+            "2025-13-01",
+            "18/10/2025",
+            "",
+            "2019-12-31",
+            "yesterday",
+            "2025-02-30",
+        ] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+        assert!(TxDate::from_json(&json!(20251018)).is_err());
+    }
+
+    #[test]
+    fn month_is_taken_in_the_app_timezone() {
+        let t: jiff::Timestamp = "2025-10-31T20:00:00Z".parse().expect("ts");
+        let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").expect("tz");
+        assert_eq!(
+            period_of(&kolkata, t),
+            Period {
+                year: 2025,
+                month: 11
+            }
+        );
+        assert_eq!(
+            period_of(&jiff::tz::TimeZone::UTC, t),
+            Period {
+                year: 2025,
+                month: 10
+            }
+        );
+    }
+}

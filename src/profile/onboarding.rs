@@ -1,0 +1,181 @@
+//! The onboarding profile: ten optional fields the coach personalises its answers with.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::error::Result;
+use crate::http::input::string_within;
+use crate::http::{Fields, FromJson, Invalid};
+
+/// Free-text fields have no limit in the contract; this one keeps prompts and rows sane.
+const TEXT_MAX: usize = 2000;
+
+#[derive(Serialize, ToSchema, Clone, Debug, Default, PartialEq)]
+pub struct OnboardingData {
+    #[schema(max_length = 20, example = "25-34")]
+    pub age_range: Option<String>,
+    #[schema(max_length = 100)]
+    pub occupation: Option<String>,
+    #[schema(max_length = 30)]
+    pub income_range: Option<String>,
+    /// Comma-separated.
+    pub financial_goals: Option<String>,
+    /// `beginner`, `intermediate` or `advanced`.
+    pub investment_experience: Option<String>,
+    /// `low`, `medium`, `high`, or the web client's `conservative`, `moderate`, `aggressive`.
+    pub risk_tolerance: Option<String>,
+    pub current_investments: Option<String>,
+    /// `none`, `some` or `significant`.
+    pub debt_status: Option<String>,
+    pub retirement_planning: bool,
+    pub interests: Option<String>,
+}
+
+struct Bounded<const MAX: usize>(String);
+
+impl<const MAX: usize> FromJson for Bounded<MAX> {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 0, MAX).map(Bounded)
+    }
+}
+
+/// A string that must be one of a fixed set, kept as sent.
+fn one_of(v: &Value, allowed: &[&str]) -> std::result::Result<String, Invalid> {
+    let s = string_within(v, 0, 50)?;
+    if allowed.contains(&s.as_str()) {
+        Ok(s)
+    } else {
+        Err(Invalid::new(
+            format!("Input should be one of: {}", allowed.join(", ")),
+            "enum",
+        ))
+    }
+}
+
+struct Experience(String);
+impl FromJson for Experience {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        one_of(v, &["beginner", "intermediate", "advanced"]).map(Experience)
+    }
+}
+
+struct Risk(String);
+impl FromJson for Risk {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        one_of(
+            v,
+            &[
+                "low",
+                "medium",
+                "high",
+                "conservative",
+                "moderate",
+                "aggressive",
+            ],
+        )
+        .map(Risk)
+    }
+}
+
+struct Debt(String);
+impl FromJson for Debt {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        one_of(v, &["none", "some", "significant"]).map(Debt)
+    }
+}
+
+impl OnboardingData {
+    pub fn parse(f: &mut Fields) -> Result<OnboardingData> {
+        let age = f.optional::<Bounded<20>>("age_range");
+        let occupation = f.optional::<Bounded<100>>("occupation");
+        let income = f.optional::<Bounded<30>>("income_range");
+        let goals = f.optional::<Bounded<TEXT_MAX>>("financial_goals");
+        let experience = f.optional::<Experience>("investment_experience");
+        let risk = f.optional::<Risk>("risk_tolerance");
+        let investments = f.optional::<Bounded<TEXT_MAX>>("current_investments");
+        let debt = f.optional::<Debt>("debt_status");
+        let retirement = f.optional::<bool>("retirement_planning");
+        let interests = f.optional::<Bounded<TEXT_MAX>>("interests");
+        Ok(OnboardingData {
+            age_range: age?.map(|b| b.0),
+            occupation: occupation?.map(|b| b.0),
+            income_range: income?.map(|b| b.0),
+            financial_goals: goals?.map(|b| b.0),
+            investment_experience: experience?.map(|e| e.0),
+            risk_tolerance: risk?.map(|r| r.0),
+            current_investments: investments?.map(|b| b.0),
+            debt_status: debt?.map(|d| d.0),
+            retirement_planning: retirement?.unwrap_or(false),
+            interests: interests?.map(|b| b.0),
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema, Clone, Debug)]
+pub struct Profile {
+    #[serde(flatten)]
+    pub data: OnboardingData,
+    pub onboarding_completed: bool,
+    pub completed_at: Option<String>,
+}
+
+/// Overwrites the whole profile and marks onboarding completed.
+pub fn submit(tx: &Transaction<'_>, user: &str, d: &OnboardingData, now: &str) -> Result<()> {
+    tx.execute(
+        "INSERT INTO user_profiles (user_id, age_range, occupation, income_range, financial_goals,
+             investment_experience, risk_tolerance, current_investments, debt_status, retirement_planning,
+             interests, onboarding_completed, completed_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 1, ?12, ?12, ?12)
+         ON CONFLICT(user_id) DO UPDATE SET age_range = excluded.age_range, occupation = excluded.occupation,
+             income_range = excluded.income_range, financial_goals = excluded.financial_goals,
+             investment_experience = excluded.investment_experience, risk_tolerance = excluded.risk_tolerance,
+             current_investments = excluded.current_investments, debt_status = excluded.debt_status,
+             retirement_planning = excluded.retirement_planning, interests = excluded.interests,
+             onboarding_completed = 1, completed_at = excluded.completed_at, updated_at = excluded.updated_at",
+        params![
+            user,
+            d.age_range,
+            d.occupation,
+            d.income_range,
+            d.financial_goals,
+            d.investment_experience,
+            d.risk_tolerance,
+            d.current_investments,
+            d.debt_status,
+            d.retirement_planning,
+            d.interests,
+            now
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn load(c: &Connection, user: &str) -> Result<Option<Profile>> {
+    Ok(c.query_row(
+        "SELECT age_range, occupation, income_range, financial_goals, investment_experience, risk_tolerance,
+                current_investments, debt_status, retirement_planning, interests, onboarding_completed, completed_at
+         FROM user_profiles WHERE user_id = ?1",
+        [user],
+        |r| {
+            Ok(Profile {
+                data: OnboardingData {
+                    age_range: r.get(0)?,
+                    occupation: r.get(1)?,
+                    income_range: r.get(2)?,
+                    financial_goals: r.get(3)?,
+                    investment_experience: r.get(4)?,
+                    risk_tolerance: r.get(5)?,
+                    current_investments: r.get(6)?,
+                    debt_status: r.get(7)?,
+                    retirement_planning: r.get(8)?,
+                    interests: r.get(9)?,
+                },
+                onboarding_completed: r.get(10)?,
+                completed_at: r.get(11)?,
+            })
+        },
+    )
+    .optional()?)
+}
