@@ -107,6 +107,9 @@ fn main() -> ExitCode {
         (None | Some("serve"), _) => serve(),
         (Some("migrate"), _) => with_db_path(|c| {
             let db = db::Db::open(c)?;
+            // Fold the WAL into the main file: otherwise the migrated schema stays in
+            // `<db>-wal`, and a plain copy of the database file is an empty database.
+            db.checkpoint();
             Ok(format!("database {} is up to date", db.path().display()))
         }),
         (Some("backup"), Some(file)) => with_db_path(|c| {

@@ -1,14 +1,13 @@
 //! Online backup and checked restore.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OpenFlags, backup::Backup};
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
 
 fn tmp_beside(dest: &Path) -> PathBuf {
-    let mut name = dest.as_os_str().to_owned();
-    name.push(format!(".tmp-{}", std::process::id()));
-    PathBuf::from(name)
+    with_suffix(dest, &format!(".tmp-{}", std::process::id()))
 }
 
 /// `PRAGMA integrity_check` on a file, opened read-only.
@@ -31,6 +30,26 @@ pub fn integrity_check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Copies every page in one step, i.e. inside one read transaction on the source.
+///
+/// The copy used to go in steps of 256 pages with pauses between them. SQLite restarts such a
+/// backup from page one whenever another connection commits between two steps, so under a
+/// steady stream of writes a database of more than a few hundred pages never finished backing
+/// up (`wealthcoach backup` hung; tests/cli.rs found it). The database is always in WAL mode,
+/// where a reader does not block writers, so one step holds nobody up: the server keeps
+/// committing to the WAL while the copy reads its snapshot.
+fn copy_all_pages(b: &Backup<'_, '_>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match b.step(-1).map_err(|e| format!("backup: {e}"))? {
+            StepResult::Done => return Ok(()),
+            // Only while a lock cannot be had (e.g. a checkpoint is resetting the WAL).
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return Err("backup: the database stayed locked for 60 s".into()),
+        }
+    }
+}
+
 /// Copies the database behind `conn` page by page (consistent even while others write) into a
 /// temporary file, checks it, then renames it to `dest`, so `dest` is never half-written.
 pub fn backup_connection(conn: &Connection, dest: &Path) -> Result<(), String> {
@@ -40,9 +59,7 @@ pub fn backup_connection(conn: &Connection, dest: &Path) -> Result<(), String> {
         let mut out = Connection::open(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
         {
             let b = Backup::new(conn, &mut out).map_err(|e| format!("backup: {e}"))?;
-            // Small steps with pauses so a writer is never starved during a long copy.
-            b.run_to_completion(256, Duration::from_millis(2), None)
-                .map_err(|e| format!("backup: {e}"))?;
+            copy_all_pages(&b)?;
         }
         // The copy is a plain rollback-journal file: one self-contained file to ship.
         out.execute_batch("PRAGMA journal_mode = DELETE;")
@@ -57,10 +74,45 @@ pub fn backup_connection(conn: &Connection, dest: &Path) -> Result<(), String> {
     result
 }
 
+/// `path` + `suffix`, e.g. the `-wal` file beside a database.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Where `p` really points: symlinks and `.`/`..` resolved, also for a file not there yet.
+fn resolved(p: &Path) -> Option<PathBuf> {
+    if let Ok(full) = std::fs::canonicalize(p) {
+        return Some(full);
+    }
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = std::fs::canonicalize(dir.unwrap_or(Path::new("."))).ok()?;
+    Some(dir.join(p.file_name()?))
+}
+
+/// Is `other` the database or one of the files kept beside it (WAL, shared memory, lock)?
+fn is_database_file(db: &Path, other: &Path) -> bool {
+    let (Some(db), Some(other)) = (resolved(db), resolved(other)) else {
+        return false;
+    };
+    ["", "-wal", "-shm", ".lock"]
+        .iter()
+        .any(|suffix| with_suffix(&db, suffix) == other)
+}
+
 /// `wealthcoach backup <file>`: works while the server runs (WAL lets us read beside it).
 pub fn backup_to(db: &Path, dest: &Path) -> Result<(), String> {
     if !db.exists() {
         return Err(format!("{}: no database there", db.display()));
+    }
+    // Renaming the finished copy onto the database (or its WAL) would swap the file under a
+    // running server, whose later writes then go to a deleted inode and are lost.
+    if is_database_file(db, dest) {
+        return Err(format!(
+            "{} is the database itself (or a file beside it); back up to another file",
+            dest.display()
+        ));
     }
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", db.display()))?;
@@ -69,33 +121,84 @@ pub fn backup_to(db: &Path, dest: &Path) -> Result<(), String> {
     backup_connection(&conn, dest)
 }
 
+/// Renames a database together with its WAL, which may hold committed pages.
+fn move_with_wal(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::rename(from, to)
+        .map_err(|e| format!("cannot move {} to {}: {e}", from.display(), to.display()))?;
+    let wal = with_suffix(from, "-wal");
+    if wal.exists() {
+        std::fs::rename(&wal, with_suffix(to, "-wal"))
+            .map_err(|e| format!("cannot move {}: {e}", wal.display()))?;
+    }
+    // Shared memory is rebuilt from the WAL; a stale one must not sit beside the new file.
+    let _ = std::fs::remove_file(with_suffix(from, "-shm"));
+    Ok(())
+}
+
+/// Moves the current database to `<db>.pre-restore-<unix time>`. A second restore within the
+/// same second gets `-2`, `-3`, ... instead of overwriting the first one's kept copy (a rename
+/// replaces its target, so the original database would be gone).
+fn set_aside(db: &Path) -> Result<PathBuf, String> {
+    // Fold any WAL into the old file first so the kept copy is complete on its own.
+    if let Ok(c) = Connection::open(db) {
+        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+    }
+    let base = with_suffix(
+        db,
+        &format!(".pre-restore-{}", jiff::Timestamp::now().as_second()),
+    );
+    let mut aside = base.clone();
+    let mut n = 1;
+    while aside.exists() || with_suffix(&aside, "-wal").exists() {
+        n += 1;
+        aside = with_suffix(&base, &format!("-{n}"));
+    }
+    move_with_wal(db, &aside)?;
+    Ok(aside)
+}
+
 /// `wealthcoach restore <file>`: refuses a damaged file and a running server, keeps the
 /// current database aside as `<db>.pre-restore-<unix time>`, then puts the copy in place.
 /// Returns where the previous database was kept, if there was one.
 pub fn restore_from(db: &Path, src: &Path) -> Result<Option<PathBuf>, String> {
+    // Restoring the database onto itself used to move it aside and then fail to copy the
+    // (moved) source, leaving nothing at DATABASE_URL for the next start to notice.
+    if is_database_file(db, src) {
+        return Err(format!(
+            "{} is the database itself; restore from a backup file",
+            src.display()
+        ));
+    }
     integrity_check(src)?;
     let _lock = super::take_lock(db).map_err(|e| format!("{e}; stop the server first"))?;
-    let stamp = jiff::Timestamp::now().as_second();
-    let mut kept = None;
-    if db.exists() {
-        let mut aside = db.as_os_str().to_owned();
-        aside.push(format!(".pre-restore-{stamp}"));
-        let aside = PathBuf::from(aside);
-        // Fold any WAL into the old file first so the kept copy is complete on its own.
-        if let Ok(c) = Connection::open(db) {
-            let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
-        }
-        std::fs::rename(db, &aside).map_err(|e| format!("cannot move the old database: {e}"))?;
-        kept = Some(aside);
-    }
-    for suffix in ["-wal", "-shm"] {
-        let mut side = db.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(side));
-    }
+    // Stage and check the copy beside the database before anything moves, so a copy that
+    // fails (disk full, unreadable file) leaves the current database where it was.
     let tmp = tmp_beside(db);
-    std::fs::copy(src, &tmp).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
-    std::fs::rename(&tmp, db).map_err(|e| format!("cannot put the copy in place: {e}"))?;
-    integrity_check(db)?;
+    let staged = std::fs::copy(src, &tmp)
+        .map_err(|e| format!("cannot copy {}: {e}", src.display()))
+        .and_then(|_| integrity_check(&tmp));
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(&tmp, suffix));
+    }
+    let kept = staged.and_then(|()| db.exists().then(|| set_aside(db)).transpose());
+    let kept = match kept {
+        Ok(k) => k,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    if let Err(e) = std::fs::rename(&tmp, db) {
+        // Put the old database back rather than leave nothing in its place.
+        let back = match &kept {
+            Some(aside) => move_with_wal(aside, db).err(),
+            None => None,
+        };
+        let _ = std::fs::remove_file(&tmp);
+        return Err(match back {
+            None => format!("cannot put the copy in place: {e}; the database is unchanged"),
+            Some(b) => format!("cannot put the copy in place: {e}; and {b}"),
+        });
+    }
     Ok(kept)
 }
