@@ -36,6 +36,10 @@ pub struct App {
     pub views: ViewCache,
     /// Events for the users' notification sockets.
     pub events: Hub,
+    /// Open sockets per (user, endpoint), for `WS_MAX_CONNECTIONS_PER_USER`.
+    pub ws_users: Mutex<std::collections::HashMap<(String, crate::ws::Endpoint), usize>>,
+    /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
+    pub answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
 }
@@ -54,6 +58,14 @@ impl App {
             catalog,
             views: ViewCache::new(config.cache_enabled),
             events: Hub::default(),
+            ws_users: Mutex::new(std::collections::HashMap::new()),
+            answers: moka::sync::Cache::builder()
+                .time_to_live(config.query_cache_ttl)
+                .max_capacity(32 * 1024 * 1024)
+                .weigher(|k: &String, v: &std::sync::Arc<String>| {
+                    u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
             keys: Keys::new(&secret),
             sms: crate::auth::sms::from_config(&config),
             limiter: RateLimiter::default(),

@@ -160,6 +160,9 @@ pub struct Config {
     pub openai_timeout: Duration,
     pub chat_daily_token_limit: u64,
     pub chat_global_daily_token_limit: u64,
+    /// USD per million prompt / completion tokens, for the cost estimate.
+    pub openai_price_prompt_per_mtok: f64,
+    pub openai_price_completion_per_mtok: f64,
 
     pub shutdown_timeout: Duration,
     pub watchdog_interval: Duration,
@@ -560,6 +563,10 @@ impl Config {
             "a whole number",
         );
 
+        let openai_price_prompt_per_mtok =
+            r.parse("OPENAI_PRICE_PROMPT_PER_MTOK", 0.15f64, "a number");
+        let openai_price_completion_per_mtok =
+            r.parse("OPENAI_PRICE_COMPLETION_PER_MTOK", 0.60f64, "a number");
         let shutdown_timeout = r.seconds("SHUTDOWN_TIMEOUT_SECONDS", 10);
         let watchdog_interval = r.seconds("WATCHDOG_INTERVAL_SECONDS", 5);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
@@ -632,6 +639,8 @@ impl Config {
             openai_timeout,
             chat_daily_token_limit,
             chat_global_daily_token_limit,
+            openai_price_prompt_per_mtok,
+            openai_price_completion_per_mtok,
             shutdown_timeout,
             watchdog_interval,
             warnings,

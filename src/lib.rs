@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod budget;
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod db;
@@ -30,6 +31,7 @@ pub fn routes() -> http::Router {
     routes.extend(auth::routes());
     routes.extend(budget::routes());
     routes.extend(profile::routes());
+    routes.extend(chat::routes());
     http::Router::new(routes)
 }
 

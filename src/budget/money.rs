@@ -33,6 +33,31 @@ impl Money {
         }
     }
 
+    /// `₹12,34,567.50`: rupees with Indian digit grouping, for text meant for people.
+    pub fn to_inr(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let whole = (abs / 100).to_string();
+        let cents = abs % 100;
+        // The last three digits, then groups of two.
+        let grouped = if whole.len() <= 3 {
+            whole
+        } else {
+            let (head, tail) = whole.split_at(whole.len() - 3);
+            let mut groups: Vec<&str> = Vec::new();
+            let mut rest = head;
+            while rest.len() > 2 {
+                let (h, t) = rest.split_at(rest.len() - 2);
+                groups.push(t);
+                rest = h;
+            }
+            groups.push(rest);
+            groups.reverse();
+            format!("{},{tail}", groups.join(","))
+        };
+        format!("{sign}₹{grouped}.{cents:02}")
+    }
+
     /// Parses `"1250.50"`, `"1250"`, `"-3.1"`: digits, at most one point, at most two decimals.
     pub fn parse_decimal(s: &str) -> Result<Money, Invalid> {
         let s = s.trim();
@@ -277,6 +302,14 @@ mod tests {
         assert_eq!(Money(-15).percent_bp(1000), Money(-2));
         assert_eq!(Money(100_000).percent_bp(5000), Money(50_000));
         assert_eq!(Money(33_333).percent_bp(500), Money(1667));
+    }
+
+    #[test]
+    fn rupees_for_people() {
+        assert_eq!(Money(123_456_750).to_inr(), "₹12,34,567.50");
+        assert_eq!(Money(99_900).to_inr(), "₹999.00");
+        assert_eq!(Money(100_000).to_inr(), "₹1,000.00");
+        assert_eq!(Money(-5).to_inr(), "-₹0.05");
     }
 
     #[test]

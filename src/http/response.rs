@@ -3,11 +3,17 @@
 use serde::Serialize;
 use serde_json::Value;
 
+/// A body written piece by piece after the headers (server-sent events).
+pub type StreamBody = Box<dyn FnOnce(&crate::app::App, &mut dyn std::io::Write) + Send>;
+
 pub struct Resp {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub content_type: &'static str,
+    /// When set, the server writes the headers, then hands this the connection (through a
+    /// chunked encoder that sends every `write` as one chunk); `body` is unused.
+    pub stream: Option<StreamBody>,
 }
 
 impl Resp {
@@ -20,6 +26,7 @@ impl Resp {
             headers: Vec::new(),
             body,
             content_type: "application/json",
+            stream: None,
         }
     }
 
@@ -33,6 +40,7 @@ impl Resp {
             headers: Vec::new(),
             body: Vec::new(),
             content_type: "text/plain; charset=utf-8",
+            stream: None,
         }
     }
 
@@ -42,6 +50,21 @@ impl Resp {
             headers: Vec::new(),
             body,
             content_type,
+            stream: None,
+        }
+    }
+
+    /// A 200 whose body `write` produces as it goes.
+    pub fn stream(
+        content_type: &'static str,
+        write: impl FnOnce(&crate::app::App, &mut dyn std::io::Write) + Send + 'static,
+    ) -> Resp {
+        Resp {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+            content_type,
+            stream: Some(Box::new(write)),
         }
     }
 

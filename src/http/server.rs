@@ -2,7 +2,7 @@
 //! of handler threads, the dispatch that applies every cross-cutting rule in one place, and a
 //! watchdog for the accept loop.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -19,9 +19,11 @@ use super::router::Match;
 use crate::app::App;
 use crate::error::Error;
 
-/// Requests whose unread body is drained on a side thread, at most this many at once.
-const MAX_DRAINING: usize = 256;
+/// Requests whose unread body is being drained on a side thread right now.
 static DRAINING: AtomicUsize = AtomicUsize::new(0);
+/// Past this many drains at once the log says so: clients are declaring bodies they do not
+/// send, which the reverse proxy should cut off (its body timeout).
+const DRAINING_WARN: usize = 256;
 
 /// Binds a listening socket with the options accepted sockets inherit: TCP keepalive and
 /// `TCP_USER_TIMEOUT` so dead peers are reaped, and a send timeout so a client that never
@@ -213,11 +215,15 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
         elapsed.as_secs_f64() * 1000.0,
         req.request_id
     );
+    if resp.stream.is_some() {
+        stream(app, rq, resp);
+        return;
+    }
     let unread = rq.body_length().unwrap_or(0) > 0 && !body.fully_read;
     send(rq, resp, unread);
 }
 
-fn to_tiny(resp: Resp) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+fn to_tiny(resp: Resp) -> TinyResponse {
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], resp.content_type.as_bytes())
     {
@@ -233,28 +239,104 @@ fn to_tiny(resp: Resp) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
 }
 
 /// Writes the response. If the client declared a body we never read, tiny_http drains it when
-/// the request is dropped, which waits on the client; do that on a side thread so a hostile
-/// `Content-Length` cannot hold a handler thread.
+/// the request is dropped (with a fixed buffer), which waits on the client for as long as it
+/// likes; do that on a side thread so a hostile `Content-Length` cannot hold a handler thread.
+///
+/// There is deliberately no cap that falls back to draining here: with one, 256 +
+/// `HTTP_WORKERS` clients declaring a body and never sending it stopped every handler
+/// (tests/hostile_http.rs). tiny_http already keeps one uncapped thread per connection, so
+/// a small drain thread for such a connection adds little; the proxy bounds both.
 fn send(rq: tiny_http::Request, resp: Resp, unread: bool) {
     let response = to_tiny(resp);
-    if unread && DRAINING.load(Ordering::Relaxed) < MAX_DRAINING {
-        DRAINING.fetch_add(1, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new()
-            .name("drain".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _ = rq.respond(response);
-                DRAINING.fetch_sub(1, Ordering::Relaxed);
-            });
-        if spawned.is_err() {
-            DRAINING.fetch_sub(1, Ordering::Relaxed);
-            log::warn!("could not start a drain thread; the request was dropped");
-        }
+    if !unread {
+        respond(rq, response);
         return;
     }
+    let now = DRAINING.fetch_add(1, Ordering::Relaxed) + 1;
+    if now >= DRAINING_WARN && now.is_multiple_of(64) {
+        log::warn!("{now} requests are waiting for bodies their clients declared");
+    }
+    // The request reaches the thread through a channel, so it is still ours to answer if the
+    // thread cannot be started.
+    let (tx, rx) = std::sync::mpsc::channel::<(tiny_http::Request, TinyResponse)>();
+    let spawned = std::thread::Builder::new()
+        .name("drain".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            if let Ok((rq, response)) = rx.recv() {
+                respond(rq, response);
+            }
+            DRAINING.fetch_sub(1, Ordering::Relaxed);
+        });
+    let job = (rq, response);
+    let job = match spawned {
+        Ok(_) => match tx.send(job) {
+            Ok(()) => return,
+            Err(std::sync::mpsc::SendError(job)) => job,
+        },
+        Err(e) => {
+            DRAINING.fetch_sub(1, Ordering::Relaxed);
+            log::warn!("could not start a drain thread ({e}); draining on a handler thread");
+            job
+        }
+    };
+    respond(job.0, job.1);
+}
+
+type TinyResponse = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn respond(rq: tiny_http::Request, response: TinyResponse) {
     if let Err(e) = rq.respond(response) {
         log::debug!("writing a response failed: {e}");
     }
+}
+
+/// Sends every `write` as one HTTP chunk, so an event leaves whole and at once.
+struct Chunked<'a>(&'a mut dyn Write);
+
+impl Write for Chunked<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        write!(self.0, "{:x}\r\n", buf.len())?;
+        self.0.write_all(buf)?;
+        self.0.write_all(b"\r\n")?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A streamed response: tiny_http's `Response` buffers 8 KiB per chunk, so we write the head
+/// and the chunks ourselves on the raw connection and flush each one.
+fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
+    let Some(body) = resp.stream.take() else {
+        return;
+    };
+    let mut w = rq.into_writer();
+    let mut head = format!(
+        "HTTP/1.1 {} OK\r\nContent-Type: {}\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n",
+        resp.status, resp.content_type
+    );
+    for (k, v) in &resp.headers {
+        // Our own header values; refuse anything that could split the head.
+        if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+    if w.write_all(head.as_bytes())
+        .and_then(|_| w.flush())
+        .is_err()
+    {
+        return;
+    }
+    body(app, &mut Chunked(&mut *w));
+    let _ = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
 }
 
 fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Req, Resp) {

@@ -75,6 +75,11 @@ impl utoipa::Modify for BearerAuth {
         crate::profile::routes::get_preferences,
         crate::profile::routes::patch_preferences,
         crate::profile::routes::export,
+        crate::chat::http::message,
+        crate::chat::http::message_stream,
+        crate::chat::http::sessions,
+        crate::chat::http::session_messages,
+        crate::chat::http::delete_conversation,
     )
 )]
 pub struct ApiDoc;

@@ -20,10 +20,8 @@ use crate::app::App;
 
 /// How long a client may take to finish the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The poll interval of a socket's loop: how fast it notices frames to push or a stop.
-const POLL: Duration = Duration::from_millis(50);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
     Notifications,
@@ -111,13 +109,13 @@ fn accept_loop(app: &Arc<App>, listener: &TcpListener) {
 
 /// A plain HTTP answer on the WebSocket port, for requests that never became a WebSocket.
 fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
-    let reason = match status {
-        400 => "Bad Request",
-        426 => "Upgrade Required",
-        _ => "Service Unavailable",
+    // Each status keeps its own code: a full server used to answer 503 "bad_request".
+    let (reason, code) = match status {
+        400 => ("Bad Request", "bad_request"),
+        426 => ("Upgrade Required", "upgrade_required"),
+        _ => ("Service Unavailable", "too_many_connections"),
     };
-    let body = json!({"detail": detail, "code": if status == 426 { "upgrade_required" } else { "bad_request" }})
-        .to_string();
+    let body = json!({"detail": detail, "code": code}).to_string();
     let _ = write!(
         stream,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n{body}",
@@ -190,10 +188,13 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
     let Some(endpoint) = upgrade.endpoint else {
         return;
     };
-    let _ = ws.get_ref().set_read_timeout(Some(POLL));
+    // From here the socket's loop never blocks on a read: it waits on its own channel and
+    // then takes whatever the client sent.
+    if ws.get_ref().set_nonblocking(true).is_err() {
+        return;
+    }
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-    let mut socket = Socket { ws, endpoint };
-    socket.run(app);
+    crate::chat::ws::serve(app, Socket { ws, endpoint }, upgrade.token);
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -213,8 +214,27 @@ pub enum Ended {
 }
 
 impl Socket {
+    /// Sends a frame. On a socket whose buffer is full the frame is queued and goes out with
+    /// a later flush; a client that stops reading altogether fills the write buffer limit
+    /// and is dropped.
     pub fn send_json(&mut self, v: &Value) -> Result<(), tungstenite::Error> {
-        self.ws.send(Message::text(v.to_string()))
+        match self.ws.send(Message::text(v.to_string())) {
+            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Closes as the way the loop ended asks: 1009 for an oversized frame.
+    pub fn close_for(&mut self, ended: &Ended) {
+        match ended {
+            Ended::TooBig => self.close(CloseCode::Size, "Message too big"),
+            Ended::ServerStopping => self.close(CloseCode::Away, "Server shutting down"),
+            // tungstenite queued the reply to the client's close; send it.
+            Ended::ClientClosed => {
+                let _ = self.ws.flush();
+            }
+            Ended::Gone => {}
+        }
     }
 
     pub fn close(&mut self, code: CloseCode, reason: &str) {
@@ -227,7 +247,11 @@ impl Socket {
         while Instant::now() < until {
             match self.ws.read() {
                 Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    let _ = self.ws.flush();
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 Err(_) => break,
                 Ok(_) => {}
             }
@@ -252,32 +276,6 @@ impl Socket {
             }
             Err(_) => Err(Ended::Gone),
         }
-    }
-
-    fn run(&mut self, app: &App) {
-        let ended = loop {
-            if app.is_stopping() {
-                break Ended::ServerStopping;
-            }
-            match self.poll() {
-                Ok(None) => {}
-                Ok(Some(Message::Text(t))) => {
-                    if let Some(reply) = basic_reply(t.as_str())
-                        && self.send_json(&reply).is_err()
-                    {
-                        break Ended::Gone;
-                    }
-                }
-                Ok(Some(_)) => {}
-                Err(e) => break e,
-            }
-        };
-        match ended {
-            Ended::ServerStopping => self.close(CloseCode::Away, "Server shutting down"),
-            Ended::TooBig => self.close(CloseCode::Size, "Message too big"),
-            Ended::ClientClosed | Ended::Gone => {}
-        }
-        log::debug!("ws {:?} socket ended: {ended:?}", self.endpoint);
     }
 }
 

@@ -1,0 +1,225 @@
+//! One question, answered: shared by the WebSocket and the HTTP routes. `prepare` saves the
+//! question and decides how to answer (from the cache, with a fallback, or from the model);
+//! the `finish_*` functions save the answer and count its cost.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::context::{self, Numbers};
+use super::history::{self, Saved};
+use super::quota;
+use super::upstream::{ChatMessage, Usage};
+use crate::app::App;
+use crate::error::Result;
+
+/// The error message every client shows when the model fails.
+pub const FAILED: &str = "Failed to generate response. Please try again.";
+
+pub struct Question {
+    pub user_id: String,
+    pub full_name: String,
+    pub session_id: String,
+    pub text: String,
+    /// History the client sent itself (HTTP), used when the session has none.
+    pub client_history: Vec<ChatMessage>,
+}
+
+pub enum Plan {
+    Cached(Arc<String>),
+    /// No model call: `code` is `not_configured` or `quota_exceeded`.
+    Fallback {
+        code: &'static str,
+        message: String,
+        answer: String,
+    },
+    Stream(Pending),
+}
+
+/// Everything needed to finish a streamed answer.
+pub struct Pending {
+    pub messages: Vec<ChatMessage>,
+    pub cache_key: String,
+    pub numbers: Numbers,
+    pub prompt_chars: usize,
+    pub started: Instant,
+}
+
+pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
+    let ctx = context::load(app, &q.user_id, &q.full_name)?;
+    let mut recent = app.db.read(|c| history::recent(c, &q.session_id))?;
+    if recent.is_empty() {
+        let n = q
+            .client_history
+            .len()
+            .saturating_sub(history::CONTEXT_MESSAGES as usize);
+        recent = q.client_history[n..].to_vec();
+    }
+    let system = context::system_prompt(&app.config.app_name, &ctx);
+    let key = context::cache_key(
+        &q.user_id,
+        &app.config.openai_model,
+        &q.text,
+        &system,
+        &recent,
+    );
+    let now = app.clock.iso();
+    app.db.write(|tx| {
+        history::save_message(
+            tx,
+            &q.user_id,
+            &q.session_id,
+            &Saved {
+                role: "user",
+                content: &q.text,
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                cost_micros: 0,
+                cached: false,
+                fallback: false,
+                response_ms: None,
+            },
+            &now,
+        )
+    })?;
+    if app.config.cache_enabled
+        && let Some(hit) = app.answers.get(&key)
+    {
+        app.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        return Ok(Plan::Cached(hit));
+    }
+    app.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+    if app.config.openai_api_key.is_none() {
+        return Ok(Plan::Fallback {
+            code: "not_configured",
+            message: "The AI coach is not configured on this server".into(),
+            answer: context::fallback_answer(&ctx.numbers),
+        });
+    }
+    if let Some(over) = app.db.read(|c| quota::check(app, c, &q.user_id))? {
+        return Ok(Plan::Fallback {
+            code: "quota_exceeded",
+            message: format!(
+                "The {} daily token limit has been reached; it resets at {}",
+                if over.scope == "user" {
+                    "personal"
+                } else {
+                    "service's"
+                },
+                over.resets_at
+            ),
+            answer: context::fallback_answer(&ctx.numbers),
+        });
+    }
+    let mut messages = vec![ChatMessage {
+        role: "system".into(),
+        content: system,
+    }];
+    messages.extend(recent);
+    messages.push(ChatMessage {
+        role: "user".into(),
+        content: q.text.clone(),
+    });
+    let prompt_chars = messages.iter().map(|m| m.content.chars().count()).sum();
+    Ok(Plan::Stream(Pending {
+        messages,
+        cache_key: key,
+        numbers: ctx.numbers,
+        prompt_chars,
+        started: Instant::now(),
+    }))
+}
+
+/// Saves an assistant message (`saved.role` is ignored: always "assistant").
+fn save_answer(app: &App, q: &Question, saved: Saved<'_>) {
+    let now = app.clock.iso();
+    let saved = Saved {
+        role: "assistant",
+        ..saved
+    };
+    if let Err(e) = app
+        .db
+        .write(|tx| history::save_message(tx, &q.user_id, &q.session_id, &saved, &now))
+    {
+        log::error!("could not save a chat answer: {e:?}");
+    }
+}
+
+fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
+    Saved {
+        role: "assistant",
+        content,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cost_micros: 0,
+        cached,
+        fallback,
+        response_ms: None,
+    }
+}
+
+/// A complete model answer: saved, its usage counted, cached. Returns the usage reported.
+pub fn finish_streamed(
+    app: &App,
+    q: &Question,
+    p: &Pending,
+    content: &str,
+    usage: Option<Usage>,
+) -> Usage {
+    let usage = usage.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
+    let cost = app
+        .db
+        .write(|tx| quota::record(app, tx, &q.user_id, usage))
+        .unwrap_or_else(|e| {
+            log::error!("could not record LLM usage: {e:?}");
+            0
+        });
+    app.metrics.llm_requests.fetch_add(1, Ordering::Relaxed);
+    app.metrics.llm_tokens.fetch_add(
+        usage.prompt_tokens + usage.completion_tokens,
+        Ordering::Relaxed,
+    );
+    let ms = p.started.elapsed().as_millis() as i64;
+    save_answer(
+        app,
+        q,
+        Saved {
+            role: "assistant",
+            content,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_micros: cost,
+            cached: false,
+            fallback: false,
+            response_ms: Some(ms),
+        },
+    );
+    if app.config.cache_enabled && !content.is_empty() {
+        app.answers
+            .insert(p.cache_key.clone(), Arc::new(content.to_string()));
+    }
+    usage
+}
+
+pub fn finish_cached(app: &App, q: &Question, content: &str) {
+    save_answer(app, q, plain(content, true, false));
+}
+
+/// A fallback answer is saved (the user saw it) but never cached.
+pub fn finish_fallback(app: &App, q: &Question, content: &str) {
+    save_answer(app, q, plain(content, false, true));
+}
+
+/// What the user saw before cancelling, if anything; not cached, no usage known.
+pub fn finish_cancelled(app: &App, q: &Question, content: &str) {
+    if !content.is_empty() {
+        save_answer(app, q, plain(content, false, false));
+    }
+}
+
+/// A model failure: counted, and the fallback built from the numbers of this answer.
+pub fn failed(app: &App, p: &Pending, why: &super::upstream::UpstreamError) -> String {
+    app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
+    log::warn!("LLM answer failed: {why}");
+    context::fallback_answer(&p.numbers)
+}

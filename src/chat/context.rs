@@ -1,0 +1,324 @@
+//! What the coach knows when it answers: the user's name and onboarding profile, this month's
+//! numbers, and the conversation so far. Built into the system prompt, and hashed into the
+//! answer cache key so a changed budget or profile never gets a stale answer.
+
+use rusqlite::Connection;
+
+use super::upstream::ChatMessage;
+use crate::app::App;
+use crate::budget::money::Money;
+use crate::budget::period::Period;
+use crate::budget::{allocations, transactions};
+use crate::error::Result;
+use crate::profile::onboarding;
+
+/// One category's budget and actual for the month.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryNumbers {
+    pub label: String,
+    pub budget: Money,
+    pub actual: Money,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Numbers {
+    pub period: Period,
+    pub income: Money,
+    pub expense: Money,
+    pub transaction_count: i64,
+    pub categories: Vec<CategoryNumbers>,
+}
+
+impl Numbers {
+    pub fn balance(&self) -> Money {
+        Money(self.income.0 - self.expense.0)
+    }
+}
+
+pub struct Context {
+    pub full_name: String,
+    pub profile_lines: Vec<String>,
+    pub numbers: Numbers,
+    pub today: String,
+}
+
+pub fn month_name(p: Period) -> String {
+    const NAMES: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    format!("{} {}", NAMES[(p.month.clamp(1, 12) - 1) as usize], p.year)
+}
+
+pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbers> {
+    let totals = transactions::totals(c, user, p)?;
+    let rows = allocations::rows(c, user, p)?;
+    let categories = app
+        .catalog
+        .categories
+        .iter()
+        .map(|cat| {
+            let (b, a) = cat
+                .types
+                .iter()
+                .filter_map(|t| rows.get(&t.id))
+                .fold((0, 0), |(b, a), r| (b + r.budget.0, a + r.actual.0));
+            CategoryNumbers {
+                label: cat.label.clone(),
+                budget: Money(b),
+                actual: Money(a),
+            }
+        })
+        .collect();
+    Ok(Numbers {
+        period: p,
+        income: totals.total_income,
+        expense: totals.total_expense,
+        transaction_count: totals.transaction_count,
+        categories,
+    })
+}
+
+pub fn load(app: &App, user_id: &str, full_name: &str) -> Result<Context> {
+    let p = Period::current(app);
+    app.db.read(|c| {
+        let profile = onboarding::load(c, user_id)?;
+        let mut lines = Vec::new();
+        if let Some(p) = profile {
+            let d = p.data;
+            let mut add = |label: &str, v: &Option<String>| {
+                if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                    lines.push(format!("- {label}: {v}"));
+                }
+            };
+            add("Age", &d.age_range);
+            add("Occupation", &d.occupation);
+            add("Income", &d.income_range);
+            add("Goals", &d.financial_goals);
+            add("Investment Experience", &d.investment_experience);
+            add("Risk Tolerance", &d.risk_tolerance);
+            add("Current Investments", &d.current_investments);
+            add("Debt", &d.debt_status);
+            let retirement = Some(
+                if d.retirement_planning {
+                    "yes"
+                } else {
+                    "not yet"
+                }
+                .to_string(),
+            );
+            add("Retirement Planning", &retirement);
+            add("Interests", &d.interests);
+        }
+        Ok(Context {
+            full_name: full_name.to_string(),
+            profile_lines: lines,
+            numbers: numbers(c, app, user_id, p)?,
+            today: app.clock.now().strftime("%Y-%m-%d").to_string(),
+        })
+    })
+}
+
+pub fn system_prompt(app_name: &str, ctx: &Context) -> String {
+    let n = &ctx.numbers;
+    let mut s = format!(
+        "You are {app_name}, a friendly personal-finance coach inside the {app_name} app. \
+         Give clear, brief, actionable advice in plain language: a few short sentences or a short list. \
+         Ground your advice in the user's own numbers below; amounts are in Indian rupees (₹). \
+         If a question is not about personal finance, steer back to it gently. Today is {}.\n\n\
+         User: {}\n",
+        ctx.today, ctx.full_name
+    );
+    if !ctx.profile_lines.is_empty() {
+        s.push_str("Profile:\n");
+        for l in &ctx.profile_lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+    }
+    s.push_str(&format!(
+        "\nThis month ({}): income {}, expenses {}, balance {} ({} transactions).\n",
+        month_name(n.period),
+        n.income.to_inr(),
+        n.expense.to_inr(),
+        n.balance().to_inr(),
+        n.transaction_count
+    ));
+    let with_budget: Vec<&CategoryNumbers> = n
+        .categories
+        .iter()
+        .filter(|c| c.budget.0 != 0 || c.actual.0 != 0)
+        .collect();
+    if with_budget.is_empty() {
+        s.push_str("No category budgets set this month.\n");
+    } else {
+        s.push_str("Budget vs actual by category:\n");
+        for c in with_budget {
+            s.push_str(&format!(
+                "- {}: budget {}, actual {}, remaining {}\n",
+                c.label,
+                c.budget.to_inr(),
+                c.actual.to_inr(),
+                Money(c.budget.0 - c.actual.0).to_inr()
+            ));
+        }
+    }
+    s
+}
+
+/// The question as the cache sees it: trimmed, lower-case, single spaces.
+pub fn normalise(q: &str) -> String {
+    q.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Covers the user, the model, the question, the profile, the numbers and the history.
+pub fn cache_key(
+    user: &str,
+    model: &str,
+    question: &str,
+    system: &str,
+    history: &[ChatMessage],
+) -> String {
+    let material = serde_json::json!([user, model, normalise(question), system, history]);
+    crate::random::to_hex(&hmac_sha256::Hash::hash(material.to_string().as_bytes()))
+}
+
+/// The short answer we give when the model cannot: where the user stands this month.
+pub fn fallback_answer(n: &Numbers) -> String {
+    let month = month_name(n.period);
+    let has_budget = n
+        .categories
+        .iter()
+        .any(|c| c.budget.0 != 0 || c.actual.0 != 0);
+    if n.transaction_count == 0 && !has_budget {
+        return format!(
+            "I can't reach the AI coach right now. You have no transactions or budgets recorded for {month} yet: \
+             add your income and expenses, and set a budget for each category, and I can show you where you stand."
+        );
+    }
+    let mut s = format!(
+        "I can't reach the AI coach right now, so here is where you stand for {month}: income {}, expenses {}, balance {}.",
+        n.income.to_inr(),
+        n.expense.to_inr(),
+        n.balance().to_inr()
+    );
+    for c in n
+        .categories
+        .iter()
+        .filter(|c| c.budget.0 != 0 || c.actual.0 != 0)
+    {
+        let left = Money(c.budget.0 - c.actual.0);
+        if left.0 >= 0 {
+            s.push_str(&format!(
+                " {}: {} of {} used, {} left.",
+                c.label,
+                c.actual.to_inr(),
+                c.budget.to_inr(),
+                left.to_inr()
+            ));
+        } else {
+            s.push_str(&format!(
+                " {}: {} over its budget of {}.",
+                c.label,
+                Money(-left.0).to_inr(),
+                c.budget.to_inr()
+            ));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn numbers() -> Numbers {
+        Numbers {
+            period: Period {
+                year: 2025,
+                month: 10,
+            },
+            income: Money(5_000_000),
+            expense: Money(1_500_075),
+            transaction_count: 2,
+            categories: vec![
+                CategoryNumbers {
+                    label: "SPENDING".into(),
+                    budget: Money(100_050),
+                    actual: Money(40_025),
+                },
+                CategoryNumbers {
+                    label: "HEALTH".into(),
+                    budget: Money(1000),
+                    actual: Money(2500),
+                },
+                CategoryNumbers {
+                    label: "LEARNING".into(),
+                    budget: Money(0),
+                    actual: Money(0),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn prompt_carries_profile_and_numbers() {
+        let ctx = Context {
+            full_name: "Asha".into(),
+            profile_lines: vec!["- Age: 25-34".into(), "- Risk Tolerance: moderate".into()],
+            numbers: numbers(),
+            today: "2025-10-20".into(),
+        };
+        let p = system_prompt("Wealth Coach AI", &ctx);
+        for needle in [
+            "Wealth Coach AI",
+            "Today is 2025-10-20",
+            "User: Asha",
+            "- Age: 25-34",
+            "- Risk Tolerance: moderate",
+            "income ₹50,000.00",
+            "expenses ₹15,000.75",
+            "balance ₹34,999.25",
+            "SPENDING: budget ₹1,000.50, actual ₹400.25, remaining ₹600.25",
+        ] {
+            assert!(p.contains(needle), "{needle:?} missing from:\n{p}");
+        }
+        assert!(!p.contains("LEARNING"), "empty categories are left out");
+    }
+
+    #[test]
+    fn fallback_is_built_from_the_numbers() {
+        let f = fallback_answer(&numbers());
+        assert!(f.contains("October 2025"));
+        assert!(f.contains("balance ₹34,999.25"));
+        assert!(f.contains("SPENDING: ₹400.25 of ₹1,000.50 used, ₹600.25 left."));
+        assert!(f.contains("HEALTH: ₹15.00 over its budget of ₹10.00."));
+    }
+
+    #[test]
+    fn cache_keys_change_with_any_context() {
+        let h = vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        let k = cache_key("u1", "m", "How  do I SAVE? ", "sys", &h);
+        assert_eq!(k, cache_key("u1", "m", "how do i save?", "sys", &h));
+        assert_ne!(k, cache_key("u2", "m", "how do i save?", "sys", &h));
+        assert_ne!(k, cache_key("u1", "m", "how do i save?", "sys2", &h));
+        assert_ne!(k, cache_key("u1", "m2", "how do i save?", "sys", &h));
+        assert_ne!(k, cache_key("u1", "m", "how do i save?", "sys", &[]));
+    }
+}

@@ -1,0 +1,375 @@
+//! `/api/v1/chat/*`: one-shot answers, answers streamed as server-sent events, and the
+//! conversation history.
+
+use std::io::Write;
+use std::sync::mpsc::channel;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use super::answer::{self, Plan, Question};
+use super::history;
+use super::upstream::{self, ChatMessage, StreamEvent};
+use crate::app::App;
+use crate::auth::{AuthUser, require_user};
+use crate::error::{Error, Result};
+use crate::http::input::string_within;
+use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+
+struct QuestionText(String);
+
+impl FromJson for QuestionText {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        let s = string_within(v, 1, super::ws::MAX_QUESTION_CHARS)?;
+        if s.trim().is_empty() {
+            return Err(Invalid::new(
+                "String should have at least 1 character",
+                "string_too_short",
+            ));
+        }
+        Ok(QuestionText(s.trim().to_string()))
+    }
+}
+
+struct History(Vec<ChatMessage>);
+
+impl FromJson for History {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        let Some(items) = v.as_array() else {
+            return Err(Invalid::new("Input should be a valid list", "list_type"));
+        };
+        if items.len() > 20 {
+            return Err(Invalid::new(
+                "List should have at most 20 items",
+                "too_long",
+            ));
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let role = item.get("role").and_then(Value::as_str);
+            let content = item.get("content").and_then(Value::as_str);
+            match (role, content) {
+                (Some(r @ ("user" | "assistant")), Some(c)) if c.chars().count() <= 10_000 => out
+                    .push(ChatMessage {
+                        role: r.into(),
+                        content: c.into(),
+                    }),
+                _ => {
+                    return Err(Invalid::new(
+                        "Each item needs role 'user' or 'assistant' and a content string",
+                        "value_error",
+                    ));
+                }
+            }
+        }
+        Ok(History(out))
+    }
+}
+
+struct SessionId(String);
+
+impl FromJson for SessionId {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 64).map(SessionId)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryItem {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+    pub timestamp: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatRequest {
+    #[schema(min_length = 1, max_length = 2000)]
+    pub message: String,
+    pub conversation_history: Option<Vec<HistoryItem>>,
+    pub use_rag: Option<bool>,
+    pub stream: Option<bool>,
+    pub session_id: Option<String>,
+}
+
+/// Parses a chat request and resolves its session (another user's is a 404).
+fn question(app: &App, req: &Req, me: &AuthUser) -> Result<Question> {
+    let mut f = Fields::body(req)?;
+    let text = f.required::<QuestionText>("message");
+    let history = f.optional::<History>("conversation_history");
+    let _ = f.optional::<bool>("use_rag");
+    let _ = f.optional::<bool>("stream");
+    let session = f.optional::<SessionId>("session_id");
+    f.finish()?;
+    let (text, history, session) = (text?, history?, session?);
+    let session_id = match session {
+        Some(SessionId(id)) => {
+            if app
+                .db
+                .read(|c| history::taken_by_other(c, &me.user.id, &id))?
+            {
+                return Err(session_not_found());
+            }
+            id
+        }
+        None => crate::random::uuid(),
+    };
+    Ok(Question {
+        user_id: me.user.id.clone(),
+        full_name: me.user.full_name.clone(),
+        session_id,
+        text: text.0,
+        client_history: history.map(|h| h.0).unwrap_or_default(),
+    })
+}
+
+fn session_not_found() -> Error {
+    Error::NotFound {
+        code: "session_not_found",
+        detail: "Session not found".into(),
+    }
+}
+
+/// Runs a streamed answer to its end on this thread, calling `on_piece` for every piece.
+/// Returns the whole answer and its usage, or the fallback text on failure.
+fn run_stream(
+    app: &App,
+    q: &Question,
+    p: &answer::Pending,
+    mut on_piece: impl FnMut(&str) -> bool,
+) -> (String, Option<u64>, bool) {
+    let (tx, rx) = channel();
+    let handle = upstream::start(&app.config, p.messages.clone(), move |ev| {
+        tx.send(ev).is_ok()
+    });
+    let mut content = String::new();
+    for ev in rx.iter() {
+        match ev {
+            StreamEvent::Delta(piece) => {
+                content.push_str(&piece);
+                if !on_piece(&piece) {
+                    handle.cancel();
+                    answer::finish_cancelled(app, q, &content);
+                    return (content, None, false);
+                }
+            }
+            StreamEvent::Finished(usage) => {
+                let u = answer::finish_streamed(app, q, p, &content, usage);
+                return (content, Some(u.prompt_tokens + u.completion_tokens), false);
+            }
+            StreamEvent::Failed(why) => {
+                let text = answer::failed(app, p, &why);
+                answer::finish_fallback(app, q, &text);
+                return (text, None, true);
+            }
+        }
+    }
+    let text = answer::failed(app, p, &upstream::UpstreamError::Dropped);
+    answer::finish_fallback(app, q, &text);
+    (text, None, true)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatResponse {
+    pub response: String,
+    pub sources: Vec<String>,
+    pub conversation_id: String,
+    pub timestamp: String,
+    pub cached: bool,
+    /// Prompt + completion tokens.
+    pub tokens_used: u64,
+    /// Present and true when the model could not answer and this came from the user's numbers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<bool>,
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/message", tag = "chat", security(("bearer" = [])),
+    request_body = ChatRequest,
+    responses((status = 200, body = ChatResponse), (status = 401), (status = 404, description = "Another user's session"),
+              (status = 422), (status = 429)))]
+pub fn message(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let q = question(app, req, &me)?;
+    let (text, cached, tokens, fallback) = match answer::prepare(app, &q)? {
+        Plan::Cached(text) => {
+            answer::finish_cached(app, &q, &text);
+            ((*text).clone(), true, 0, false)
+        }
+        Plan::Fallback { answer: text, .. } => {
+            answer::finish_fallback(app, &q, &text);
+            (text, false, 0, true)
+        }
+        Plan::Stream(p) => {
+            let (text, tokens, fallback) = run_stream(app, &q, &p, |_| true);
+            (text, false, tokens.unwrap_or(0), fallback)
+        }
+    };
+    Ok(Resp::json(
+        200,
+        &ChatResponse {
+            response: text,
+            sources: Vec::new(),
+            conversation_id: q.session_id.clone(),
+            timestamp: app.clock.iso(),
+            cached,
+            tokens_used: tokens,
+            fallback: fallback.then_some(true),
+        },
+    ))
+}
+
+/// One server-sent event, written and flushed whole (the web client splits on newlines and
+/// does not buffer across reads).
+fn event(w: &mut dyn Write, v: &Value) -> bool {
+    let line = format!("data: {v}\n\n");
+    w.write_all(line.as_bytes()).and_then(|_| w.flush()).is_ok()
+}
+
+#[utoipa::path(post, path = "/api/v1/chat/message/stream", tag = "chat", security(("bearer" = [])),
+    request_body = ChatRequest,
+    responses((status = 200, description = "`text/event-stream`: a `session_id` event, `token` events, then `done`; on failure one `error` event and the fallback as tokens",
+               content_type = "text/event-stream"),
+              (status = 401), (status = 404), (status = 422)))]
+pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let q = question(app, req, &me)?;
+    Ok(Resp::stream(
+        "text/event-stream",
+        move |app: &App, w: &mut dyn Write| {
+            if !event(
+                w,
+                &json!({"type": "session_id", "session_id": q.session_id}),
+            ) {
+                return;
+            }
+            let plan = match answer::prepare(app, &q) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::error!("chat stream: preparing failed: {e:?}");
+                    let _ = event(w, &json!({"type": "error", "error": answer::FAILED}));
+                    let _ = event(w, &json!({"type": "done"}));
+                    return;
+                }
+            };
+            match plan {
+                Plan::Cached(text) => {
+                    answer::finish_cached(app, &q, &text);
+                    let _ = event(w, &json!({"type": "token", "content": *text}));
+                }
+                Plan::Fallback {
+                    message,
+                    answer: text,
+                    ..
+                } => {
+                    answer::finish_fallback(app, &q, &text);
+                    let _ = event(w, &json!({"type": "error", "error": message}));
+                    let _ = event(w, &json!({"type": "token", "content": text}));
+                }
+                Plan::Stream(p) => {
+                    let mut gone = false;
+                    let (text, _, fallback) = run_stream(app, &q, &p, |piece| {
+                        gone = !event(w, &json!({"type": "token", "content": piece}));
+                        !gone
+                    });
+                    if gone {
+                        return;
+                    }
+                    if fallback {
+                        let _ = event(w, &json!({"type": "error", "error": answer::FAILED}));
+                        let _ = event(w, &json!({"type": "token", "content": text}));
+                    }
+                }
+            }
+            let _ = event(w, &json!({"type": "done"}));
+        },
+    ))
+}
+
+struct Skip(i64);
+impl FromJson for Skip {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(0..=1_000_000).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 0 and 1000000",
+                "value_error",
+            ));
+        }
+        Ok(Skip(n))
+    }
+}
+
+struct PageSize(i64);
+impl FromJson for PageSize {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(1..=200).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 1 and 200",
+                "value_error",
+            ));
+        }
+        Ok(PageSize(n))
+    }
+}
+
+fn page(req: &Req, default_limit: i64) -> Result<(i64, i64)> {
+    let mut f = Fields::query(req);
+    let skip = f.optional::<Skip>("skip");
+    let limit = f.optional::<PageSize>("limit");
+    f.finish()?;
+    Ok((
+        skip?.map(|s| s.0).unwrap_or(0),
+        limit?.map(|l| l.0).unwrap_or(default_limit),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/chat/sessions", tag = "chat", security(("bearer" = [])),
+    params(("skip" = Option<i64>, Query,), ("limit" = Option<i64>, Query, description = "1..200, default 20")),
+    responses((status = 200, body = history::SessionsResponse), (status = 401), (status = 422)))]
+pub fn sessions(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let (skip, limit) = page(req, 20)?;
+    let body = app
+        .db
+        .read(|c| history::sessions(c, &me.user.id, skip, limit))?;
+    Ok(Resp::json(200, &body))
+}
+
+#[utoipa::path(get, path = "/api/v1/chat/sessions/{session_id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("session_id" = String, Path,), ("skip" = Option<i64>, Query, description = "counted back from the newest message"),
+           ("limit" = Option<i64>, Query, description = "1..200, default 50")),
+    responses((status = 200, body = history::MessagesResponse), (status = 401), (status = 404)))]
+pub fn session_messages(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let (skip, limit) = page(req, 50)?;
+    let id = req.param("session_id");
+    let body = app.db.read(|c| {
+        if !history::owns(c, &me.user.id, id)? {
+            return Err(session_not_found());
+        }
+        history::messages(c, id, skip, limit)
+    })?;
+    Ok(Resp::json(200, &body))
+}
+
+#[utoipa::path(delete, path = "/api/v1/chat/conversations/{conversation_id}", tag = "chat", security(("bearer" = [])),
+    params(("conversation_id" = String, Path,)),
+    responses((status = 200, description = "Deleted with its messages"), (status = 401), (status = 404)))]
+pub fn delete_conversation(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let id = req.param("conversation_id");
+    if !app
+        .db
+        .write(|tx| history::delete_session(tx, &me.user.id, id))?
+    {
+        return Err(Error::NotFound {
+            code: "conversation_not_found",
+            detail: "Conversation not found".into(),
+        });
+    }
+    Ok(Resp::ok(
+        json!({"message": "Conversation deleted successfully"}),
+    ))
+}
