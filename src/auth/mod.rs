@@ -75,18 +75,17 @@ pub fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result
         Err("wrong_type") => return Err(refuse("invalid_token_type", "Invalid token type")),
         Err(_) => return Err(tokens::invalid_token(bearer_header)),
     };
-    if app.revoked_access.contains_key(&verified.jti) {
-        return Err(refuse("token_revoked", "Token has been revoked"));
-    }
     let user = app
         .db
         .read(|c| users::by_id(c, &verified.claims.user_id))?
         .ok_or_else(|| tokens::invalid_token(bearer_header))?;
-    if user.token_version != verified.claims.ver {
-        return Err(refuse("token_revoked", "Token has been revoked"));
-    }
+    // The account state comes before revocation: deactivating bumps `token_version`, and the
+    // contract wants a deactivated user's requests to get 403 `account_deactivated`, not 401.
     if !user.is_active {
         return Err(deactivated());
+    }
+    if app.revoked_access.contains_key(&verified.jti) || user.token_version != verified.claims.ver {
+        return Err(refuse("token_revoked", "Token has been revoked"));
     }
     Ok(AuthUser {
         user,

@@ -15,6 +15,11 @@ pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OT
 pub const MSG_INVALID: &str = "Invalid OTP. Please check and try again.";
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
+/// Hex characters in a keyed hash (HMAC-SHA256).
+const HASH_LEN: i64 = 64;
+/// How many replaced codes per number are remembered, to answer them "expired" (more than
+/// the daily send cap, so in practice all of them while the live code lasts).
+const RETIRED_KEPT: i64 = 16;
 /// How long a verified number may be used to register.
 pub const VERIFIED_TTL_SECS: i64 = 600;
 
@@ -162,15 +167,19 @@ pub fn prepare_send(
         ));
     }
     let code = generate();
+    // The replaced codes' hashes stay behind the live one (see `RETIRED_KEPT`), so that a
+    // replaced code is answered "expired" rather than "invalid", as the contract says.
     tx.execute(
         "INSERT INTO otp_codes (mobile_number, code_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(mobile_number) DO UPDATE SET code_hash = excluded.code_hash,
+         ON CONFLICT(mobile_number) DO UPDATE SET
+             code_hash = excluded.code_hash || ',' || substr(otp_codes.code_hash, 1, ?5),
              created_at = excluded.created_at, expires_at = excluded.expires_at",
         params![
             mobile.e164,
             keyed_hash(secret(app), &mobile.e164, &code.0),
             now,
-            now + c.otp_ttl.as_secs() as i64
+            now + c.otp_ttl.as_secs() as i64,
+            RETIRED_KEPT * (HASH_LEN + 1) - 1
         ],
     )?;
     tx.execute(
@@ -182,16 +191,24 @@ pub fn prepare_send(
     Ok(code)
 }
 
-/// After a failed delivery the code must not be usable: remove it if it is still ours.
+/// After a failed delivery the code must not be usable: retire it if it is still the live one.
 pub fn discard(
     app: &App,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<()> {
+    retire(tx, mobile, &keyed_hash(secret(app), &mobile.e164, &code.0))
+}
+
+/// Ends the live code `hash` but keeps it among the replaced ones, leaving the live slot
+/// empty, so that a used, dead or undelivered code is still answered "expired" (not "invalid",
+/// and not counted as a guess) after a new code is sent.
+fn retire(tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
     tx.execute(
-        "DELETE FROM otp_codes WHERE mobile_number = ?1 AND code_hash = ?2",
-        params![mobile.e164, keyed_hash(secret(app), &mobile.e164, &code.0)],
+        "UPDATE otp_codes SET code_hash = ',' || code_hash
+         WHERE mobile_number = ?1 AND substr(code_hash, 1, ?3) = ?2",
+        params![mobile.e164, hash, HASH_LEN],
     )?;
     Ok(())
 }
@@ -199,7 +216,8 @@ pub fn discard(
 #[derive(Debug, PartialEq, Eq)]
 pub enum Check {
     Valid,
-    /// No live code (never sent, used, replaced, expired, or killed by too many tries).
+    /// No live code (never sent, used, replaced, expired, undelivered, or killed by too many
+    /// tries), or the code given is one of those.
     Expired,
     Invalid,
 }
@@ -245,21 +263,28 @@ pub fn check(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some((hash, expires_at)) = stored.filter(|(_, exp)| *exp > now) else {
+    let Some((hashes, _)) = stored.filter(|(_, exp)| *exp > now) else {
         return Ok(Check::Expired);
     };
-    let _ = expires_at;
+    // `code_hash` holds the live code's hash (empty once retired), then those of the codes it
+    // replaced.
+    let mut hashes = hashes.split(',');
+    let live = hashes.next().unwrap_or("");
+    if live.is_empty() {
+        return Ok(Check::Expired);
+    }
     let given = keyed_hash(secret(app), &mobile.e164, &code.0);
-    if constant_time_eq(given.as_bytes(), hash.as_bytes()) {
-        tx.execute(
-            "DELETE FROM otp_codes WHERE mobile_number = ?1",
-            [&mobile.e164],
-        )?;
+    if constant_time_eq(given.as_bytes(), live.as_bytes()) {
+        retire(tx, mobile, live)?;
         tx.execute(
             "DELETE FROM otp_failures WHERE mobile_number = ?1",
             [&mobile.e164],
         )?;
         return Ok(Check::Valid);
+    }
+    // A replaced code is not a guess: "expired", and not counted against the number.
+    if hashes.any(|old| constant_time_eq(given.as_bytes(), old.as_bytes())) {
+        return Ok(Check::Expired);
     }
     tx.execute(
         "INSERT INTO otp_failures (mobile_number, failed_at) VALUES (?1, ?2)",
@@ -272,10 +297,7 @@ pub fn check(
         |r| r.get(0),
     )?;
     if failures >= i64::from(app.config.otp_max_attempts) {
-        tx.execute(
-            "DELETE FROM otp_codes WHERE mobile_number = ?1",
-            [&mobile.e164],
-        )?;
+        retire(tx, mobile, live)?;
     }
     Ok(Check::Invalid)
 }

@@ -266,6 +266,17 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
             "Invalid refresh token",
         )));
     }
+    // The account state comes before revocation: deactivation revokes every refresh token,
+    // and the contract wants a deactivated user's refresh token to get 403, not 401.
+    let Some(user) = super::users::by_id(tx, &row.user_id)? else {
+        return Ok(Rotation::Refused(refused(
+            "invalid_token",
+            "Invalid refresh token",
+        )));
+    };
+    if !user.is_active {
+        return Ok(Rotation::Refused(super::deactivated()));
+    }
     if row.revoked_at.is_some() {
         return Ok(Rotation::Refused(refused(
             "token_revoked",
@@ -277,15 +288,6 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
             "token_expired",
             "Refresh token expired",
         )));
-    }
-    let Some(user) = super::users::by_id(tx, &row.user_id)? else {
-        return Ok(Rotation::Refused(refused(
-            "invalid_token",
-            "Invalid refresh token",
-        )));
-    };
-    if !user.is_active {
-        return Ok(Rotation::Refused(super::deactivated()));
     }
     if let Some(rotated_at) = row.rotated_at {
         // Already used once. Within the grace, and only while its successor is unused, the
