@@ -45,7 +45,12 @@ pub fn ensure_secret(config: &mut Config) -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let path = dir.join(".jwt_secret");
     let secret = match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= config::MIN_SECRET_LEN => s.trim().to_string(),
+        Ok(s) if s.trim().len() >= config::MIN_SECRET_LEN => {
+            // A copied or restored file may have come with looser permissions.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+            s.trim().to_string()
+        }
         _ => {
             let s = random::hex(32);
             write_private(&path, &s)?;

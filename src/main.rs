@@ -18,6 +18,8 @@ Commands:
   serve            Start the HTTP and WebSocket listeners (the default)
   migrate          Apply database migrations and exit
   backup <file>    Write a consistent copy of the database to <file> (safe while serving)
+  backup-rotate <dir>
+                   Write <dir>/wealthcoach-<time>.db and keep the newest BACKUP_KEEP (7)
   restore <file>   Replace the database with <file> after checking it (server stopped);
                    the current database is kept aside as <db>.pre-restore-<time>
   check-config     Validate the configuration, print a summary (no secrets) and exit
@@ -66,6 +68,7 @@ fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    wealthcoach::ops::systemd::notify("READY=1");
     loop {
         if let Some(why) = running.app.failure() {
             // The listener is gone; exit so the supervisor restarts us.
@@ -78,6 +81,7 @@ fn serve() -> ExitCode {
         std::thread::sleep(Duration::from_millis(100));
     }
     log::info!("stopping: finishing requests in flight");
+    wealthcoach::ops::systemd::notify("STOPPING=1");
     running.shutdown();
     log::info!("stopped");
     ExitCode::SUCCESS
@@ -115,6 +119,17 @@ fn main() -> ExitCode {
         (Some("backup"), Some(file)) => with_db_path(|c| {
             db::backup_to(&c.database_path, Path::new(file))?;
             Ok(format!("backup written to {file} (integrity ok)"))
+        }),
+        (Some("backup-rotate"), Some(dir)) => with_db_path(|c| {
+            let keep = std::env::var("BACKUP_KEEP")
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(7);
+            let file = db::backup_rotate(&c.database_path, Path::new(dir), keep)?;
+            Ok(format!(
+                "backup written to {} (integrity ok); keeping {keep}",
+                file.display()
+            ))
         }),
         (Some("restore"), Some(file)) => with_db_path(|c| {
             let kept = db::restore_from(&c.database_path, Path::new(file))?;
@@ -161,7 +176,7 @@ fn main() -> ExitCode {
             println!("{HELP}");
             ExitCode::SUCCESS
         }
-        (Some(cmd @ ("backup" | "restore")), None) => {
+        (Some(cmd @ ("backup" | "restore" | "backup-rotate")), None) => {
             eprintln!("usage: wealthcoach {cmd} <file>");
             ExitCode::from(2)
         }

@@ -202,3 +202,32 @@ pub fn restore_from(db: &Path, src: &Path) -> Result<Option<PathBuf>, String> {
     }
     Ok(kept)
 }
+
+/// `wealthcoach backup-rotate <dir>`: a new `wealthcoach-<UTC time>.db` in `dir`, checked like
+/// every backup, then only the newest `keep` such files are kept. Returns the new file.
+pub fn backup_rotate(db: &Path, dir: &Path, keep: usize) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    let dest = dir.join(format!("wealthcoach-{stamp}.db"));
+    backup_to(db, &dest)?;
+    let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("wealthcoach-") && n.ends_with(".db"))
+        })
+        .collect();
+    // The names sort by time.
+    backups.sort();
+    let excess = backups.len().saturating_sub(keep.max(1));
+    for old in &backups[..excess] {
+        if let Err(e) = std::fs::remove_file(old) {
+            log::warn!("could not remove old backup {}: {e}", old.display());
+        }
+    }
+    Ok(dest)
+}

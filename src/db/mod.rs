@@ -4,7 +4,7 @@
 mod backup;
 mod migrate;
 
-pub use backup::{backup_to, integrity_check, restore_from};
+pub use backup::{backup_rotate, backup_to, integrity_check, restore_from};
 pub use migrate::{MIGRATIONS, apply_migrations};
 
 use std::fs::File;

@@ -4,6 +4,7 @@ pub mod docs;
 pub mod health;
 pub mod metrics;
 pub mod observe;
+pub mod systemd;
 
 use crate::http::{Route, route};
 
