@@ -1,0 +1,360 @@
+//! Pieces every load benchmark needs, written with std only: the real server started
+//! in-process on OS-picked ports with its own temporary database, a keep-alive HTTP/1.1 client
+//! over a plain `TcpStream`, a runner that spreads requests over client threads and times each
+//! one, and percentiles. Use it from a bench with `mod support;`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use wealthcoach::{Config, Running};
+
+/// A server started for a benchmark; shut down and its folder removed when dropped.
+pub struct BenchServer {
+    running: Option<Running>,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl BenchServer {
+    /// Starts the server with the benchmark settings; `extra` overrides or adds settings.
+    pub fn start(extra: &[(&str, &str)]) -> BenchServer {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir =
+            std::env::temp_dir().join(format!("wealthcoach-bench-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let db = dir.join("bench.db");
+        let db = db.to_str().expect("the temp dir path is UTF-8").to_string();
+        let settings = [
+            ("ENVIRONMENT", "test"),
+            ("JWT_SECRET_KEY", "bench-secret-bench-secret-bench-secret-4"),
+            ("DATABASE_URL", db.as_str()),
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("WS_PORT", "0"),
+            ("LOG_LEVEL", "error"),
+            ("RATE_LIMIT_ENABLED", "false"),
+        ];
+        // Later pairs win, so `extra` overrides the defaults above.
+        let vars: HashMap<String, String> = settings
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let config = Config::from_map(&vars)
+            .unwrap_or_else(|errors| panic!("bench config refused: {errors:?}"));
+        wealthcoach::logging::init(config.log_level);
+        let running =
+            wealthcoach::start(config).unwrap_or_else(|e| panic!("the server did not start: {e}"));
+        BenchServer {
+            addr: running.http_addr(),
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn app(&self) -> &wealthcoach::App {
+        &self.running.as_ref().expect("server is running").app
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A response: status and body (always read by its `Content-Length`).
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// A string field of a JSON body.
+    pub fn json_str(&self, field: &str) -> Result<String, String> {
+        let v: serde_json::Value = serde_json::from_slice(&self.body)
+            .map_err(|e| format!("body is not JSON ({e}): {}", self.text()))?;
+        v.get(field)
+            .and_then(|f| f.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no string {field:?} in {}", self.text()))
+    }
+}
+
+fn bad_data(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+/// One keep-alive HTTP/1.1 connection. Requests go one at a time; if the server answers
+/// `Connection: close`, the next request opens a new connection and `reconnects` counts it.
+pub struct Client {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    pub reconnects: u64,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> io::Result<Client> {
+        let mut client = Client {
+            addr,
+            stream: None,
+            buf: Vec::with_capacity(8192),
+            reconnects: 0,
+        };
+        client.open()?;
+        Ok(client)
+    }
+
+    fn open(&mut self) -> io::Result<&mut TcpStream> {
+        let stream = TcpStream::connect(self.addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+        self.buf.clear();
+        Ok(self.stream.insert(stream))
+    }
+
+    pub fn get(&mut self, path: &str) -> io::Result<Reply> {
+        self.send("GET", path, None)
+    }
+
+    pub fn post_json(&mut self, path: &str, json: &str) -> io::Result<Reply> {
+        self.send("POST", path, Some(json))
+    }
+
+    /// Writes the request in one `write` (head and body together) and reads the reply.
+    pub fn send(&mut self, method: &str, path: &str, json: Option<&str>) -> io::Result<Reply> {
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        if let Some(body) = json {
+            request.push_str("Content-Type: application/json\r\n");
+            request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        } else {
+            request.push_str("\r\n");
+        }
+        let stream = match self.stream.as_mut() {
+            Some(s) => s,
+            None => {
+                self.reconnects += 1;
+                self.open()?
+            }
+        };
+        stream.write_all(request.as_bytes())?;
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> io::Result<Reply> {
+        let head_end = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            self.fill()?;
+        };
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(|_| bad_data("response head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<u16>().ok())
+            .ok_or_else(|| bad_data(format!("bad status line {status_line:?}")))?;
+        let mut length = None;
+        let mut close = false;
+        for (name, value) in lines.filter_map(|l| l.split_once(':')) {
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("connection") {
+                close = value.eq_ignore_ascii_case("close");
+            }
+        }
+        let length = length.ok_or_else(|| bad_data(format!("no Content-Length in {head:?}")))?;
+        let end = head_end + 4 + length;
+        while self.buf.len() < end {
+            self.fill()?;
+        }
+        let body = self.buf[head_end + 4..end].to_vec();
+        self.buf.drain(..end);
+        if close {
+            self.stream = None;
+        }
+        Ok(Reply { status, body })
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "no connection"))?;
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the server closed the connection mid-response",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+/// The `p`th percentile (0 < p <= 100) of sorted samples, by the nearest-rank method.
+pub fn percentile(sorted: &[Duration], p: f64) -> Option<Duration> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// What a load run measured.
+pub struct Run<S> {
+    /// From the moment every client thread was connected and released until the last finished.
+    pub wall: Duration,
+    /// Latencies of the successful requests, sorted.
+    pub latencies: Vec<Duration>,
+    /// One line per failed request; a thread stops at its first failure.
+    pub failures: Vec<String>,
+    /// Requests never sent because their thread had stopped.
+    pub not_run: usize,
+    pub reconnects: u64,
+    /// Each thread's state as it ended, in thread order.
+    pub states: Vec<S>,
+}
+
+impl<S> Run<S> {
+    pub fn ok(&self) -> usize {
+        self.latencies.len()
+    }
+
+    /// Requests that failed or were never sent.
+    pub fn failed(&self) -> usize {
+        self.failures.len() + self.not_run
+    }
+
+    pub fn throughput(&self) -> f64 {
+        self.ok() as f64 / self.wall.as_secs_f64()
+    }
+
+    pub fn millis(&self, p: f64) -> f64 {
+        percentile(&self.latencies, p).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// A one-line summary, then one line per failure.
+    pub fn print(&self, label: &str) {
+        println!(
+            "{label:<22} {:>5} ok {:>3} failed  wall {:>7.3} s  {:>7.0} req/s  \
+             p50 {:>6.2}  p95 {:>6.2}  p99 {:>6.2}  max {:>6.2} ms  reconnects {}",
+            self.ok(),
+            self.failed(),
+            self.wall.as_secs_f64(),
+            self.throughput(),
+            self.millis(50.0),
+            self.millis(95.0),
+            self.millis(99.0),
+            self.millis(100.0),
+            self.reconnects,
+        );
+        for f in &self.failures {
+            println!("    FAILED {f}");
+        }
+        if self.not_run > 0 {
+            println!("    {} requests not sent after a failure", self.not_run);
+        }
+    }
+}
+
+/// Runs `per_thread` requests on each of `states.len()` client threads, each thread with its
+/// own keep-alive connection and its own state. Threads connect first, then start together;
+/// `step` sends one request (updating the state, e.g. the next token) and is timed.
+pub fn run<S, F>(addr: SocketAddr, states: Vec<S>, per_thread: usize, step: F) -> Run<S>
+where
+    S: Send,
+    F: Fn(&mut Client, &mut S) -> Result<(), String> + Sync,
+{
+    let threads = states.len();
+    let barrier = Barrier::new(threads + 1);
+    let (wall, results) = std::thread::scope(|scope| {
+        let handles: Vec<_> = states
+            .into_iter()
+            .enumerate()
+            .map(|(t, mut state)| {
+                let (barrier, step) = (&barrier, &step);
+                std::thread::Builder::new()
+                    .name(format!("client-{t}"))
+                    .spawn_scoped(scope, move || {
+                        let client = Client::connect(addr);
+                        barrier.wait();
+                        let mut latencies = Vec::with_capacity(per_thread);
+                        let mut client = match client {
+                            Ok(c) => c,
+                            Err(e) => {
+                                let f = format!("thread {t}: cannot connect: {e}");
+                                return (latencies, Some(f), per_thread, 0, state);
+                            }
+                        };
+                        for i in 0..per_thread {
+                            let started = Instant::now();
+                            match step(&mut client, &mut state) {
+                                Ok(()) => latencies.push(started.elapsed()),
+                                Err(e) => {
+                                    let f = format!("thread {t} request {i}: {e}");
+                                    let left = per_thread - i - 1;
+                                    return (latencies, Some(f), left, client.reconnects, state);
+                                }
+                            }
+                        }
+                        (latencies, None, 0, client.reconnects, state)
+                    })
+                    .expect("cannot start a client thread")
+            })
+            .collect();
+        barrier.wait();
+        let started = Instant::now();
+        let results: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a client thread panicked"))
+            .collect();
+        (started.elapsed(), results)
+    });
+    let mut out = Run {
+        wall,
+        latencies: Vec::with_capacity(threads * per_thread),
+        failures: Vec::new(),
+        not_run: 0,
+        reconnects: 0,
+        states: Vec::with_capacity(threads),
+    };
+    for (latencies, failure, not_run, reconnects, state) in results {
+        out.latencies.extend(latencies);
+        out.failures.extend(failure);
+        out.not_run += not_run;
+        out.reconnects += reconnects;
+        out.states.push(state);
+    }
+    out.latencies.sort_unstable();
+    out
+}
