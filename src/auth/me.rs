@@ -73,7 +73,13 @@ pub fn delete_me(app: &App, req: &Req) -> Result<Resp> {
         // Every row that belongs to the user cascades from `users`; rows keyed by the number
         // (OTP and login state) go too.
         if let Some(m) = &me.user.mobile_e164 {
-            for table in ["otp_codes", "otp_sends", "otp_failures", "verified_numbers"] {
+            for table in [
+                "otp_codes",
+                "otp_retired",
+                "otp_sends",
+                "otp_failures",
+                "verified_numbers",
+            ] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
                     [m],

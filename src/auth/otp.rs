@@ -15,11 +15,6 @@ pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OT
 pub const MSG_INVALID: &str = "Invalid OTP. Please check and try again.";
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
-/// Hex characters in a keyed hash (HMAC-SHA256).
-const HASH_LEN: i64 = 64;
-/// How many replaced codes per number are remembered, to answer them "expired" (more than
-/// the daily send cap, so in practice all of them while the live code lasts).
-const RETIRED_KEPT: i64 = 16;
 /// How long a verified number may be used to register.
 pub const VERIFIED_TTL_SECS: i64 = 600;
 
@@ -167,19 +162,23 @@ pub fn prepare_send(
         ));
     }
     let code = generate();
-    // The replaced codes' hashes stay behind the live one (see `RETIRED_KEPT`), so that a
-    // replaced code is answered "expired" rather than "invalid", as the contract says.
+    // The code being replaced is remembered, so it is answered "expired", not "invalid".
+    tx.execute(
+        "INSERT INTO otp_retired (mobile_number, code_hash, retired_at)
+         SELECT mobile_number, code_hash, ?2 FROM otp_codes WHERE mobile_number = ?1
+         ON CONFLICT DO NOTHING",
+        params![mobile.e164, now],
+    )?;
+    tx.execute("DELETE FROM otp_retired WHERE retired_at < ?1", [now - DAY])?;
     tx.execute(
         "INSERT INTO otp_codes (mobile_number, code_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(mobile_number) DO UPDATE SET
-             code_hash = excluded.code_hash || ',' || substr(otp_codes.code_hash, 1, ?5),
+         ON CONFLICT(mobile_number) DO UPDATE SET code_hash = excluded.code_hash,
              created_at = excluded.created_at, expires_at = excluded.expires_at",
         params![
             mobile.e164,
             keyed_hash(secret(app), &mobile.e164, &code.0),
             now,
-            now + c.otp_ttl.as_secs() as i64,
-            RETIRED_KEPT * (HASH_LEN + 1) - 1
+            now + c.otp_ttl.as_secs() as i64
         ],
     )?;
     tx.execute(
@@ -198,17 +197,26 @@ pub fn discard(
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<()> {
-    retire(tx, mobile, &keyed_hash(secret(app), &mobile.e164, &code.0))
+    retire(
+        app,
+        tx,
+        mobile,
+        &keyed_hash(secret(app), &mobile.e164, &code.0),
+    )
 }
 
-/// Ends the live code `hash` but keeps it among the replaced ones, leaving the live slot
-/// empty, so that a used, dead or undelivered code is still answered "expired" (not "invalid",
-/// and not counted as a guess) after a new code is sent.
-fn retire(tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
+/// Ends the live code `hash` if it is still the live one, and remembers it, so that a used,
+/// dead or undelivered code is answered "expired" (not "invalid", and not counted as a guess)
+/// even after a new code is sent.
+fn retire(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
     tx.execute(
-        "UPDATE otp_codes SET code_hash = ',' || code_hash
-         WHERE mobile_number = ?1 AND substr(code_hash, 1, ?3) = ?2",
-        params![mobile.e164, hash, HASH_LEN],
+        "INSERT INTO otp_retired (mobile_number, code_hash, retired_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        params![mobile.e164, hash, app.clock.unix()],
+    )?;
+    tx.execute(
+        "DELETE FROM otp_codes WHERE mobile_number = ?1 AND code_hash = ?2",
+        params![mobile.e164, hash],
     )?;
     Ok(())
 }
@@ -263,19 +271,12 @@ pub fn check(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let Some((hashes, _)) = stored.filter(|(_, exp)| *exp > now) else {
+    let Some((live, _)) = stored.filter(|(_, exp)| *exp > now) else {
         return Ok(Check::Expired);
     };
-    // `code_hash` holds the live code's hash (empty once retired), then those of the codes it
-    // replaced.
-    let mut hashes = hashes.split(',');
-    let live = hashes.next().unwrap_or("");
-    if live.is_empty() {
-        return Ok(Check::Expired);
-    }
     let given = keyed_hash(secret(app), &mobile.e164, &code.0);
     if constant_time_eq(given.as_bytes(), live.as_bytes()) {
-        retire(tx, mobile, live)?;
+        retire(app, tx, mobile, &live)?;
         tx.execute(
             "DELETE FROM otp_failures WHERE mobile_number = ?1",
             [&mobile.e164],
@@ -283,7 +284,12 @@ pub fn check(
         return Ok(Check::Valid);
     }
     // A replaced code is not a guess: "expired", and not counted against the number.
-    if hashes.any(|old| constant_time_eq(given.as_bytes(), old.as_bytes())) {
+    let retired: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM otp_retired WHERE mobile_number = ?1 AND code_hash = ?2)",
+        params![mobile.e164, given],
+        |r| r.get(0),
+    )?;
+    if retired {
         return Ok(Check::Expired);
     }
     tx.execute(
@@ -297,7 +303,7 @@ pub fn check(
         |r| r.get(0),
     )?;
     if failures >= i64::from(app.config.otp_max_attempts) {
-        retire(tx, mobile, live)?;
+        retire(app, tx, mobile, &live)?;
     }
     Ok(Check::Invalid)
 }

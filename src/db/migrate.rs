@@ -7,6 +7,11 @@ use rusqlite::{Connection, TransactionBehavior, params};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "schema", include_str!("../../sql/0001_schema.sql")),
     (2, "catalog", include_str!("../../sql/0002_catalog.sql")),
+    (
+        3,
+        "otp_retired",
+        include_str!("../../sql/0003_otp_retired.sql"),
+    ),
 ];
 
 /// Applies what is missing; returns the versions it applied.
@@ -50,7 +55,7 @@ mod tests {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
         let first = apply_migrations(&mut c).expect("apply");
-        assert_eq!(first, vec![1, 2]);
+        assert_eq!(first, vec![1, 2, 3]);
         let second = apply_migrations(&mut c).expect("apply again");
         assert!(second.is_empty());
         let (cats, types, bp): (i64, i64, i64) = c
