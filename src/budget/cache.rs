@@ -73,6 +73,9 @@ impl ViewCache {
     }
 
     pub fn entries(&self) -> u64 {
+        // moka counts entries lazily: without this, /health/detailed reported 0 until its
+        // housekeeping happened to run.
+        self.views.run_pending_tasks();
         self.views.entry_count()
     }
 }

@@ -208,7 +208,7 @@ pub fn create(
     now: &str,
 ) -> Result<TransactionResponse> {
     let id = crate::random::uuid();
-    let p = period_of(tz, t.date.0);
+    let p = period_in_range(tz, t.date.0)?;
     let date = crate::clock::iso(t.date.0);
     tx.execute(
         "INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
@@ -218,6 +218,21 @@ pub fn create(
     )?;
     move_totals(tx, user, p, t.kind, t.amount.0, 1, now)?;
     get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
+}
+
+/// The date's month in `APP_TIMEZONE`, refused when its year is outside 2020..2100: the UTC
+/// year is checked on input, but a zone can move the month across a year end (2100-12-31T20:00Z
+/// is 2101 in Kolkata), and no route could ever read such a month back.
+fn period_in_range(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Result<Period> {
+    let p = period_of(tz, t);
+    if !(2020..=2100).contains(&p.year) {
+        return Err(Error::validation(
+            &["body", "transaction_date"],
+            "Date must be between 2020 and 2100 in the app's time zone",
+            "value_error",
+        ));
+    }
+    Ok(p)
 }
 
 pub fn period_of(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Period {
@@ -242,7 +257,7 @@ pub fn update(
     let category = ch.category.clone().unwrap_or_else(|| old.category.clone());
     let label = ch.label.clone().unwrap_or_else(|| old.label.clone());
     let (date, p) = match ch.date {
-        Some(d) => (crate::clock::iso(d.0), period_of(tz, d.0)),
+        Some(d) => (crate::clock::iso(d.0), period_in_range(tz, d.0)?),
         None => (
             old.transaction_date.clone(),
             Period {
