@@ -166,10 +166,8 @@ pub fn issue_pair(
     let family = family
         .map(str::to_string)
         .unwrap_or_else(crate::random::uuid);
-    tx.execute(
-        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, parent_id, issued_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![row_id, user.id, family, hash_token(&refresh), parent, app.clock.unix(), exp],
+    tx.prepare_cached("INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, parent_id, issued_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![row_id, user.id, family, hash_token(&refresh), parent, app.clock.unix(), exp],
     )?;
     Ok((
         TokenResponse {
@@ -193,22 +191,21 @@ struct StoredRefresh {
 }
 
 fn load(c: &Connection, hash: &str) -> Result<Option<StoredRefresh>> {
-    Ok(c.query_row(
+    Ok(c.prepare_cached(
         "SELECT id, user_id, family_id, expires_at, rotated_at, replaced_by, revoked_at
          FROM refresh_tokens WHERE token_hash = ?1",
-        [hash],
-        |r| {
-            Ok(StoredRefresh {
-                id: r.get(0)?,
-                user_id: r.get(1)?,
-                family_id: r.get(2)?,
-                expires_at: r.get(3)?,
-                rotated_at: r.get(4)?,
-                replaced_by: r.get(5)?,
-                revoked_at: r.get(6)?,
-            })
-        },
-    )
+    )?
+    .query_row([hash], |r| {
+        Ok(StoredRefresh {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            family_id: r.get(2)?,
+            expires_at: r.get(3)?,
+            rotated_at: r.get(4)?,
+            replaced_by: r.get(5)?,
+            revoked_at: r.get(6)?,
+        })
+    })
     .optional()?)
 }
 
@@ -221,11 +218,11 @@ fn refused(code: &'static str, detail: &str) -> Error {
 }
 
 fn revoke_family(tx: &Transaction<'_>, family: &str, now: i64, reason: &str) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = ?3
          WHERE family_id = ?1 AND revoked_at IS NULL",
-        params![family, now, reason],
-    )?;
+    )?
+    .execute(params![family, now, reason])?;
     Ok(())
 }
 
@@ -293,10 +290,7 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
         // Already used once. Within the grace, and only while its successor is unused, the
         // client lost our answer: give it a fresh pair and retire the successor.
         let successor_unused = match &row.replaced_by {
-            Some(next) => tx
-                .query_row(
-                    "SELECT rotated_at IS NULL AND revoked_at IS NULL FROM refresh_tokens WHERE id = ?1",
-                    [next],
+            Some(next) => tx.prepare_cached("SELECT rotated_at IS NULL AND revoked_at IS NULL FROM refresh_tokens WHERE id = ?1")?.query_row([next],
                     |r| r.get::<_, bool>(0),
                 )
                 .optional()?
@@ -305,16 +299,12 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
         };
         if now - rotated_at <= REFRESH_GRACE_SECS && successor_unused {
             if let Some(next) = &row.replaced_by {
-                tx.execute(
-                    "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'superseded' WHERE id = ?1",
-                    params![next, now],
+                tx.prepare_cached("UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'superseded' WHERE id = ?1")?.execute(params![next, now],
                 )?;
             }
             let (pair, new_id) = issue_pair(app, tx, &user, Some(&row.family_id), Some(&row.id))?;
-            tx.execute(
-                "UPDATE refresh_tokens SET replaced_by = ?2 WHERE id = ?1",
-                params![row.id, new_id],
-            )?;
+            tx.prepare_cached("UPDATE refresh_tokens SET replaced_by = ?2 WHERE id = ?1")?
+                .execute(params![row.id, new_id])?;
             return Ok(Rotation::Issued(pair));
         }
         revoke_family(tx, &row.family_id, now, "reuse")?;
@@ -329,10 +319,8 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
         )));
     }
     let (pair, new_id) = issue_pair(app, tx, &user, Some(&row.family_id), Some(&row.id))?;
-    tx.execute(
-        "UPDATE refresh_tokens SET rotated_at = ?2, replaced_by = ?3 WHERE id = ?1",
-        params![row.id, now, new_id],
-    )?;
+    tx.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2, replaced_by = ?3 WHERE id = ?1")?
+        .execute(params![row.id, now, new_id])?;
     super::users::touch_last_seen(tx, &user.id, &app.clock.iso())?;
     Ok(Rotation::Issued(pair))
 }
@@ -342,10 +330,10 @@ pub fn revoke_one(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Option
     let Some(row) = load(tx, &hash_token(token))? else {
         return Ok(None);
     };
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'logout'
          WHERE id = ?1 AND revoked_at IS NULL",
-        params![row.id, app.clock.unix()],
-    )?;
+    )?
+    .execute(params![row.id, app.clock.unix()])?;
     Ok(Some(row.user_id))
 }

@@ -68,31 +68,28 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 pub fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM users WHERE id = ?1"),
-        [id],
-        from_row,
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
+            .query_row([id], from_row)
+            .optional()?,
     )
-    .optional()?)
 }
 
 pub fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM users WHERE mobile_number = ?1"),
-        [e164],
-        from_row,
-    )
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM users WHERE mobile_number = ?1"
+    ))?
+    .query_row([e164], from_row)
     .optional()?)
 }
 
 /// Case-insensitive: the column is `COLLATE NOCASE`.
 pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM users WHERE email = ?1"),
-        [email],
-        from_row,
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"))?
+            .query_row([email], from_row)
+            .optional()?,
     )
-    .optional()?)
 }
 
 pub struct NewUser<'a> {
@@ -105,42 +102,38 @@ pub struct NewUser<'a> {
 
 pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
     let id = crate::random::uuid();
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO users (id, mobile_number, mobile_display, email, full_name, password_hash,
                             created_at, updated_at, last_seen_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?7)",
-        params![
-            id,
-            u.mobile_e164,
-            u.mobile_display,
-            u.email,
-            u.full_name,
-            u.password_hash,
-            now
-        ],
-    )?;
+    )?
+    .execute(params![
+        id,
+        u.mobile_e164,
+        u.mobile_display,
+        u.email,
+        u.full_name,
+        u.password_hash,
+        now
+    ])?;
     by_id(c, &id)?.ok_or_else(|| Error::internal("inserted user vanished"))
 }
 
 pub fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
-    c.execute(
-        "UPDATE users SET last_seen_at = ?2 WHERE id = ?1",
-        params![id, now],
-    )?;
+    c.prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")?
+        .execute(params![id, now])?;
     Ok(())
 }
 
 /// Bumping the version kills every access token issued before; every refresh token goes too.
 pub fn revoke_all_sessions(c: &Connection, id: &str, now_unix: i64, reason: &str) -> Result<()> {
-    c.execute(
-        "UPDATE users SET token_version = token_version + 1 WHERE id = ?1",
-        [id],
-    )?;
-    c.execute(
+    c.prepare_cached("UPDATE users SET token_version = token_version + 1 WHERE id = ?1")?
+        .execute([id])?;
+    c.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = ?3
          WHERE user_id = ?1 AND revoked_at IS NULL",
-        params![id, now_unix, reason],
-    )?;
+    )?
+    .execute(params![id, now_unix, reason])?;
     Ok(())
 }
 

@@ -9,7 +9,8 @@ pub use migrate::{MIGRATIONS, apply_migrations};
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -29,6 +30,47 @@ pub struct Db {
     _lock: File,
     /// (device, inode) of the file at open: if they change, someone replaced or deleted it.
     identity: Option<(u64, u64)>,
+    /// Tells the checkpoint thread to end.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Folds the WAL into the database file every second from its own connection, so the fsyncs
+/// of a checkpoint never happen inside a write transaction while the writer lock is held
+/// (SQLite's automatic checkpoint would run them in whichever commit crossed the threshold).
+fn spawn_checkpointer(path: PathBuf, sync: Synchronous, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
+        let conn = match Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("checkpoint thread: cannot open {}: {e}", path.display());
+                return;
+            }
+        };
+        if let Err(e) = conn.execute_batch(&pragmas(sync)) {
+            log::error!("checkpoint thread: {e}");
+        }
+        let mut ticks = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            ticks += 1;
+            if !ticks.is_multiple_of(10) {
+                continue;
+            }
+            // PASSIVE: copies what no reader still needs, never waits for readers or the writer.
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                log::warn!("WAL checkpoint failed: {e}");
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start the checkpoint thread: {e}");
+    }
 }
 
 fn file_identity(path: &Path) -> Option<(u64, u64)> {
@@ -159,6 +201,12 @@ impl Db {
             ));
         }
         apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
+        // Checkpoints run on their own thread (`spawn_checkpointer`), not inside commits.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_checkpointer(path.clone(), config.db_synchronous, stop.clone());
 
         let reader_init = init.clone();
         let manager = SqliteConnectionManager::file(&path)
@@ -176,6 +224,7 @@ impl Db {
             readers,
             _lock: lock,
             identity,
+            stop,
         })
     }
 
