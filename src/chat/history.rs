@@ -121,6 +121,9 @@ pub struct SessionsResponse {
     pub total: i64,
 }
 
+/// Newest activity first. `updated_at` has whole seconds, so within one second the session
+/// with the latest message wins; ordering by creation there listed a session talked in a
+/// moment ago below one merely opened before it.
 pub fn sessions(c: &Connection, user: &str, skip: i64, limit: i64) -> Result<SessionsResponse> {
     let total: i64 = c.query_row(
         "SELECT count(*) FROM chat_sessions WHERE user_id = ?1",
@@ -133,7 +136,9 @@ pub fn sessions(c: &Connection, user: &str, skip: i64, limit: i64) -> Result<Ses
                 (SELECT content FROM chat_messages m WHERE m.session_id = s.id AND m.role = 'user'
                  ORDER BY m.rowid LIMIT 1)
          FROM chat_sessions s WHERE s.user_id = ?1
-         ORDER BY s.updated_at DESC, s.rowid DESC LIMIT ?2 OFFSET ?3",
+         ORDER BY s.updated_at DESC,
+                  (SELECT max(m.rowid) FROM chat_messages m WHERE m.session_id = s.id) DESC,
+                  s.rowid DESC LIMIT ?2 OFFSET ?3",
     )?;
     let sessions = stmt
         .query_map(params![user, limit, skip], |r| {

@@ -315,7 +315,9 @@ fn run_once(
                 } else {
                     UpstreamError::Dropped
                 };
-                return if delivered {
+                // A silent upstream has used up its timeout already: asking again doubled
+                // the user's wait (the first-byte timeout was never retried either).
+                return if delivered || err == UpstreamError::Timeout {
                     Outcome::Failed(err)
                 } else {
                     Outcome::Retryable(err)
