@@ -612,13 +612,10 @@ fn boundaries_that_are_accepted() {
     );
 }
 
-/// Each amount is at most 10^13, but a month's totals are not bounded, and amounts are
-/// written as JSON numbers through an f64: from 2^46/100 (about 7 × 10^13) on, the nearest
-/// double of a total is more than half a paisa away and the printed total is off by one.
-/// Fixing it needs serde_json's `arbitrary_precision` (or `raw_value`) to write the exact
-/// decimal text, a Cargo.toml change.
+/// Each amount is at most 10^13, but a month's totals are not bounded. Through an f64, from
+/// 2^46/100 (about 7 × 10^13) on, the printed total would be off by a paisa; serde_json's
+/// `arbitrary_precision` lets `Money` write its exact decimal text instead.
 #[test]
-#[ignore = "known: totals over ~7e13 print off by a paisa (needs serde_json arbitrary_precision)"]
 fn huge_monthly_totals_print_exactly() {
     let f = fixture(&[]);
     let (t, tok) = (&f.t, f.owner.token.as_str());

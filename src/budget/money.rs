@@ -137,12 +137,11 @@ fn too_big() -> Invalid {
 
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // The exact decimal text becomes the nearest double, whose shortest form prints as that
-        // same text (amounts stay far below 2^53): a change of notation, not arithmetic.
-        let text = self.to_decimal_string();
-        match text.parse::<i64>() {
-            Ok(i) => s.serialize_i64(i),
-            Err(_) => s.serialize_f64(text.parse::<f64>().unwrap_or(0.0)),
+        // serde_json's `arbitrary_precision` keeps a number's text: the exact decimal goes out
+        // as a JSON number, with no float in between, however large the total.
+        match self.to_decimal_string().parse::<serde_json::Number>() {
+            Ok(n) => n.serialize(s),
+            Err(_) => s.serialize_i64(self.0 / 100),
         }
     }
 }
@@ -225,8 +224,17 @@ pub struct Percent(pub i64);
 
 impl Serialize for Percent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = format!("{}.{:02}", self.0 / 100, (self.0 % 100).abs());
-        s.serialize_f64(text.parse::<f64>().unwrap_or(0.0))
+        // `10.0`, `12.34`: as the catalogue writes them.
+        let frac = (self.0 % 100).abs();
+        let text = if frac % 10 == 0 {
+            format!("{}.{}", self.0 / 100, frac / 10)
+        } else {
+            format!("{}.{frac:02}", self.0 / 100)
+        };
+        match text.parse::<serde_json::Number>() {
+            Ok(n) => n.serialize(s),
+            Err(_) => s.serialize_i64(self.0 / 100),
+        }
     }
 }
 

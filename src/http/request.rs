@@ -68,13 +68,32 @@ pub fn parse_json_body(body: &[u8]) -> Result<Value, Error> {
     })?;
     // serde_json stops at 128 levels of nesting, so a 10,000-deep document is an error here,
     // not a stack overflow.
-    serde_json::from_str::<Value>(text).map_err(|e| {
+    let value = serde_json::from_str::<Value>(text).map_err(|e| {
         Error::Validation(vec![FieldError::new(
             vec![Value::from("body"), Value::from(e.column())],
             format!("JSON decode error: {e}"),
             "json_invalid",
         )])
-    })
+    })?;
+    // With `arbitrary_precision` any digits parse; a number no double can hold (`1e999`) is
+    // still not one a client can mean.
+    if !numbers_finite(&value) {
+        return Err(Error::Validation(vec![FieldError::new(
+            vec![Value::from("body")],
+            "JSON decode error: number out of range",
+            "json_invalid",
+        )]));
+    }
+    Ok(value)
+}
+
+fn numbers_finite(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+        Value::Array(items) => items.iter().all(numbers_finite),
+        Value::Object(map) => map.values().all(numbers_finite),
+        _ => true,
+    }
 }
 
 /// Splits `a=1&b=x%20y` into decoded pairs. `+` is a space, as browsers send it.
@@ -128,7 +147,15 @@ mod tests {
 
     #[test]
     fn json_errors_are_422_never_panics() {
-        for body in [&b""[..], b"   ", b"{", b"\xff\xfe", b"[1,]", b"nul"] {
+        for body in [
+            &b""[..],
+            b"   ",
+            b"{",
+            b"\xff\xfe",
+            b"[1,]",
+            b"nul",
+            b"{\"a\":[1e999]}",
+        ] {
             let e = parse_json_body(body).expect_err("must fail");
             assert_eq!(e.status(), 422, "{body:?}");
         }
