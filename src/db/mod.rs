@@ -44,30 +44,32 @@ impl Drop for Db {
 /// of a checkpoint never happen inside a write transaction while the writer lock is held
 /// (SQLite's automatic checkpoint would run them in whichever commit crossed the threshold).
 fn spawn_checkpointer(path: PathBuf, sync: Synchronous, stop: Arc<AtomicBool>) {
-    let spawned = std::thread::Builder::new().name("checkpoint".into()).spawn(move || {
-        let conn = match Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE) {
-            Ok(c) => c,
-            Err(e) => {
-                log::error!("checkpoint thread: cannot open {}: {e}", path.display());
-                return;
+    let spawned = std::thread::Builder::new()
+        .name("checkpoint".into())
+        .spawn(move || {
+            let conn = match Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_WRITE) {
+                Ok(c) => c,
+                Err(e) => {
+                    log::error!("checkpoint thread: cannot open {}: {e}", path.display());
+                    return;
+                }
+            };
+            if let Err(e) = conn.execute_batch(&pragmas(sync)) {
+                log::error!("checkpoint thread: {e}");
             }
-        };
-        if let Err(e) = conn.execute_batch(&pragmas(sync)) {
-            log::error!("checkpoint thread: {e}");
-        }
-        let mut ticks = 0u32;
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
-            ticks += 1;
-            if !ticks.is_multiple_of(10) {
-                continue;
+            let mut ticks = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                ticks += 1;
+                if !ticks.is_multiple_of(10) {
+                    continue;
+                }
+                // PASSIVE: copies what no reader still needs, never waits for readers or the writer.
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    log::warn!("WAL checkpoint failed: {e}");
+                }
             }
-            // PASSIVE: copies what no reader still needs, never waits for readers or the writer.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                log::warn!("WAL checkpoint failed: {e}");
-            }
-        }
-    });
+        });
     if let Err(e) = spawned {
         log::error!("cannot start the checkpoint thread: {e}");
     }

@@ -54,7 +54,11 @@ impl RateLimiter {
             entry.1 += 1;
         }
         // Now and then, forget keys whose windows have passed, so memory stays bounded.
-        if self.calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(4096) {
+        if self
+            .calls
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
             map.retain(|(_, window), (start, _)| *start + *window > now);
         }
         Ok(())
