@@ -1,0 +1,475 @@
+#!/usr/bin/env bash
+# install.sh: install Wealth Coach AI on a Debian or Ubuntu VM as a systemd service behind
+# nginx or Caddy. Safe to run again: it changes only what differs, and it never overwrites the
+# settings file or its secret. See `./install.sh --help` and README.md, "Deploy on a VM".
+set -euo pipefail
+
+usage() {
+	cat <<'EOF'
+Usage: sudo ./install.sh [options]
+       sudo ./install.sh --uninstall [--proxy nginx|caddy|none] [--root DIR]
+
+Installs the wealthcoach server as a systemd service on Debian or Ubuntu:
+  /usr/local/bin/wealthcoach           the server (built with cargo build --release, or --binary)
+  /usr/local/sbin/wealthcoach-admin    runs wealthcoach commands as the service does
+  /etc/wealthcoach/env                 settings, 0600, with a generated JWT_SECRET_KEY (kept if present)
+  /var/lib/wealthcoach[/backups]       the database and its daily backups, owned by user wealthcoach
+  /etc/systemd/system/wealthcoach.service, wealthcoach-backup.service, wealthcoach-backup.timer
+  the reverse proxy site: nginx /etc/nginx/sites-available/wealthcoach.conf, or /etc/caddy/Caddyfile
+then checks the settings, runs the migrations as user wealthcoach, enables and starts the units.
+
+Options:
+  --binary PATH       install this binary instead of building one
+  --domain NAME       the public host name (required with --proxy nginx or caddy)
+  --proxy KIND        nginx (default), caddy or none
+  --port N            the server's HTTP port on 127.0.0.1 (PORT, default 8000)
+  --ws-port N         the server's WebSocket port on 127.0.0.1 (WS_PORT, default 8001)
+  --https-port N      the proxy's public HTTPS port (default 443; nginx only)
+  --http-port N       the proxy's public HTTP port, redirects to HTTPS (default 80; nginx only)
+  --tls-cert PATH     nginx: certificate chain (default /etc/letsencrypt/live/DOMAIN/fullchain.pem)
+  --tls-key PATH      nginx: its private key (default /etc/letsencrypt/live/DOMAIN/privkey.pem)
+  --no-start          install, migrate and enable, but do not start or restart anything
+  --root DIR          install into the tree under DIR (for tests and image builds): every path
+                      is prefixed with DIR; no user is created, no ownership is changed, no
+                      package is installed, nothing is started; units are enabled with
+                      `systemctl --root`, and migrations run as the calling user
+  --uninstall         stop and remove the service, its units, the binary and the proxy site;
+                      keeps /var/lib/wealthcoach, /etc/wealthcoach/env and the wealthcoach user
+  -h, --help          show this text
+
+Ports and the domain apply when the settings file is first written; after that
+/etc/wealthcoach/env is the source of truth for PORT and WS_PORT.
+EOF
+}
+
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+BINARY=""
+DOMAIN=""
+PROXY=nginx
+PORT=""
+WS_PORT=""
+HTTPS_PORT=443
+HTTP_PORT=80
+TLS_CERT=""
+TLS_KEY=""
+NO_START=0
+ROOT=""
+UNINSTALL=0
+
+die() {
+	echo "install.sh: $*" >&2
+	exit 1
+}
+
+while [[ $# -gt 0 ]]; do
+	opt=$1
+	value=""
+	case $opt in
+	--*=*)
+		value=${opt#*=}
+		opt=${opt%%=*}
+		;;
+	--binary | --domain | --proxy | --port | --ws-port | --https-port | --http-port | --tls-cert | --tls-key | --root)
+		[[ $# -ge 2 ]] || die "$opt needs a value"
+		value=$2
+		shift
+		;;
+	esac
+	case $opt in
+	--binary) BINARY=$value ;;
+	--domain) DOMAIN=$value ;;
+	--proxy) PROXY=$value ;;
+	--port) PORT=$value ;;
+	--ws-port) WS_PORT=$value ;;
+	--https-port) HTTPS_PORT=$value ;;
+	--http-port) HTTP_PORT=$value ;;
+	--tls-cert) TLS_CERT=$value ;;
+	--tls-key) TLS_KEY=$value ;;
+	--root) ROOT=$value ;;
+	--no-start) NO_START=1 ;;
+	--uninstall) UNINSTALL=1 ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*) die "unknown option $opt (see --help)" ;;
+	esac
+	shift
+done
+
+# --- checks on the options: every value ends up in a config file, so only plain ones pass ---
+is_port() { [[ $1 =~ ^[0-9]{1,5}$ ]] && ((10#$1 >= 1 && 10#$1 <= 65535)); }
+for pair in "--port:$PORT" "--ws-port:$WS_PORT" "--https-port:$HTTPS_PORT" "--http-port:$HTTP_PORT"; do
+	[[ -z ${pair#*:} ]] || is_port "${pair#*:}" || die "${pair%%:*}: not a port number: ${pair#*:}"
+done
+case $PROXY in nginx | caddy | none) ;; *) die "--proxy: expected nginx, caddy or none, got $PROXY" ;; esac
+if [[ -n $DOMAIN && ! $DOMAIN =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]]; then
+	die "--domain: not a host name: $DOMAIN"
+fi
+for path in "$TLS_CERT" "$TLS_KEY"; do
+	[[ -z $path || $path =~ ^/[A-Za-z0-9._/-]+$ ]] || die "TLS paths must be absolute and plain: $path"
+done
+if [[ -n $ROOT ]]; then
+	mkdir -p "$ROOT"
+	ROOT=$(cd "$ROOT" && pwd)
+	[[ $ROOT != / ]] || ROOT=""
+fi
+
+# --- where things go (every path is prefixed with $ROOT when used) ----------------------------
+SERVICE_USER=wealthcoach
+BIN_PATH=/usr/local/bin/wealthcoach
+ADMIN_PATH=/usr/local/sbin/wealthcoach-admin
+DOC_DIR=/usr/local/share/doc/wealthcoach
+ETC_DIR=/etc/wealthcoach
+ENV_FILE=$ETC_DIR/env
+STATE_DIR=/var/lib/wealthcoach
+BACKUP_DIR=$STATE_DIR/backups
+UNIT_DIR=/etc/systemd/system
+UNITS=(wealthcoach.service wealthcoach-backup.service wealthcoach-backup.timer)
+NGINX_SITE=/etc/nginx/sites-available/wealthcoach.conf
+NGINX_LINK=/etc/nginx/sites-enabled/wealthcoach.conf
+CADDYFILE=/etc/caddy/Caddyfile
+CADDY_MARK="# Wealth Coach AI behind Caddy"
+
+# shellcheck source=deploy/wealthcoach-admin
+source "$SRC_DIR/deploy/wealthcoach-admin"
+
+say() { printf '==> %s\n' "$*"; }
+note() { printf '    %s\n' "$*"; }
+real_system() { [[ -z $ROOT ]]; }
+
+# Runs a command that needs the real system; under --root says what it would have run.
+on_system() {
+	if real_system; then
+		"$@"
+	else
+		note "[--root] skipped: $*"
+	fi
+}
+
+# put_file SRC DEST MODE: copies SRC to $ROOT/DEST when the content differs; fixes the mode.
+# Returns 0 when it changed something, 1 when DEST was already right.
+put_file() {
+	local src=$1 dest=$ROOT$2 mode=$3
+	if [[ -f $dest && ! -L $dest ]] && cmp -s "$src" "$dest"; then
+		if [[ $(stat -c %a "$dest") != "${mode#0}" ]]; then
+			chmod "$mode" "$dest"
+			note "mode $mode: $2"
+			return 0
+		fi
+		note "unchanged: $2"
+		return 1
+	fi
+	mkdir -p "$(dirname "$dest")"
+	# install(1) writes a new file and renames it, so a running binary is never overwritten.
+	install -m "$mode" "$src" "$dest"
+	note "installed: $2"
+	return 0
+}
+
+# ensure_dir DIR MODE OWNER:GROUP
+ensure_dir() {
+	local dir=$ROOT$1 mode=$2 owner=$3
+	if [[ ! -d $dir ]]; then
+		mkdir -p "$dir"
+		note "created: $1"
+	fi
+	[[ $(stat -c %a "$dir") == "${mode#0}" ]] || chmod "$mode" "$dir"
+	if real_system && [[ $(stat -c %U:%G "$dir") != "$owner" ]]; then
+		chown "$owner" "$dir"
+	fi
+}
+
+# render TEMPLATE OUT NAME=VALUE...: replaces each @NAME@ (values were checked above to hold
+# no | & or backslash) and refuses to leave a placeholder behind.
+render() {
+	local template=$1 out=$2 pair expr=()
+	shift 2
+	for pair in "$@"; do
+		expr+=(-e "s|@${pair%%=*}@|${pair#*=}|g")
+	done
+	sed "${expr[@]}" "$template" >"$out"
+	if grep -n '@[A-Z_]*@' "$out" >&2; then
+		die "$template: placeholders left unfilled (above)"
+	fi
+}
+
+new_secret() {
+	if command -v openssl >/dev/null 2>&1; then
+		openssl rand -hex 32
+	else
+		od -An -vtx1 -N32 /dev/urandom | tr -d ' \n'
+		echo
+	fi
+}
+
+# The value of KEY in the env file, read as the service reads it.
+env_value() {
+	(
+		load_env_file "$ROOT$ENV_FILE"
+		printf '%s' "${!1:-}"
+	)
+}
+
+# Runs the installed binary as the service would: via wealthcoach-admin on a real system; under
+# --root as the calling user, with DATABASE_URL moved into the tree.
+run_wealthcoach() {
+	if real_system; then
+		"$ADMIN_PATH" "$@"
+	else
+		(
+			load_env_file "$ROOT$ENV_FILE"
+			export DATABASE_URL=$ROOT$STATE_DIR/wealthcoach.db
+			cd "$ROOT$STATE_DIR"
+			umask 077
+			"$ROOT$BIN_PATH" "$@"
+		)
+	fi
+}
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+# ------------------------------------------------------------------------------------------------
+uninstall() {
+	say "uninstalling wealthcoach${ROOT:+ from $ROOT} (keeping $STATE_DIR and $ENV_FILE)"
+	if real_system; then
+		systemctl disable --now wealthcoach-backup.timer wealthcoach.service 2>/dev/null || true
+		systemctl stop wealthcoach-backup.service 2>/dev/null || true
+	elif command -v systemctl >/dev/null 2>&1; then
+		systemctl --root="$ROOT" --quiet disable "${UNITS[@]}" 2>/dev/null || true
+	fi
+	local unit
+	for unit in "${UNITS[@]}"; do
+		rm -f "$ROOT$UNIT_DIR/$unit" && note "removed: $UNIT_DIR/$unit"
+	done
+	on_system systemctl daemon-reload
+	rm -f "$ROOT$BIN_PATH" "$ROOT$ADMIN_PATH"
+	rm -rf "$ROOT$DOC_DIR"
+	note "removed: $BIN_PATH $ADMIN_PATH $DOC_DIR"
+
+	if [[ -e $ROOT$NGINX_LINK || -e $ROOT$NGINX_SITE ]]; then
+		rm -f "$ROOT$NGINX_LINK" "$ROOT$NGINX_SITE"
+		note "removed: $NGINX_SITE"
+		if real_system && command -v nginx >/dev/null 2>&1; then
+			if ! { nginx -t && systemctl reload nginx; }; then
+				note "nginx not reloaded"
+			fi
+		fi
+	fi
+	if [[ -f $ROOT$CADDYFILE ]] && head -n1 "$ROOT$CADDYFILE" | grep -qF "$CADDY_MARK"; then
+		if [[ -f $ROOT$CADDYFILE.before-wealthcoach ]]; then
+			mv "$ROOT$CADDYFILE.before-wealthcoach" "$ROOT$CADDYFILE"
+			note "restored: $CADDYFILE as it was before install.sh"
+		else
+			rm -f "$ROOT$CADDYFILE"
+			note "removed: $CADDYFILE"
+		fi
+		if real_system && systemctl is-active --quiet caddy; then
+			systemctl reload caddy || note "caddy not reloaded"
+		fi
+	fi
+	say "done. Kept: $STATE_DIR (database, backups), $ENV_FILE (secret), user $SERVICE_USER."
+	note "to remove them too: userdel $SERVICE_USER; rm -r $STATE_DIR $ETC_DIR"
+}
+
+if ((UNINSTALL)); then
+	if real_system && [[ $EUID -ne 0 ]]; then
+		die "run as root (sudo ./install.sh --uninstall)"
+	fi
+	uninstall
+	exit 0
+fi
+
+# ------------------------------------------------------------------------------------------------
+say "preflight"
+if real_system; then
+	[[ $EUID -eq 0 ]] || die "run as root (sudo ./install.sh ...), or use --root DIR for a tree"
+	[[ -f /etc/debian_version ]] || die "this installer knows Debian and Ubuntu only (no /etc/debian_version)"
+	command -v systemctl >/dev/null 2>&1 || die "systemctl not found: the service needs systemd"
+else
+	note "installing into $ROOT: no user, no ownership, no packages, nothing started"
+fi
+if [[ $PROXY != none && -z $DOMAIN ]]; then
+	die "--domain is required with --proxy $PROXY (or use --proxy none)"
+fi
+
+say "binary"
+if [[ -z $BINARY ]]; then
+	command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust, or pass --binary PATH"
+	note "cargo build --release --locked (in $SRC_DIR)"
+	(cd "$SRC_DIR" && cargo build --release --locked)
+	BINARY=$SRC_DIR/target/release/wealthcoach
+fi
+[[ -f $BINARY && -x $BINARY ]] || die "--binary: not an executable file: $BINARY"
+"$BINARY" --help >/dev/null || die "$BINARY --help failed: not a wealthcoach binary for this machine?"
+BIN_CHANGED=0
+put_file "$BINARY" "$BIN_PATH" 0755 && BIN_CHANGED=1
+put_file "$SRC_DIR/deploy/wealthcoach-admin" "$ADMIN_PATH" 0755 || true
+put_file "$SRC_DIR/README.md" "$DOC_DIR/README.md" 0644 || true
+
+say "user and folders"
+if real_system; then
+	if getent passwd "$SERVICE_USER" >/dev/null; then
+		note "unchanged: user $SERVICE_USER"
+	else
+		useradd --system --user-group --home-dir "$STATE_DIR" --no-create-home \
+			--shell /usr/sbin/nologin --comment "Wealth Coach AI" "$SERVICE_USER"
+		note "created: system user $SERVICE_USER"
+	fi
+else
+	note "[--root] skipped: useradd --system $SERVICE_USER; chown of $STATE_DIR and $BACKUP_DIR"
+fi
+ensure_dir "$ETC_DIR" 0750 root:root
+ensure_dir "$STATE_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
+ensure_dir "$BACKUP_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
+
+say "settings"
+if [[ -e $ROOT$ENV_FILE ]]; then
+	note "kept: $ENV_FILE (install.sh never overwrites it)"
+	[[ $(stat -c %a "$ROOT$ENV_FILE") == 600 ]] || {
+		chmod 0600 "$ROOT$ENV_FILE"
+		note "mode 0600: $ENV_FILE"
+	}
+	for pair in "PORT:$PORT:--port" "WS_PORT:$WS_PORT:--ws-port"; do
+		IFS=: read -r key wanted flag <<<"$pair"
+		have=$(env_value "$key")
+		if [[ -n $wanted && $wanted != "$have" ]]; then
+			die "$flag $wanted, but $ENV_FILE says $key=$have: edit that file, or drop $flag"
+		fi
+	done
+	[[ -n $(env_value JWT_SECRET_KEY) ]] || note "WARNING: $ENV_FILE has no JWT_SECRET_KEY"
+else
+	render "$SRC_DIR/deploy/env.template" "$WORK/env" \
+		"PORT=${PORT:-8000}" "WS_PORT=${WS_PORT:-8001}" "DOMAIN=${DOMAIN:-localhost}" \
+		"JWT_SECRET_KEY=$(new_secret)"
+	# Written under umask 077 beside its final place, then renamed: never readable by others.
+	(umask 077 && cp "$WORK/env" "$ROOT$ENV_FILE.new")
+	real_system && chown root:root "$ROOT$ENV_FILE.new"
+	mv "$ROOT$ENV_FILE.new" "$ROOT$ENV_FILE"
+	note "created: $ENV_FILE (0600) with a new JWT_SECRET_KEY"
+fi
+PORT=$(env_value PORT)
+WS_PORT=$(env_value WS_PORT)
+PORT=${PORT:-8000}
+WS_PORT=${WS_PORT:-8001}
+if ! is_port "$PORT" || ! is_port "$WS_PORT"; then
+	die "$ENV_FILE: PORT and WS_PORT must be port numbers"
+fi
+
+say "systemd units"
+UNITS_CHANGED=0
+for unit in "${UNITS[@]}"; do
+	put_file "$SRC_DIR/systemd/$unit" "$UNIT_DIR/$unit" 0644 && UNITS_CHANGED=1
+done
+if real_system; then
+	((UNITS_CHANGED)) && systemctl daemon-reload
+	systemctl --quiet enable wealthcoach.service wealthcoach-backup.timer
+	note "enabled: wealthcoach.service wealthcoach-backup.timer"
+elif command -v systemctl >/dev/null 2>&1; then
+	# Offline: only the [Install] symlinks under $ROOT are made.
+	systemctl --root="$ROOT" --quiet enable wealthcoach.service wealthcoach-backup.timer 2>/dev/null
+	note "enabled (systemctl --root): wealthcoach.service wealthcoach-backup.timer"
+else
+	note "[--root] skipped: systemctl enable (systemctl not found)"
+fi
+
+say "reverse proxy: $PROXY"
+PROXY_CHANGED=0
+install_nginx_site() {
+	if real_system && ! command -v nginx >/dev/null 2>&1; then
+		note "apt-get install nginx"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+	fi
+	local cert=${TLS_CERT:-/etc/letsencrypt/live/$DOMAIN/fullchain.pem}
+	local key=${TLS_KEY:-/etc/letsencrypt/live/$DOMAIN/privkey.pem}
+	render "$SRC_DIR/deploy/nginx/wealthcoach.conf" "$WORK/nginx.conf" \
+		"DOMAIN=$DOMAIN" "PORT=$PORT" "WS_PORT=$WS_PORT" "HTTPS_PORT=$HTTPS_PORT" \
+		"HTTP_PORT=$HTTP_PORT" "TLS_CERT=$cert" "TLS_KEY=$key"
+	put_file "$WORK/nginx.conf" "$NGINX_SITE" 0644 && PROXY_CHANGED=1
+	if [[ ! -f $ROOT$cert || ! -f $ROOT$key ]]; then
+		note "NOT ENABLED: no certificate at $cert (or no key at $key). Get one, e.g.:"
+		note "  apt-get install certbot && certbot certonly --standalone -d $DOMAIN \\"
+		note "    --pre-hook 'systemctl stop nginx' --post-hook 'systemctl start nginx'"
+		note "or pass --tls-cert/--tls-key; then run install.sh again."
+		return 0
+	fi
+	if [[ $(readlink "$ROOT$NGINX_LINK" 2>/dev/null) != ../sites-available/wealthcoach.conf ]]; then
+		mkdir -p "$(dirname "$ROOT$NGINX_LINK")"
+		ln -sfn ../sites-available/wealthcoach.conf "$ROOT$NGINX_LINK"
+		note "enabled: $NGINX_LINK"
+		PROXY_CHANGED=1
+	else
+		note "unchanged: $NGINX_LINK"
+	fi
+	if real_system && ((PROXY_CHANGED)) && ((!NO_START)); then
+		nginx -t
+		systemctl enable --now nginx
+		systemctl reload nginx
+		note "nginx reloaded"
+	fi
+}
+install_caddyfile() {
+	if real_system && ! command -v caddy >/dev/null 2>&1; then
+		note "apt-get install caddy"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q caddy
+	fi
+	render "$SRC_DIR/deploy/caddy/Caddyfile" "$WORK/Caddyfile" \
+		"DOMAIN=$DOMAIN" "PORT=$PORT" "WS_PORT=$WS_PORT"
+	local dest=$CADDYFILE
+	if [[ -f $ROOT$CADDYFILE ]] && ! head -n1 "$ROOT$CADDYFILE" | grep -qF "$CADDY_MARK"; then
+		if grep -q 'root \* /usr/share/caddy' "$ROOT$CADDYFILE"; then
+			# Debian's welcome page: keep it aside for --uninstall.
+			cp -p "$ROOT$CADDYFILE" "$ROOT$CADDYFILE.before-wealthcoach"
+			note "kept Debian's Caddyfile as $CADDYFILE.before-wealthcoach"
+		else
+			dest=$CADDYFILE.wealthcoach
+			note "NOT ENABLED: $CADDYFILE is someone else's; merge $dest into it by hand"
+		fi
+	fi
+	put_file "$WORK/Caddyfile" "$dest" 0644 && PROXY_CHANGED=1
+	if real_system && [[ $dest == "$CADDYFILE" ]] && ((PROXY_CHANGED)) && ((!NO_START)); then
+		caddy validate --config "$CADDYFILE" --adapter caddyfile
+		systemctl enable --now caddy
+		systemctl reload caddy
+		note "caddy reloaded"
+	fi
+}
+case $PROXY in
+nginx) install_nginx_site ;;
+caddy) install_caddyfile ;;
+none) note "none installed: put a proxy with the limits of deploy/nginx/wealthcoach.conf in front" ;;
+esac
+
+say "configuration check and migrations (as user $SERVICE_USER)"
+CONFIG_OK=1
+if ! run_wealthcoach check-config >"$WORK/check" 2>&1; then
+	CONFIG_OK=0
+	sed 's/^/    /' "$WORK/check"
+	note "NOT STARTED: fix $ENV_FILE (the lines above), then run install.sh again."
+else
+	note "configuration ok"
+	run_wealthcoach migrate 2>&1 | sed 's/^/    /'
+fi
+
+say "start"
+if ((!CONFIG_OK)); then
+	note "skipped: the configuration is not valid yet"
+elif ((NO_START)); then
+	note "skipped (--no-start): systemctl start wealthcoach wealthcoach-backup.timer"
+elif ! real_system; then
+	note "[--root] skipped: systemctl start wealthcoach wealthcoach-backup.timer"
+else
+	if ((BIN_CHANGED || UNITS_CHANGED)) && systemctl is-active --quiet wealthcoach; then
+		systemctl restart wealthcoach
+		note "restarted: wealthcoach (new binary or units)"
+	else
+		systemctl start wealthcoach
+	fi
+	systemctl start wealthcoach-backup.timer
+	systemctl --no-pager --lines=0 status wealthcoach | sed 's/^/    /' || true
+fi
+
+say "done"
+note "settings: $ENV_FILE      data: $STATE_DIR      logs: journalctl -u wealthcoach"

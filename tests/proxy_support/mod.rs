@@ -1,0 +1,373 @@
+//! nginx from Debian in front of the real server, for tests/proxy.rs.
+//!
+//! [`Nginx::start`] makes a self-signed certificate for 127.0.0.1 and localhost with openssl,
+//! runs `install.sh --root` to render the site exactly as a VM gets it, points that site at the
+//! test server's two ports, and runs nginx in the foreground as a child process (one process:
+//! `master_process off`, so no worker switches user and a kill ends it all). Everything lives
+//! in a temporary folder.
+//!
+//! The TLS clients come from ureq (a dependency of the crate, with rustls): [`Nginx::agent`]
+//! for whole HTTPS requests, and [`Nginx::tls_stream`] for a raw TLS byte stream (WebSocket
+//! handshakes and hostile clients). The latter uses ureq's `unversioned::transport` connectors;
+//! Cargo.lock pins ureq 3.5.2, and that module only changes in minor versions.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, Resolver};
+use ureq::unversioned::transport::time::{Duration as UreqDuration, Instant as UreqInstant};
+use ureq::unversioned::transport::{
+    ConnectionDetails, Connector, NextTimeout, RustlsConnector, TcpConnector, Transport,
+    TransportAdapter,
+};
+
+use crate::common::{TempDir, TestApp};
+
+/// Set to 1 to let the proxy tests pass on a machine without nginx or openssl.
+pub const SKIP_VAR: &str = "WEALTHCOACH_SKIP_PROXY_TESTS";
+
+/// How long any single read or write of a test client may block.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Where a program is, searching PATH and the sbin folders (nginx lives in /usr/sbin, which a
+/// non-root PATH may lack).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// True when nginx and openssl are here. Without them the test fails, naming the Debian
+/// packages, unless WEALTHCOACH_SKIP_PROXY_TESTS=1 (then it says so and returns false).
+pub fn proxy_tools_present() -> bool {
+    let missing: Vec<&str> = ["nginx", "openssl"]
+        .into_iter()
+        .filter(|p| find_program(p).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var(SKIP_VAR).as_deref() == Ok("1") {
+        eprintln!(
+            "SKIPPED: {} not installed and {SKIP_VAR}=1",
+            missing.join(" and ")
+        );
+        return false;
+    }
+    panic!(
+        "the proxy tests need {} (Debian packages: apt-get install {}); \
+         set {SKIP_VAR}=1 to skip them on a machine without",
+        missing.join(" and "),
+        missing.join(" ")
+    );
+}
+
+/// A port nobody listens on right now (the OS picks it; nginx binds it a moment later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{cmd:?} failed: {text}");
+    text
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, usable as its own trust anchor
+/// (basicConstraints CA:FALSE: rustls refuses a CA certificate as a server's).
+fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    run(Command::new(find_program("openssl").expect("openssl"))
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .arg("ec_paramgen_curve:prime256v1")
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    (cert, key)
+}
+
+/// The installed site, moved onto loopback: `listen N` becomes `listen 127.0.0.1:N` and the
+/// IPv6 listeners go (a test binds nothing outside 127.0.0.1). Nothing else changes.
+fn site_on_loopback(site: &str) -> String {
+    site.lines()
+        .filter(|l| !l.trim_start().starts_with("listen [::]:"))
+        .map(|l| match l.trim_start().strip_prefix("listen ") {
+            Some(rest) => format!("    listen 127.0.0.1:{rest}"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+pub struct Nginx {
+    child: Child,
+    /// The TLS listener (443 on a VM).
+    pub https: SocketAddr,
+    /// The plain listener that redirects (80 on a VM).
+    pub http: SocketAddr,
+    pub cert_pem: Vec<u8>,
+    pub dir: TempDir,
+}
+
+impl Nginx {
+    /// nginx with the site install.sh installs, in front of `app`.
+    pub fn start(app: &TestApp) -> Nginx {
+        let dir = TempDir::new();
+        let (cert, key) = make_certificate(&dir.0);
+        let https_port = free_port();
+        let http_port = free_port();
+
+        // install.sh enables the site only when the certificate exists inside its tree.
+        let tree = dir.0.join("root");
+        for file in [&cert, &key] {
+            let inside = tree.join(file.strip_prefix("/").expect("absolute"));
+            std::fs::create_dir_all(inside.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(file, &inside).expect("copy into the tree");
+        }
+        let output = run(Command::new("bash")
+            .arg(repo_path("install.sh"))
+            .arg("--root")
+            .arg(&tree)
+            .args(["--binary", env!("CARGO_BIN_EXE_wealthcoach")])
+            .args(["--proxy", "nginx", "--domain", "localhost", "--no-start"])
+            .args(["--port", &app.http.port().to_string()])
+            .args(["--ws-port", &app.ws.port().to_string()])
+            .args(["--https-port", &https_port.to_string()])
+            .args(["--http-port", &http_port.to_string()])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key));
+        let enabled = tree.join("etc/nginx/sites-enabled/wealthcoach.conf");
+        let site = std::fs::read_to_string(&enabled)
+            .unwrap_or_else(|e| panic!("{}: {e}\ninstall.sh said:\n{output}", enabled.display()));
+        std::fs::write(dir.0.join("site.conf"), site_on_loopback(&site)).expect("site");
+
+        let d = dir.0.display();
+        let conf = format!(
+            "master_process off;\n\
+             daemon off;\n\
+             worker_rlimit_nofile 8192;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log warn;\n\
+             events {{ worker_connections 4096; }}\n\
+             http {{\n\
+             \x20   access_log {d}/access.log;\n\
+             \x20   client_body_temp_path {d}/client_body;\n\
+             \x20   proxy_temp_path {d}/proxy;\n\
+             \x20   fastcgi_temp_path {d}/fastcgi;\n\
+             \x20   uwsgi_temp_path {d}/uwsgi;\n\
+             \x20   scgi_temp_path {d}/scgi;\n\
+             \x20   default_type application/octet-stream;\n\
+             \x20   include {d}/site.conf;\n\
+             }}\n"
+        );
+        let conf_path = dir.0.join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let log = std::fs::File::create(dir.0.join("nginx.out")).expect("log");
+        let child = Command::new(find_program("nginx").expect("nginx"))
+            .arg("-p")
+            .arg(&dir.0)
+            .arg("-e")
+            .arg(dir.0.join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start nginx");
+        let mut nginx = Nginx {
+            child,
+            https: SocketAddr::from(([127, 0, 0, 1], https_port)),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            cert_pem: std::fs::read(&cert).expect("cert"),
+            dir,
+        };
+        nginx.wait_listening();
+        nginx
+    }
+
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("nginx status") {
+                panic!("nginx exited ({status}):\n{}", self.logs());
+            }
+            let both = [self.https, self.http]
+                .iter()
+                .all(|a| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok());
+            if both {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not listen:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What nginx printed and logged, for failure messages.
+    pub fn logs(&self) -> String {
+        ["nginx.out", "error.log"]
+            .iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default();
+                format!("--- {f}\n{text}")
+            })
+            .collect()
+    }
+
+    /// `https://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{}{}", self.https, path)
+    }
+
+    fn ureq_config(&self) -> ureq::config::Config {
+        let root = Certificate::from_pem(&self.cert_pem).expect("certificate PEM");
+        ureq::Agent::config_builder()
+            .tls_config(
+                TlsConfig::builder()
+                    .root_certs(RootCerts::new_with_certs(&[root]))
+                    .build(),
+            )
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(IO_TIMEOUT))
+            .build()
+    }
+
+    /// An HTTPS client that trusts only this nginx's certificate, follows no redirects and
+    /// returns 4xx/5xx as responses.
+    pub fn agent(&self) -> ureq::Agent {
+        self.ureq_config().new_agent()
+    }
+
+    /// A TLS connection to the proxy, verified against its certificate, as plain Read + Write.
+    pub fn tls_stream(&self) -> TransportAdapter {
+        tls_connect(self.https, &self.ureq_config())
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A file of the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// TCP, then rustls, through ureq's connector chain, as a blocking byte stream.
+fn tls_connect(addr: SocketAddr, config: &ureq::config::Config) -> TransportAdapter {
+    let uri: ureq::http::Uri = format!("https://{addr}/").parse().expect("uri");
+    let resolver = DefaultResolver::default();
+    let connect_budget = NextTimeout {
+        after: UreqDuration::Exact(IO_TIMEOUT),
+        reason: ureq::Timeout::Connect,
+        ..NextTimeout::default()
+    };
+    let addrs = resolver
+        .resolve(&uri, config, connect_budget)
+        .expect("resolve");
+    let clock: Arc<dyn Fn() -> UreqInstant + Send + Sync> = Arc::new(UreqInstant::now);
+    let details = ConnectionDetails {
+        uri: &uri,
+        addrs,
+        config,
+        request_level: false,
+        resolver: &resolver,
+        now: UreqInstant::now(),
+        timeout: connect_budget,
+        current_time: clock.clone(),
+        run_connector: Arc::new(|_: &ConnectionDetails| Err(ureq::Error::ConnectionFailed)),
+        register_shutdown: Arc::new(|_| Ok(())),
+    };
+    let transport =
+        ().chain(TcpConnector::default())
+            .chain(RustlsConnector::default())
+            .connect(&details, None)
+            .unwrap_or_else(|e| panic!("TLS connection to {addr}: {e}"))
+            .expect("a transport");
+    let mut stream = TransportAdapter::new(Box::new(transport) as Box<dyn Transport>, clock);
+    stream.set_timeout(NextTimeout {
+        per_read: Some(UreqDuration::Exact(IO_TIMEOUT)),
+        per_write: Some(UreqDuration::Exact(IO_TIMEOUT)),
+        ..NextTimeout::default()
+    });
+    stream
+}
+
+/// Reads a response head (status line and headers) off any stream; returns the status and the
+/// head's text. Bytes after the head stay unread, but for the few already taken with it.
+pub fn read_head(s: &mut impl Read) -> (u16, String) {
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).expect("read a response head");
+        assert!(
+            n > 0,
+            "closed before a response head: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// Writes all of `bytes`, stopping quietly at the first error (the peer may refuse midway).
+pub fn write_until_refused(s: &mut impl Write, bytes: &[u8]) -> usize {
+    let mut sent = 0;
+    for piece in bytes.chunks(16 * 1024) {
+        if s.write_all(piece).is_err() {
+            break;
+        }
+        sent += piece.len();
+    }
+    sent
+}
+
+/// Threads of this process (the test server runs in it; nginx does not).
+pub fn thread_count() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("Threads line")
+}
