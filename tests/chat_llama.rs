@@ -130,15 +130,14 @@ fn several_questions_on_one_socket_stream_from_llama_server() {
     let (mut ws, _) =
         tungstenite::client::client(format!("ws://{}/ws/chat?token={token}", t.ws), stream)
             .expect("upgrade");
-    let mut next = || loop {
+    let hello = loop {
         match ws.read().expect("a frame") {
-            Message::Text(t) => return serde_json::from_str::<Value>(t.as_str()).expect("json"),
+            Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).expect("json"),
             Message::Close(c) => panic!("closed: {c:?}"),
             _ => {}
         }
     };
-    assert_eq!(next()["type"], "connected");
-    drop(next);
+    assert_eq!(hello["type"], "connected");
 
     // llama-server closes the connection after every streamed answer while looking
     // persistent; several questions in a row prove each one gets a working connection.
