@@ -377,6 +377,24 @@ fi
 
 say "reverse proxy: $PROXY"
 PROXY_CHANGED=0
+# start_or_reload SERVICE CHECK...: runs the proxy's own config check, then starts the proxy
+# if it is not running, or reloads it if its configuration changed.
+start_or_reload() {
+	local service=$1
+	shift
+	"$@" >"$WORK/proxy-check" 2>&1 || {
+		cat "$WORK/proxy-check" >&2
+		die "$service refuses the configuration (above)"
+	}
+	if ! systemctl is-active --quiet "$service"; then
+		systemctl enable --quiet --now "$service"
+		note "started: $service"
+	elif ((PROXY_CHANGED)); then
+		systemctl reload "$service"
+		note "reloaded: $service"
+	fi
+}
+
 install_nginx_site() {
 	if real_system && ! command -v nginx >/dev/null 2>&1; then
 		note "apt-get install nginx"
@@ -403,11 +421,8 @@ install_nginx_site() {
 	else
 		note "unchanged: $NGINX_LINK"
 	fi
-	if real_system && ((PROXY_CHANGED)) && ((!NO_START)); then
-		nginx -t
-		systemctl enable --now nginx
-		systemctl reload nginx
-		note "nginx reloaded"
+	if real_system && ((!NO_START)); then
+		start_or_reload nginx nginx -t
 	fi
 }
 install_caddyfile() {
@@ -429,11 +444,8 @@ install_caddyfile() {
 		fi
 	fi
 	put_file "$WORK/Caddyfile" "$dest" 0644 && PROXY_CHANGED=1
-	if real_system && [[ $dest == "$CADDYFILE" ]] && ((PROXY_CHANGED)) && ((!NO_START)); then
-		caddy validate --config "$CADDYFILE" --adapter caddyfile
-		systemctl enable --now caddy
-		systemctl reload caddy
-		note "caddy reloaded"
+	if real_system && [[ $dest == "$CADDYFILE" ]] && ((!NO_START)); then
+		start_or_reload caddy caddy validate --config "$CADDYFILE" --adapter caddyfile
 	fi
 }
 case $PROXY in
@@ -448,6 +460,10 @@ if ! run_wealthcoach check-config >"$WORK/check" 2>&1; then
 	CONFIG_OK=0
 	sed 's/^/    /' "$WORK/check"
 	note "NOT STARTED: fix $ENV_FILE (the lines above), then run install.sh again."
+elif real_system && systemctl is-active --quiet wealthcoach; then
+	# `migrate` refuses a database a server holds; `serve` migrates at every start, and a new
+	# binary or unit restarts the service below.
+	note "configuration ok; migrations: the running server applied them at its start"
 else
 	note "configuration ok"
 	run_wealthcoach migrate 2>&1 | sed 's/^/    /'

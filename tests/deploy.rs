@@ -613,7 +613,14 @@ fn the_settings_file_and_the_proxies_agree_with_the_server() {
     );
     let caddyfile =
         std::fs::read_to_string(caddy_tree.join("etc/caddy/Caddyfile")).expect("Caddyfile");
-    assert!(caddyfile.contains("api.example.com {"), "{caddyfile}");
+    assert!(
+        caddyfile.contains("https://api.example.com {"),
+        "{caddyfile}"
+    );
+    assert!(
+        caddyfile.contains("http://api.example.com {"),
+        "{caddyfile}"
+    );
     assert!(caddyfile.contains("reverse_proxy 127.0.0.1:8200"));
     assert!(caddyfile.contains("reverse_proxy 127.0.0.1:8201"));
     assert!(caddyfile.contains("max_size 1MiB"));

@@ -1,13 +1,14 @@
-//! nginx from Debian in front of the real server, for tests/proxy.rs.
+//! A reverse proxy from Debian (nginx or Caddy) in front of the real server, for
+//! tests/proxy.rs.
 //!
-//! [`Nginx::start`] makes a self-signed certificate for 127.0.0.1 and localhost with openssl,
-//! runs `install.sh --root` to render the site exactly as a VM gets it, points that site at the
-//! test server's two ports, and runs nginx in the foreground as a child process (one process:
-//! `master_process off`, so no worker switches user and a kill ends it all). Everything lives
-//! in a temporary folder.
+//! [`Proxy::start`] makes a self-signed certificate for 127.0.0.1 and localhost with openssl,
+//! runs `install.sh --root --proxy KIND` to render the site exactly as a VM gets it, moves it
+//! onto loopback ports, points it at the test server's two ports, and runs the proxy in the
+//! foreground as a child process (nginx as one process, `master_process off`, so no worker
+//! switches user and a kill ends it all). Everything lives in a temporary folder.
 //!
-//! The TLS clients come from ureq (a dependency of the crate, with rustls): [`Nginx::agent`]
-//! for whole HTTPS requests, and [`Nginx::tls_stream`] for a raw TLS byte stream (WebSocket
+//! The TLS clients come from ureq (a dependency of the crate, with rustls): [`Proxy::agent`]
+//! for whole HTTPS requests, and [`Proxy::tls_stream`] for a raw TLS byte stream (WebSocket
 //! handshakes and hostile clients). The latter uses ureq's `unversioned::transport` connectors;
 //! Cargo.lock pins ureq 3.5.2, and that module only changes in minor versions.
 
@@ -47,10 +48,25 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// True when nginx and openssl are here. Without them the test fails, naming the Debian
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Nginx,
+    Caddy,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Nginx => "nginx",
+            Kind::Caddy => "caddy",
+        }
+    }
+}
+
+/// True when the proxy and openssl are here. Without them the test fails, naming the Debian
 /// packages, unless WEALTHCOACH_SKIP_PROXY_TESTS=1 (then it says so and returns false).
-pub fn proxy_tools_present() -> bool {
-    let missing: Vec<&str> = ["nginx", "openssl"]
+pub fn proxy_tools_present(kind: Kind) -> bool {
+    let missing: Vec<&str> = [kind.name(), "openssl"]
         .into_iter()
         .filter(|p| find_program(p).is_none())
         .collect();
@@ -110,9 +126,9 @@ fn make_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// The installed site, moved onto loopback: `listen N` becomes `listen 127.0.0.1:N` and the
-/// IPv6 listeners go (a test binds nothing outside 127.0.0.1). Nothing else changes.
-fn site_on_loopback(site: &str) -> String {
+/// The installed nginx site, moved onto loopback: `listen N` becomes `listen 127.0.0.1:N`
+/// and the IPv6 listeners go (a test binds nothing outside 127.0.0.1). Nothing else changes.
+fn nginx_site_on_loopback(site: &str) -> String {
     site.lines()
         .filter(|l| !l.trim_start().starts_with("listen [::]:"))
         .map(|l| match l.trim_start().strip_prefix("listen ") {
@@ -123,7 +139,64 @@ fn site_on_loopback(site: &str) -> String {
         .join("\n")
 }
 
-pub struct Nginx {
+/// nginx's main file around the installed site: everything it writes stays in `dir`.
+fn nginx_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "master_process off;\n\
+         daemon off;\n\
+         worker_rlimit_nofile 8192;\n\
+         pid {d}/nginx.pid;\n\
+         error_log {d}/error.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n\
+         \x20   access_log {d}/access.log;\n\
+         \x20   client_body_temp_path {d}/client_body;\n\
+         \x20   proxy_temp_path {d}/proxy;\n\
+         \x20   fastcgi_temp_path {d}/fastcgi;\n\
+         \x20   uwsgi_temp_path {d}/uwsgi;\n\
+         \x20   scgi_temp_path {d}/scgi;\n\
+         \x20   default_type application/octet-stream;\n\
+         \x20   include {d}/site.conf;\n\
+         }}\n"
+    )
+}
+
+/// The installed Caddyfile, moved onto loopback ports with the test certificate: global
+/// options for the ports, storage in `dir` and no admin endpoint; the sites answer on
+/// `localhost:PORT` and `127.0.0.1:PORT`, the HTTPS one with `tls CERT KEY` instead of an ACME
+/// certificate. The sites' own directives are untouched.
+fn caddyfile_on_loopback(
+    caddyfile: &str,
+    dir: &Path,
+    (https, http): (u16, u16),
+    (cert, key): (&Path, &Path),
+) -> String {
+    let global = format!(
+        "{{\n\tadmin off\n\tdefault_bind 127.0.0.1\n\
+         \thttp_port {http}\n\thttps_port {https}\n\
+         \tstorage file_system {}\n",
+        dir.join("caddy-data").display()
+    );
+    let site = format!(
+        "https://localhost:{https}, https://127.0.0.1:{https} {{\n\ttls {} {}\n",
+        cert.display(),
+        key.display()
+    );
+    let plain = format!("http://localhost:{http}, http://127.0.0.1:{http} {{\n");
+    let mut out = caddyfile.replacen("{\n", &global, 1);
+    for (from, to) in [
+        ("https://localhost {\n", site),
+        ("http://localhost {\n", plain),
+    ] {
+        assert!(out.contains(from), "no {from:?} in:\n{caddyfile}");
+        out = out.replacen(from, &to, 1);
+    }
+    out
+}
+
+pub struct Proxy {
+    pub kind: Kind,
     child: Child,
     /// The TLS listener (443 on a VM).
     pub https: SocketAddr,
@@ -133,27 +206,33 @@ pub struct Nginx {
     pub dir: TempDir,
 }
 
-impl Nginx {
-    /// nginx with the site install.sh installs, in front of `app`.
-    pub fn start(app: &TestApp) -> Nginx {
+impl Proxy {
+    /// The proxy with the site install.sh installs, in front of `app`.
+    pub fn start(kind: Kind, app: &TestApp) -> Proxy {
         let dir = TempDir::new();
         let (cert, key) = make_certificate(&dir.0);
         let https_port = free_port();
         let http_port = free_port();
 
-        // install.sh enables the site only when the certificate exists inside its tree.
+        // install.sh enables the nginx site only when the certificate exists in its tree.
         let tree = dir.0.join("root");
         for file in [&cert, &key] {
             let inside = tree.join(file.strip_prefix("/").expect("absolute"));
             std::fs::create_dir_all(inside.parent().expect("parent")).expect("mkdir");
             std::fs::copy(file, &inside).expect("copy into the tree");
         }
-        let output = run(Command::new("bash")
+        let said = run(Command::new("bash")
             .arg(repo_path("install.sh"))
             .arg("--root")
             .arg(&tree)
             .args(["--binary", env!("CARGO_BIN_EXE_wealthcoach")])
-            .args(["--proxy", "nginx", "--domain", "localhost", "--no-start"])
+            .args([
+                "--proxy",
+                kind.name(),
+                "--domain",
+                "localhost",
+                "--no-start",
+            ])
             .args(["--port", &app.http.port().to_string()])
             .args(["--ws-port", &app.ws.port().to_string()])
             .args(["--https-port", &https_port.to_string()])
@@ -162,61 +241,68 @@ impl Nginx {
             .arg(&cert)
             .arg("--tls-key")
             .arg(&key));
-        let enabled = tree.join("etc/nginx/sites-enabled/wealthcoach.conf");
-        let site = std::fs::read_to_string(&enabled)
-            .unwrap_or_else(|e| panic!("{}: {e}\ninstall.sh said:\n{output}", enabled.display()));
-        std::fs::write(dir.0.join("site.conf"), site_on_loopback(&site)).expect("site");
+        let installed = |rel: &str| {
+            let path = tree.join(rel);
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}\ninstall.sh said:\n{said}", path.display()))
+        };
 
-        let d = dir.0.display();
-        let conf = format!(
-            "master_process off;\n\
-             daemon off;\n\
-             worker_rlimit_nofile 8192;\n\
-             pid {d}/nginx.pid;\n\
-             error_log {d}/error.log warn;\n\
-             events {{ worker_connections 4096; }}\n\
-             http {{\n\
-             \x20   access_log {d}/access.log;\n\
-             \x20   client_body_temp_path {d}/client_body;\n\
-             \x20   proxy_temp_path {d}/proxy;\n\
-             \x20   fastcgi_temp_path {d}/fastcgi;\n\
-             \x20   uwsgi_temp_path {d}/uwsgi;\n\
-             \x20   scgi_temp_path {d}/scgi;\n\
-             \x20   default_type application/octet-stream;\n\
-             \x20   include {d}/site.conf;\n\
-             }}\n"
-        );
-        let conf_path = dir.0.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let log = std::fs::File::create(dir.0.join("nginx.out")).expect("log");
-        let child = Command::new(find_program("nginx").expect("nginx"))
-            .arg("-p")
-            .arg(&dir.0)
-            .arg("-e")
-            .arg(dir.0.join("error.log"))
-            .arg("-c")
-            .arg(&conf_path)
+        let log = std::fs::File::create(dir.0.join("proxy.out")).expect("log");
+        let mut cmd = match kind {
+            Kind::Nginx => {
+                let site = installed("etc/nginx/sites-enabled/wealthcoach.conf");
+                std::fs::write(dir.0.join("site.conf"), nginx_site_on_loopback(&site))
+                    .expect("site");
+                let conf = dir.0.join("nginx.conf");
+                std::fs::write(&conf, nginx_conf(&dir.0)).expect("nginx.conf");
+                let mut cmd = Command::new(find_program("nginx").expect("nginx"));
+                cmd.arg("-p").arg(&dir.0);
+                cmd.arg("-e").arg(dir.0.join("error.log"));
+                cmd.arg("-c").arg(conf);
+                cmd
+            }
+            Kind::Caddy => {
+                let caddyfile = caddyfile_on_loopback(
+                    &installed("etc/caddy/Caddyfile"),
+                    &dir.0,
+                    (https_port, http_port),
+                    (&cert, &key),
+                );
+                let conf = dir.0.join("Caddyfile");
+                std::fs::write(&conf, caddyfile).expect("Caddyfile");
+                let mut cmd = Command::new(find_program("caddy").expect("caddy"));
+                cmd.args(["run", "--adapter", "caddyfile", "--config"])
+                    .arg(conf);
+                // Caddy keeps its state under HOME and XDG folders: all in the test folder.
+                for var in ["HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"] {
+                    cmd.env(var, &dir.0);
+                }
+                cmd
+            }
+        };
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start nginx");
-        let mut nginx = Nginx {
+            .unwrap_or_else(|e| panic!("start {}: {e}", kind.name()));
+        let mut proxy = Proxy {
+            kind,
             child,
             https: SocketAddr::from(([127, 0, 0, 1], https_port)),
             http: SocketAddr::from(([127, 0, 0, 1], http_port)),
             cert_pem: std::fs::read(&cert).expect("cert"),
             dir,
         };
-        nginx.wait_listening();
-        nginx
+        proxy.wait_listening();
+        proxy
     }
 
     fn wait_listening(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some(status) = self.child.try_wait().expect("nginx status") {
-                panic!("nginx exited ({status}):\n{}", self.logs());
+            if let Some(status) = self.child.try_wait().expect("proxy status") {
+                panic!("{} exited ({status}):\n{}", self.kind.name(), self.logs());
             }
             let both = [self.https, self.http]
                 .iter()
@@ -226,16 +312,17 @@ impl Nginx {
             }
             assert!(
                 Instant::now() < deadline,
-                "nginx did not listen:\n{}",
+                "{} did not listen:\n{}",
+                self.kind.name(),
                 self.logs()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// What nginx printed and logged, for failure messages.
+    /// What the proxy printed and logged, for failure messages.
     pub fn logs(&self) -> String {
-        ["nginx.out", "error.log"]
+        ["proxy.out", "error.log"]
             .iter()
             .map(|f| {
                 let text = std::fs::read_to_string(self.dir.0.join(f)).unwrap_or_default();
@@ -263,7 +350,7 @@ impl Nginx {
             .build()
     }
 
-    /// An HTTPS client that trusts only this nginx's certificate, follows no redirects and
+    /// An HTTPS client that trusts only this proxy's certificate, follows no redirects and
     /// returns 4xx/5xx as responses.
     pub fn agent(&self) -> ureq::Agent {
         self.ureq_config().new_agent()
@@ -275,7 +362,7 @@ impl Nginx {
     }
 }
 
-impl Drop for Nginx {
+impl Drop for Proxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -362,7 +449,7 @@ pub fn write_until_refused(s: &mut impl Write, bytes: &[u8]) -> usize {
     sent
 }
 
-/// Threads of this process (the test server runs in it; nginx does not).
+/// Threads of this process (the test server runs in it; the proxy does not).
 pub fn thread_count() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
