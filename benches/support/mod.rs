@@ -1,14 +1,16 @@
 //! Pieces every load benchmark needs, written with std only: the real server started
-//! in-process on OS-picked ports with its own temporary database, a keep-alive HTTP/1.1 client
-//! over a plain `TcpStream`, a runner that spreads requests over client threads and times each
-//! one, and percentiles. Use it from a bench with `mod support;`.
+//! in-process on OS-picked ports with its own temporary database, or as a child process whose
+//! memory, threads and CPU time `/proc` tells apart from the bench's; a keep-alive HTTP/1.1
+//! client over a plain `TcpStream`, a runner that spreads requests over client threads and
+//! times each one, and percentiles. Use it from a bench with `mod support;`.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -24,32 +26,8 @@ pub struct BenchServer {
 impl BenchServer {
     /// Starts the server with the benchmark settings; `extra` overrides or adds settings.
     pub fn start(extra: &[(&str, &str)]) -> BenchServer {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir =
-            std::env::temp_dir().join(format!("wealthcoach-bench-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let db = dir.join("bench.db");
-        let db = db.to_str().expect("the temp dir path is UTF-8").to_string();
-        let settings = [
-            ("ENVIRONMENT", "test"),
-            ("JWT_SECRET_KEY", "bench-secret-bench-secret-bench-secret-4"),
-            ("DATABASE_URL", db.as_str()),
-            ("HOST", "127.0.0.1"),
-            ("PORT", "0"),
-            ("WS_PORT", "0"),
-            ("LOG_LEVEL", "error"),
-            ("RATE_LIMIT_ENABLED", "false"),
-        ];
-        // Later pairs win, so `extra` overrides the defaults above.
-        let vars: HashMap<String, String> = settings
-            .iter()
-            .chain(extra)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let dir = bench_dir();
+        let vars = bench_settings(&dir, &[("PORT", "0"), ("WS_PORT", "0")], extra);
         let config = Config::from_map(&vars)
             .unwrap_or_else(|errors| panic!("bench config refused: {errors:?}"));
         wealthcoach::logging::init(config.log_level);
@@ -71,6 +49,44 @@ impl BenchServer {
     }
 }
 
+/// A fresh temporary folder for one benchmark server.
+fn bench_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir =
+        std::env::temp_dir().join(format!("wealthcoach-bench-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// The benchmark settings with the database in `dir`: the defaults, then `ports`, then `extra`
+/// (later pairs win).
+fn bench_settings(
+    dir: &Path,
+    ports: &[(&str, &str)],
+    extra: &[(&str, &str)],
+) -> HashMap<String, String> {
+    let db = dir.join("bench.db");
+    let db = db.to_str().expect("the temp dir path is UTF-8").to_string();
+    let settings = [
+        ("ENVIRONMENT", "test"),
+        ("JWT_SECRET_KEY", "bench-secret-bench-secret-bench-secret-4"),
+        ("DATABASE_URL", db.as_str()),
+        ("HOST", "127.0.0.1"),
+        ("LOG_LEVEL", "error"),
+        ("RATE_LIMIT_ENABLED", "false"),
+    ];
+    settings
+        .iter()
+        .chain(ports)
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 impl Drop for BenchServer {
     fn drop(&mut self) {
         if let Some(running) = self.running.take() {
@@ -78,6 +94,224 @@ impl Drop for BenchServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The server binary run as a child process, so that its memory and threads can be read from
+/// `/proc` apart from the benchmark's own. Its folder (database) is removed when dropped, after
+/// a SIGTERM and, if it has not exited within 10 s, a SIGKILL.
+pub struct ServerProcess {
+    child: Child,
+    http: SocketAddr,
+    ws: SocketAddr,
+    dir: PathBuf,
+}
+
+impl ServerProcess {
+    /// Runs the release binary Cargo built with this bench (`target/release/wealthcoach`) with
+    /// the benchmark settings, `extra` on top, on two free ports, with an empty environment
+    /// otherwise and the temporary folder as its working directory (so no `.env` is read).
+    /// Returns once `GET /health` answers 200. The child inherits this process's limits, so
+    /// raise the file-descriptor limit ([`raise_fd_limit`]) first.
+    pub fn start(extra: &[(&str, &str)]) -> ServerProcess {
+        let dir = bench_dir();
+        let (http, ws) = (free_port(), free_port());
+        let (http_port, ws_port) = (http.port().to_string(), ws.port().to_string());
+        let ports = [("PORT", http_port.as_str()), ("WS_PORT", ws_port.as_str())];
+        let child = Command::new(env!("CARGO_BIN_EXE_wealthcoach"))
+            .arg("serve")
+            .env_clear()
+            .envs(bench_settings(&dir, &ports, extra))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", env!("CARGO_BIN_EXE_wealthcoach")));
+        let mut server = ServerProcess {
+            child,
+            http,
+            ws,
+            dir,
+        };
+        server.wait_ready(Duration::from_secs(30));
+        server
+    }
+
+    fn wait_ready(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the server exited at start: {status}");
+            }
+            let health = Client::connect(self.http).and_then(|mut c| c.get("/health"));
+            if health.is_ok_and(|r| r.status == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not answer /health within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    pub fn ws_addr(&self) -> SocketAddr {
+        self.ws
+    }
+
+    /// Its memory, threads and CPU time now; `None` once it has gone.
+    pub fn stats(&self) -> Option<ProcStats> {
+        ProcStats::of(&self.pid().to_string())
+    }
+
+    /// See [`ProcStats::reset_peak`].
+    pub fn reset_peak(&self) -> io::Result<()> {
+        ProcStats::reset_peak(&self.pid().to_string())
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let pid = self.pid() as i32;
+        // SAFETY: kill(2) with the id of our own child, which has not been waited for yet.
+        unsafe { sys::kill(pid, sys::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A port on 127.0.0.1 nobody listened on a moment ago (the OS picks it; the listener is
+/// closed again, so another process could take it before the server does).
+pub fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a port to find a free one");
+    listener.local_addr().expect("the probe's local address")
+}
+
+/// A process's memory, threads and CPU time, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcStats {
+    /// The peak resident set size so far (`VmHWM`), kB.
+    pub hwm_kb: u64,
+    /// The resident set size now (`VmRSS`), kB.
+    pub rss_kb: u64,
+    pub threads: u64,
+    /// User plus system CPU time of all its threads.
+    pub cpu: Duration,
+}
+
+impl ProcStats {
+    /// `pid` is a process id or `self`.
+    pub fn of(pid: &str) -> Option<ProcStats> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        // utime and stime are the 14th and 15th fields; the name (2nd) may hold spaces, so
+        // count from its closing parenthesis. Clock ticks are 100 a second on Linux.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after_name = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        Some(ProcStats {
+            hwm_kb: field("VmHWM:")?,
+            rss_kb: field("VmRSS:")?,
+            threads: field("Threads:")?,
+            cpu: Duration::from_millis(ticks * 10),
+        })
+    }
+
+    pub fn rss_mb(&self) -> f64 {
+        self.rss_kb as f64 / 1024.0
+    }
+
+    pub fn hwm_mb(&self) -> f64 {
+        self.hwm_kb as f64 / 1024.0
+    }
+
+    /// Lowers a process's `VmHWM` to its current RSS (`/proc/<pid>/clear_refs`, Linux 4.0+),
+    /// so that the next reading shows the peak of what came after.
+    pub fn reset_peak(pid: &str) -> io::Result<()> {
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+    }
+}
+
+/// Raises this process's soft limit on open files to at least `want` (within the hard limit);
+/// children started afterwards inherit it. Returns the soft limit in force.
+pub fn raise_fd_limit(want: u64) -> u64 {
+    let mut limit = sys::RLimit { cur: 0, max: 0 };
+    // SAFETY: getrlimit/setrlimit(2) with a pointer to a live struct of the kernel's layout.
+    unsafe {
+        if sys::getrlimit(sys::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.cur < want {
+            let raised = sys::RLimit {
+                cur: want.min(limit.max),
+                max: limit.max,
+            };
+            if sys::setrlimit(sys::RLIMIT_NOFILE, &raised) == 0 {
+                limit.cur = raised.cur;
+            }
+        }
+    }
+    limit.cur
+}
+
+/// The three libc calls the benches need, declared here rather than adding a dependency.
+mod sys {
+    /// `struct rlimit` (64-bit `rlim_t`).
+    #[repr(C)]
+    pub struct RLimit {
+        pub cur: u64,
+        pub max: u64,
+    }
+
+    pub const RLIMIT_NOFILE: i32 = 7;
+    pub const SIGTERM: i32 = 15;
+
+    unsafe extern "C" {
+        pub fn getrlimit(resource: i32, limit: *mut RLimit) -> i32;
+        pub fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
+        pub fn kill(pid: i32, signal: i32) -> i32;
+    }
+}
+
+/// Registers a user by email (password `Secret#123`); the `201` answer's body.
+pub fn register(client: &mut Client, email: &str) -> Result<Reply, String> {
+    let body = serde_json::json!({
+        "email": email,
+        "password": "Secret#123",
+        "full_name": "Bench User",
+    });
+    let reply = client
+        .post_json("/api/v1/auth/register", &body.to_string())
+        .map_err(|e| format!("register {email}: {e}"))?;
+    if reply.status != 201 {
+        return Err(format!(
+            "register {email}: {} {}",
+            reply.status,
+            reply.text()
+        ));
+    }
+    Ok(reply)
 }
 
 /// A response: status and body (always read by its `Content-Length`).

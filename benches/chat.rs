@@ -1,0 +1,743 @@
+//! `cargo bench --bench chat`: 1,000 WebSocket clients on `/ws/chat` ask one question each, all
+//! at once, of an upstream that streams 50 chunks 20 ms apart. Every client checks its frames
+//! (exactly 50 deltas, in order, each cumulative `content` the previous one plus the delta,
+//! then one final frame with the whole text, which must be what the upstream sent); the bench
+//! prints the latency from the upstream writing a chunk to the client reading its frame, and
+//! the server's peak memory and threads. Exits 1 if any frame was lost, out of order or wrong.
+//!
+//! The server is the release binary run as a child process (so `/proc` shows its memory
+//! alone); the upstream and the clients are threads of this process and share one clock: each
+//! chunk's text carries the moment it was written (`<client>.<seq>@<nanos> `), and the client
+//! subtracts it from the moment it read the frame.
+//!
+//! `BENCH_CLIENTS` sets the number of clients (default 1000).
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+use support::{Client, ProcStats, ServerProcess};
+use tungstenite::{Message, WebSocket};
+
+/// Chunks in every answer, and the pause before each after the first.
+const CHUNKS: usize = 50;
+const INTERVAL: Duration = Duration::from_millis(20);
+/// Sockets per user: the server's default `WS_MAX_CONNECTIONS_PER_USER`.
+const SOCKETS_PER_USER: usize = 3;
+/// Connections that register the users (argon2 makes each registration cost tens of ms).
+const REGISTER_THREADS: usize = 4;
+/// Once all sockets are open, each client pings once, at its turn within this spread…
+const PING_SPREAD: Duration = Duration::from_secs(1);
+/// …then all stay quiet this long before the questions, to see what idle sockets cost.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+/// The longest a client waits for a frame before it calls the rest lost.
+const READ_LIMIT: Duration = Duration::from_secs(30);
+/// The question of client N is this followed by N; the upstream reads N back from it.
+const QUESTION: &str = "chat bench question ";
+const P99_TARGET: Duration = Duration::from_millis(2);
+const RSS_TARGET_MB: f64 = 200.0;
+
+// ---------------------------------------------------------------------------------------------
+// The upstream. `tests/fake_llm` streams pieces fixed before the request arrives, so it cannot
+// stamp a chunk with the moment it is written; this one does, and nothing else: one thread per
+// connection, `Content-Length` request bodies, close-delimited event streams.
+
+struct Upstream {
+    addr: SocketAddr,
+    shared: Arc<UpstreamShared>,
+}
+
+struct UpstreamShared {
+    /// The clock every timestamp of the bench is taken against.
+    epoch: Instant,
+    /// The text streamed to each client, by client number, once its stream has ended.
+    streamed: Mutex<Vec<Option<String>>>,
+    requests: AtomicUsize,
+    problems: Mutex<Vec<String>>,
+}
+
+impl Upstream {
+    fn start(epoch: Instant, clients: usize) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let addr = listener.local_addr().expect("the upstream's address");
+        let shared = Arc::new(UpstreamShared {
+            epoch,
+            streamed: Mutex::new(vec![None; clients]),
+            requests: AtomicUsize::new(0),
+            problems: Mutex::new(Vec::new()),
+        });
+        let for_acceptor = shared.clone();
+        // Runs until the process exits.
+        std::thread::Builder::new()
+            .name("upstream-accept".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let shared = for_acceptor.clone();
+                    std::thread::Builder::new()
+                        .name("upstream".into())
+                        .stack_size(128 * 1024)
+                        .spawn(move || {
+                            if let Err(e) = stream_answer(&stream, &shared) {
+                                shared.problems.lock().unwrap().push(e);
+                            }
+                            let _ = stream.shutdown(Shutdown::Both);
+                        })
+                        .expect("start an upstream thread");
+                }
+            })
+            .expect("start the upstream");
+        Upstream { addr, shared }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+}
+
+/// Reads one chat completions request and streams its answer, each chunk stamped as written.
+fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), String> {
+    shared.requests.fetch_add(1, Ordering::SeqCst);
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(READ_LIMIT))
+        .map_err(|e| e.to_string())?;
+    let body = read_request(stream)?;
+    let request: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| format!("upstream: body is not JSON: {e}"))?;
+    let question = request["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default();
+    let client = question
+        .strip_prefix(QUESTION)
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n < shared.streamed.lock().unwrap().len())
+        .ok_or_else(|| format!("upstream: not a bench question: {question:?}"))?;
+
+    let mut out = stream;
+    let gone = |e: std::io::Error| format!("upstream: client {client}: write failed: {e}");
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n\
+          Connection: close\r\n\r\n",
+    )
+    .map_err(gone)?;
+    let started = Instant::now();
+    let mut text = String::new();
+    for seq in 0..CHUNKS {
+        let due = started + INTERVAL * seq as u32;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let piece = format!("{client}.{seq}@{} ", shared.epoch.elapsed().as_nanos());
+        let event = format!(
+            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{piece}\"}},\
+             \"finish_reason\":null}}]}}\n\n"
+        );
+        out.write_all(event.as_bytes()).map_err(gone)?;
+        text.push_str(&piece);
+    }
+    let stop = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": CHUNKS,
+                                                "total_tokens": 10 + CHUNKS}});
+    let tail = format!("data: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+    out.write_all(tail.as_bytes()).map_err(gone)?;
+    shared.streamed.lock().unwrap()[client] = Some(text);
+    Ok(())
+}
+
+/// The body of one request, by its `Content-Length`.
+fn read_request(stream: &TcpStream) -> Result<Vec<u8>, String> {
+    let mut reader = BufReader::new(stream);
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) => return Err("upstream: the request ended in its head".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("upstream: reading the request: {e}")),
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse::<usize>().ok();
+        }
+    }
+    let length = length.ok_or("upstream: a request without Content-Length")?;
+    let mut body = vec![0; length];
+    reader
+        .read_exact(&mut body)
+        .map_err(|e| format!("upstream: reading the body: {e}"))?;
+    Ok(body)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The clients.
+
+/// The fields of a server frame the checks need.
+#[derive(Deserialize)]
+struct Frame {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    content: String,
+    delta: Option<String>,
+    #[serde(default)]
+    done: bool,
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct Outcome {
+    /// Its socket opened, said `connected` and answered a ping.
+    connected: bool,
+    /// Which chunks arrived, by sequence number.
+    received: Vec<bool>,
+    /// Deltas that came out of turn, twice, for another client, or whose `content` was not
+    /// the previous `content` plus the delta.
+    out_of_order: usize,
+    /// The final frame came, with the text of all deltas received.
+    finished: bool,
+    /// The deltas, joined in the order received.
+    text: String,
+    /// From the upstream writing a chunk to this client reading its frame.
+    latencies: Vec<Duration>,
+    /// When the upstream wrote each of those chunks, on the shared clock, in the same order.
+    sent: Vec<Duration>,
+    /// A `ping` answered while the sockets were idle.
+    ping: Option<Duration>,
+    /// From sending the question to the first delta.
+    first_delta: Option<Duration>,
+    /// From the last delta to the final frame.
+    final_after: Option<Duration>,
+    /// When the final frame came, on the shared clock.
+    finished_at: Option<Duration>,
+    problem: Option<String>,
+}
+
+impl Outcome {
+    /// Deltas that never came, and the final frame if it did not.
+    fn lost(&self) -> usize {
+        let deltas = CHUNKS - self.received.iter().filter(|r| **r).count();
+        deltas + usize::from(!self.finished)
+    }
+}
+
+type Socket = WebSocket<TcpStream>;
+
+/// What all client threads share.
+struct Room {
+    ws: SocketAddr,
+    epoch: Instant,
+    clients: usize,
+    /// Every client and the main thread meet here once all sockets are open…
+    connected: Barrier,
+    /// …and here to send the questions at once.
+    start: Barrier,
+}
+
+/// Connects; once every client is connected, pings the server at its turn within
+/// [`PING_SPREAD`]; then waits for the start, asks, and reads the answer.
+fn client(id: usize, token: &str, room: &Room) -> Outcome {
+    let mut out = Outcome {
+        received: vec![false; CHUNKS],
+        ..Outcome::default()
+    };
+    let mut socket = open(room.ws, token);
+    room.connected.wait();
+    if let Ok(s) = socket.as_mut() {
+        std::thread::sleep(PING_SPREAD * id as u32 / room.clients as u32);
+        match ping(s) {
+            Ok(rtt) => out.ping = Some(rtt),
+            Err(e) => socket = Err(e),
+        }
+    }
+    room.start.wait();
+    let mut socket = match socket {
+        Ok(s) => s,
+        Err(e) => {
+            out.problem = Some(format!("client {id}: {e}"));
+            return out;
+        }
+    };
+    out.connected = true;
+    if let Err(e) = converse(id, &mut socket, room.epoch, &mut out) {
+        out.problem = Some(format!("client {id}: {e}"));
+    }
+    // A proper close: ours, then the server's reply (or any error) ends the socket.
+    let _ = socket.close(None);
+    while socket.read().is_ok() {}
+    out
+}
+
+/// One `ping` and its `pong`: how long a message from the client waits for the server.
+fn ping(socket: &mut Socket) -> Result<Duration, String> {
+    let sent = Instant::now();
+    socket
+        .send(Message::text(json!({"type": "ping"}).to_string()))
+        .map_err(|e| format!("ping: {e}"))?;
+    let pong = next_text(socket)?;
+    match serde_json::from_str::<Frame>(&pong) {
+        Ok(f) if f.kind == "pong" => Ok(sent.elapsed()),
+        _ => Err(format!("expected a pong, got {pong}")),
+    }
+}
+
+fn open(ws: SocketAddr, token: &str) -> Result<Socket, String> {
+    let stream = TcpStream::connect(ws).map_err(|e| format!("connect: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(READ_LIMIT));
+    let _ = stream.set_write_timeout(Some(READ_LIMIT));
+    let url = format!("ws://{ws}/ws/chat?token={token}");
+    let (mut socket, _) =
+        tungstenite::client::client(url, stream).map_err(|e| format!("upgrade: {e}"))?;
+    let hello = next_text(&mut socket)?;
+    match serde_json::from_str::<Frame>(&hello) {
+        Ok(f) if f.kind == "connected" => Ok(socket),
+        _ => Err(format!("expected the connected frame, got {hello}")),
+    }
+}
+
+/// The next text frame.
+fn next_text(socket: &mut Socket) -> Result<String, String> {
+    loop {
+        match socket.read() {
+            Ok(Message::Text(t)) => return Ok(t.as_str().to_string()),
+            Ok(Message::Close(c)) => return Err(format!("closed by the server: {c:?}")),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// Asks the question and checks every frame of the answer as it comes.
+fn converse(
+    id: usize,
+    socket: &mut Socket,
+    epoch: Instant,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let question = json!({"type": "message", "content": format!("{QUESTION}{id}")});
+    let asked = epoch.elapsed();
+    socket
+        .send(Message::text(question.to_string()))
+        .map_err(|e| format!("send: {e}"))?;
+    let mut next_seq = 0;
+    let mut last_delta = asked;
+    loop {
+        let text = next_text(socket)?;
+        let at = epoch.elapsed();
+        let frame: Frame =
+            serde_json::from_str(&text).map_err(|e| format!("unreadable frame ({e}): {text}"))?;
+        if frame.kind != "response" {
+            return Err(format!("unexpected frame: {text}"));
+        }
+        if frame.done {
+            out.finished = frame.content == out.text;
+            out.final_after = Some(at.saturating_sub(last_delta));
+            out.finished_at = Some(at);
+            if !out.finished {
+                return Err(format!("the final text differs from the deltas: {text}"));
+            }
+            return Ok(());
+        }
+        let delta = frame.delta.unwrap_or_default();
+        let in_turn = frame.content.len() == out.text.len() + delta.len()
+            && frame.content.starts_with(&out.text)
+            && frame.content.ends_with(&delta);
+        out.text.push_str(&delta);
+        match parse_piece(&delta) {
+            Some((client, seq, sent)) if client == id && seq < CHUNKS && !out.received[seq] => {
+                out.received[seq] = true;
+                out.latencies.push(at.saturating_sub(sent));
+                out.sent.push(sent);
+                if seq != next_seq || !in_turn {
+                    out.out_of_order += 1;
+                }
+                next_seq = seq + 1;
+            }
+            _ => out.out_of_order += 1,
+        }
+        if out.first_delta.is_none() {
+            out.first_delta = Some(at.saturating_sub(asked));
+        }
+        last_delta = at;
+    }
+}
+
+/// `<client>.<seq>@<nanos> ` → (client, seq, the moment it was written).
+fn parse_piece(piece: &str) -> Option<(usize, usize, Duration)> {
+    let (name, nanos) = piece.strip_suffix(' ')?.split_once('@')?;
+    let (client, seq) = name.split_once('.')?;
+    let nanos: u64 = nanos.parse().ok()?;
+    Some((
+        client.parse().ok()?,
+        seq.parse().ok()?,
+        Duration::from_nanos(nanos),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+/// Registers `users` users over a few connections; their access tokens.
+fn register_users(server: &ServerProcess, users: usize) -> Vec<String> {
+    let per_thread = users.div_ceil(REGISTER_THREADS);
+    let states = (0..REGISTER_THREADS).map(|t| (t, Vec::new())).collect();
+    let run = support::run(
+        server.http_addr(),
+        states,
+        per_thread,
+        |c: &mut Client, (t, tokens): &mut (usize, Vec<String>)| {
+            let email = format!("chat-bench-{t}-{}@example.com", tokens.len());
+            let reply = support::register(c, &email)?;
+            tokens.push(reply.json_str("access_token")?);
+            Ok(())
+        },
+    );
+    run.print("register (argon2id)");
+    assert!(
+        run.failures.is_empty(),
+        "registration failed; see FAILED lines above"
+    );
+    run.states
+        .into_iter()
+        .flat_map(|(_, t)| t)
+        .take(users)
+        .collect()
+}
+
+/// Samples the server every 20 ms until `stop`: the largest RSS and thread count seen.
+fn watch(server: &ServerProcess, stop: &AtomicBool) -> ProcStats {
+    let mut peak = ProcStats::default();
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(s) = server.stats() {
+            if s.rss_kb > peak.rss_kb {
+                peak = s;
+            }
+            peak.threads = peak.threads.max(s.threads);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    peak
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `p50 … p95 … p99 … max … ms` of sorted samples.
+fn spread(sorted: &[Duration]) -> String {
+    let p = |q| support::percentile(sorted, q).map_or(f64::NAN, millis);
+    format!(
+        "p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2} ms",
+        p(50.0),
+        p(95.0),
+        p(99.0),
+        p(100.0)
+    )
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
+/// Extra server settings from `BENCH_SERVER_ENV` (`NAME=value,NAME=value`).
+fn server_env() -> Vec<(String, String)> {
+    let text = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn main() {
+    let clients: usize = std::env::var("BENCH_CLIENTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
+    let users = clients.div_ceil(SOCKETS_PER_USER);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let fds = support::raise_fd_limit(clients as u64 * 4 + 256);
+    let extra = server_env();
+    println!(
+        "chat benchmark: {clients} WebSocket clients ({users} users x {SOCKETS_PER_USER}), \
+         {CHUNKS} chunks {} ms apart, {cores} cores, open-file limit {fds}",
+        INTERVAL.as_millis()
+    );
+    let begun = Instant::now();
+    let epoch = Instant::now();
+    let upstream = Upstream::start(epoch, clients);
+    let base_url = upstream.base_url();
+    let per_user = SOCKETS_PER_USER.to_string();
+    let mut settings = vec![
+        ("OPENAI_API_KEY", "x"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("WS_MAX_CONNECTIONS_PER_USER", per_user.as_str()),
+        ("CACHE_ENABLED", "false"),
+    ];
+    settings.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let server = ServerProcess::start(&settings);
+    let started = server.stats().unwrap_or_default();
+    println!(
+        "server: pid {}, {:.1} MB RSS, {} threads after start{}",
+        server.pid(),
+        started.rss_mb(),
+        started.threads,
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!("; extra settings {extra:?}")
+        }
+    );
+    let tokens = register_users(&server, users);
+    let registered = server.stats().unwrap_or_default();
+    // From here VmHWM shows the peak of the chat alone.
+    let peak_reset = server.reset_peak().is_ok();
+
+    let room = Room {
+        ws: server.ws_addr(),
+        epoch,
+        clients,
+        connected: Barrier::new(clients + 1),
+        start: Barrier::new(clients + 1),
+    };
+    let stop = AtomicBool::new(false);
+    let before_connect = Instant::now();
+    let (outcomes, sampled, phases) = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| watch(&server, &stop));
+        let handles: Vec<_> = (0..clients)
+            .map(|id| {
+                let (token, room) = (&tokens[id / SOCKETS_PER_USER], &room);
+                std::thread::Builder::new()
+                    .name(format!("client-{id}"))
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || client(id, token, room))
+                    .expect("start a client thread")
+            })
+            .collect();
+        room.connected.wait();
+        let connected_in = before_connect.elapsed();
+        std::thread::sleep(PING_SPREAD + Duration::from_millis(200));
+        let idle_from = server.stats().unwrap_or_default();
+        std::thread::sleep(IDLE_WINDOW);
+        let idle_to = server.stats().unwrap_or_default();
+        let self_from = ProcStats::of("self").unwrap_or_default();
+        room.start.wait();
+        let go = epoch.elapsed();
+        let outcomes: Vec<Outcome> = handles
+            .into_iter()
+            .map(|h| h.join().expect("a client thread panicked"))
+            .collect();
+        let answered = server.stats().unwrap_or_default();
+        let self_to = ProcStats::of("self").unwrap_or_default();
+        stop.store(true, Ordering::SeqCst);
+        let sampled = watcher.join().expect("the watcher panicked");
+        let phases = Phases {
+            started,
+            registered,
+            peak_reset,
+            connected_in,
+            idle_from,
+            idle_to,
+            go,
+            answered,
+            self_cpu: self_to.cpu.saturating_sub(self_from.cpu),
+        };
+        (outcomes, sampled, phases)
+    });
+    let last = server.stats().unwrap_or_default();
+    drop(server);
+    let intact = report(&outcomes, &upstream, sampled, last, &phases);
+    println!("wall: {:.1} s in all", begun.elapsed().as_secs_f64());
+    if !intact {
+        std::process::exit(1);
+    }
+}
+
+/// The server as the main thread saw it between the phases.
+struct Phases {
+    started: ProcStats,
+    /// After registering the users (argon2id), before any socket.
+    registered: ProcStats,
+    /// Whether VmHWM was reset after registering, so that it shows the chat's peak alone.
+    peak_reset: bool,
+    connected_in: Duration,
+    /// At the start and end of the idle window.
+    idle_from: ProcStats,
+    idle_to: ProcStats,
+    /// When the questions were released, on the shared clock.
+    go: Duration,
+    /// Once every client had its answer (or gave up).
+    answered: ProcStats,
+    /// This process's CPU time from the questions to the last answer.
+    self_cpu: Duration,
+}
+
+/// Sorted samples of one kind, from every client.
+fn gather(outcomes: &[Outcome], pick: impl Fn(&Outcome) -> Vec<Duration>) -> Vec<Duration> {
+    let mut all: Vec<Duration> = outcomes.iter().flat_map(pick).collect();
+    all.sort_unstable();
+    all
+}
+
+/// Prints the results; true if every frame arrived, in order and intact.
+fn report(
+    outcomes: &[Outcome],
+    upstream: &Upstream,
+    sampled: ProcStats,
+    last: ProcStats,
+    phases: &Phases,
+) -> bool {
+    let n = outcomes.len();
+    let connected = outcomes.iter().filter(|o| o.connected).count();
+    let answered = outcomes.iter().filter(|o| o.finished).count();
+    let lost: usize = outcomes.iter().map(Outcome::lost).sum();
+    let out_of_order: usize = outcomes.iter().map(|o| o.out_of_order).sum();
+    let streamed = upstream.shared.streamed.lock().unwrap();
+    let mismatched = outcomes
+        .iter()
+        .zip(streamed.iter())
+        .filter(|(o, s)| o.finished && s.as_deref() != Some(o.text.as_str()))
+        .count();
+    let latencies = gather(outcomes, |o| o.latencies.clone());
+    // The ramp: chunks written while the server was still taking questions, i.e. before the
+    // last stream's first chunk; the steady state is every chunk after it.
+    let ramp_end = outcomes
+        .iter()
+        .filter_map(|o| o.sent.first())
+        .max()
+        .copied()
+        .unwrap_or_default();
+    let in_phase = |ramp: bool| {
+        gather(outcomes, |o| {
+            o.sent
+                .iter()
+                .zip(&o.latencies)
+                .filter(|(sent, _)| (**sent <= ramp_end) == ramp)
+                .map(|(_, latency)| *latency)
+                .collect()
+        })
+    };
+    let (ramp, steady) = (in_phase(true), in_phase(false));
+    let pings = gather(outcomes, |o| o.ping.into_iter().collect());
+    let first = gather(outcomes, |o| o.first_delta.into_iter().collect());
+    let final_after = gather(outcomes, |o| o.final_after.into_iter().collect());
+    let wall = outcomes
+        .iter()
+        .filter_map(|o| o.finished_at)
+        .max()
+        .map_or(Duration::ZERO, |t| t.saturating_sub(phases.go));
+    let idle_cpu = phases.idle_to.cpu.saturating_sub(phases.idle_from.cpu);
+    let busy_cpu = phases.answered.cpu.saturating_sub(phases.idle_to.cpu);
+    // The chat's peak: VmHWM since the reset (a sample if /proc was unreadable at the end).
+    let chat_peak = last.hwm_mb().max(sampled.rss_mb());
+    let overall_peak = chat_peak.max(phases.registered.hwm_mb());
+    let per_socket_kb =
+        (phases.idle_to.rss_kb as f64 - phases.registered.rss_kb as f64) / connected.max(1) as f64;
+
+    println!();
+    println!(
+        "connected    {connected}/{n} in {:.2} s; ping -> pong while idle: {}",
+        phases.connected_in.as_secs_f64(),
+        spread(&pings)
+    );
+    println!(
+        "idle         {n} open sockets, {} s: the server used {:.2} s of CPU ({:.0}% of a core)",
+        IDLE_WINDOW.as_secs(),
+        idle_cpu.as_secs_f64(),
+        100.0 * idle_cpu.as_secs_f64() / IDLE_WINDOW.as_secs_f64(),
+    );
+    println!(
+        "answered     {answered}/{n} in {:.2} s from the questions to the last final frame \
+         ({} upstream requests)",
+        wall.as_secs_f64(),
+        upstream.shared.requests.load(Ordering::SeqCst),
+    );
+    println!(
+        "frames       {} deltas received; lost {lost}, out of order {out_of_order}, \
+         final text unlike what the upstream sent {mismatched}",
+        latencies.len()
+    );
+    println!(
+        "latency      upstream write -> client read: {}",
+        spread(&latencies)
+    );
+    println!(
+        "               while questions were still arriving ({:.2} s, {} chunks): {}",
+        ramp_end.saturating_sub(phases.go).as_secs_f64(),
+        ramp.len(),
+        spread(&ramp)
+    );
+    println!(
+        "               once every stream was running ({} chunks): {}",
+        steady.len(),
+        spread(&steady)
+    );
+    println!(
+        "             question -> first delta:       {}",
+        spread(&first)
+    );
+    println!(
+        "             last delta -> final frame:     {}",
+        spread(&final_after)
+    );
+    println!(
+        "server CPU   {:.2} s while answering (this process's clients and upstream: {:.2} s)",
+        busy_cpu.as_secs_f64(),
+        phases.self_cpu.as_secs_f64(),
+    );
+    println!(
+        "server RSS   {:.1} MB after start; {:.1} MB after registering (peak {:.1} MB); \
+         {:.1} MB with the sockets open and idle ({per_socket_kb:.0} kB a socket)",
+        phases.started.rss_mb(),
+        phases.registered.rss_mb(),
+        phases.registered.hwm_mb(),
+        phases.idle_to.rss_mb(),
+    );
+    println!(
+        "             peak {chat_peak:.1} MB from the first socket on ({}), highest sample \
+         {:.1} MB; peak threads {}",
+        if phases.peak_reset {
+            "VmHWM reset after registering"
+        } else {
+            "VmHWM could not be reset: the whole run"
+        },
+        sampled.rss_mb(),
+        sampled.threads,
+    );
+    let mut problems: Vec<&String> = outcomes.iter().filter_map(|o| o.problem.as_ref()).collect();
+    let upstream_problems = upstream.shared.problems.lock().unwrap();
+    problems.extend(upstream_problems.iter());
+    if !problems.is_empty() {
+        println!("{} problems; the first few:", problems.len());
+        for p in problems.iter().take(5) {
+            println!("    {p}");
+        }
+    }
+
+    let intact = lost == 0 && out_of_order == 0 && mismatched == 0;
+    let p99 = support::percentile(&latencies, 99.0).unwrap_or(Duration::MAX);
+    println!();
+    println!("target: no frame lost or out of order: {}", verdict(intact));
+    println!(
+        "target: p99 upstream -> client <= {} ms: {} (p99 {:.2} ms)",
+        P99_TARGET.as_millis(),
+        verdict(p99 <= P99_TARGET),
+        millis(p99)
+    );
+    println!(
+        "target: server peak RSS <= {RSS_TARGET_MB:.0} MB: {} (whole run {overall_peak:.1} MB; \
+         from the first socket on {chat_peak:.1} MB)",
+        verdict(overall_peak > 0.0 && overall_peak <= RSS_TARGET_MB),
+    );
+    intact
+}
