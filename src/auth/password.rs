@@ -35,20 +35,50 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// The KDF runs on a small pool with one thread per core. It bounds the CPU that logins can
+/// take from everything else, and the memory: each hash needs a 19 MiB block, which the
+/// allocator keeps per thread once freed, so hashing on every handler thread would leave
+/// hundreds of megabytes behind after a burst of sign-ups.
+fn kdf_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.clamp(1, 4))
+            .thread_name(|i| format!("kdf-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+fn on_kdf_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match kdf_pool() {
+        Some(pool) => pool.install(f),
+        None => f(),
+    }
+}
+
 pub fn hash(password: &str) -> Result<String, String> {
     let salt_bytes = crate::random::bytes::<16>();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
+    on_kdf_pool(|| {
+        hasher()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| e.to_string())
+    })
 }
 
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => on_kdf_pool(|| {
+            hasher()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        }),
         Err(_) => false,
     }
 }

@@ -158,32 +158,33 @@ fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
     }
 }
 
-/// A complete model answer: saved, its usage counted, cached. Returns the usage reported.
-pub fn finish_streamed(
-    app: &App,
-    q: &Question,
-    p: &Pending,
-    content: &str,
-    usage: Option<Usage>,
-) -> Usage {
-    let usage = usage.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
-    let cost = app
-        .db
-        .write(|tx| quota::record(app, tx, &q.user_id, usage))
-        .unwrap_or_else(|e| {
-            log::error!("could not record LLM usage: {e:?}");
-            0
-        });
+/// The usage the upstream reported, or an estimate when it sent none.
+pub fn usage_of(p: &Pending, content: &str, reported: Option<Usage>) -> Usage {
+    reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()))
+}
+
+/// A complete model answer, in memory: cached and counted. Call before the final frame, so
+/// whoever sees the frame sees these too.
+pub fn complete(app: &App, p: &Pending, content: &str, usage: Usage) {
+    if app.config.cache_enabled && !content.is_empty() {
+        app.answers
+            .insert(p.cache_key.clone(), Arc::new(content.to_string()));
+    }
     app.metrics.llm_requests.fetch_add(1, Ordering::Relaxed);
     app.metrics.llm_tokens.fetch_add(
         usage.prompt_tokens + usage.completion_tokens,
         Ordering::Relaxed,
     );
+}
+
+/// A complete model answer, on disk: its usage and the message saved in one write
+/// transaction (one trip through the writer per answer).
+pub fn finish_streamed(app: &App, q: &Question, p: &Pending, content: &str, usage: Usage) {
     let ms = p.started.elapsed().as_millis() as i64;
-    save_answer(
-        app,
-        q,
-        Saved {
+    let now = app.clock.iso();
+    let saved = app.db.write(|tx| {
+        let cost = quota::record(app, tx, &q.user_id, usage)?;
+        let m = Saved {
             role: "assistant",
             content,
             prompt_tokens: usage.prompt_tokens,
@@ -192,13 +193,12 @@ pub fn finish_streamed(
             cached: false,
             fallback: false,
             response_ms: Some(ms),
-        },
-    );
-    if app.config.cache_enabled && !content.is_empty() {
-        app.answers
-            .insert(p.cache_key.clone(), Arc::new(content.to_string()));
+        };
+        history::save_message(tx, &q.user_id, &q.session_id, &m, &now)
+    });
+    if let Err(e) = saved {
+        log::error!("could not save a chat answer and its usage: {e:?}");
     }
-    usage
 }
 
 pub fn finish_cached(app: &App, q: &Question, content: &str) {

@@ -154,8 +154,10 @@ fn run_stream(
                     return (content, None, false);
                 }
             }
-            StreamEvent::Finished(usage) => {
-                let u = answer::finish_streamed(app, q, p, &content, usage);
+            StreamEvent::Finished(reported) => {
+                let u = answer::usage_of(p, &content, reported);
+                answer::complete(app, p, &content, u);
+                answer::finish_streamed(app, q, p, &content, u);
                 return (content, Some(u.prompt_tokens + u.completion_tokens), false);
             }
             StreamEvent::Failed(why) => {

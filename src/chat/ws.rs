@@ -1,7 +1,8 @@
 //! `/ws/chat` and `/ws/notifications`: authentication, the per-user socket cap, and the loop
-//! that owns the socket. One thread per socket: it waits on its own channel (upstream pieces,
-//! notifications) for a short while, then reads the socket without blocking, so a piece is
-//! forwarded the moment it arrives and a `cancel`, a ping or a dead client is seen at once.
+//! that owns the socket. One thread per socket. While idle it sleeps in a read of the socket,
+//! so a message is handled the moment it lands and idle sockets cost nothing. While answering
+//! it waits on its own channel of upstream pieces, forwarding each the moment it arrives, and
+//! reads the socket without waiting in between, so a `cancel` is seen within `WAIT`.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
@@ -18,8 +19,12 @@ use crate::auth::{AuthUser, authenticate_token};
 use crate::http::ratelimit::Quota;
 use crate::ws::{Ended, Endpoint, Socket, error_frame};
 
-/// How long the loop waits on its channel before looking at the socket again.
+/// While answering: how long the loop waits on its channel before looking at the socket.
 const WAIT: Duration = Duration::from_millis(25);
+/// Notifications: how long the loop waits for an event before reading the socket.
+const NOTIFY_WAIT: Duration = Duration::from_millis(250);
+/// While idle: how long a read of the socket waits (bounds how late a server stop is seen).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
 pub const MAX_QUESTION_CHARS: usize = 2000;
 
 fn now(app: &App) -> String {
@@ -45,11 +50,13 @@ fn authenticate(app: &App, sock: &mut Socket, query_token: Option<String>) -> Op
                     sock.close(CloseCode::Away, "Server shutting down");
                     return None;
                 }
-                match sock.poll() {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1));
+                match sock.wait(left.min(IDLE_WAIT)) {
                     Ok(Some(Message::Text(t))) => break t.to_string(),
                     Ok(Some(Message::Binary(_))) => return refuse(sock, "Authentication required"),
-                    Ok(Some(_)) => {}
-                    Ok(None) => std::thread::sleep(WAIT),
+                    Ok(Some(_)) | Ok(None) => {}
                     Err(_) => return None,
                 }
             };
@@ -131,7 +138,7 @@ fn notifications(app: &App, sock: &mut Socket, user: &AuthUser) -> Ended {
             sock.close(CloseCode::Away, "Server shutting down");
             return Ended::ServerStopping;
         }
-        match rx.recv_timeout(WAIT) {
+        match rx.recv_timeout(NOTIFY_WAIT) {
             Ok(event) => {
                 if sock.send_json(&event).is_err() {
                     return Ended::Gone;
@@ -237,6 +244,27 @@ impl<'a> ChatSocket<'a> {
             if self.app.is_stopping() {
                 return Ended::ServerStopping;
             }
+            if self.answering.is_none() {
+                // Idle: sleep on the socket itself. Events of a cancelled stream may still
+                // trickle in; they are dropped by `on_stream`.
+                while let Ok(ev) = self.rx.try_recv() {
+                    if let Err(e) = self.on_stream(ev) {
+                        return e;
+                    }
+                }
+                match self.sock.wait(IDLE_WAIT) {
+                    Ok(Some(msg)) => {
+                        if let Err(e) = self.on_message(msg) {
+                            return e;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return e,
+                }
+                continue;
+            }
+            // Answering: pieces are forwarded the moment they arrive; the client is read
+            // between them without waiting.
             let first = self.rx.recv_timeout(WAIT).ok();
             for ev in first
                 .into_iter()
@@ -408,14 +436,20 @@ impl<'a> ChatSocket<'a> {
                                    "timestamp": now(self.app)});
                 self.send(frame)
             }
-            StreamEvent::Finished(usage) => {
+            StreamEvent::Finished(reported) => {
                 let Some(a) = self.answering.take() else {
                     return Ok(());
                 };
-                let usage =
-                    answer::finish_streamed(self.app, &a.question, &a.pending, &a.content, usage);
-                self.send(json!({"type": "response", "content": a.content, "done": true, "cached": false,
-                    "session_id": a.question.session_id, "usage": usage, "timestamp": now(self.app)}))
+                let usage = answer::usage_of(&a.pending, &a.content, reported);
+                answer::complete(self.app, &a.pending, &a.content, usage);
+                // Saved before the final frame: a client that fetches the history on `done`
+                // finds the answer there.
+                answer::finish_streamed(self.app, &a.question, &a.pending, &a.content, usage);
+                self.send(
+                    json!({"type": "response", "content": a.content, "done": true,
+                    "cached": false, "session_id": a.question.session_id, "usage": usage,
+                    "timestamp": now(self.app)}),
+                )
             }
             StreamEvent::Failed(UpstreamError::Cancelled) => Ok(()),
             StreamEvent::Failed(why) => {

@@ -126,6 +126,9 @@ fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
 
 pub fn ws_config(app: &App) -> WebSocketConfig {
     WebSocketConfig::default()
+        // tungstenite's default 128 KiB read buffer (zeroed before reads) per socket would be
+        // 125 MB for a thousand sockets; it still grows for a large frame.
+        .read_buffer_size(4 * 1024)
         .max_message_size(Some(app.config.ws_max_frame_bytes))
         .max_frame_size(Some(app.config.ws_max_frame_bytes))
 }
@@ -188,13 +191,18 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
     let Some(endpoint) = upgrade.endpoint else {
         return;
     };
-    // From here the socket's loop never blocks on a read: it waits on its own channel and
-    // then takes whatever the client sent.
+    // The loops switch the socket between waiting on the client (blocking, with a timeout)
+    // and taking what it sent without waiting (while they wait on their own channel).
     if ws.get_ref().set_nonblocking(true).is_err() {
         return;
     }
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-    crate::chat::ws::serve(app, Socket { ws, endpoint }, upgrade.token);
+    let socket = Socket {
+        ws,
+        endpoint,
+        waiting: None,
+    };
+    crate::chat::ws::serve(app, socket, upgrade.token);
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -202,6 +210,8 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
 pub struct Socket {
     pub ws: WebSocket<TcpStream>,
     pub endpoint: Endpoint,
+    /// The read timeout while blocking, `None` while reads do not wait.
+    waiting: Option<Duration>,
 }
 
 /// What ended a socket's loop.
@@ -242,6 +252,13 @@ impl Socket {
             code,
             reason: reason.to_string().into(),
         }));
+        // After an oversized frame the reader is mid-frame; reading on is not allowed (it
+        // would parse the rest of that frame): send the close and go.
+        if code == CloseCode::Size {
+            let _ = self.ws.get_ref().set_nonblocking(false);
+            let _ = self.ws.flush();
+            return;
+        }
         // Give the close frame a moment to leave and the client's reply to arrive.
         let until = Instant::now() + Duration::from_millis(500);
         while Instant::now() < until {
@@ -258,8 +275,29 @@ impl Socket {
         }
     }
 
-    /// Reads one frame, waiting at most the poll interval. `Ok(None)`: nothing yet.
+    /// Reads without waiting: `Ok(None)` when the client sent nothing yet.
     pub fn poll(&mut self) -> Result<Option<Message>, Ended> {
+        if self.waiting.is_some() {
+            let _ = self.ws.get_ref().set_nonblocking(true);
+            self.waiting = None;
+        }
+        self.read_frame()
+    }
+
+    /// Waits up to `timeout` for a frame: how an idle socket sleeps without polling, so a
+    /// thousand idle sockets cost no CPU and a client's message is read the moment it lands.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Option<Message>, Ended> {
+        if self.waiting != Some(timeout) {
+            let s = self.ws.get_ref();
+            if s.set_nonblocking(false).is_err() || s.set_read_timeout(Some(timeout)).is_err() {
+                return Err(Ended::Gone);
+            }
+            self.waiting = Some(timeout);
+        }
+        self.read_frame()
+    }
+
+    fn read_frame(&mut self) -> Result<Option<Message>, Ended> {
         match self.ws.read() {
             Ok(Message::Close(_)) => Err(Ended::ClientClosed),
             Ok(m) => Ok(Some(m)),
