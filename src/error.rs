@@ -230,11 +230,17 @@ impl From<rusqlite::Error> for Error {
                 code: "database_busy",
                 detail: "The database is busy; please retry".into(),
             },
-            Some(ErrorCode::DiskFull) => Error::Unavailable {
-                code: "storage_full",
-                detail: "The server is out of storage; please retry later".into(),
-            },
+            // Logged here because only `Internal` errors are logged when answered: without
+            // this line a full disk showed up as 503s with nothing in the server's log.
+            Some(ErrorCode::DiskFull) => {
+                log::error!("database write refused, disk full: {e}");
+                Error::Unavailable {
+                    code: "storage_full",
+                    detail: "The server is out of storage; please retry later".into(),
+                }
+            }
             Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure) => {
+                log::error!("database: {e}");
                 Error::Unavailable {
                     code: "database_unavailable",
                     detail: "The database is unavailable; please retry later".into(),

@@ -1,0 +1,473 @@
+//! Crash safety: the built server is killed with SIGKILL (`kill -9`) at a seeded random moment
+//! while 8 clients are writing, then restarted on the same database file, round after round.
+//!
+//! After every kill, before the restart: `PRAGMA integrity_check` on the file is `ok`.
+//! After every restart, for the writes of that round (each round writes into its own month):
+//! - every write that was answered 2xx is there: the transaction is listed once under its
+//!   label with the id it was answered with, and replaying its Idempotency-Key returns the
+//!   first answer byte for byte; every acknowledged allocation "add" is in the month's total;
+//! - a write refused with an answer, or never sent (connection refused), is not there;
+//! - a write that got no answer is there once or not at all: if listed, its key replays to
+//!   the listed id; if not, the replay creates it; either way it is then listed exactly once;
+//! - the month's totals (balance route) equal the sum of its listed transactions and
+//!   `transaction_count` their number, before and after those replays.
+//!
+//! `WEALTHCOACH_CRASH_ROUNDS` sets the number of rounds (default 20),
+//! `WEALTHCOACH_CRASH_SEED` the seed (each test has its own default).
+//!
+//! What this proves is survival of a *process* crash: the kernel keeps everything the process
+//! wrote. It says nothing about a power loss or an OS crash, which needs a VM or a device
+//! that drops unsynced writes (dm-flakey, dm-log-writes).
+
+mod reliability_support;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use reliability_support::*;
+use serde_json::{Value, json};
+
+const THREADS: u64 = 8;
+const DEFAULT_ROUNDS: usize = 20;
+/// Every acknowledged transaction is looked up by label; this many (about) are also replayed.
+const REPLAYS_PER_ROUND: usize = 150;
+/// The kill comes this long (milliseconds) after the clients start, drawn from the seed.
+const KILL_AFTER_MS: (u64, u64) = (40, 1400);
+
+fn rounds() -> usize {
+    match std::env::var("WEALTHCOACH_CRASH_ROUNDS") {
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| panic!("WEALTHCOACH_CRASH_ROUNDS={v:?}: want a positive number")),
+        Err(_) => DEFAULT_ROUNDS,
+    }
+}
+
+fn seed(default: u64) -> u64 {
+    match std::env::var("WEALTHCOACH_CRASH_SEED") {
+        Ok(v) => {
+            let v = v.trim();
+            let parsed = match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            };
+            parsed.unwrap_or_else(|| panic!("WEALTHCOACH_CRASH_SEED={v:?}: want a number"))
+        }
+        Err(_) => default,
+    }
+}
+
+/// Each round writes into its own month, so its checks see only its own writes.
+fn period(round: usize) -> (i32, u32) {
+    let i = round % (12 * 60);
+    (2030 + (i / 12) as i32, (i % 12) as u32 + 1)
+}
+
+#[derive(Debug)]
+enum Write {
+    /// POST /transactions under an Idempotency-Key; `label` is unique in the whole run.
+    Transaction {
+        key: String,
+        label: String,
+        body: Value,
+        paise: i64,
+        income: bool,
+    },
+    /// POST /allocations/actual, mode "add".
+    Add { paise: i64 },
+}
+
+#[derive(Debug)]
+struct Attempt {
+    write: Write,
+    outcome: Exchange,
+}
+
+/// What the clients of one round saw, counted.
+#[derive(Default, Debug)]
+struct Tally {
+    acked: usize,
+    refused: usize,
+    not_sent: usize,
+    unanswered: usize,
+    /// Unanswered writes that turned out to be committed.
+    unanswered_committed: usize,
+    /// Rounds in which an unanswered allocation "add" was applied: a client cannot tell, and
+    /// the route takes no Idempotency-Key, so a retry would count it twice.
+    rounds_with_unanswered_add_applied: usize,
+    /// Acknowledged transactions whose key was replayed.
+    replayed: usize,
+    /// Rounds in which a WAL checkpoint wrote to the main file while the clients wrote.
+    rounds_with_checkpoint: usize,
+}
+
+/// Size and modification time of a file, to see whether anything wrote to it.
+fn file_stamp(path: &Path) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// One client: writes until `stop` is set or the server stops answering.
+fn client(
+    addr: SocketAddr,
+    token: &str,
+    type_id: &str,
+    seed: u64,
+    round: usize,
+    thread: u64,
+    stop: &AtomicBool,
+) -> Vec<Attempt> {
+    let mut rng = SeededRng::new(seed ^ ((round as u64) << 20) ^ (thread << 8));
+    let (year, month) = period(round);
+    let mut attempts = Vec::new();
+    for n in 0u64.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let paise = rng.range(1, 100_000) as i64;
+        let write = if rng.range(0, 4) == 0 {
+            Write::Add {
+                paise: 1 + paise % 500,
+            }
+        } else {
+            let income = rng.range(0, 2) == 0;
+            let label = format!("crash r{round} t{thread} n{n}");
+            // A distinct second of the month per attempt keeps the listing order total.
+            let date = format!(
+                "{year}-{month:02}-{:02}T{:02}:{:02}:{:02}Z",
+                thread + 1,
+                n / 3600 % 24,
+                n / 60 % 60,
+                n % 60
+            );
+            let body = json!({"type": if income { "income" } else { "expense" },
+                              "category": "crash", "amount": format!("{}.{:02}", paise / 100, paise % 100),
+                              "label": label, "transaction_date": date});
+            Write::Transaction {
+                key: format!("crash-{seed:x}-r{round}-t{thread}-n{n}"),
+                label,
+                body,
+                paise,
+                income,
+            }
+        };
+        let outcome = match &write {
+            Write::Transaction { key, body, .. } => post_keyed(addr, token, key, body),
+            Write::Add { paise } => {
+                let body = json!({"allocation_type_id": type_id, "mode": "add",
+                                  "actual_amount": format!("{}.{:02}", paise / 100, paise % 100),
+                                  "month": month, "year": year});
+                call(addr, "POST", ACTUAL, token, Some(&body), &[])
+            }
+        };
+        let answered = matches!(outcome, Exchange::Answered(_));
+        attempts.push(Attempt { write, outcome });
+        if !answered {
+            // The server is gone (or going): nothing more from this client this round.
+            break;
+        }
+    }
+    attempts
+}
+
+/// Drives one round of writes against `server` and kills it; returns what the clients saw.
+fn write_and_kill(
+    server: &mut Server,
+    token: &str,
+    type_id: &str,
+    seed: u64,
+    round: usize,
+    kill_after: Duration,
+) -> Vec<Attempt> {
+    let stop = AtomicBool::new(false);
+    let addr = server.addr;
+    thread::scope(|s| {
+        let clients: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let stop = &stop;
+                s.spawn(move || client(addr, token, type_id, seed, round, t, stop))
+            })
+            .collect();
+        thread::sleep(kill_after);
+        server.kill9();
+        stop.store(true, Ordering::Relaxed);
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client thread"))
+            .collect()
+    })
+}
+
+/// A write answered with an error before the kill: only a retryable 503 is acceptable.
+fn assert_transient(r: &Reply, what: &str) {
+    assert_eq!(r.status, 503, "{what}: refused: {}", r.text());
+}
+
+/// Every check of one round against the restarted server.
+fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt]) -> Tally {
+    let (year, month) = period(round);
+    let at = |what: &str| format!("round {round} ({year}-{month:02}): {what}");
+    let before = check_invariant(addr, token, year, month);
+    let mut listed: HashMap<&str, Vec<&Listed>> = HashMap::new();
+    for row in &before {
+        listed.entry(row.label.as_str()).or_default().push(row);
+    }
+    let mut tally = Tally::default();
+    let acked = attempts
+        .iter()
+        .filter(|a| matches!(&a.outcome, Exchange::Answered(r) if (200..300).contains(&r.status)))
+        .count();
+    // Replays are writes: at most about REPLAYS_PER_ROUND of them, spread evenly.
+    let replay_every = acked.div_ceil(REPLAYS_PER_ROUND).max(1);
+    let (mut added_acked, mut added_unknown) = (0i64, 0i64);
+    let mut expected_labels = Vec::new();
+    for a in attempts {
+        match (&a.write, &a.outcome) {
+            (Write::Add { paise }, Exchange::Answered(r)) if (200..300).contains(&r.status) => {
+                tally.acked += 1;
+                added_acked += paise;
+            }
+            (Write::Add { .. }, Exchange::Answered(r)) => {
+                assert_transient(r, &at("allocation add"));
+                tally.refused += 1;
+            }
+            (Write::Add { .. }, Exchange::NotSent(_)) => tally.not_sent += 1,
+            (Write::Add { paise }, Exchange::NoAnswer(_)) => {
+                tally.unanswered += 1;
+                added_unknown += paise;
+            }
+            (
+                Write::Transaction {
+                    key,
+                    label,
+                    body,
+                    paise,
+                    income,
+                },
+                outcome,
+            ) => {
+                let found = listed.remove(label.as_str()).unwrap_or_default();
+                assert!(found.len() <= 1, "{}", at(&format!("{label} listed twice")));
+                let row = found.first().copied();
+                if let Some(row) = row {
+                    assert_eq!(
+                        (row.paise, row.income),
+                        (*paise, *income),
+                        "{}",
+                        at(&format!("{label} stored with other values"))
+                    );
+                }
+                match outcome {
+                    Exchange::Answered(r) if (200..300).contains(&r.status) => {
+                        tally.acked += 1;
+                        let id = r.json()["id"].as_str().expect("id").to_string();
+                        let row = row.unwrap_or_else(|| {
+                            panic!("{}", at(&format!("acknowledged {label} ({id}) is lost")))
+                        });
+                        assert_eq!(row.id, id, "{}", at(&format!("{label}: another id")));
+                        // Listed with its id above; the replay also proves its idempotency
+                        // row (same transaction) survived, byte for byte.
+                        if tally.acked.is_multiple_of(replay_every) {
+                            tally.replayed += 1;
+                            let again = post_keyed(addr, token, key, body).reply("replay");
+                            assert_eq!(again.status, r.status, "{}", at(&again.text()));
+                            assert_eq!(
+                                again.body,
+                                r.body,
+                                "{}",
+                                at(&format!(
+                                    "{label}: the replay differs from the first answer"
+                                ))
+                            );
+                        }
+                        expected_labels.push(label.clone());
+                    }
+                    Exchange::Answered(r) => {
+                        assert_transient(r, &at(label));
+                        tally.refused += 1;
+                        assert!(
+                            row.is_none(),
+                            "{}",
+                            at(&format!("{label} refused with {} but stored", r.status))
+                        );
+                    }
+                    Exchange::NotSent(_) => {
+                        tally.not_sent += 1;
+                        assert!(row.is_none(), "{}", at(&format!("{label} never sent")));
+                    }
+                    Exchange::NoAnswer(_) => {
+                        tally.unanswered += 1;
+                        let again = post_keyed(addr, token, key, body).reply("replay");
+                        assert_eq!(again.status, 201, "{}", at(&again.text()));
+                        let id = again.json()["id"].as_str().expect("id").to_string();
+                        if let Some(row) = row {
+                            tally.unanswered_committed += 1;
+                            assert_eq!(
+                                row.id,
+                                id,
+                                "{}",
+                                at(&format!(
+                                    "{label}: committed, but its key replays to another id"
+                                ))
+                            );
+                        }
+                        expected_labels.push(label.clone());
+                    }
+                }
+            }
+        }
+    }
+    let strangers: Vec<&&str> = listed.keys().collect();
+    assert!(
+        strangers.is_empty(),
+        "{}",
+        at(&format!("rows nobody wrote: {strangers:?}"))
+    );
+
+    // The unanswered ones are now completed by their replays: each listed exactly once.
+    let after = check_invariant(addr, token, year, month);
+    assert_eq!(
+        after.len(),
+        expected_labels.len(),
+        "{}",
+        at("rows after replays")
+    );
+    let mut labels: Vec<&str> = after.iter().map(|r| r.label.as_str()).collect();
+    labels.sort_unstable();
+    expected_labels.sort_unstable();
+    assert_eq!(labels, expected_labels, "{}", at("labels after replays"));
+
+    let actual = allocations_actual(addr, token, year, month);
+    assert!(
+        actual >= added_acked && actual <= added_acked + added_unknown,
+        "{}",
+        at(&format!(
+            "allocation total {actual} paise, acknowledged adds {added_acked}, unanswered {added_unknown}"
+        ))
+    );
+    tally.rounds_with_unanswered_add_applied = usize::from(actual > added_acked);
+    tally
+}
+
+/// The whole run for one `DB_SYNCHRONOUS` setting.
+fn crash_rounds(sync: &str, default_seed: u64) {
+    let started = Instant::now();
+    let (rounds, seed) = (rounds(), seed(default_seed));
+    println!("DB_SYNCHRONOUS={sync}: {rounds} rounds, seed {seed:#x}");
+    let dir = TempDir::new("crash");
+    let db = dir.path("crash.db");
+    let url = db.to_str().expect("utf-8 temp path").to_string();
+    let mut vars = server_vars(&url, sync);
+    // Long local runs (many rounds) outlive the default 30 minutes of one token.
+    vars.push(("ACCESS_TOKEN_EXPIRE_MINUTES", "1440"));
+    let mut server = Server::start(&dir.0, &vars, "serve-0");
+    let token = register(
+        server.addr,
+        &format!("crash-{}@example.com", sync.to_lowercase()),
+    );
+    let type_id = first_type_id(server.addr, &token);
+    let mut rng = SeededRng::new(seed);
+    let mut total = Tally::default();
+    let mut acked_labels: Vec<(usize, String)> = Vec::new();
+
+    for round in 0..rounds {
+        let kill_after = Duration::from_millis(rng.range(KILL_AFTER_MS.0, KILL_AFTER_MS.1));
+        let main_file_before = file_stamp(&db);
+        let attempts = write_and_kill(&mut server, &token, &type_id, seed, round, kill_after);
+        // The main file changes only when a checkpoint copies WAL frames into it.
+        let checkpointed = file_stamp(&db) != main_file_before;
+        total.rounds_with_checkpoint += usize::from(checkpointed);
+        let integrity = integrity_check(&db);
+        assert_eq!(integrity, "ok", "round {round}: after kill -9");
+
+        server = Server::start(&dir.0, &vars, &format!("serve-{}", round + 1));
+        let t = verify_round(server.addr, &token, round, &attempts);
+        println!(
+            "round {round:>3}: kill after {:>4} ms{}: {:>3} acknowledged, {} refused, \
+             {} unanswered ({} of them committed), {} not sent",
+            kill_after.as_millis(),
+            if checkpointed {
+                " (checkpoint ran)"
+            } else {
+                ""
+            },
+            t.acked,
+            t.refused,
+            t.unanswered,
+            t.unanswered_committed,
+            t.not_sent
+        );
+        for a in &attempts {
+            if let (Write::Transaction { label, .. }, Exchange::Answered(r)) =
+                (&a.write, &a.outcome)
+                && (200..300).contains(&r.status)
+            {
+                acked_labels.push((round, label.clone()));
+            }
+        }
+        total.acked += t.acked;
+        total.replayed += t.replayed;
+        total.refused += t.refused;
+        total.unanswered += t.unanswered;
+        total.unanswered_committed += t.unanswered_committed;
+        total.not_sent += t.not_sent;
+        total.rounds_with_unanswered_add_applied += t.rounds_with_unanswered_add_applied;
+    }
+
+    // Later crashes did not take anything from earlier rounds.
+    let mut by_round: HashMap<usize, HashSet<String>> = HashMap::new();
+    for round in 0..rounds {
+        let (year, month) = period(round);
+        let rows = check_invariant(server.addr, &token, year, month);
+        by_round.insert(round, rows.into_iter().map(|r| r.label).collect());
+    }
+    for (round, label) in &acked_labels {
+        assert!(
+            by_round[round].contains(label),
+            "acknowledged {label} of round {round} is gone at the end"
+        );
+    }
+    let code = server.terminate(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "graceful stop at the end");
+    assert_eq!(integrity_check(&db), "ok", "after the final graceful stop");
+
+    println!(
+        "DB_SYNCHRONOUS={sync}: {rounds} kills in {:.1} s ({} with a checkpoint during the \
+         writes): {} acknowledged writes all kept ({} replayed), {} refused, {} unanswered \
+         ({} committed), {} never sent; unanswered allocation adds applied in {} rounds",
+        started.elapsed().as_secs_f64(),
+        total.rounds_with_checkpoint,
+        total.acked,
+        total.replayed,
+        total.refused,
+        total.unanswered,
+        total.unanswered_committed,
+        total.not_sent,
+        total.rounds_with_unanswered_add_applied
+    );
+    assert!(
+        total.acked > 0,
+        "no write was ever acknowledged: the test proved nothing"
+    );
+    assert!(
+        total.unanswered > 0,
+        "no kill ever caught a request in flight: the test proved little"
+    );
+}
+
+#[test]
+fn kill_9_during_writes_loses_no_acknowledged_write_synchronous_normal() {
+    crash_rounds("NORMAL", 0x5EED_C0A5_0001);
+}
+
+#[test]
+fn kill_9_during_writes_loses_no_acknowledged_write_synchronous_full() {
+    crash_rounds("FULL", 0x5EED_C0A5_0002);
+}
