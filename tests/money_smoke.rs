@@ -255,3 +255,56 @@ fn allocations_transactions_and_the_monthly_budget() {
     assert_eq!(exp["transactions"].as_array().expect("tx").len(), 1);
     assert!(exp["users"][0].get("password_hash").is_none());
 }
+
+#[test]
+fn a_retried_add_with_its_idempotency_key_counts_once() {
+    let t = spawn_app();
+    let tok = user_token(&t, "k@example.com");
+    let ty = type_id(&t, &tok, "health", 0);
+    let add = json!({"allocation_type_id": ty, "actual_amount": 100, "mode": "add", "month": 10, "year": 2025});
+    let bearer = format!("Bearer {tok}");
+    let headers = [
+        ("Authorization", bearer.as_str()),
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", "add-1"),
+    ];
+    let body = add.to_string();
+    let first = request(
+        t.http,
+        "POST",
+        "/api/v1/allocations/actual",
+        &headers,
+        Some(body.as_bytes()),
+    );
+    let again = request(
+        t.http,
+        "POST",
+        "/api/v1/allocations/actual",
+        &headers,
+        Some(body.as_bytes()),
+    );
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        (again.status, again.body.clone()),
+        (first.status, first.body.clone())
+    );
+    let a = get_auth(t.http, "/api/v1/allocations?month=10&year=2025", &tok).json();
+    let health = a["categories"]
+        .as_array()
+        .expect("cats")
+        .iter()
+        .find(|c| c["name"] == "health")
+        .expect("h")
+        .clone();
+    assert_eq!(health["total_actual"], 100, "counted once");
+    let other = json!({"allocation_type_id": ty, "actual_amount": 5, "mode": "add", "month": 10, "year": 2025}).to_string();
+    let reused = request(
+        t.http,
+        "POST",
+        "/api/v1/allocations/actual",
+        &headers,
+        Some(other.as_bytes()),
+    );
+    assert_eq!(reused.status, 422);
+    assert_eq!(reused.json()["code"], "idempotency_key_reused");
+}

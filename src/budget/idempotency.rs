@@ -62,6 +62,46 @@ pub fn replay(
     }
 }
 
+/// A request's key and the hash of its body, if it sent an `Idempotency-Key`.
+pub struct Keyed {
+    pub key: String,
+    pub hash: String,
+}
+
+impl Keyed {
+    pub fn of(req: &crate::http::Req) -> Result<Option<Keyed>> {
+        let Some(key) = parse_key(req.header("idempotency-key"))? else {
+            return Ok(None);
+        };
+        Ok(Some(Keyed {
+            key,
+            hash: request_hash(&req.json()?),
+        }))
+    }
+}
+
+/// Runs `work` inside the caller's write transaction under the request's key: the stored
+/// response for a retry, else `work`'s response, stored with the key. `work` also returns a
+/// value only a first run has (`None` on a replay).
+pub fn run<T>(
+    tx: &Transaction<'_>,
+    user: &str,
+    keyed: Option<&Keyed>,
+    now: i64,
+    work: impl FnOnce() -> Result<(u16, Vec<u8>, T)>,
+) -> Result<(u16, Vec<u8>, Option<T>)> {
+    if let Some(k) = keyed
+        && let Some((status, body)) = replay(tx, user, &k.key, &k.hash, now)?
+    {
+        return Ok((status, body, None));
+    }
+    let (status, body, extra) = work()?;
+    if let Some(k) = keyed {
+        store(tx, user, &k.key, &k.hash, status, &body, now)?;
+    }
+    Ok((status, body, Some(extra)))
+}
+
 pub fn store(
     tx: &Transaction<'_>,
     user: &str,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::allocations::{self, Change, Mode};
 use super::cache::View;
-use super::idempotency;
+use super::idempotency::{self, Keyed};
 use super::money::{Money, NonNegative, Positive};
 use super::monthly;
 use super::period::Period;
@@ -24,17 +24,13 @@ pub struct Message {
     pub message: String,
 }
 
-fn message(text: &str) -> Resp {
-    Resp::json(200, &json!({ "message": text }))
-}
-
 fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(Error::internal)
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query, description = "1..12, default: this month"),
-           ("year" = Option<i32>, Query, description = "2020..2100, default: this year")),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = allocations::AllocationSummaryResponse), (status = 401), (status = 422)))]
 pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -66,7 +62,8 @@ pub struct SummaryResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/summary", tag = "allocations", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = SummaryResponse), (status = 401), (status = 422)))]
 pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -109,8 +106,9 @@ pub struct HistoryResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/history", tag = "allocations", security(("bearer" = [])),
-    params(("months" = Option<u32>, Query, description = "1..24, default 6"),
-           ("month" = Option<u32>, Query, description = "the newest month of the window"), ("year" = Option<i32>, Query,)),
+    params(("months" = Option<u32>, Query, minimum = 1, maximum = 24, description = "1..24, default 6"),
+           ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "The newest month of the window (default: this month)"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = HistoryResponse), (status = 401), (status = 422)))]
 pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -126,7 +124,8 @@ pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
-    params(("allocation_id" = String, Path, description = "On GET, a category id"), ("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    params(("allocation_id" = String, Path, description = "On GET, a category id"), ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = allocations::CategoryLine), (status = 401), (status = 404)))]
 pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -147,31 +146,38 @@ pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
 /// A write to allocation rows that may push a category over its budget. `locate` finds the
 /// type and month touched (inside the transaction), `change` does the write; the category's
 /// totals are compared before and after, and a `budget_alert` goes out after the commit.
+/// With an `Idempotency-Key` (POST routes), a retry gets the first answer and changes nothing:
+/// an `add` that got no answer can be sent again safely.
 fn allocation_write(
     app: &App,
     user: &str,
+    keyed: Option<&Keyed>,
+    reply: &str,
     locate: impl FnOnce(&Transaction<'_>) -> Result<(String, Period)>,
     change: impl FnOnce(&Transaction<'_>, &str, Period) -> Result<()>,
-) -> Result<()> {
-    let alert = app.db.write(|tx| {
-        let (type_id, p) = locate(tx)?;
-        let category = app.catalog.category_of_type(&type_id).ok_or_else(|| Error::NotFound {
-            code: "allocation_type_not_found",
-            detail: format!("Allocation type with id '{type_id}' not found"),
-        })?;
-        let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
-        change(tx, &type_id, p)?;
-        let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
-        Ok((a0 <= b0 && a1 > b1).then(|| {
-            json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
-                   "budget": b1, "actual": a1})
-        }))
+) -> Result<Resp> {
+    let (status, body, alert) = app.db.write(|tx| {
+        idempotency::run(tx, user, keyed, app.clock.unix(), || {
+            let (type_id, p) = locate(tx)?;
+            let category = app.catalog.category_of_type(&type_id).ok_or_else(|| Error::NotFound {
+                code: "allocation_type_not_found",
+                detail: format!("Allocation type with id '{type_id}' not found"),
+            })?;
+            let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
+            change(tx, &type_id, p)?;
+            let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
+            let alert = (a0 <= b0 && a1 > b1).then(|| {
+                json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
+                       "budget": b1, "actual": a1})
+            });
+            Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
+        })
     })?;
     app.views.invalidate_user(user);
-    if let Some(event) = alert {
+    if let Some(event) = alert.flatten() {
         app.events.publish(user, event);
     }
-    Ok(())
+    Ok(Resp::bytes(status, "application/json", body))
 }
 
 struct TypeId(String);
@@ -184,15 +190,20 @@ impl FromJson for TypeId {
 
 #[derive(Serialize, ToSchema)]
 pub struct SetBudgetRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub allocation_type_id: String,
-    #[schema(value_type = f64, minimum = 0)]
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
     pub budget_amount: f64,
+    #[schema(minimum = 1, maximum = 12)]
     pub month: Option<u32>,
+    #[schema(minimum = 2020, maximum = 2100)]
     pub year: Option<i32>,
 }
 
 #[utoipa::path(post, path = "/api/v1/allocations/budget", tag = "allocations", security(("bearer" = [])),
     request_body = SetBudgetRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
 pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -202,10 +213,13 @@ pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let p = Period::from_fields(app, &mut f);
     f.finish()?;
     let (TypeId(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
+    let keyed = Keyed::of(req)?;
     let now = app.clock.iso();
     allocation_write(
         app,
         &me.user.id,
+        keyed.as_ref(),
+        "Budget set successfully",
         |_| Ok((type_id.clone(), p)),
         |tx, t, p| {
             allocations::upsert(
@@ -218,8 +232,7 @@ pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
                 &now,
             )
         },
-    )?;
-    Ok(message("Budget set successfully"))
+    )
 }
 
 impl FromJson for Mode {
@@ -242,18 +255,32 @@ impl FromJson for Notes {
 
 #[derive(Serialize, ToSchema)]
 pub struct RecordActualRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub allocation_type_id: String,
-    #[schema(value_type = f64, minimum = 0)]
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
     pub actual_amount: f64,
+    #[schema(max_length = 1000)]
     pub notes: Option<String>,
     /// `set` (default) replaces, `add` adds.
-    pub mode: Option<String>,
+    pub mode: Option<ActualMode>,
+    #[schema(minimum = 1, maximum = 12)]
     pub month: Option<u32>,
+    #[schema(minimum = 2020, maximum = 2100)]
     pub year: Option<i32>,
+}
+
+/// How `actual_amount` is recorded (documentation only; `Mode` is what the handler parses).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActualMode {
+    Set,
+    Add,
 }
 
 #[utoipa::path(post, path = "/api/v1/allocations/actual", tag = "allocations", security(("bearer" = [])),
     request_body = RecordActualRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404), (status = 422)))]
 pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -272,19 +299,23 @@ pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
         mode: mode.unwrap_or(Mode::Set),
         notes: notes.as_ref().map(|n| n.0.as_str()),
     };
+    let keyed = Keyed::of(req)?;
     allocation_write(
         app,
         &me.user.id,
+        keyed.as_ref(),
+        "Actual amount recorded successfully",
         |_| Ok((type_id.clone(), p)),
         |tx, t, p| allocations::upsert(tx, &app.catalog, &me.user.id, t, p, change(), &now),
-    )?;
-    Ok(message("Actual amount recorded successfully"))
+    )
 }
 
 #[utoipa::path(put, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
     params(("allocation_id" = String, Path,),
-           ("budget_amount" = Option<f64>, Query, description = "or in a JSON body"),
-           ("actual_amount" = Option<f64>, Query,), ("notes" = Option<String>, Query,)),
+           ("budget_amount" = Option<f64>, Query, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01,
+            description = "At most 2 decimals. These three may come in a JSON body instead"),
+           ("actual_amount" = Option<f64>, Query, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01),
+           ("notes" = Option<String>, Query, max_length = 1000)),
     responses((status = 200, body = Message), (status = 401), (status = 404, description = "Allocation not found (also another user's)"), (status = 422)))]
 pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -304,6 +335,8 @@ pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
     allocation_write(
         app,
         &me.user.id,
+        None,
+        "Allocation updated successfully",
         |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
         |tx, _, _| {
             allocations::update(
@@ -316,8 +349,7 @@ pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
                 &now,
             )
         },
-    )?;
-    Ok(message("Allocation updated successfully"))
+    )
 }
 
 #[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
@@ -329,14 +361,16 @@ pub fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
     allocation_write(
         app,
         &me.user.id,
+        None,
+        "Allocation deleted successfully",
         |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
         |tx, _, _| allocations::delete(tx, &me.user.id, id),
-    )?;
-    Ok(message("Allocation deleted successfully"))
+    )
 }
 
 #[utoipa::path(get, path = "/api/v1/monthly-budget", tag = "allocations", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = monthly::MonthlyBudgetResponse), (status = 401), (status = 422)))]
 pub fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -375,23 +409,25 @@ pub struct CreateTransactionRequest {
     pub kind: Kind,
     #[schema(min_length = 1, max_length = 50)]
     pub category: String,
-    #[schema(value_type = f64, exclusive_minimum = 0)]
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
     pub amount: f64,
     #[schema(min_length = 1, max_length = 200)]
     pub label: String,
+    /// An ISO 8601 date (stored as midnight UTC) or date-time, in 2020..2100.
     #[schema(example = "2025-10-18")]
     pub transaction_date: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
     request_body = CreateTransactionRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retried POST with the same key returns the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retried POST with the same key returns the first response")),
     responses((status = 201, body = transactions::TransactionResponse), (status = 401),
               (status = 422, description = "Bad field, or `idempotency_key_reused`")))]
 pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let key = idempotency::parse_key(req.header("idempotency-key"))?;
-    let body = req.json()?;
+    let keyed = Keyed::of(req)?;
     let mut f = Fields::body(req)?;
     let kind = f.required::<Kind>("type");
     let category = f.required::<Category>("category");
@@ -406,26 +442,17 @@ pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
         label: label?.0,
         date: date?,
     };
-    let hash = idempotency::request_hash(&body);
-    let (status, bytes) = app.db.write(|tx| {
-        let now = app.clock.unix();
-        if let Some(k) = &key
-            && let Some(stored) = idempotency::replay(tx, &me.user.id, k, &hash, now)?
-        {
-            return Ok(stored);
-        }
-        let created = transactions::create(
-            tx,
-            &app.config.app_timezone,
-            &me.user.id,
-            &new,
-            &app.clock.iso(),
-        )?;
-        let bytes = json_bytes(&created)?;
-        if let Some(k) = &key {
-            idempotency::store(tx, &me.user.id, k, &hash, 201, &bytes, now)?;
-        }
-        Ok((201, bytes))
+    let (status, bytes, _) = app.db.write(|tx| {
+        idempotency::run(tx, &me.user.id, keyed.as_ref(), app.clock.unix(), || {
+            let created = transactions::create(
+                tx,
+                &app.config.app_timezone,
+                &me.user.id,
+                &new,
+                &app.clock.iso(),
+            )?;
+            Ok((201, json_bytes(&created)?, ()))
+        })
     })?;
     app.views.invalidate_user(&me.user.id);
     Ok(Resp::bytes(status, "application/json", bytes))
@@ -462,9 +489,11 @@ impl FromJson for Offset {
 }
 
 #[utoipa::path(get, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,),
-           ("type" = Option<String>, Query, description = "income or expense"), ("category" = Option<String>, Query,),
-           ("limit" = Option<u32>, Query, description = "1..200, default 100"), ("offset" = Option<u32>, Query,)),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year"),
+           ("type" = Option<Kind>, Query,), ("category" = Option<String>, Query, min_length = 1, max_length = 50),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 100"),
+           ("offset" = Option<u32>, Query, minimum = 0, maximum = 1000000)),
     responses((status = 200, description = "A bare array, newest transaction_date first", body = [transactions::TransactionResponse]),
               (status = 401), (status = 422)))]
 pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
@@ -503,7 +532,8 @@ pub struct BalanceResponse {
 }
 
 #[utoipa::path(get, path = "/api/v1/transactions/balance", tag = "transactions", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query,), ("year" = Option<i32>, Query,)),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = BalanceResponse), (status = 401), (status = 422)))]
 pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -527,9 +557,11 @@ pub struct PatchTransactionRequest {
     #[serde(rename = "type")]
     #[schema(rename = "type")]
     pub kind: Option<Kind>,
+    #[schema(min_length = 1, max_length = 50)]
     pub category: Option<String>,
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
     pub amount: Option<f64>,
+    #[schema(min_length = 1, max_length = 200)]
     pub label: Option<String>,
     pub transaction_date: Option<String>,
 }
