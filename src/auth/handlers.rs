@@ -48,7 +48,8 @@ fn mobile_and_otp(app: &App, req: &Req) -> Result<(MobileNumber, OtpCode)> {
 
 #[derive(Serialize, ToSchema)]
 pub struct MobileRequest {
-    #[schema(example = "9876543210")]
+    /// 10 digits, or E.164 (`+919876543210`).
+    #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{10})$", example = "9876543210")]
     pub mobile_number: String,
 }
 
@@ -129,8 +130,10 @@ fn mask(e164: &str) -> String {
 
 #[derive(Serialize, ToSchema)]
 pub struct VerifyOtpRequest {
+    #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{10})$", example = "9876543210")]
     pub mobile_number: String,
-    #[schema(example = "123456")]
+    /// Six digits (a 6-digit number is accepted too).
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub otp: String,
 }
 
@@ -211,8 +214,13 @@ pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
 
 #[derive(Serialize, ToSchema)]
 pub struct RegisterRequest {
+    /// Either this or `email` (or both).
+    #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{10})$", example = "9876543210")]
     pub mobile_number: Option<String>,
+    #[schema(min_length = 3, max_length = 254, example = "asha@example.com")]
     pub email: Option<String>,
+    /// The rules of `/password-requirements`; breaking one is a 400, not a 422.
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
     #[schema(min_length = 2, max_length = 100)]
     pub full_name: String,
@@ -303,8 +311,12 @@ pub fn register(app: &App, req: &Req) -> Result<Resp> {
 
 #[derive(Serialize, ToSchema)]
 pub struct LoginRequest {
+    /// Either this or `email`.
+    #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{10})$", example = "9876543210")]
     pub mobile_number: Option<String>,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
 }
 
@@ -341,9 +353,13 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
     // Look up and check the lock on a reader; the KDF runs outside the writer lock.
     let user = app.db.read(|tx| {
         lockout::ensure_not_locked(app, tx, &identifier, &ip)?;
-        match &mobile {
-            Some(m) => users::by_mobile(tx, &m.e164),
-            None => users::by_email(tx, &identifier),
+        match (&mobile, &email) {
+            (Some(m), _) => users::by_mobile(tx, &m.e164),
+            // The address as sent, not `identifier`: the column ignores the case of ASCII
+            // letters only, so a lower-cased `Émile@…` never matched the `Émile@…` that was
+            // registered, and that user could not log in by email at all.
+            (None, Some(Email(e))) => users::by_email(tx, e),
+            (None, None) => Ok(None),
         }
     })?;
     let ok = match &user {
@@ -392,6 +408,7 @@ impl crate::http::FromJson for RefreshTokenInput {
 
 #[derive(Serialize, ToSchema)]
 pub struct RefreshRequest {
+    #[schema(min_length = 1, max_length = 4096)]
     pub refresh_token: String,
 }
 

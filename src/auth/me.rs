@@ -18,7 +18,9 @@ pub fn get_me(app: &App, req: &Req) -> Result<Resp> {
 
 #[derive(Serialize, ToSchema)]
 pub struct UpdateMeRequest {
+    #[schema(min_length = 2, max_length = 100)]
     pub full_name: Option<String>,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
 }
 

@@ -203,7 +203,8 @@ pub struct SetBudgetRequest {
 
 #[utoipa::path(post, path = "/api/v1/allocations/budget", tag = "allocations", security(("bearer" = [])),
     request_body = SetBudgetRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer and changes nothing")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
 pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -280,7 +281,8 @@ pub enum ActualMode {
 
 #[utoipa::path(post, path = "/api/v1/allocations/actual", tag = "allocations", security(("bearer" = [])),
     request_body = RecordActualRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body gets the first answer and changes nothing")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404), (status = 422)))]
 pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;

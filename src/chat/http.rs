@@ -78,7 +78,9 @@ impl FromJson for SessionId {
 #[derive(Serialize, ToSchema)]
 pub struct HistoryItem {
     /// `user` or `assistant`.
+    #[schema(pattern = "^(user|assistant)$")]
     pub role: String,
+    #[schema(max_length = 10000)]
     pub content: String,
     pub timestamp: Option<String>,
 }
@@ -87,9 +89,12 @@ pub struct HistoryItem {
 pub struct ChatRequest {
     #[schema(min_length = 1, max_length = 2000)]
     pub message: String,
+    #[schema(max_items = 20)]
     pub conversation_history: Option<Vec<HistoryItem>>,
     pub use_rag: Option<bool>,
     pub stream: Option<bool>,
+    /// Continues this session (404 if it is another user's); a new one when absent.
+    #[schema(min_length = 1, max_length = 64)]
     pub session_id: Option<String>,
 }
 
@@ -328,7 +333,8 @@ fn page(req: &Req, default_limit: i64) -> Result<(i64, i64)> {
 }
 
 #[utoipa::path(get, path = "/api/v1/chat/sessions", tag = "chat", security(("bearer" = [])),
-    params(("skip" = Option<i64>, Query,), ("limit" = Option<i64>, Query, description = "1..200, default 20")),
+    params(("skip" = Option<i64>, Query, minimum = 0, maximum = 1000000),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 20")),
     responses((status = 200, body = history::SessionsResponse), (status = 401), (status = 422)))]
 pub fn sessions(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -340,8 +346,9 @@ pub fn sessions(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[utoipa::path(get, path = "/api/v1/chat/sessions/{session_id}/messages", tag = "chat", security(("bearer" = [])),
-    params(("session_id" = String, Path,), ("skip" = Option<i64>, Query, description = "counted back from the newest message"),
-           ("limit" = Option<i64>, Query, description = "1..200, default 50")),
+    params(("session_id" = String, Path,),
+           ("skip" = Option<i64>, Query, minimum = 0, maximum = 1000000, description = "counted back from the newest message"),
+           ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 50")),
     responses((status = 200, body = history::MessagesResponse), (status = 401), (status = 404)))]
 pub fn session_messages(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -358,7 +365,8 @@ pub fn session_messages(app: &App, req: &Req) -> Result<Resp> {
 
 #[utoipa::path(delete, path = "/api/v1/chat/conversations/{conversation_id}", tag = "chat", security(("bearer" = [])),
     params(("conversation_id" = String, Path,)),
-    responses((status = 200, description = "Deleted with its messages"), (status = 401), (status = 404)))]
+    responses((status = 200, description = "Deleted with its messages", body = crate::auth::handlers::MessageResponse),
+              (status = 401), (status = 404)))]
 pub fn delete_conversation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let id = req.param("conversation_id");

@@ -3,11 +3,15 @@
 
 use std::sync::{Arc, OnceLock};
 
-use utoipa::OpenApi;
+use serde::Serialize;
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::app::App;
 use crate::error::Error;
+use crate::http::router::Class;
 use crate::http::{Req, Resp};
 
 struct BearerAuth;
@@ -27,11 +31,146 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
+/// The body of every error response.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A sentence, or for a 422 with field errors the list of them.
+    pub detail: ErrorDetail,
+    /// What went wrong, in snake_case: `not_found`, `validation_error`, `token_expired`, ...
+    #[schema(example = "not_found")]
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ErrorDetail {
+    Message(String),
+    Fields(Vec<FieldProblem>),
+}
+
+/// One field error, FastAPI style: `{"loc": ["body", "otp"], "msg": "Field required", "type": "missing"}`.
+#[derive(Serialize, ToSchema)]
+pub struct FieldProblem {
+    /// Where: `body`, `query` or `path`, then the field name (or a byte offset for broken JSON).
+    pub loc: Vec<LocPart>,
+    pub msg: String,
+    #[serde(rename = "type")]
+    #[schema(example = "missing")]
+    pub kind: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LocPart {
+    Name(String),
+    Offset(u64),
+}
+
+/// The answers the server itself gives on any route of a kind, whatever the handler: every
+/// error response gets the `ErrorBody` schema (what `Error::body` writes), bearer routes can
+/// answer 401 and 403 (deactivated account), routes with a body 413, 415 and 422, routes with
+/// query parameters 422, and the routes under the rate limits (all of which use the database)
+/// 429 and 503.
+struct ErrorResponses;
+
+fn error_content() -> RefOr<Content> {
+    RefOr::T(Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+}
+
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "400" => "A business rule refused the request",
+        "401" => "No, bad, expired or revoked token (`WWW-Authenticate: Bearer`)",
+        "403" => "Account deactivated (`account_deactivated`) or not allowed",
+        "404" => "Not found (also another user's)",
+        "413" => "Body over `MAX_BODY_BYTES` (`payload_too_large`)",
+        "415" => "Body declared as a form, multipart or XML (`unsupported_media_type`)",
+        "422" => "Invalid input: `detail` lists the field errors",
+        "429" => "Too many requests (`Retry-After`)",
+        "502" | "504" => "The upstream failed or timed out",
+        "503" => "The database is busy or unavailable (`Retry-After`)",
+        _ => "Error",
+    }
+}
+
+fn has_param(op: &Operation, place: ParameterIn) -> bool {
+    op.parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+}
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let router = crate::routes();
+        for (path, item) in api.paths.paths.iter_mut() {
+            let ops = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PUT", &mut item.put),
+                ("PATCH", &mut item.patch),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op.as_mut() else { continue };
+                let class = router
+                    .routes()
+                    .iter()
+                    .find(|r| r.method == method && r.pattern == path.as_str())
+                    .map(|r| r.class);
+                let mut add = Vec::new();
+                if op.security.is_some() {
+                    add.extend(["401", "403"]);
+                }
+                if matches!(method, "POST" | "PUT" | "PATCH") {
+                    add.extend(["413", "415", "422"]);
+                }
+                if has_param(op, ParameterIn::Query) {
+                    add.push("422");
+                }
+                if matches!(class, Some(Class::Api | Class::Chat | Class::Sensitive)) {
+                    add.extend(["429", "503"]);
+                }
+                let header_param = has_param(op, ParameterIn::Header);
+                let responses = &mut op.responses.responses;
+                for status in add {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::T(Response::new(default_description(status))));
+                }
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(r) = response else { continue };
+                    if r.description.is_empty() {
+                        r.description = default_description(status).into();
+                    }
+                    let is_error = status.parse::<u16>().is_ok_and(|s| s >= 400);
+                    if is_error && r.content.is_empty() {
+                        r.content.insert("application/json".into(), error_content());
+                    }
+                }
+                // tiny_http answers a header value with a control character (even a tab) or a
+                // non-ASCII byte itself, before routing: 400 with no body, connection closed.
+                if header_param {
+                    responses.entry("400".into()).or_insert_with(|| {
+                        RefOr::T(Response::new(
+                            "A header value the HTTP layer cannot read (a control character or a \
+                             non-ASCII byte): an empty body, and the connection is closed",
+                        ))
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Every documented route. A test checks that each route of the router is listed here.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Wealth Coach AI", description = "The API of the Wealth Coach AI app."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ErrorResponses),
+    components(schemas(ErrorBody, ErrorDetail, FieldProblem, LocPart)),
     paths(
         super::health::root,
         super::health::health,
@@ -131,5 +270,43 @@ pub fn swagger(app: &App, req: &Req) -> Result<Resp, Error> {
         }
         Ok(None) => Err(Error::not_found("Not Found")),
         Err(e) => Err(Error::internal(format!("swagger ui: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Every error a route documents has the shared body (but two answers that are not ours:
+    /// tiny_http's empty 400 and the readiness probe's own 503), and every bearer route
+    /// documents 401 and 403.
+    #[test]
+    fn error_responses_share_one_schema() {
+        let doc: Value = serde_json::from_str(super::document()).expect("JSON");
+        let error_ref = "#/components/schemas/ErrorBody";
+        assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("operations") {
+                let responses = op["responses"].as_object().expect("responses");
+                for (status, r) in responses {
+                    let code: u16 = status.parse().expect("numeric status");
+                    let schema = &r["content"]["application/json"]["schema"]["$ref"];
+                    let own = (code == 400 && r["content"].is_null())
+                        || (path == "/api/v1/ready" && code == 503);
+                    if code >= 400 && !own {
+                        assert_eq!(schema, error_ref, "{method} {path} {status}");
+                        checked += 1;
+                    }
+                    assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()));
+                }
+                if op["security"].is_array() {
+                    for status in ["401", "403"] {
+                        assert!(responses.contains_key(status), "{method} {path} {status}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "{checked}");
     }
 }

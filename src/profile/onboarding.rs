@@ -21,15 +21,21 @@ pub struct OnboardingData {
     #[schema(max_length = 30)]
     pub income_range: Option<String>,
     /// Comma-separated.
+    #[schema(max_length = 2000)]
     pub financial_goals: Option<String>,
     /// `beginner`, `intermediate` or `advanced`.
+    #[schema(pattern = "^(beginner|intermediate|advanced)$")]
     pub investment_experience: Option<String>,
     /// `low`, `medium`, `high`, or the web client's `conservative`, `moderate`, `aggressive`.
+    #[schema(pattern = "^(low|medium|high|conservative|moderate|aggressive)$")]
     pub risk_tolerance: Option<String>,
+    #[schema(max_length = 2000)]
     pub current_investments: Option<String>,
     /// `none`, `some` or `significant`.
+    #[schema(pattern = "^(none|some|significant)$")]
     pub debt_status: Option<String>,
     pub retirement_planning: bool,
+    #[schema(max_length = 2000)]
     pub interests: Option<String>,
 }
 

@@ -90,8 +90,23 @@ pub fn get_preferences(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::json(200, &p))
 }
 
+/// A PATCH of the preferences: only the fields sent change.
+#[derive(Serialize, ToSchema)]
+pub struct PreferencesUpdate {
+    pub use_rag: Option<bool>,
+    /// `light` or `dark`.
+    #[schema(pattern = "^(light|dark)$")]
+    pub theme: Option<String>,
+    /// A language tag: `en`, `hi`, `en-IN`.
+    #[schema(pattern = "^[A-Za-z-]{2,10}$")]
+    pub language: Option<String>,
+    /// An ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$", example = "INR")]
+    pub currency: Option<String>,
+}
+
 #[utoipa::path(patch, path = "/api/v1/users/me/preferences", tag = "users", security(("bearer" = [])),
-    request_body = Preferences,
+    request_body = PreferencesUpdate,
     responses((status = 200, body = Preferences), (status = 401), (status = 422)))]
 pub fn patch_preferences(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
