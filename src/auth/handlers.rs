@@ -35,6 +35,20 @@ fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<Mobi
     }
 }
 
+/// `mobile_number` and `email`, of which register and login need at least one.
+fn identifiers(app: &App, f: &mut Fields) -> (Result<Option<MobileNumber>>, Result<Option<Email>>) {
+    let mobile = mobile_field(app, f, false);
+    let email = f.optional::<Email>("email");
+    if !f.has("mobile_number") && !f.has("email") {
+        f.reject(
+            "mobile_number",
+            "Either mobile_number or email is required",
+            "missing",
+        );
+    }
+    (mobile, email)
+}
+
 fn mobile_and_otp(app: &App, req: &Req) -> Result<(MobileNumber, OtpCode)> {
     let mut f = Fields::body(req)?;
     let mobile = mobile_field(app, &mut f, true);
@@ -232,17 +246,9 @@ pub struct RegisterRequest {
               (status = 403, description = "Registration disabled, or `mobile_not_verified`"), (status = 422)))]
 pub fn register(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
-    let mobile = mobile_field(app, &mut f, false);
-    let email = f.optional::<Email>("email");
+    let (mobile, email) = identifiers(app, &mut f);
     let password = f.required::<PasswordInput>("password");
     let full_name = f.required::<FullName>("full_name");
-    if !f.has("mobile_number") && !f.has("email") {
-        f.reject(
-            "mobile_number",
-            "Either mobile_number or email is required",
-            "missing",
-        );
-    }
     f.finish()?;
     let (mobile, email, PasswordInput(password), FullName(full_name)) =
         (mobile?, email?, password?, full_name?);
@@ -326,16 +332,8 @@ pub struct LoginRequest {
               (status = 429, description = "`login_locked`")))]
 pub fn login(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
-    let mobile = mobile_field(app, &mut f, false);
-    let email = f.optional::<Email>("email");
+    let (mobile, email) = identifiers(app, &mut f);
     let password = f.required::<PasswordInput>("password");
-    if !f.has("mobile_number") && !f.has("email") {
-        f.reject(
-            "mobile_number",
-            "Either mobile_number or email is required",
-            "missing",
-        );
-    }
     f.finish()?;
     let (mobile, email, PasswordInput(password)) = (mobile?, email?, password?);
     let (identifier, wrong) = match (&mobile, &email) {

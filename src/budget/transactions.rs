@@ -267,18 +267,7 @@ pub fn update(
         ),
     };
     // Take the old amount out of its month, put the new one into its (maybe other) month.
-    move_totals(
-        tx,
-        user,
-        Period {
-            year: old.year,
-            month: old.month,
-        },
-        old.kind,
-        -old.amount.0,
-        -1,
-        now,
-    )?;
+    take_out(tx, user, &old, now)?;
     move_totals(tx, user, p, kind, amount.0, 1, now)?;
     tx.execute(
         "UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
@@ -295,19 +284,16 @@ pub fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<(
         "DELETE FROM transactions WHERE id = ?1 AND user_id = ?2",
         params![id, user],
     )?;
-    move_totals(
-        tx,
-        user,
-        Period {
-            year: old.year,
-            month: old.month,
-        },
-        old.kind,
-        -old.amount.0,
-        -1,
-        now,
-    )?;
-    Ok(())
+    take_out(tx, user, &old, now)
+}
+
+/// Removes a stored transaction's amount and count from its month's totals.
+fn take_out(tx: &Transaction<'_>, user: &str, old: &TransactionResponse, now: &str) -> Result<()> {
+    let p = Period {
+        year: old.year,
+        month: old.month,
+    };
+    move_totals(tx, user, p, old.kind, -old.amount.0, -1, now)
 }
 
 pub struct Filter {
