@@ -380,7 +380,33 @@ impl Client {
 
     /// Writes the request in one `write` (head and body together) and reads the reply.
     pub fn send(&mut self, method: &str, path: &str, json: Option<&str>) -> io::Result<Reply> {
+        self.send_with(method, path, &[], json)
+    }
+
+    /// `GET` with `Authorization: Bearer <token>`.
+    pub fn get_auth(&mut self, path: &str, token: &str) -> io::Result<Reply> {
+        let bearer = format!("Bearer {token}");
+        self.send_with("GET", path, &[("Authorization", &bearer)], None)
+    }
+
+    /// `POST` of a JSON body with `Authorization: Bearer <token>`.
+    pub fn post_json_auth(&mut self, path: &str, token: &str, json: &str) -> io::Result<Reply> {
+        let bearer = format!("Bearer {token}");
+        self.send_with("POST", path, &[("Authorization", &bearer)], Some(json))
+    }
+
+    /// Like `send`, with extra header lines given as (name, value).
+    pub fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        json: Option<&str>,
+    ) -> io::Result<Reply> {
         let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.addr);
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
         if let Some(body) = json {
             request.push_str("Content-Type: application/json\r\n");
             request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
@@ -529,66 +555,186 @@ where
     S: Send,
     F: Fn(&mut Client, &mut S) -> Result<(), String> + Sync,
 {
-    let threads = states.len();
-    let barrier = Barrier::new(threads + 1);
-    let (wall, results) = std::thread::scope(|scope| {
+    let barrier = Barrier::new(states.len() + 1);
+    let thread = |t: usize, state: S| {
+        let client = Client::connect(addr);
+        barrier.wait();
+        let mut end = ThreadEnd::new(per_thread, state);
+        let mut client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                end.failure = Some(format!("thread {t}: cannot connect: {e}"));
+                end.not_run = per_thread;
+                return end;
+            }
+        };
+        for i in 0..per_thread {
+            let started = Instant::now();
+            match step(&mut client, &mut end.state) {
+                Ok(()) => end.latencies.push(started.elapsed()),
+                Err(e) => {
+                    end.failure = Some(format!("thread {t} request {i}: {e}"));
+                    end.not_run = per_thread - i - 1;
+                    break;
+                }
+            }
+        }
+        end.reconnects = client.reconnects;
+        end
+    };
+    let (started, ends) = with_clients(states, "client", thread, || {
+        barrier.wait();
+        Instant::now()
+    });
+    Run::gather(started.elapsed(), ends)
+}
+
+/// What one client thread ends with.
+struct ThreadEnd<S> {
+    latencies: Vec<Duration>,
+    failure: Option<String>,
+    not_run: usize,
+    reconnects: u64,
+    state: S,
+}
+
+impl<S> ThreadEnd<S> {
+    fn new(requests: usize, state: S) -> ThreadEnd<S> {
+        ThreadEnd {
+            latencies: Vec::with_capacity(requests),
+            failure: None,
+            not_run: 0,
+            reconnects: 0,
+            state,
+        }
+    }
+}
+
+/// Runs `client(t, state)` on a thread of its own (named `name-t`) for each state, and
+/// `conduct` on this thread meanwhile. Returns what `conduct` returned, once every client
+/// thread has ended, and their ends in thread order.
+fn with_clients<S, C, M, T>(
+    states: Vec<S>,
+    name: &str,
+    client: C,
+    conduct: M,
+) -> (T, Vec<ThreadEnd<S>>)
+where
+    S: Send,
+    C: Fn(usize, S) -> ThreadEnd<S> + Sync,
+    M: FnOnce() -> T,
+{
+    std::thread::scope(|scope| {
+        let client = &client;
         let handles: Vec<_> = states
             .into_iter()
             .enumerate()
-            .map(|(t, mut state)| {
-                let (barrier, step) = (&barrier, &step);
+            .map(|(t, state)| {
                 std::thread::Builder::new()
-                    .name(format!("client-{t}"))
-                    .spawn_scoped(scope, move || {
-                        let client = Client::connect(addr);
-                        barrier.wait();
-                        let mut latencies = Vec::with_capacity(per_thread);
-                        let mut client = match client {
-                            Ok(c) => c,
-                            Err(e) => {
-                                let f = format!("thread {t}: cannot connect: {e}");
-                                return (latencies, Some(f), per_thread, 0, state);
-                            }
-                        };
-                        for i in 0..per_thread {
-                            let started = Instant::now();
-                            match step(&mut client, &mut state) {
-                                Ok(()) => latencies.push(started.elapsed()),
-                                Err(e) => {
-                                    let f = format!("thread {t} request {i}: {e}");
-                                    let left = per_thread - i - 1;
-                                    return (latencies, Some(f), left, client.reconnects, state);
-                                }
-                            }
-                        }
-                        (latencies, None, 0, client.reconnects, state)
-                    })
+                    .name(format!("{name}-{t}"))
+                    .spawn_scoped(scope, move || client(t, state))
                     .expect("cannot start a client thread")
             })
             .collect();
-        barrier.wait();
-        let started = Instant::now();
-        let results: Vec<_> = handles
+        let out = conduct();
+        let ends = handles
             .into_iter()
             .map(|h| h.join().expect("a client thread panicked"))
             .collect();
-        (started.elapsed(), results)
-    });
-    let mut out = Run {
-        wall,
-        latencies: Vec::with_capacity(threads * per_thread),
-        failures: Vec::new(),
-        not_run: 0,
-        reconnects: 0,
-        states: Vec::with_capacity(threads),
-    };
-    for (latencies, failure, not_run, reconnects, state) in results {
-        out.latencies.extend(latencies);
-        out.failures.extend(failure);
-        out.not_run += not_run;
-        out.reconnects += reconnects;
-        out.states.push(state);
+        (out, ends)
+    })
+}
+
+impl<S> Run<S> {
+    /// The run of some client threads, in thread order, that took `wall`.
+    fn gather(wall: Duration, ends: impl IntoIterator<Item = ThreadEnd<S>>) -> Run<S> {
+        let mut out = Run {
+            wall,
+            latencies: Vec::new(),
+            failures: Vec::new(),
+            not_run: 0,
+            reconnects: 0,
+            states: Vec::new(),
+        };
+        for end in ends {
+            out.latencies.extend(end.latencies);
+            out.failures.extend(end.failure);
+            out.not_run += end.not_run;
+            out.reconnects += end.reconnects;
+            out.states.push(end.state);
+        }
+        out.latencies.sort_unstable();
+        out
     }
-    out.latencies.sort_unstable();
-    out
+}
+
+/// Runs `rounds` bursts over `states.len()` client threads, each with its own keep-alive
+/// connection and state. In each round every thread first calls `prepare` (untimed: say, a
+/// write that makes its next read a cache miss), then all threads wait for each other and
+/// send one timed `step` at the same moment. `wall` adds up only the timed phases, from the
+/// release until the last step of the round returned, so `throughput` leaves `prepare` out.
+/// A thread that fails stops sending but keeps meeting the others at every round.
+pub fn bursts<S, P, F>(
+    addr: SocketAddr,
+    states: Vec<S>,
+    rounds: usize,
+    prepare: P,
+    step: F,
+) -> Run<S>
+where
+    S: Send,
+    P: Fn(&mut Client, &mut S, usize) -> Result<(), String> + Sync,
+    F: Fn(&mut Client, &mut S) -> Result<(), String> + Sync,
+{
+    let barrier = Barrier::new(states.len() + 1);
+    let thread = |t: usize, state: S| {
+        let mut end = ThreadEnd::new(rounds, state);
+        let mut client = Client::connect(addr)
+            .map_err(|e| end.failure = Some(format!("thread {t}: cannot connect: {e}")))
+            .ok();
+        for round in 0..rounds {
+            // Untimed; after a failure the thread only keeps the others company.
+            let ready = match client.as_mut() {
+                Some(c) => prepare(c, &mut end.state, round)
+                    .map_err(|e| format!("thread {t} round {round} (untimed): {e}")),
+                None => Err(String::new()),
+            };
+            barrier.wait();
+            match (ready, client.as_mut()) {
+                (Ok(()), Some(c)) => {
+                    let started = Instant::now();
+                    match step(c, &mut end.state) {
+                        Ok(()) => end.latencies.push(started.elapsed()),
+                        Err(e) => {
+                            end.failure = Some(format!("thread {t} round {round}: {e}"));
+                            client = None;
+                        }
+                    }
+                }
+                (ready, _) => {
+                    if let Err(e) = ready
+                        && end.failure.is_none()
+                    {
+                        end.failure = Some(e);
+                    }
+                    end.not_run += 1;
+                    client = None;
+                }
+            }
+            barrier.wait();
+        }
+        end.reconnects = client.map_or(0, |c| c.reconnects);
+        end
+    };
+    let (wall, ends) = with_clients(states, "burst", thread, || {
+        let mut wall = Duration::ZERO;
+        for _ in 0..rounds {
+            barrier.wait();
+            let started = Instant::now();
+            barrier.wait();
+            wall += started.elapsed();
+        }
+        wall
+    });
+    Run::gather(wall, ends)
 }
