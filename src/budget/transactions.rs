@@ -158,11 +158,9 @@ fn move_totals(
     if count < 0 {
         // Taking out: the month's row exists (the transaction was counted in it), and an
         // upsert would check its CHECK (totals ≥ 0) against the negative delta itself.
-        let n = tx.execute(
-            "UPDATE monthly_budgets SET total_income = total_income + ?4, total_expense = total_expense + ?5,
+        let n = tx.prepare_cached("UPDATE monthly_budgets SET total_income = total_income + ?4, total_expense = total_expense + ?5,
                  transaction_count = transaction_count + ?6, updated_at = ?7
-             WHERE user_id = ?1 AND year = ?2 AND month = ?3",
-            params![user, p.year, p.month, income, expense, count, now],
+             WHERE user_id = ?1 AND year = ?2 AND month = ?3")?.execute(params![user, p.year, p.month, income, expense, count, now],
         )?;
         if n != 1 {
             return Err(Error::internal(
@@ -171,25 +169,22 @@ fn move_totals(
         }
         return Ok(());
     }
-    tx.execute(
-        "INSERT INTO monthly_budgets (user_id, year, month, total_income, total_expense, transaction_count, updated_at)
+    tx.prepare_cached("INSERT INTO monthly_budgets (user_id, year, month, total_income, total_expense, transaction_count, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(user_id, year, month) DO UPDATE SET
              total_income = total_income + excluded.total_income,
              total_expense = total_expense + excluded.total_expense,
              transaction_count = transaction_count + excluded.transaction_count,
-             updated_at = excluded.updated_at",
-        params![user, p.year, p.month, income, expense, count, now],
+             updated_at = excluded.updated_at")?.execute(params![user, p.year, p.month, income, expense, count, now],
     )?;
     Ok(())
 }
 
 pub fn get(c: &Connection, user: &str, id: &str) -> Result<Option<TransactionResponse>> {
-    Ok(c.query_row(
-        &format!("SELECT {COLUMNS} FROM transactions WHERE id = ?1 AND user_id = ?2"),
-        params![id, user],
-        from_row,
-    )
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM transactions WHERE id = ?1 AND user_id = ?2"
+    ))?
+    .query_row(params![id, user], from_row)
     .optional()?)
 }
 
@@ -210,11 +205,9 @@ pub fn create(
     let id = crate::random::uuid();
     let p = period_in_range(tz, t.date.0)?;
     let date = crate::clock::iso(t.date.0);
-    tx.execute(
-        "INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
+    tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
                                    created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        params![id, user, t.kind.as_str(), t.category, t.amount.0, t.label, date, p.year, p.month, now],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount.0, t.label, date, p.year, p.month, now],
     )?;
     move_totals(tx, user, p, t.kind, t.amount.0, 1, now)?;
     get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
@@ -269,21 +262,17 @@ pub fn update(
     // Take the old amount out of its month, put the new one into its (maybe other) month.
     take_out(tx, user, &old, now)?;
     move_totals(tx, user, p, kind, amount.0, 1, now)?;
-    tx.execute(
-        "UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
+    tx.prepare_cached("UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
              year = ?8, month = ?9, updated_at = ?10
-         WHERE id = ?1 AND user_id = ?2",
-        params![id, user, kind.as_str(), category, amount.0, label, date, p.year, p.month, now],
+         WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount.0, label, date, p.year, p.month, now],
     )?;
     get(tx, user, id)?.ok_or_else(not_found)
 }
 
 pub fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
-    tx.execute(
-        "DELETE FROM transactions WHERE id = ?1 AND user_id = ?2",
-        params![id, user],
-    )?;
+    tx.prepare_cached("DELETE FROM transactions WHERE id = ?1 AND user_id = ?2")?
+        .execute(params![id, user])?;
     take_out(tx, user, &old, now)
 }
 
@@ -306,12 +295,15 @@ pub struct Filter {
 
 /// Newest `transaction_date` first.
 pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionResponse>> {
+    // LIMIT and OFFSET are written into the SQL (validated integers): SQLite re-prepares a
+    // statement whose LIMIT is a bound parameter every time it is rebound.
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM transactions
          WHERE user_id = ?1 AND year = ?2 AND month = ?3
            AND (?4 IS NULL OR type = ?4) AND (?5 IS NULL OR category = ?5)
          ORDER BY transaction_date DESC, created_at DESC, id
-         LIMIT ?6 OFFSET ?7"
+         LIMIT {} OFFSET {}",
+        f.limit, f.offset
     ))?;
     let rows = stmt
         .query_map(
@@ -320,9 +312,7 @@ pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionRes
                 f.period.year,
                 f.period.month,
                 f.kind.map(Kind::as_str),
-                f.category,
-                f.limit,
-                f.offset
+                f.category
             ],
             from_row,
         )?

@@ -55,7 +55,7 @@ mod tests {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
         let first = apply_migrations(&mut c).expect("apply");
-        assert_eq!(first, vec![1, 2, 3]);
+        assert_eq!(first, vec![1, 2, 3, 4]);
         let second = apply_migrations(&mut c).expect("apply again");
         assert!(second.is_empty());
         let (cats, types, bp): (i64, i64, i64) = c

@@ -237,6 +237,9 @@ impl Db {
             .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .with_init(move |c| c.execute_batch(&reader_init));
         let readers = r2d2::Pool::builder()
+            // r2d2 would run `SELECT 1` on every checkout; a broken connection shows up as an
+            // error on use anyway, and an authenticated read takes two checkouts.
+            .test_on_check_out(false)
             .max_size(config.db_pool_size)
             .connection_timeout(Duration::from_secs(5))
             .build(manager)
