@@ -3,28 +3,79 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
 use serde_json::Value;
 
+/// Per user, the live subscriptions: (subscription id, sender).
+type Subscribers = HashMap<String, Vec<(u64, Sender<Value>)>>;
+
 #[derive(Default)]
 pub struct Hub {
-    subscribers: Mutex<HashMap<String, Vec<Sender<Value>>>>,
+    subscribers: Mutex<Subscribers>,
+    next_id: AtomicU64,
+}
+
+/// One socket's subscription; dropping it (the socket ended) takes it out of the hub.
+///
+/// Before, a closed socket's sender stayed in the user's list until the next `publish` for
+/// that user, and only a budget going over its limit publishes: an app that reconnects its
+/// notifications socket (every time it comes to the foreground) added an entry per
+/// connection that was never removed.
+pub struct Subscription<'a> {
+    hub: &'a Hub,
+    user: String,
+    id: u64,
+    events: Receiver<Value>,
+}
+
+/// Reads like the `Receiver` it wraps.
+impl std::ops::Deref for Subscription<'_> {
+    type Target = Receiver<Value>;
+
+    fn deref(&self) -> &Receiver<Value> {
+        &self.events
+    }
+}
+
+impl Drop for Subscription<'_> {
+    fn drop(&mut self) {
+        let mut subs = self.hub.lock();
+        if let Some(list) = subs.get_mut(&self.user) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                subs.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl Hub {
-    pub fn subscribe(&self, user: &str) -> Receiver<Value> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self, user: &str) -> Subscription<'_> {
         let (tx, rx) = channel();
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        subs.entry(user.to_string()).or_default().push(tx);
-        rx
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock()
+            .entry(user.to_string())
+            .or_default()
+            .push((id, tx));
+        Subscription {
+            hub: self,
+            user: user.to_string(),
+            id,
+            events: rx,
+        }
     }
 
     /// Delivers to every live subscriber of the user; forgets the ones whose socket is gone.
     pub fn publish(&self, user: &str, event: Value) {
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut subs = self.lock();
         if let Some(list) = subs.get_mut(user) {
-            list.retain(|tx| tx.send(event.clone()).is_ok());
+            list.retain(|(_, tx)| tx.send(event.clone()).is_ok());
             if list.is_empty() {
                 subs.remove(user);
             }
@@ -47,6 +98,20 @@ mod tests {
         assert!(b.try_recv().is_err());
         drop(a);
         hub.publish("a", json!({"type": "y"}));
-        assert!(hub.subscribers.lock().expect("lock").get("a").is_none());
+        assert!(hub.lock().get("a").is_none());
+    }
+
+    #[test]
+    fn closed_sockets_leave_nothing_behind_without_any_publish() {
+        let hub = Hub::default();
+        let kept = hub.subscribe("a");
+        for _ in 0..100 {
+            drop(hub.subscribe("a"));
+            drop(hub.subscribe("b"));
+        }
+        assert_eq!(hub.lock().get("a").map(Vec::len), Some(1));
+        assert!(hub.lock().get("b").is_none());
+        drop(kept);
+        assert!(hub.lock().is_empty());
     }
 }
