@@ -12,6 +12,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "otp_retired",
         include_str!("../../sql/0003_otp_retired.sql"),
     ),
+    (
+        4,
+        "transactions_order",
+        include_str!("../../sql/0004_transactions_order.sql"),
+    ),
 ];
 
 /// Applies what is missing; returns the versions it applied.
