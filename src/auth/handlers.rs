@@ -49,6 +49,15 @@ fn identifiers(app: &App, f: &mut Fields) -> (Result<Option<MobileNumber>>, Resu
     (mobile, email)
 }
 
+/// A body whose one field is a required `mobile_number` (send-otp, check-mobile).
+fn mobile_body(app: &App, req: &Req) -> Result<MobileNumber> {
+    let mut f = Fields::body(req)?;
+    let mobile = mobile_field(app, &mut f, true);
+    f.finish()?;
+    mobile?
+        .ok_or_else(|| Error::validation(&["body", "mobile_number"], "Field required", "missing"))
+}
+
 fn mobile_and_otp(app: &App, req: &Req) -> Result<(MobileNumber, OtpCode)> {
     let mut f = Fields::body(req)?;
     let mobile = mobile_field(app, &mut f, true);
@@ -81,16 +90,7 @@ pub struct OtpSentResponse {
               (status = 429, description = "Cooldown, hourly/daily/IP caps or `sms_daily_limit`"),
               (status = 502, description = "The SMS gateway failed"), (status = 504, description = "The SMS gateway timed out")))]
 pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
-    let mut f = Fields::body(req)?;
-    let mobile = mobile_field(app, &mut f, true);
-    f.finish()?;
-    let Some(mobile) = mobile? else {
-        return Err(Error::validation(
-            &["body", "mobile_number"],
-            "Field required",
-            "missing",
-        ));
-    };
+    let mobile = mobile_body(app, req)?;
     if !mobile.in_countries(&app.config.sms_allowed_countries) {
         return Err(Error::Unprocessable {
             code: "country_not_allowed",
@@ -477,16 +477,7 @@ pub struct CheckMobileResponse {
 #[utoipa::path(post, path = "/api/v1/auth/check-mobile", tag = "auth", request_body = MobileRequest,
     responses((status = 200, body = CheckMobileResponse), (status = 422), (status = 429)))]
 pub fn check_mobile(app: &App, req: &Req) -> Result<Resp> {
-    let mut f = Fields::body(req)?;
-    let mobile = mobile_field(app, &mut f, true);
-    f.finish()?;
-    let Some(mobile) = mobile? else {
-        return Err(Error::validation(
-            &["body", "mobile_number"],
-            "Field required",
-            "missing",
-        ));
-    };
+    let mobile = mobile_body(app, req)?;
     let exists = app
         .db
         .read(|c| users::by_mobile(c, &mobile.e164))?
