@@ -12,6 +12,8 @@ use crate::http::{Fields, FromJson, Invalid};
 /// Free-text fields have no limit in the contract; this one keeps prompts and rows sane.
 const TEXT_MAX: usize = 2000;
 
+/// Every field optional; `""` in any field means not given (null, or false for
+/// `retirement_planning`), as a web form's untouched "Select…" sends it.
 #[derive(Serialize, ToSchema, Clone, Debug, Default, PartialEq)]
 pub struct OnboardingData {
     #[schema(max_length = 20, example = "25-34")]
@@ -24,15 +26,15 @@ pub struct OnboardingData {
     #[schema(max_length = 2000)]
     pub financial_goals: Option<String>,
     /// `beginner`, `intermediate` or `advanced`.
-    #[schema(pattern = "^(beginner|intermediate|advanced)$")]
+    #[schema(pattern = "^(|beginner|intermediate|advanced)$")]
     pub investment_experience: Option<String>,
     /// `low`, `medium`, `high`, or the web client's `conservative`, `moderate`, `aggressive`.
-    #[schema(pattern = "^(low|medium|high|conservative|moderate|aggressive)$")]
+    #[schema(pattern = "^(|low|medium|high|conservative|moderate|aggressive)$")]
     pub risk_tolerance: Option<String>,
     #[schema(max_length = 2000)]
     pub current_investments: Option<String>,
     /// `none`, `some` or `significant`.
-    #[schema(pattern = "^(none|some|significant)$")]
+    #[schema(pattern = "^(|none|some|significant)$")]
     pub debt_status: Option<String>,
     pub retirement_planning: bool,
     #[schema(max_length = 2000)]
@@ -92,18 +94,35 @@ impl FromJson for Debt {
     }
 }
 
+/// A field a web form may send as `""` (an untouched "Select…"): that means not given.
+struct Given<T>(Option<T>);
+
+impl<T: FromJson> FromJson for Given<T> {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        match v {
+            Value::String(s) if s.is_empty() => Ok(Given(None)),
+            _ => T::from_json(v).map(|x| Given(Some(x))),
+        }
+    }
+}
+
+/// Absent, null and `""` are all `None`.
+fn given<T: FromJson>(f: &mut Fields, name: &str) -> Result<Option<T>> {
+    Ok(f.optional::<Given<T>>(name)?.and_then(|g| g.0))
+}
+
 impl OnboardingData {
     pub fn parse(f: &mut Fields) -> Result<OnboardingData> {
-        let age = f.optional::<Bounded<20>>("age_range");
-        let occupation = f.optional::<Bounded<100>>("occupation");
-        let income = f.optional::<Bounded<30>>("income_range");
-        let goals = f.optional::<Bounded<TEXT_MAX>>("financial_goals");
-        let experience = f.optional::<Experience>("investment_experience");
-        let risk = f.optional::<Risk>("risk_tolerance");
-        let investments = f.optional::<Bounded<TEXT_MAX>>("current_investments");
-        let debt = f.optional::<Debt>("debt_status");
-        let retirement = f.optional::<bool>("retirement_planning");
-        let interests = f.optional::<Bounded<TEXT_MAX>>("interests");
+        let age = given::<Bounded<20>>(f, "age_range");
+        let occupation = given::<Bounded<100>>(f, "occupation");
+        let income = given::<Bounded<30>>(f, "income_range");
+        let goals = given::<Bounded<TEXT_MAX>>(f, "financial_goals");
+        let experience = given::<Experience>(f, "investment_experience");
+        let risk = given::<Risk>(f, "risk_tolerance");
+        let investments = given::<Bounded<TEXT_MAX>>(f, "current_investments");
+        let debt = given::<Debt>(f, "debt_status");
+        let retirement = given::<bool>(f, "retirement_planning");
+        let interests = given::<Bounded<TEXT_MAX>>(f, "interests");
         Ok(OnboardingData {
             age_range: age?.map(|b| b.0),
             occupation: occupation?.map(|b| b.0),
