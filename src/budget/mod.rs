@@ -4,6 +4,7 @@
 pub mod allocations;
 pub mod cache;
 pub mod catalog;
+pub mod dates;
 pub mod idempotency;
 pub mod money;
 pub mod monthly;

@@ -8,11 +8,12 @@ use utoipa::ToSchema;
 
 use super::allocations::{self, Change, Mode};
 use super::cache::View;
+use super::dates::DayRange;
 use super::idempotency::{self, Keyed};
 use super::money::{Money, NonNegative, Positive};
 use super::monthly;
 use super::period::Period;
-use super::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate};
+use super::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, Window};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::error::{Error, Result};
@@ -491,8 +492,12 @@ impl FromJson for Offset {
 }
 
 #[utoipa::path(get, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
-    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
-           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year"),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month. Not with from/to"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year. Not with from/to"),
+           ("from" = Option<String>, Query, format = Date, example = "2025-10-01",
+            description = "First day (YYYY-MM-DD, a local date in APP_TIMEZONE, 2020..2100), inclusive. Needs `to`; not with month/year"),
+           ("to" = Option<String>, Query, format = Date, example = "2025-10-31",
+            description = "Last day (YYYY-MM-DD, local), inclusive, not before `from` and at most 366 days after it. Needs `from`"),
            ("type" = Option<Kind>, Query,), ("category" = Option<String>, Query, min_length = 1, max_length = 50),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 100"),
            ("offset" = Option<u32>, Query, minimum = 0, maximum = 1000000)),
@@ -501,14 +506,14 @@ impl FromJson for Offset {
 pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::query(req);
-    let p = Period::from_fields(app, &mut f);
+    let window = list_window(app, &mut f);
     let kind = f.optional::<Kind>("type");
     let category = f.optional::<Category>("category");
     let limit = f.optional::<Limit>("limit");
     let offset = f.optional::<Offset>("offset");
     f.finish()?;
     let filter = Filter {
-        period: p?,
+        window: window?,
         kind: kind?,
         category: category?.map(|c| c.0),
         limit: limit?.map(|l| l.0).unwrap_or(100),
@@ -518,6 +523,28 @@ pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
         .db
         .read(|c| transactions::list(c, &me.user.id, &filter))?;
     Ok(Resp::json(200, &rows))
+}
+
+/// `from`/`to` when either is given (never together with `month`/`year`), else the month.
+fn list_window(app: &App, f: &mut Fields) -> Result<Window> {
+    let month_or_year = f.has("month") || f.has("year");
+    match DayRange::from_fields(&app.config.app_timezone, f)? {
+        None => Period::from_fields(app, f).map(Window::Month),
+        Some(_) if month_or_year => {
+            let name = if f.has("from") { "from" } else { "to" };
+            f.reject(
+                name,
+                "Give either month/year or from/to, not both",
+                "value_error",
+            );
+            Err(Error::validation(
+                &["query", name],
+                "month/year with from/to",
+                "value_error",
+            ))
+        }
+        Some(r) => Ok(Window::Days(r)),
+    }
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,11 +1,13 @@
 //! Income and expense transactions. Every write moves the month's `monthly_budgets` totals in
 //! the same database transaction, so the totals always equal what the rows add up to.
 
+use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::dates::{self, DayRange};
 use super::money::Money;
 use super::period::Period;
 use crate::error::{Error, Result};
@@ -43,10 +45,14 @@ impl FromJson for Kind {
     }
 }
 
-/// `transaction_date`: an ISO date (midnight UTC), a date-time with an offset (converted to
-/// UTC), or a date-time without one (read as UTC).
+/// `transaction_date` as sent. With `Z` or an offset it is that instant; without one it is
+/// the user's wall clock in `APP_TIMEZONE` (a date alone is local midnight), resolved by
+/// `instant` once the zone is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TxDate(pub jiff::Timestamp);
+pub enum TxDate {
+    Instant(jiff::Timestamp),
+    Local(jiff::civil::DateTime),
+}
 
 impl FromJson for TxDate {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -62,29 +68,41 @@ impl FromJson for TxDate {
                 "datetime_parsing",
             )
         };
-        let t = if s.len() == 10 {
+        // Whole seconds: the contract's timestamps carry no fractions.
+        let (d, year) = if s.len() == 10 {
             let d: jiff::civil::Date = s.parse().map_err(|_| bad())?;
-            d.to_zoned(jiff::tz::TimeZone::UTC)
-                .map_err(|_| bad())?
-                .timestamp()
+            (
+                TxDate::Local(d.to_datetime(jiff::civil::Time::midnight())),
+                d.year(),
+            )
         } else if let Ok(t) = s.parse::<jiff::Timestamp>() {
-            t
+            let t = jiff::Timestamp::from_second(t.as_second()).map_err(|_| bad())?;
+            (
+                TxDate::Instant(t),
+                t.to_zoned(jiff::tz::TimeZone::UTC).year(),
+            )
         } else {
             let dt: jiff::civil::DateTime = s.parse().map_err(|_| bad())?;
-            dt.to_zoned(jiff::tz::TimeZone::UTC)
-                .map_err(|_| bad())?
-                .timestamp()
+            let dt = dt.with().subsec_nanosecond(0).build().map_err(|_| bad())?;
+            (TxDate::Local(dt), dt.year())
         };
-        // Whole seconds: the contract's timestamps carry no fractions.
-        let t = jiff::Timestamp::from_second(t.as_second()).map_err(|_| bad())?;
-        let year = t.to_zoned(jiff::tz::TimeZone::UTC).year();
-        if !(2020..=2100).contains(&i32::from(year)) {
+        if !dates::YEARS.contains(&year) {
             return Err(Invalid::new(
                 "Date must be between 2020 and 2100",
                 "value_error",
             ));
         }
-        Ok(TxDate(t))
+        Ok(d)
+    }
+}
+
+impl TxDate {
+    /// The instant this date names, a local one read in `tz`.
+    pub fn instant(self, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp> {
+        match self {
+            TxDate::Instant(t) => Ok(t),
+            TxDate::Local(dt) => dates::local_instant(tz, dt),
+        }
     }
 }
 
@@ -203,8 +221,9 @@ pub fn create(
     now: &str,
 ) -> Result<TransactionResponse> {
     let id = crate::random::uuid();
-    let p = period_in_range(tz, t.date.0)?;
-    let date = crate::clock::iso(t.date.0);
+    let at = t.date.instant(tz)?;
+    let p = period_in_range(tz, at)?;
+    let date = crate::clock::iso(at);
     tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
                                    created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount.0, t.label, date, p.year, p.month, now],
@@ -213,9 +232,9 @@ pub fn create(
     get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
 }
 
-/// The date's month in `APP_TIMEZONE`, refused when its year is outside 2020..2100: the UTC
-/// year is checked on input, but a zone can move the month across a year end (2100-12-31T20:00Z
-/// is 2101 in Kolkata), and no route could ever read such a month back.
+/// The date's month in `APP_TIMEZONE`, refused when its year is outside 2020..2100: the year
+/// as sent is checked on input, but a zone can move an instant across a year end
+/// (2100-12-31T20:00Z is 2101 in Kolkata), and no route could ever read such a month back.
 fn period_in_range(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Result<Period> {
     let p = period_of(tz, t);
     if !(2020..=2100).contains(&p.year) {
@@ -250,7 +269,10 @@ pub fn update(
     let category = ch.category.clone().unwrap_or_else(|| old.category.clone());
     let label = ch.label.clone().unwrap_or_else(|| old.label.clone());
     let (date, p) = match ch.date {
-        Some(d) => (crate::clock::iso(d.0), period_in_range(tz, d.0)?),
+        Some(d) => {
+            let at = d.instant(tz)?;
+            (crate::clock::iso(at), period_in_range(tz, at)?)
+        }
         None => (
             old.transaction_date.clone(),
             Period {
@@ -285,8 +307,16 @@ fn take_out(tx: &Transaction<'_>, user: &str, old: &TransactionResponse, now: &s
     move_totals(tx, user, p, old.kind, -old.amount.0, -1, now)
 }
 
+/// Which transactions a list covers: one month (by its stored `month`/`year`), or whole local
+/// days (by the `transaction_date` instant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Window {
+    Month(Period),
+    Days(DayRange),
+}
+
 pub struct Filter {
-    pub period: Period,
+    pub window: Window,
     pub kind: Option<Kind>,
     pub category: Option<String>,
     pub limit: u32,
@@ -295,11 +325,27 @@ pub struct Filter {
 
 /// Newest `transaction_date` first.
 pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionResponse>> {
+    // A window is two bounds: year/month (an index prefix), or a transaction_date range, whose
+    // fixed-width `...Z` text orders as the instants do.
+    let (column_a, column_b, a, b) = match f.window {
+        Window::Month(p) => (
+            "year = ?2",
+            "month = ?3",
+            Sql::Integer(i64::from(p.year)),
+            Sql::Integer(i64::from(p.month)),
+        ),
+        Window::Days(r) => (
+            "transaction_date >= ?2",
+            "transaction_date < ?3",
+            Sql::Text(crate::clock::iso(r.start)),
+            Sql::Text(crate::clock::iso(r.end)),
+        ),
+    };
     // LIMIT and OFFSET are written into the SQL (validated integers): SQLite re-prepares a
     // statement whose LIMIT is a bound parameter every time it is rebound.
     let mut stmt = c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM transactions
-         WHERE user_id = ?1 AND year = ?2 AND month = ?3
+         WHERE user_id = ?1 AND {column_a} AND {column_b}
            AND (?4 IS NULL OR type = ?4) AND (?5 IS NULL OR category = ?5)
          ORDER BY transaction_date DESC, created_at DESC, id
          LIMIT {} OFFSET {}",
@@ -307,13 +353,7 @@ pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionRes
     ))?;
     let rows = stmt
         .query_map(
-            params![
-                user,
-                f.period.year,
-                f.period.month,
-                f.kind.map(Kind::as_str),
-                f.category
-            ],
+            params![user, a, b, f.kind.map(Kind::as_str), f.category],
             from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -358,36 +398,57 @@ mod tests {
 
     #[test]
     fn dates() {
-        let d = |s: &str| TxDate::from_json(&json!(s)).map(|d| crate::clock::iso(d.0));
-        assert_eq!(
-            d("2025-10-18").ok().as_deref(),
-            Some("2025-10-18T00:00:00Z")
-        );
-        assert_eq!(
-            d("2025-10-18T10:30:00Z").ok().as_deref(),
-            Some("2025-10-18T10:30:00Z")
-        );
-        assert_eq!(
-            d("2025-10-18T10:30:00+05:30").ok().as_deref(),
-            Some("2025-10-18T05:00:00Z")
-        );
-        assert_eq!(
-            d("2025-10-18T10:30:00").ok().as_deref(),
-            Some("2025-10-18T10:30:00Z")
-        );
-        assert_eq!(
-            d("2025-10-18T10:30:00.123Z").ok().as_deref(),
-            Some("2025-10-18T10:30:00Z")
-        );
+        let d = |s: &str, zone: &str| {
+            let tz = jiff::tz::TimeZone::get(zone).expect("zone");
+            TxDate::from_json(&json!(s))
+                .ok()
+                .and_then(|d| d.instant(&tz).ok())
+                .map(crate::clock::iso)
+        };
+        let cases = [
+            ("2025-10-18", "UTC", "2025-10-18T00:00:00Z"),
+            ("2025-10-18T10:30:00", "UTC", "2025-10-18T10:30:00Z"),
+            ("2025-10-18T10:30:00Z", "UTC", "2025-10-18T10:30:00Z"),
+            ("2025-10-18T10:30:00+05:30", "UTC", "2025-10-18T05:00:00Z"),
+            ("2025-10-18T10:30:00.123Z", "UTC", "2025-10-18T10:30:00Z"),
+            // Without an offset: the wall clock in the app's zone.
+            ("2025-10-18", "Asia/Kolkata", "2025-10-17T18:30:00Z"),
+            (
+                "2025-10-31T20:00:00",
+                "Asia/Kolkata",
+                "2025-10-31T14:30:00Z",
+            ),
+            (
+                "2025-10-31T20:00:00.9",
+                "Asia/Kolkata",
+                "2025-10-31T14:30:00Z",
+            ),
+            ("2025-11-01", "America/New_York", "2025-11-01T04:00:00Z"),
+            // With one: that instant, whatever the zone.
+            (
+                "2025-10-18T10:30:00Z",
+                "Asia/Kolkata",
+                "2025-10-18T10:30:00Z",
+            ),
+            (
+                "2025-10-18T10:30:00-04:00",
+                "Asia/Kolkata",
+                "2025-10-18T14:30:00Z",
+            ),
+        ];
+        for (input, zone, want) in cases {
+            assert_eq!(d(input, zone).as_deref(), Some(want), "{input} in {zone}");
+        }
         for bad in [
             "2025-13-01",
             "18/10/2025",
             "",
             "2019-12-31",
+            "2019-12-31T23:00:00",
             "yesterday",
             "2025-02-30",
         ] {
-            assert!(d(bad).is_err(), "{bad}");
+            assert!(TxDate::from_json(&json!(bad)).is_err(), "{bad}");
         }
         assert!(TxDate::from_json(&json!(20251018)).is_err());
     }
