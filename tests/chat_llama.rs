@@ -34,10 +34,7 @@ fn llama_binary() -> Option<PathBuf> {
 }
 
 fn model() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/models/stories260K.gguf"
-    ))
+    fixture("stories260K.gguf")
 }
 
 fn free_port() -> u16 {
@@ -89,12 +86,10 @@ fn start_llama(bin: &PathBuf) -> (Llama, u16) {
 #[test]
 fn several_questions_on_one_socket_stream_from_llama_server() {
     let Some(bin) = llama_binary() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "LLAMA_SERVER_BIN is not set and no cached llama-server: .ci/run must build it (ci/build-llama-server.sh)"
-        );
-        eprintln!(
-            "SKIPPED: no llama-server (run ci/build-llama-server.sh, or set LLAMA_SERVER_BIN)"
+        skip_unless_ci(
+            "chat_llama",
+            "no llama-server (LLAMA_SERVER_BIN unset, none in ~/.cache/wealthcoach/llama)",
+            "LLAMA_SERVER_BIN=\"$(bash ci/build-llama-server.sh)\"",
         );
         return;
     };

@@ -2,8 +2,8 @@
 //! installs, over TLS, in front of the real server (in this process, TRUSTED_PROXIES=127.0.0.1
 //! as on a VM). Every check runs once per proxy.
 //!
-//! Needs the Debian packages nginx, caddy and openssl; without them the tests fail saying so,
-//! unless WEALTHCOACH_SKIP_PROXY_TESTS=1.
+//! Needs the Debian packages nginx, caddy and openssl (`bash ci/proxy-deps.sh`); without them
+//! the tests say SKIPPED, except under CI (`CI=true`), where they fail.
 
 mod common;
 mod fake_llm;

@@ -315,9 +315,10 @@ pub fn register(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::json(201, &pair))
 }
 
+/// The fields of [`LoginRequest`] (documentation only).
 #[derive(Serialize, ToSchema)]
-pub struct LoginRequest {
-    /// Either this or `email`.
+pub struct LoginFields {
+    /// This or `email`; with both, this one is used.
     #[schema(pattern = r"^(\+[1-9][0-9]{7,14}|[0-9]{10})$", example = "9876543210")]
     pub mobile_number: Option<String>,
     #[schema(min_length = 3, max_length = 254)]
@@ -325,6 +326,32 @@ pub struct LoginRequest {
     #[schema(min_length = 1, max_length = 256)]
     pub password: String,
 }
+
+/// The login body: `password` and at least one of `mobile_number` and `email` that is not null
+/// (a null is an absent field), which a struct's schema cannot say.
+pub struct LoginRequest;
+
+impl utoipa::PartialSchema for LoginRequest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, ObjectBuilder, Type};
+        let given = |name: &str| {
+            ObjectBuilder::new()
+                .property(name, ObjectBuilder::new().schema_type(Type::String))
+                .required(name)
+        };
+        let schema = AllOfBuilder::new()
+            .item(LoginFields::schema())
+            .item(
+                AnyOfBuilder::new()
+                    .item(given("mobile_number"))
+                    .item(given("email")),
+            )
+            .build();
+        utoipa::openapi::RefOr::T(schema.into())
+    }
+}
+
+impl ToSchema for LoginRequest {}
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong identifier or password"),

@@ -191,7 +191,8 @@ impl FromJson for TypeId {
 
 #[derive(Serialize, ToSchema)]
 pub struct SetBudgetRequest {
-    #[schema(min_length = 1, max_length = 64)]
+    /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
+    #[schema(format = "uuid")]
     pub allocation_type_id: String,
     /// A number or a numeric string, at most 2 decimals.
     #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
@@ -257,7 +258,8 @@ impl FromJson for Notes {
 
 #[derive(Serialize, ToSchema)]
 pub struct RecordActualRequest {
-    #[schema(min_length = 1, max_length = 64)]
+    /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
+    #[schema(format = "uuid")]
     pub allocation_type_id: String,
     /// A number or a numeric string, at most 2 decimals.
     #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
@@ -405,6 +407,53 @@ impl FromJson for Label {
     }
 }
 
+/// What `TxDate` reads: an ISO 8601 date, a date-time with an offset (RFC 3339), or a date-time
+/// without one (read as UTC), in the years 2020..2100 (of the instant in UTC), surrounding
+/// whitespace ignored. The patterns carry the years (and, for the date-time without an offset,
+/// the days each month has), which no `format` can.
+fn tx_date_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    const YEAR: &str = r"^(20[2-9][0-9]|2100)-";
+    const LOCAL: &str = concat!(
+        r"^[ \t\n\r]*((20[2-9][0-9]|2100)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+        r"|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|20(2[048]|[3579][26]|[468][048])-02-29)",
+        r"T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?[ \t\n\r]*$"
+    );
+    let string = |format: Option<KnownFormat>, pattern: &str, what: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(format.map(SchemaFormat::KnownFormat))
+            .pattern(Some(pattern))
+            .description(Some(what))
+    };
+    AnyOfBuilder::new()
+        .item(string(
+            Some(KnownFormat::Date),
+            YEAR,
+            "A date: midnight UTC",
+        ))
+        .item(string(
+            Some(KnownFormat::DateTime),
+            YEAR,
+            "A date-time with an offset",
+        ))
+        .item(string(None, LOCAL, "A date-time without an offset: UTC"))
+        .description(Some(
+            "An ISO 8601 date or date-time whose instant in UTC falls in the years 2020..2100",
+        ))
+        .build()
+        .into()
+}
+
+fn tx_date_or_null_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(tx_date_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CreateTransactionRequest {
     #[serde(rename = "type")]
@@ -418,7 +467,7 @@ pub struct CreateTransactionRequest {
     #[schema(min_length = 1, max_length = 200)]
     pub label: String,
     /// An ISO 8601 date (stored as midnight UTC) or date-time, in 2020..2100.
-    #[schema(example = "2025-10-18")]
+    #[schema(schema_with = tx_date_schema, example = "2025-10-18")]
     pub transaction_date: String,
 }
 
@@ -592,6 +641,8 @@ pub struct PatchTransactionRequest {
     pub amount: Option<f64>,
     #[schema(min_length = 1, max_length = 200)]
     pub label: Option<String>,
+    /// As in a new transaction; null is the same as absent.
+    #[schema(schema_with = tx_date_or_null_schema)]
     pub transaction_date: Option<String>,
 }
 

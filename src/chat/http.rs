@@ -82,6 +82,8 @@ pub struct HistoryItem {
     pub role: String,
     #[schema(max_length = 10000)]
     pub content: String,
+    /// Read and ignored: any JSON value.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub timestamp: Option<String>,
 }
 

@@ -36,6 +36,8 @@ pub struct OnboardingData {
     /// `none`, `some` or `significant`.
     #[schema(pattern = "^(|none|some|significant)$")]
     pub debt_status: Option<String>,
+    /// Optional in a request (absent means false); a stored profile always has it.
+    #[schema(value_type = Option<bool>, required = false)]
     pub retirement_planning: bool,
     #[schema(max_length = 2000)]
     pub interests: Option<String>,

@@ -282,3 +282,58 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         data = &data[size + 2..];
     }
 }
+
+// ---- issue 10.7 (a fresh clone passes `cargo test`): tools that only .ci/run installs ----
+
+/// True under CI (`CI` set, and not empty, `0` or `false`), where a missing tool is a failure.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+/// Where a program is: each folder of PATH, then the sbin folders (nginx lives in /usr/sbin,
+/// which a non-root PATH lacks).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// For a test that cannot run because `missing` is not on this machine: under CI this fails
+/// (.ci/run installs everything, so a gap there is a bug); elsewhere it prints `SKIPPED: ...`
+/// with how to install it, straight to stderr past the harness's capture, and the test returns.
+pub fn skip_unless_ci(test: &str, missing: &str, install: &str) {
+    assert!(
+        !in_ci(),
+        "{test}: {missing} under CI: .ci/run must install it ({install})"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {test}: {missing}; install it with `{install}` (fails under CI=true)"
+    );
+}
+
+/// The paths of `programs` when all are installed; otherwise [`skip_unless_ci`] and `None`.
+pub fn programs_or_skip(test: &str, programs: &[&str], install: &str) -> Option<Vec<PathBuf>> {
+    let found: Vec<Option<PathBuf>> = programs.iter().map(|p| find_program(p)).collect();
+    let missing: Vec<&str> = programs
+        .iter()
+        .zip(&found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(p, _)| *p)
+        .collect();
+    if missing.is_empty() {
+        return found.into_iter().collect();
+    }
+    skip_unless_ci(test, &format!("no {}", missing.join(", ")), install);
+    None
+}
+
+/// A file under tests/fixtures, which ships with the repository.
+pub fn fixture(name: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
+        .iter()
+        .collect()
+}

@@ -31,22 +31,10 @@ use ureq::unversioned::transport::{
 
 use crate::common::{TempDir, TestApp};
 
-/// Set to 1 to let the proxy tests pass on a machine without nginx or openssl.
-pub const SKIP_VAR: &str = "WEALTHCOACH_SKIP_PROXY_TESTS";
-
 /// How long any single read or write of a test client may block.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Where a program is, searching PATH and the sbin folders (nginx lives in /usr/sbin, which a
-/// non-root PATH may lack).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
+pub use crate::common::find_program;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -63,29 +51,12 @@ impl Kind {
     }
 }
 
-/// True when the proxy and openssl are here. Without them the test fails, naming the Debian
-/// packages, unless WEALTHCOACH_SKIP_PROXY_TESTS=1 (then it says so and returns false).
+/// True when the proxy and openssl are here. Without them the test is skipped with a message
+/// naming the Debian packages, except under CI, where it fails (ci/proxy-deps.sh installs them).
 pub fn proxy_tools_present(kind: Kind) -> bool {
-    let missing: Vec<&str> = [kind.name(), "openssl"]
-        .into_iter()
-        .filter(|p| find_program(p).is_none())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var(SKIP_VAR).as_deref() == Ok("1") {
-        eprintln!(
-            "SKIPPED: {} not installed and {SKIP_VAR}=1",
-            missing.join(" and ")
-        );
-        return false;
-    }
-    panic!(
-        "the proxy tests need {} (Debian packages: apt-get install {}); \
-         set {SKIP_VAR}=1 to skip them on a machine without",
-        missing.join(" and "),
-        missing.join(" ")
-    );
+    let test = format!("proxy ({})", kind.name());
+    crate::common::programs_or_skip(&test, &[kind.name(), "openssl"], "bash ci/proxy-deps.sh")
+        .is_some()
 }
 
 /// A port nobody listens on right now (the OS picks it; nginx binds it a moment later).
