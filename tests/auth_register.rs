@@ -76,12 +76,17 @@ impl Server {
         )
     }
 
-    /// send-otp and a successful verify-otp from `ip`; returns the verification token.
-    fn verified(&self, ip: &str, mobile: &str) -> String {
+    /// send-otp and a successful verify-otp from `ip`; returns verify-otp's answer.
+    fn verify_ok(&self, ip: &str, mobile: &str) -> Value {
         let code = self.code(ip, mobile);
         let v = self.verify(ip, mobile, &code).json();
         assert_eq!(v["success"], true, "{v}");
-        v["verification_token"]
+        v
+    }
+
+    /// `verify_ok`, and the verification token it answered.
+    fn verified(&self, ip: &str, mobile: &str) -> String {
+        self.verify_ok(ip, mobile)["verification_token"]
             .as_str()
             .expect("verify-otp answers a verification_token")
             .to_string()
@@ -155,7 +160,7 @@ fn access_token(r: &Reply) -> String {
 #[test]
 fn a_stranger_cannot_register_a_number_its_owner_just_verified() {
     let s = Server::start(&[]);
-    s.verified(OWNER, MOBILE);
+    s.verify_ok(OWNER, MOBILE);
     // The attack: another address, the owner's number, the stranger's password.
     let r = s.register(STRANGER, body(MOBILE, STRANGER_PASSWORD));
     refused(&r, 403, "mobile_not_verified", NOT_VERIFIED);
@@ -242,7 +247,7 @@ fn verifications_last_ten_minutes() {
 fn polling_register_costs_no_password_hashing() {
     let s = Server::start(&[]);
     // One KDF run: a login with the right password.
-    s.verified(OWNER, MOBILE);
+    s.verify_ok(OWNER, MOBILE);
     access_token(&s.register(OWNER, body(MOBILE, PASSWORD)));
     let login = json!({"mobile_number": MOBILE, "password": PASSWORD});
     let started = Instant::now();
@@ -491,7 +496,7 @@ fn deleting_the_account_does_not_reset_the_per_number_cap() {
 #[test]
 fn deleting_the_account_does_not_reset_wrong_tries() {
     let s = Server::start(&[("OTP_MAX_ATTEMPTS", "3")]);
-    s.verified(OWNER, MOBILE);
+    s.verify_ok(OWNER, MOBILE);
     let access = access_token(&s.register(OWNER, body(MOBILE, PASSWORD)));
     let code = s.code(OWNER, MOBILE);
     let wrong = if code == "000000" { "111111" } else { "000000" };
