@@ -752,7 +752,10 @@ mod tests {
             "{errs:?}"
         );
         let errs = with(&"0123456789abcde".repeat(3)).expect_err("15 distinct are refused");
-        assert!(errs.iter().any(|e| e.starts_with("JWT_SECRET_KEY")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.starts_with("JWT_SECRET_KEY")),
+            "{errs:?}"
+        );
         with("0123456789abcdef0123456789abcdef").expect("16 distinct in 32 pass");
     }
 

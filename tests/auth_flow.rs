@@ -88,10 +88,7 @@ fn phone_signup_me_refresh_logout() {
     let mut answer = v.json();
     // The token that lets /register prove who verified (API.md "Security rules").
     let token = answer["verification_token"].take();
-    assert!(
-        token.as_str().is_some_and(|t| t.len() == 64),
-        "{token}"
-    );
+    assert!(token.as_str().is_some_and(|t| t.len() == 64), "{token}");
     answer
         .as_object_mut()
         .expect("object")

@@ -603,8 +603,10 @@ fn unknown_fields_are_ignored() {
     let tokens = ok(
         s.post(
             "/api/v1/auth/register",
-            &extras(json!({"mobile_number": MOBILE, "password": PASSWORD, "full_name": "Asha Rao",
-                           "verification_token": v["verification_token"]})),
+            &extras(
+                json!({"mobile_number": MOBILE, "password": PASSWORD, "full_name": "Asha Rao",
+                           "verification_token": v["verification_token"]}),
+            ),
         ),
         201,
     );

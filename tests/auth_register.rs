@@ -396,7 +396,10 @@ fn a_registration_refused_after_the_code_was_checked_leaves_it_live() {
 fn without_a_password_the_account_signs_in_by_otp_only() {
     let s = Server::start(&[]);
     // No password and no code: the password is required.
-    let r = s.register(OWNER, json!({"mobile_number": MOBILE, "full_name": "Asha Rao"}));
+    let r = s.register(
+        OWNER,
+        json!({"mobile_number": MOBILE, "full_name": "Asha Rao"}),
+    );
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(r.json()["detail"][0]["loc"], json!(["body", "password"]));
 
@@ -406,12 +409,11 @@ fn without_a_password_the_account_signs_in_by_otp_only() {
         json!({"mobile_number": MOBILE, "full_name": "Asha Rao", "otp": code}),
     );
     access_token(&r);
-    let stored: String = s
-        .t
-        .app()
-        .db
-        .read(|c| Ok(c.query_row("SELECT password_hash FROM users", [], |r| r.get(0))?))
-        .expect("row");
+    let stored: String =
+        s.t.app()
+            .db
+            .read(|c| Ok(c.query_row("SELECT password_hash FROM users", [], |r| r.get(0))?))
+            .expect("row");
     assert!(!stored.starts_with('$'), "no hash of anything: {stored}");
 
     // /login answers exactly as for a wrong password, and counts the failure.
@@ -479,7 +481,9 @@ fn deleting_the_account_does_not_reset_the_global_daily_sms_cap() {
         ("OTP_MAX_SENDS_PER_HOUR", "50"),
         ("OTP_MAX_SENDS_PER_DAY", "50"),
     ]);
-    let sent = (0..8).take_while(|_| pump_once(&s, "sms_daily_limit")).count();
+    let sent = (0..8)
+        .take_while(|_| pump_once(&s, "sms_daily_limit"))
+        .count();
     assert_eq!(sent, 5, "the sixth send is refused");
     assert_eq!(s.sms.requests().len(), 5, "the gateway got five SMS");
     assert_eq!(s.users(), 0);
@@ -488,7 +492,9 @@ fn deleting_the_account_does_not_reset_the_global_daily_sms_cap() {
 #[test]
 fn deleting_the_account_does_not_reset_the_per_number_cap() {
     let s = Server::start(&[("OTP_MAX_SENDS_PER_HOUR", "2")]);
-    let sent = (0..5).take_while(|_| pump_once(&s, "otp_hourly_limit")).count();
+    let sent = (0..5)
+        .take_while(|_| pump_once(&s, "otp_hourly_limit"))
+        .count();
     assert_eq!(sent, 2);
     assert_eq!(s.sms.requests().len(), 2);
 }
@@ -516,7 +522,12 @@ fn deleting_the_account_does_not_reset_wrong_tries() {
     let v = s.verify(STRANGER, MOBILE, wrong);
     assert_eq!(v.json(), json!({"success": false, "message": INVALID}));
     let r = s.verify(OWNER, MOBILE, &code);
-    assert_eq!(r.status, 429, "the third wrong try locked the number: {}", r.text());
+    assert_eq!(
+        r.status,
+        429,
+        "the third wrong try locked the number: {}",
+        r.text()
+    );
     assert_eq!(r.json()["code"], "otp_locked");
 }
 
@@ -551,7 +562,11 @@ fn login_otp_is_rate_limited_per_address_like_check_mobile() {
     assert_eq!(r.header("X-RateLimit-Limit"), Some("10"));
     assert!(r.header("Retry-After").is_some());
     // check-mobile shares the budget: switching routes gains nothing.
-    let r = s.post(STRANGER, "check-mobile", &json!({ "mobile_number": MOBILE }));
+    let r = s.post(
+        STRANGER,
+        "check-mobile",
+        &json!({ "mobile_number": MOBILE }),
+    );
     assert_eq!(r.status, 429, "{}", r.text());
     assert_eq!(probe(OWNER, 11).status, 404, "the limit is per address");
 }
@@ -580,7 +595,11 @@ fn numbers_of_the_wrong_length_are_refused_everywhere() {
             assert_eq!(r.status, 422, "{route} {bad}: {}", r.text());
             let v = r.json();
             assert_eq!(v["code"], "validation_error", "{v}");
-            assert_eq!(v["detail"][0]["loc"], json!(["body", "mobile_number"]), "{v}");
+            assert_eq!(
+                v["detail"][0]["loc"],
+                json!(["body", "mobile_number"]),
+                "{v}"
+            );
         }
         let r = s.register(OWNER, body(bad, PASSWORD));
         assert_eq!(r.status, 422, "register {bad}: {}", r.text());

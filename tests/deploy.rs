@@ -471,7 +471,10 @@ fn install_into_a_tree_then_again_changes_nothing() {
     let secret = env["JWT_SECRET_KEY"].clone();
     // What production accepts: at least 32 characters, at least 16 distinct.
     assert!(secret.len() >= 48, "{secret}");
-    assert!(secret.bytes().all(|b| b.is_ascii_alphanumeric()), "{secret}");
+    assert!(
+        secret.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{secret}"
+    );
     let distinct: std::collections::HashSet<u8> = secret.bytes().collect();
     assert!(distinct.len() >= 16, "{secret}");
     assert_eq!(env["PORT"], "8100");

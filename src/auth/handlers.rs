@@ -8,8 +8,8 @@ use super::identity::{
     Email, FullName, MobileNumber, OtpCode, PasswordInput, RawMobile, VerificationToken,
 };
 use super::otp::{self, Check};
-use super::tokens::{self, Rotation, TokenResponse};
 use super::registration::{self, NewAccount, Verification};
+use super::tokens::{self, Rotation, TokenResponse};
 use super::{lockout, password, users};
 use crate::app::App;
 use crate::error::{Error, Result};
@@ -172,10 +172,12 @@ pub struct VerifyOtpResponse {
 pub fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
     let ip = req.client_ip.to_string();
-    let outcome = app.db.write(|tx| match otp::check(app, tx, &mobile, &code)? {
-        Check::Valid => Ok(Ok(otp::mark_verified(app, tx, &mobile, &ip)?)),
-        failed => Ok(Err(failed)),
-    })?;
+    let outcome = app
+        .db
+        .write(|tx| match otp::check(app, tx, &mobile, &code)? {
+            Check::Valid => Ok(Ok(otp::mark_verified(app, tx, &mobile, &ip)?)),
+            failed => Ok(Err(failed)),
+        })?;
     let answer = match outcome {
         Ok(token) => VerifyOtpResponse {
             success: true,
