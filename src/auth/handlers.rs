@@ -207,7 +207,7 @@ enum LoginOutcome {
 #[utoipa::path(post, path = "/api/v1/auth/login-otp", tag = "auth", request_body = VerifyOtpRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "Expired or invalid code"),
               (status = 403, description = "`account_deactivated`"), (status = 404, description = "No such user"),
-              (status = 422), (status = 429, description = "`otp_locked`")))]
+              (status = 422), (status = 429, description = "`otp_locked`, or `rate_limited`: 10 a minute per address, shared with check-mobile")))]
 pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
     let outcome = app.db.write(|tx| {
