@@ -195,13 +195,16 @@ render() {
 	fi
 }
 
+# 48 random bytes as base64 letters and digits (about 60 of them): production wants at least 16
+# distinct characters, which 64 hex digits miss now and then. No '/', '+' or '=', so the value
+# is safe in sed replacements and shell files.
 new_secret() {
 	if command -v openssl >/dev/null 2>&1; then
-		openssl rand -hex 32
+		openssl rand -base64 48 | tr -d '\n/+='
 	else
-		od -An -vtx1 -N32 /dev/urandom | tr -d ' \n'
-		echo
+		head -c 48 /dev/urandom | base64 | tr -d '\n/+='
 	fi
+	echo
 }
 
 # The value of KEY in the env file, read as the service reads it.

@@ -85,6 +85,13 @@ const KNOWN_WEAK_SECRETS: &[&str] = &[
     "development",
 ];
 pub const MIN_SECRET_LEN: usize = 32;
+/// 32 times `a` is long but guessable. (64 hex digits miss one of the 16 about 1 time in
+/// 40, so install.sh and the README generate base64 secrets.)
+pub const MIN_SECRET_DISTINCT: usize = 16;
+
+fn distinct_chars(s: &str) -> usize {
+    s.chars().collect::<std::collections::HashSet<_>>().len()
+}
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -399,11 +406,15 @@ impl Config {
         if production {
             match &jwt_secret {
                 None => r.errors.push(
-                    "JWT_SECRET_KEY: must be set in production (openssl rand -hex 32)".into(),
+                    "JWT_SECRET_KEY: must be set in production (openssl rand -base64 48)".into(),
                 ),
                 Some(s) if s.0.chars().count() < MIN_SECRET_LEN => r.errors.push(format!(
                     "JWT_SECRET_KEY: too short for production ({} characters, need {MIN_SECRET_LEN})",
                     s.0.chars().count()
+                )),
+                Some(s) if distinct_chars(&s.0) < MIN_SECRET_DISTINCT => r.errors.push(format!(
+                    "JWT_SECRET_KEY: too repetitive for production ({} distinct characters, need {MIN_SECRET_DISTINCT})",
+                    distinct_chars(&s.0)
                 )),
                 Some(s) if KNOWN_WEAK_SECRETS.contains(&s.0.to_ascii_lowercase().as_str()) => r
                     .errors
@@ -722,6 +733,30 @@ mod tests {
             errs.iter().any(|e| e.starts_with("SMS_PROVIDER")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn production_secret_needs_sixteen_distinct_characters() {
+        let with = |secret: &str| {
+            Config::from_pairs(&[
+                ("ENVIRONMENT", "production"),
+                ("JWT_SECRET_KEY", secret),
+                ("SMS_PROVIDER", "webhook"),
+                ("SMS_WEBHOOK_URL", "https://sms.example/send"),
+            ])
+        };
+        let errs = with(&"a".repeat(32)).expect_err("32 x a is refused");
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("JWT_SECRET_KEY") && e.contains("distinct")),
+            "{errs:?}"
+        );
+        let errs = with(&"0123456789abcde".repeat(3)).expect_err("15 distinct are refused");
+        assert!(
+            errs.iter().any(|e| e.starts_with("JWT_SECRET_KEY")),
+            "{errs:?}"
+        );
+        with("0123456789abcdef0123456789abcdef").expect("16 distinct in 32 pass");
     }
 
     #[test]

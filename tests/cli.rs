@@ -439,7 +439,11 @@ type Change<'a> = (&'a str, Option<&'a str>);
 fn production(change: Option<Change>, args: &[&str]) -> (Setup, Outcome) {
     let mut s = Setup::test();
     s.set("ENVIRONMENT", "production")
-        .set("JWT_SECRET_KEY", &wealthcoach::random::hex(20))
+        // 16 distinct characters for sure (production wants them), then 24 random ones.
+        .set(
+            "JWT_SECRET_KEY",
+            &format!("0123456789abcdef{}", wealthcoach::random::hex(12)),
+        )
         .set("SMS_PROVIDER", "webhook")
         .set("SMS_WEBHOOK_URL", "http://127.0.0.1:9/x");
     match change {
@@ -453,8 +457,11 @@ fn production(change: Option<Change>, args: &[&str]) -> (Setup, Outcome) {
 
 #[test]
 fn production_refuses_weak_settings_naming_each() {
-    let weak: [Change; 3] = [
+    let repetitive = "a".repeat(32);
+    let weak: [Change; 4] = [
         ("JWT_SECRET_KEY", Some("short")),
+        // Long enough, but 1 distinct character of the 16 required.
+        ("JWT_SECRET_KEY", Some(&repetitive)),
         ("SMS_PROVIDER", None),
         ("DEBUG", Some("true")),
     ];

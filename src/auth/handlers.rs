@@ -4,8 +4,11 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::identity::{Email, FullName, MobileNumber, OtpCode, PasswordInput, RawMobile};
+use super::identity::{
+    Email, FullName, MobileNumber, OtpCode, PasswordInput, RawMobile, VerificationToken,
+};
 use super::otp::{self, Check};
+use super::registration::{self, NewAccount, Verification};
 use super::tokens::{self, Rotation, TokenResponse};
 use super::{lockout, password, users};
 use crate::app::App;
@@ -22,7 +25,8 @@ fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<Mobi
     let Some(RawMobile(raw)) = raw else {
         return Ok(None);
     };
-    match MobileNumber::parse(&raw, &app.config.default_country_code) {
+    let c = &app.config;
+    match MobileNumber::parse_in(&raw, &c.default_country_code, &c.sms_allowed_countries) {
         Ok(m) => Ok(Some(m)),
         Err(inv) => {
             f.reject("mobile_number", inv.msg, inv.kind);
@@ -152,32 +156,46 @@ pub struct VerifyOtpRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SuccessMessage {
+pub struct VerifyOtpResponse {
     pub success: bool,
     pub message: String,
+    /// On success only: pass it to `/register` as `verification_token` (single use, valid 10
+    /// minutes). Without it, only a registration from the address that verified counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
+    pub verification_token: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/verify-otp", tag = "auth", request_body = VerifyOtpRequest,
-    responses((status = 200, description = "`success` says whether the code was right", body = SuccessMessage),
+    responses((status = 200, description = "`success` says whether the code was right", body = VerifyOtpResponse),
               (status = 422), (status = 429, description = "`otp_locked`: too many wrong codes")))]
 pub fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
-    let outcome = app.db.write(|tx| {
-        let c = otp::check(app, tx, &mobile, &code)?;
-        if c == Check::Valid {
-            otp::mark_verified(app, tx, &mobile)?;
-        }
-        Ok(c)
-    })?;
-    let (success, message) = match outcome {
-        Check::Valid => (
-            true,
-            format!("Mobile number {} verified successfully!", mobile.typed),
-        ),
-        Check::Expired => (false, otp::MSG_EXPIRED.to_string()),
-        Check::Invalid => (false, otp::MSG_INVALID.to_string()),
+    let ip = req.client_ip.to_string();
+    let outcome = app
+        .db
+        .write(|tx| match otp::check(app, tx, &mobile, &code)? {
+            Check::Valid => Ok(Ok(otp::mark_verified(app, tx, &mobile, &ip)?)),
+            failed => Ok(Err(failed)),
+        })?;
+    let answer = match outcome {
+        Ok(token) => VerifyOtpResponse {
+            success: true,
+            message: format!("Mobile number {} verified successfully!", mobile.typed),
+            verification_token: Some(token),
+        },
+        Err(failed) => VerifyOtpResponse {
+            success: false,
+            message: if failed == Check::Expired {
+                otp::MSG_EXPIRED
+            } else {
+                otp::MSG_INVALID
+            }
+            .to_string(),
+            verification_token: None,
+        },
     };
-    Ok(Resp::json(200, &SuccessMessage { success, message }))
+    Ok(Resp::json(200, &answer))
 }
 
 /// What a login attempt came to; errors that must not roll back the counting are values.
@@ -189,7 +207,7 @@ enum LoginOutcome {
 #[utoipa::path(post, path = "/api/v1/auth/login-otp", tag = "auth", request_body = VerifyOtpRequest,
     responses((status = 200, body = TokenResponse), (status = 401, description = "Expired or invalid code"),
               (status = 403, description = "`account_deactivated`"), (status = 404, description = "No such user"),
-              (status = 422), (status = 429, description = "`otp_locked`")))]
+              (status = 422), (status = 429, description = "`otp_locked`, or `rate_limited`: 10 a minute per address, shared with check-mobile")))]
 pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
     let outcome = app.db.write(|tx| {
@@ -233,25 +251,45 @@ pub struct RegisterRequest {
     pub mobile_number: Option<String>,
     #[schema(min_length = 3, max_length = 254, example = "asha@example.com")]
     pub email: Option<String>,
-    /// The rules of `/password-requirements`; breaking one is a 400, not a 422.
+    /// The rules of `/password-requirements`; breaking one is a 400, not a 422. May be left
+    /// out with a valid `otp`: the account then signs in by OTP only.
     #[schema(min_length = 1, max_length = 256)]
-    pub password: String,
+    pub password: Option<String>,
     #[schema(min_length = 2, max_length = 100)]
     pub full_name: String,
+    /// The number's live code, instead of calling verify-otp first: checked and used up as
+    /// verify-otp would (wrong tries count; a wrong one is a 401 with verify-otp's message).
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
+    pub otp: Option<String>,
+    /// What verify-otp answered. Without it (or `otp`), only a verification made from the same
+    /// client address counts.
+    #[schema(min_length = 1, max_length = 128)]
+    pub verification_token: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/register", tag = "auth", request_body = RegisterRequest,
     responses((status = 201, body = TokenResponse),
               (status = 400, description = "A password rule, or the number/email is already registered"),
-              (status = 403, description = "Registration disabled, or `mobile_not_verified`"), (status = 422)))]
+              (status = 401, description = "`invalid_otp`: the inline `otp` is wrong or expired"),
+              (status = 403, description = "Registration disabled, or `mobile_not_verified`"), (status = 422),
+              (status = 429, description = "`otp_locked`: too many wrong codes")))]
 pub fn register(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
     let (mobile, email) = identifiers(app, &mut f);
-    let password = f.required::<PasswordInput>("password");
+    let password = f.optional::<PasswordInput>("password");
     let full_name = f.required::<FullName>("full_name");
+    let code = f.optional::<OtpCode>("otp");
+    let token = f.optional::<VerificationToken>("verification_token");
+    // Only a code can stand in for the password, and a code needs its number.
+    if !f.has("password") && !f.has("otp") {
+        f.reject("password", "Field required", "missing");
+    }
+    if f.has("otp") && !f.has("mobile_number") {
+        f.reject("otp", "otp needs a mobile_number", "missing");
+    }
     f.finish()?;
-    let (mobile, email, PasswordInput(password), FullName(full_name)) =
-        (mobile?, email?, password?, full_name?);
+    let (mobile, email, password, FullName(full_name), code, token) =
+        (mobile?, email?, password?, full_name?, code?, token?);
 
     let c = &app.config;
     if !c.enable_user_registration {
@@ -266,52 +304,24 @@ pub fn register(app: &App, req: &Req) -> Result<Resp> {
             detail: "Registration by email is disabled; register with a mobile number".into(),
         });
     }
-    if let Err(rule) = password::check_rules(&password) {
+    if let Some(PasswordInput(p)) = &password
+        && let Err(rule) = password::check_rules(p)
+    {
         return Err(Error::bad_request("weak_password", rule));
     }
-    // The KDF runs before taking the writer, so registrations never hold up other writes.
-    let hash = password::hash(&password).map_err(Error::internal)?;
-    let pair = app.db.write(|tx| {
-        if let Some(m) = &mobile
-            && !otp::is_verified(app, tx, m)?
-        {
-            return Err(Error::Forbidden {
-                code: "mobile_not_verified",
-                detail: "Mobile number not verified. Please verify it with an OTP first.".into(),
-            });
-        }
-        if let Some(m) = &mobile
-            && users::by_mobile(tx, &m.e164)?.is_some()
-        {
-            return Err(Error::bad_request(
-                "mobile_exists",
-                "Mobile number already registered",
-            ));
-        }
-        if let Some(Email(e)) = &email
-            && users::by_email(tx, e)?.is_some()
-        {
-            return Err(Error::bad_request(
-                "email_exists",
-                "Email already registered",
-            ));
-        }
-        let user = users::insert(
-            tx,
-            &users::NewUser {
-                mobile_e164: mobile.as_ref().map(|m| m.e164.as_str()),
-                mobile_display: mobile.as_ref().map(|m| m.typed.as_str()),
-                email: email.as_ref().map(|e| e.0.as_str()),
-                full_name: &full_name,
-                password_hash: &hash,
-            },
-            &app.clock.iso(),
-        )?;
-        if let Some(m) = &mobile {
-            otp::consume_verified(tx, m)?;
-        }
-        Ok(tokens::issue_pair(app, tx, &user, None, None)?.0)
-    })?;
+    let verification = match (code, token) {
+        (Some(code), _) => Verification::Otp(code),
+        (None, Some(VerificationToken(t))) => Verification::Token(t),
+        (None, None) => Verification::Address(req.client_ip.to_string()),
+    };
+    let account = NewAccount {
+        mobile,
+        email,
+        password: password.map(|PasswordInput(p)| p),
+        full_name,
+        verification,
+    };
+    let pair = registration::register(app, &account)?;
     Ok(Resp::json(201, &pair))
 }
 
@@ -387,8 +397,10 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
             (None, None) => Ok(None),
         }
     })?;
-    let ok = match &user {
-        Some(u) => password::verify(&password, &u.password_hash),
+    // An account without a password (OTP sign-in only) is answered like a wrong password,
+    // after as much KDF work.
+    let ok = match user.as_ref().and_then(|u| u.password_hash.as_deref()) {
+        Some(hash) => password::verify(&password, hash),
         None => {
             password::verify_dummy(&password);
             false

@@ -42,6 +42,41 @@ impl MobileNumber {
         })
     }
 
+    /// `parse`, then the national numbering rule of its country when that country is one we
+    /// send SMS to (`SMS_ALLOWED_COUNTRIES`): `+9109000000032` is no Indian mobile number.
+    pub fn parse_in(
+        raw: &str,
+        default_country: &str,
+        allowed: &[String],
+    ) -> Result<MobileNumber, Invalid> {
+        let m = MobileNumber::parse(raw, default_country)?;
+        let digits = &m.e164[1..];
+        for plan in NUMBER_PLANS {
+            if !allowed.iter().any(|cc| cc == plan.country) {
+                continue;
+            }
+            let Some(national) = digits.strip_prefix(plan.country) else {
+                continue;
+            };
+            let first_ok = national
+                .bytes()
+                .next()
+                .is_some_and(|b| plan.first_digits.contains(&b));
+            if national.len() != plan.length || !first_ok {
+                return Err(Invalid::new(
+                    format!(
+                        "Mobile number for +{} must have {} digits after the country code, starting with one of {}",
+                        plan.country,
+                        plan.length,
+                        String::from_utf8_lossy(plan.first_digits)
+                    ),
+                    "value_error",
+                ));
+            }
+        }
+        Ok(m)
+    }
+
     /// Is the number in one of these country codes (`["91"]`)?
     pub fn in_countries(&self, countries: &[String]) -> bool {
         countries.iter().any(|cc| {
@@ -51,6 +86,43 @@ impl MobileNumber {
         })
     }
 }
+
+/// A country's mobile numbers: how many digits follow the country code and which digit they
+/// start with. Country codes are prefix-free, so a number matches at most one plan.
+struct NumberPlan {
+    country: &'static str,
+    length: usize,
+    first_digits: &'static [u8],
+}
+
+/// The countries whose plan we know. A country in `SMS_ALLOWED_COUNTRIES` but not here gets
+/// the generic E.164 check only (README, "Mobile numbers").
+const NUMBER_PLANS: &[NumberPlan] = &[
+    // India: 10-digit mobiles starting 6-9.
+    NumberPlan {
+        country: "91",
+        length: 10,
+        first_digits: b"6789",
+    },
+    // North America: area codes never start with 0 or 1.
+    NumberPlan {
+        country: "1",
+        length: 10,
+        first_digits: b"23456789",
+    },
+    // United Kingdom mobiles: 07xxx xxxxxx.
+    NumberPlan {
+        country: "44",
+        length: 10,
+        first_digits: b"7",
+    },
+    // United Arab Emirates mobiles: 05x xxx xxxx.
+    NumberPlan {
+        country: "971",
+        length: 9,
+        first_digits: b"5",
+    },
+];
 
 /// Parsing a mobile number needs the configured default country; the JSON layer reads the
 /// string and the handler finishes with `MobileNumber::parse`.
@@ -131,6 +203,15 @@ impl FromJson for OtpCode {
     }
 }
 
+/// `verification_token` as sent; only its hash is ever compared or stored.
+pub struct VerificationToken(pub String);
+
+impl FromJson for VerificationToken {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        string_within(v, 1, 128).map(|s| VerificationToken(s.trim().to_string()))
+    }
+}
+
 /// A password as sent; its rules are checked by `password::check_rules` (a 400, not a 422).
 pub struct PasswordInput(pub String);
 
@@ -173,6 +254,28 @@ mod tests {
         ] {
             assert!(MobileNumber::parse(bad, "91").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn allowed_countries_need_their_national_length() {
+        let india = ["91".to_string()];
+        for good in ["9876543210", "+919876543210", "6000000000", "+14155550100"] {
+            assert!(MobileNumber::parse_in(good, "91", &india).is_ok(), "{good}");
+        }
+        for bad in [
+            "+9109000000032",
+            "+919000000032000",
+            "+91900000003",
+            "+915876543210",
+            "0123456789",
+            "5876543210",
+        ] {
+            assert!(MobileNumber::parse_in(bad, "91", &india).is_err(), "{bad}");
+        }
+        let us = ["91".to_string(), "1".to_string()];
+        assert!(MobileNumber::parse_in("+14155550100", "91", &us).is_ok());
+        assert!(MobileNumber::parse_in("+1415555010", "91", &us).is_err());
+        assert!(MobileNumber::parse_in("+10155550100", "91", &us).is_err());
     }
 
     #[test]

@@ -72,16 +72,12 @@ pub struct DeletedResponse {
 pub fn delete_me(app: &App, req: &Req) -> Result<Resp> {
     let me = super::require_user(app, req)?;
     app.db.write(|tx| {
-        // Every row that belongs to the user cascades from `users`; rows keyed by the number
-        // (OTP and login state) go too.
+        // Every row that belongs to the user cascades from `users`; the live code and
+        // verifications of the number go too. The send and wrong-try counts (`otp_sends`,
+        // `otp_failures`) stay: they are caps, not account data, and expire on their own;
+        // erasing them let a delete-and-register loop pump SMS past every cap.
         if let Some(m) = &me.user.mobile_e164 {
-            for table in [
-                "otp_codes",
-                "otp_retired",
-                "otp_sends",
-                "otp_failures",
-                "verified_numbers",
-            ] {
+            for table in ["otp_codes", "otp_retired", "verified_numbers"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
                     [m],

@@ -7,6 +7,7 @@ pub mod lockout;
 pub mod me;
 pub mod otp;
 pub mod password;
+pub mod registration;
 pub mod sms;
 pub mod tokens;
 pub mod users;
@@ -19,7 +20,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route("POST", "/api/v1/auth/send-otp", handlers::send_otp),
         route("POST", "/api/v1/auth/verify-otp", handlers::verify_otp),
-        route("POST", "/api/v1/auth/login-otp", handlers::login_otp),
+        route("POST", "/api/v1/auth/login-otp", handlers::login_otp).sensitive(),
         route("POST", "/api/v1/auth/register", handlers::register),
         route("POST", "/api/v1/auth/login", handlers::login),
         route("POST", "/api/v1/auth/refresh", handlers::refresh),

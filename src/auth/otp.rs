@@ -262,6 +262,27 @@ pub fn check(
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<Check> {
+    check_code(app, tx, mobile, code, true)
+}
+
+/// `check` that leaves a right code live (wrong ones still count): `/register` checks the
+/// code before its other rules, and a registration refused by them must not use it up.
+pub fn peek(
+    app: &App,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    code: &OtpCode,
+) -> Result<Check> {
+    check_code(app, tx, mobile, code, false)
+}
+
+fn check_code(
+    app: &App,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    code: &OtpCode,
+    consume: bool,
+) -> Result<Check> {
     ensure_not_locked(app, tx, mobile)?;
     let now = app.clock.unix();
     let stored: Option<(String, i64)> = tx
@@ -276,6 +297,9 @@ pub fn check(
     };
     let given = keyed_hash(secret(app), &mobile.e164, &code.0);
     if constant_time_eq(given.as_bytes(), live.as_bytes()) {
+        if !consume {
+            return Ok(Check::Valid);
+        }
         retire(app, tx, mobile, &live)?;
         tx.execute(
             "DELETE FROM otp_failures WHERE mobile_number = ?1",
@@ -308,29 +332,69 @@ pub fn check(
     Ok(Check::Invalid)
 }
 
-/// `verify-otp` success: the number may register for the next 10 minutes.
-pub fn mark_verified(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
+/// How a `/register` request shows that its number was verified.
+pub enum Proof<'a> {
+    /// The `verification_token` that verify-otp answered.
+    Token(&'a str),
+    /// Neither token nor code: only a verification from this client address counts (the
+    /// released app verifies and registers from the same phone).
+    Address(&'a str),
+}
+
+fn token_hash(token: &str) -> String {
+    // The token is 32 random bytes, so a plain hash is enough to make the stored value useless.
+    crate::random::to_hex(&hmac_sha256::Hash::hash(token.as_bytes()))
+}
+
+/// `verify-otp` success: for the next 10 minutes the number may register, from this client
+/// address or with the returned token (single use, stored only as its hash).
+pub fn mark_verified(
+    app: &App,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    ip: &str,
+) -> Result<String> {
     let now = app.clock.unix();
+    let token = crate::random::hex(32);
+    tx.execute("DELETE FROM verified_numbers WHERE expires_at <= ?1", [now])?;
     tx.execute(
-        "INSERT INTO verified_numbers (mobile_number, verified_at, expires_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT(mobile_number) DO UPDATE SET verified_at = excluded.verified_at,
-             expires_at = excluded.expires_at",
-        params![mobile.e164, now, now + VERIFIED_TTL_SECS],
+        "INSERT INTO verified_numbers (token_hash, mobile_number, client_ip, verified_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            token_hash(&token),
+            mobile.e164,
+            ip,
+            now,
+            now + VERIFIED_TTL_SECS
+        ],
     )?;
-    Ok(())
+    Ok(token)
 }
 
-pub fn is_verified(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<bool> {
-    Ok(tx
-        .query_row(
-            "SELECT expires_at > ?2 FROM verified_numbers WHERE mobile_number = ?1",
-            params![mobile.e164, app.clock.unix()],
-            |r| r.get::<_, bool>(0),
-        )
-        .optional()?
-        .unwrap_or(false))
+/// Is there a live verification of this number that `proof` may use?
+pub fn is_verified(
+    app: &App,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    proof: &Proof<'_>,
+) -> Result<bool> {
+    let now = app.clock.unix();
+    let (sql, key) = match proof {
+        Proof::Token(t) => (
+            "SELECT EXISTS(SELECT 1 FROM verified_numbers
+             WHERE mobile_number = ?1 AND token_hash = ?2 AND expires_at > ?3)",
+            token_hash(t),
+        ),
+        Proof::Address(ip) => (
+            "SELECT EXISTS(SELECT 1 FROM verified_numbers
+             WHERE mobile_number = ?1 AND client_ip = ?2 AND expires_at > ?3)",
+            (*ip).to_string(),
+        ),
+    };
+    Ok(tx.query_row(sql, params![mobile.e164, key, now], |r| r.get(0))?)
 }
 
+/// A registration used the number: every verification of it ends, tokens included.
 pub fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
     tx.execute(
         "DELETE FROM verified_numbers WHERE mobile_number = ?1",

@@ -15,7 +15,8 @@ pub struct User {
     pub mobile_display: Option<String>,
     pub email: Option<String>,
     pub full_name: String,
-    pub password_hash: String,
+    /// `None`: the account registered with an OTP and no password, and signs in by OTP only.
+    pub password_hash: Option<String>,
     pub is_active: bool,
     pub token_version: i64,
     pub created_at: String,
@@ -52,14 +53,19 @@ impl From<&User> for UserResponse {
 const COLUMNS: &str = "id, mobile_number, mobile_display, email, full_name, password_hash, \
                        is_active, token_version, created_at, updated_at";
 
+/// What `password_hash` holds for an account without a password. It is no PHC string, so no
+/// password can ever verify against it, even on a path that forgot to check for `None`.
+const NO_PASSWORD: &str = "!no-password";
+
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    let hash: String = r.get(5)?;
     Ok(User {
         id: r.get(0)?,
         mobile_e164: r.get(1)?,
         mobile_display: r.get(2)?,
         email: r.get(3)?,
         full_name: r.get(4)?,
-        password_hash: r.get(5)?,
+        password_hash: (hash != NO_PASSWORD).then_some(hash),
         is_active: r.get(6)?,
         token_version: r.get(7)?,
         created_at: r.get(8)?,
@@ -97,7 +103,8 @@ pub struct NewUser<'a> {
     pub mobile_display: Option<&'a str>,
     pub email: Option<&'a str>,
     pub full_name: &'a str,
-    pub password_hash: &'a str,
+    /// `None`: OTP sign-in only.
+    pub password_hash: Option<&'a str>,
 }
 
 pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
@@ -113,7 +120,7 @@ pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
         u.mobile_display,
         u.email,
         u.full_name,
-        u.password_hash,
+        u.password_hash.unwrap_or(NO_PASSWORD),
         now
     ])?;
     by_id(c, &id)?.ok_or_else(|| Error::internal("inserted user vanished"))
