@@ -53,6 +53,7 @@ fn assert_all_closed(sockets: &mut [Ws], want: (u16, &str), since: Instant, limi
         assert!(is(got.clone(), want), "{path}: {got:?}, want {want:?}");
     }
     let took = since.elapsed();
+    eprintln!("closed with {want:?} after {took:?}");
     assert!(took < limit, "closed after {took:?}");
 }
 
@@ -227,9 +228,7 @@ fn unauthenticated_sockets_are_capped_per_address() {
     );
     assert_eq!(next_json(&mut idle[0])["type"], "connected");
     let _one_more = upgrade_from(&t, HOME, "/ws/notifications").expect("a place was freed");
-    let r = upgrade_from(&t, HOME, "/ws/chat")
-        .err()
-        .expect("the 11th pending socket is refused");
+    let r = upgrade_from(&t, HOME, "/ws/chat").expect_err("the 11th pending socket is refused");
     assert_eq!(r.json()["code"], "too_many_pending");
     ping(&mut idle[0]);
 }
