@@ -26,10 +26,6 @@ const REPLACED: (u16, &str) = (4000, "Replaced by a newer connection");
 const ENDED: (u16, &str) = (4001, "Session ended");
 const EXPIRED: (u16, &str) = (4001, "Session expired");
 
-fn close(ws: &mut Ws) -> (u16, String) {
-    close_of(ws)
-}
-
 fn is(got: (u16, String), want: (u16, &str)) -> bool {
     got.0 == want.0 && got.1 == want.1
 }
@@ -49,7 +45,7 @@ fn both(t: &TestApp, token: &str) -> Vec<Ws> {
 /// Each socket is closed with `want`, all within `limit` of `since`.
 fn assert_all_closed(sockets: &mut [Ws], want: (u16, &str), since: Instant, limit: Duration) {
     for (ws, path) in sockets.iter_mut().zip(PATHS) {
-        let got = close(ws);
+        let got = close_of(ws);
         assert!(is(got.clone(), want), "{path}: {got:?}, want {want:?}");
     }
     let took = since.elapsed();
@@ -74,8 +70,25 @@ fn tcp_from(t: &TestApp, from: Ipv4Addr) -> TcpStream {
 /// The upgrade of a connection from `from`: the socket, or the refusal's status, headers and
 /// JSON body.
 fn upgrade_from(t: &TestApp, from: Ipv4Addr, path: &str) -> Result<Ws, Reply> {
-    let url = format!("ws://{}{path}", t.ws);
-    match tungstenite::client::client(url.as_str(), tcp_from(t, from)) {
+    upgrade_forwarded(t, from, path, None)
+}
+
+/// The same, through a proxy that says the client is `forwarded_for`.
+fn upgrade_forwarded(
+    t: &TestApp,
+    from: Ipv4Addr,
+    path: &str,
+    forwarded_for: Option<&str>,
+) -> Result<Ws, Reply> {
+    use tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", t.ws)
+        .into_client_request()
+        .expect("a request");
+    if let Some(ip) = forwarded_for {
+        req.headers_mut()
+            .insert("X-Forwarded-For", ip.parse().expect("a header value"));
+    }
+    match tungstenite::client::client(req, tcp_from(t, from)) {
         Ok((ws, resp)) => {
             assert_eq!(resp.status(), 101);
             Ok(ws)
@@ -124,7 +137,7 @@ fn over_the_cap_the_newest_socket_wins_and_the_oldest_gets_4000() {
         // Three sockets with the cap at 2: the first goes.
         let mut third = live(&t, path, &u.token);
         assert!(
-            is(close(&mut first), REPLACED),
+            is(close_of(&mut first), REPLACED),
             "{path}: the oldest is replaced"
         );
         ping(&mut second);
@@ -136,7 +149,7 @@ fn over_the_cap_the_newest_socket_wins_and_the_oldest_gets_4000() {
             &json!({"type": "authenticate", "token": u.token}),
         );
         assert_eq!(next_json(&mut fourth)["type"], "connected");
-        assert!(is(close(&mut second), REPLACED), "{path}");
+        assert!(is(close_of(&mut second), REPLACED), "{path}");
         ping(&mut third);
         ping(&mut fourth);
         // Other users, and the other endpoint, are counted apart.
@@ -233,6 +246,41 @@ fn unauthenticated_sockets_are_capped_per_address() {
     ping(&mut idle[0]);
 }
 
+/// Behind the reverse proxy every socket comes from 127.0.0.1: the limits count the client
+/// that `X-Forwarded-For` names (from a `TRUSTED_PROXIES` peer only), not the proxy.
+#[test]
+fn behind_a_trusted_proxy_the_forwarded_client_is_counted() {
+    let t = spawn_app_with(&[("TRUSTED_PROXIES", "127.0.0.1")]);
+    let u = register(&t, "proxied@example.com", "Proxied");
+    let crowd = Some("203.0.113.9");
+    let _idle: Vec<Ws> = (0..10)
+        .map(|_| upgrade_forwarded(&t, HOME, "/ws/chat", crowd).expect("pending"))
+        .collect();
+    let r = upgrade_forwarded(&t, HOME, "/ws/chat", crowd).expect_err("the 11th is refused");
+    assert_eq!(r.json()["code"], "too_many_pending");
+    // Another client behind the same proxy gets in.
+    let mut ws = upgrade_forwarded(
+        &t,
+        HOME,
+        &format!("/ws/notifications?token={}", u.token),
+        Some("203.0.113.10"),
+    )
+    .expect("another client");
+    assert_eq!(next_json(&mut ws)["type"], "connected");
+    ping(&mut ws);
+    // From a peer that is not a trusted proxy the header is not believed: that peer's own
+    // address is counted.
+    let _theirs: Vec<Ws> = (0..10)
+        .map(|i| {
+            let claimed = format!("198.51.100.{i}");
+            upgrade_forwarded(&t, ELSEWHERE, "/ws/chat", Some(&claimed)).expect("pending")
+        })
+        .collect();
+    let r = upgrade_forwarded(&t, ELSEWHERE, "/ws/chat", Some("198.51.100.77"))
+        .expect_err("a forged header does not make a new client");
+    assert_eq!(r.json()["code"], "too_many_pending");
+}
+
 /// Reproduced: 100 s after `logout` with `all:true`, the socket still answered. Now every
 /// socket of the user closes with 4001 "Session ended" within 5 s.
 #[test]
@@ -299,7 +347,7 @@ fn deactivation_from_the_command_line_ends_the_users_sockets() {
     // And the same user cannot come back.
     let mut back = open(&t, &format!("/ws/chat?token={}", u.token));
     assert_eq!(
-        close(&mut back),
+        close_of(&mut back),
         (1008, "Authentication failed".to_string())
     );
 }
@@ -369,7 +417,11 @@ fn a_fresh_token_in_band_extends_the_socket_and_a_bad_one_closes_it() {
         for path in PATHS {
             let mut ws = live(&t, path, &token);
             send(&mut ws, &msg);
-            assert_eq!(close(&mut ws), (1008, reason.to_string()), "{path} {msg}");
+            assert_eq!(
+                close_of(&mut ws),
+                (1008, reason.to_string()),
+                "{path} {msg}"
+            );
         }
     }
     // The other user's token was refused, not adopted: their sockets are unaffected.

@@ -1,8 +1,10 @@
-//! `/ws/chat` and `/ws/notifications`: authentication, the per-user socket cap, and the loop
-//! that owns the socket. One thread per socket. While idle it sleeps in a read of the socket,
-//! so a message is handled the moment it lands and idle sockets cost nothing. While answering
-//! it waits on its own channel of upstream pieces, forwarding each the moment it arrives, and
-//! reads the socket without waiting in between, so a `cancel` is seen within `WAIT`.
+//! `/ws/chat` and `/ws/notifications`: authentication (first, and renewed in band), joining
+//! the user's live sockets (`crate::ws::sessions`), and the loop that owns the socket. One
+//! thread per socket. While idle it sleeps in a read of the socket, so a message is handled
+//! the moment it lands and idle sockets cost nothing. While answering it waits on its own
+//! channel of upstream pieces, forwarding each the moment it arrives, and reads the socket
+//! without waiting in between, so a `cancel` is seen within `WAIT`. Each turn of a loop also
+//! looks at the socket's session flag (replaced, expired, ended).
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};

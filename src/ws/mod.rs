@@ -1,7 +1,9 @@
 //! The WebSocket listener on `WS_PORT`: its own `TcpListener`, a thread per socket, and a
 //! loop with a short read timeout so one thread can push frames, answer pings, notice a
 //! dead peer and a server stop. `/ws/chat` and `/ws/notifications` are served; any other
-//! path gets a 404 at the handshake, and a request that is not an upgrade gets a 426.
+//! path gets a 404 at the handshake, and a request that is not an upgrade gets a 426. The
+//! handshake also admits or refuses the client's address (`admission`); authenticated sockets
+//! are listed per user (`sessions`), which replaces and ends them.
 
 pub mod admission;
 pub mod sessions;
