@@ -482,6 +482,9 @@ fn main() {
         ("OPENAI_API_KEY", "x"),
         ("OPENAI_BASE_URL", base_url.as_str()),
         ("WS_MAX_CONNECTIONS_PER_USER", per_user.as_str()),
+        // Every client connects from 127.0.0.1 at once: the per-address guards are not what
+        // this measures.
+        ("WS_MAX_PENDING_PER_IP", "1000000"),
         ("CACHE_ENABLED", "false"),
     ];
     settings.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));

@@ -131,6 +131,10 @@ pub struct Config {
     pub ws_heartbeat_interval: Duration,
     pub ws_auth_timeout: Duration,
     pub ws_max_frame_bytes: usize,
+    /// Upgrades per client address per minute, while rate limiting is on.
+    pub ws_upgrades_per_minute: u32,
+    /// Sockets one address may hold open before they authenticate.
+    pub ws_max_pending_per_ip: usize,
 
     pub enable_user_registration: bool,
     pub enable_email_registration: bool,
@@ -469,6 +473,8 @@ impl Config {
         let ws_heartbeat_interval = r.seconds("WS_HEARTBEAT_INTERVAL", 30);
         let ws_auth_timeout = r.seconds("WS_AUTH_TIMEOUT_SECONDS", 30);
         let ws_max_frame_bytes = r.count("WS_MAX_FRAME_BYTES", 64 * 1024, 1024) as usize;
+        let ws_upgrades_per_minute = r.count("WS_UPGRADES_PER_MINUTE", 60, 1);
+        let ws_max_pending_per_ip = r.count("WS_MAX_PENDING_PER_IP", 10, 1) as usize;
 
         let enable_user_registration = r.flag("ENABLE_USER_REGISTRATION", true);
         let enable_email_registration = r.flag("ENABLE_EMAIL_REGISTRATION", true);
@@ -617,6 +623,8 @@ impl Config {
             ws_heartbeat_interval,
             ws_auth_timeout,
             ws_max_frame_bytes,
+            ws_upgrades_per_minute,
+            ws_max_pending_per_ip,
             enable_user_registration,
             enable_email_registration,
             enable_chat,
@@ -709,6 +717,9 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c.otp_max_attempts, 5);
         assert_eq!(c.sms_daily_limit, 1000);
+        assert_eq!(c.ws_max_connections_per_user, 3);
+        assert_eq!(c.ws_upgrades_per_minute, 60);
+        assert_eq!(c.ws_max_pending_per_ip, 10);
         assert!(
             !c.rate_limit_enabled,
             "rate limiting is on by default only in production"

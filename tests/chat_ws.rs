@@ -1,8 +1,8 @@
 //! The coach over `/ws/chat` and the pushes of `/ws/notifications`, black-box against the fake
 //! LLM: both ways to authenticate and every way that fails, answers streamed piece by piece
 //! with usage, the system prompt built from the user's profile and numbers, history, the
-//! answer cache, cancel, a client that leaves mid-answer, bad frames, the per-user socket cap,
-//! heartbeats and budget alerts.
+//! answer cache, cancel, a client that leaves mid-answer, bad frames, the per-user socket cap
+//! (the newest wins), heartbeats and budget alerts.
 
 mod chat_support;
 mod common;
@@ -516,27 +516,28 @@ fn failed_authentication_closes_with_1008_and_the_reason() {
     assert_eq!(refused("/ws/chat", auth(&u.token)), invalid);
 }
 
+/// The newest wins (issue 10.5): a fourth socket of one user is served and the oldest is
+/// closed with 4000; before, the fourth was refused with 1008 "Max connections reached".
 #[test]
-fn a_fourth_socket_of_one_user_is_refused_until_one_closes() {
+fn a_fourth_socket_of_one_user_replaces_the_oldest() {
     let t = spawn_app();
     let u = register(&t, "many@example.com", "Many");
     let other = register(&t, "other@example.com", "Other");
     let mut open_ones: Vec<Ws> = (0..3).map(|_| chat(&t, &u.token).0).collect();
+    let replaced = (4000, "Replaced by a newer connection".to_string());
 
-    let mut fourth = open(&t, &format!("/ws/chat?token={}", u.token));
-    assert_eq!(
-        close_of(&mut fourth),
-        (1008, "Max connections reached".to_string())
-    );
+    let (mut fourth, _) = chat(&t, &u.token);
+    assert_eq!(close_of(&mut open_ones.remove(0)), replaced);
+    ping(&mut fourth);
+    open_ones.push(fourth);
     let mut fifth = open(&t, "/ws/chat");
     send(
         &mut fifth,
         &json!({"type": "authenticate", "token": u.token}),
     );
-    assert_eq!(
-        close_of(&mut fifth),
-        (1008, "Max connections reached".to_string())
-    );
+    assert_eq!(next_json(&mut fifth)["type"], "connected");
+    assert_eq!(close_of(&mut open_ones.remove(0)), replaced);
+    open_ones.push(fifth);
     for ws in &mut open_ones {
         ping(ws);
     }
@@ -546,7 +547,7 @@ fn a_fourth_socket_of_one_user_is_refused_until_one_closes() {
     let mut notes = open(&t, &format!("/ws/notifications?token={}", u.token));
     assert_eq!(next_json(&mut notes)["type"], "connected");
 
-    // A closed socket gives its place back at once, every time.
+    // A closed socket gives its place back at once: nobody is replaced.
     for _ in 0..10 {
         hang_up(open_ones.pop().expect("a socket"));
         let (mut again, _) = chat(&t, &u.token);

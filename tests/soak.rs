@@ -1207,6 +1207,8 @@ fn server_vars(db: &Path, upstream: String) -> Vec<(&'static str, String)> {
         ("RATE_LIMIT_PER_HOUR", "1000000".into()),
         ("RATE_LIMIT_PER_DAY", "10000000".into()),
         ("CHAT_RATE_LIMIT_PER_MINUTE", "10000".into()),
+        // All clients share 127.0.0.1, and they open sockets over and over.
+        ("WS_UPGRADES_PER_MINUTE", "100000".into()),
         ("CHAT_DAILY_TOKEN_LIMIT", "0".into()),
         ("CHAT_GLOBAL_DAILY_TOKEN_LIMIT", "0".into()),
         ("OPENAI_API_KEY", "sk-soak-test".into()),

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 const ISSUER: &str = "wealthcoach";
 const AUDIENCE: &str = "wealthcoach-app";
 /// Clock skew we forgive between machines.
-const TOLERANCE_SECS: u64 = 30;
+pub const TOLERANCE_SECS: u64 = 30;
 /// A client that lost the answer to a refresh may present the old token this long after.
 pub const REFRESH_GRACE_SECS: i64 = 30;
 

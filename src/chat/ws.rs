@@ -1,8 +1,10 @@
-//! `/ws/chat` and `/ws/notifications`: authentication, the per-user socket cap, and the loop
-//! that owns the socket. One thread per socket. While idle it sleeps in a read of the socket,
-//! so a message is handled the moment it lands and idle sockets cost nothing. While answering
-//! it waits on its own channel of upstream pieces, forwarding each the moment it arrives, and
-//! reads the socket without waiting in between, so a `cancel` is seen within `WAIT`.
+//! `/ws/chat` and `/ws/notifications`: authentication (first, and renewed in band), joining
+//! the user's live sockets (`crate::ws::sessions`), and the loop that owns the socket. One
+//! thread per socket. While idle it sleeps in a read of the socket, so a message is handled
+//! the moment it lands and idle sockets cost nothing. While answering it waits on its own
+//! channel of upstream pieces, forwarding each the moment it arrives, and reads the socket
+//! without waiting in between, so a `cancel` is seen within `WAIT`. Each turn of a loop also
+//! looks at the socket's session flag (replaced, expired, ended).
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::time::{Duration, Instant};
@@ -17,6 +19,7 @@ use super::upstream::{self, StreamEvent, StreamHandle, UpstreamError};
 use crate::app::App;
 use crate::auth::{AuthUser, authenticate_token};
 use crate::http::ratelimit::Quota;
+use crate::ws::sessions::Live;
 use crate::ws::{Ended, Endpoint, Socket, error_frame};
 
 /// While answering: how long the loop waits on its channel before looking at the socket.
@@ -61,51 +64,52 @@ fn authenticate(app: &App, sock: &mut Socket, query_token: Option<String>) -> Op
                 }
             };
             let v: Value = serde_json::from_str(&first).unwrap_or(Value::Null);
-            match (
-                v.get("type").and_then(Value::as_str),
-                v.get("token").and_then(Value::as_str),
-            ) {
-                (Some("authenticate"), Some(t)) if !t.is_empty() => t.to_string(),
-                _ => return refuse(sock, "Authentication required"),
+            match message_token(&v) {
+                Some(t) => t,
+                None => return refuse(sock, "Authentication required"),
             }
         }
     };
-    match authenticate_token(app, &token, false) {
+    match check_token(app, &token) {
         Ok(user) => Some(user),
-        Err(crate::error::Error::Forbidden { .. }) => refuse(sock, "Authentication failed"),
-        Err(_) => refuse(sock, "Invalid token"),
+        Err(reason) => refuse(sock, reason),
     }
 }
 
-/// Counts a user's sockets per endpoint; the slot is given back when dropped.
-struct Slot<'a> {
-    app: &'a App,
-    key: (String, Endpoint),
-}
-
-impl<'a> Slot<'a> {
-    fn take(app: &'a App, user: &str, endpoint: Endpoint) -> Option<Slot<'a>> {
-        let mut map = app.ws_users.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (user.to_string(), endpoint);
-        let n = map.entry(key.clone()).or_insert(0);
-        if *n >= app.config.ws_max_connections_per_user {
-            return None;
-        }
-        *n += 1;
-        Some(Slot { app, key })
+/// The token of an `{"type":"authenticate","token"}` message.
+fn message_token(v: &Value) -> Option<String> {
+    match (
+        v.get("type").and_then(Value::as_str),
+        v.get("token").and_then(Value::as_str),
+    ) {
+        (Some("authenticate"), Some(t)) if !t.is_empty() => Some(t.to_string()),
+        _ => None,
     }
 }
 
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut map = self.app.ws_users.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
+/// The full check of an access token, or the close reason the contract gives its failure.
+fn check_token(app: &App, token: &str) -> Result<AuthUser, &'static str> {
+    match authenticate_token(app, token, false) {
+        Ok(user) => Ok(user),
+        Err(crate::error::Error::Forbidden { .. }) => Err("Authentication failed"),
+        Err(_) => Err("Invalid token"),
     }
+}
+
+/// An `authenticate` on a socket that is already open: a fresh token of the same user carries
+/// the socket past the old token's expiry; a bad one closes it like a failed first attempt.
+fn reauthenticate(app: &App, live: &Live, v: &Value) -> Result<(AuthUser, Value), Ended> {
+    let token = message_token(v).ok_or(Ended::AuthFailed("Authentication required"))?;
+    let user = check_token(app, &token).map_err(Ended::AuthFailed)?;
+    if user.user.id != live.user_id() {
+        return Err(Ended::AuthFailed("Invalid token"));
+    }
+    live.renew(&user);
+    let expires = jiff::Timestamp::from_second(user.expires_at)
+        .map(crate::clock::iso)
+        .unwrap_or_default();
+    let reply = json!({"type": "authenticated", "expires_at": expires, "timestamp": now(app)});
+    Ok((user, reply))
 }
 
 /// Serves an upgraded socket until it ends.
@@ -113,18 +117,28 @@ pub fn serve(app: &App, mut sock: Socket, query_token: Option<String>) {
     let Some(user) = authenticate(app, &mut sock, query_token) else {
         return;
     };
-    let Some(_slot) = Slot::take(app, &user.user.id, sock.endpoint) else {
-        sock.close(CloseCode::Policy, "Max connections reached");
-        return;
-    };
+    sock.authenticated();
+    let cap = app.config.ws_max_connections_per_user;
+    let member = app.ws_sessions.join(&user, sock.endpoint, cap);
     let ended = match sock.endpoint {
-        Endpoint::Chat => ChatSocket::new(app, sock, user).run(),
-        Endpoint::Notifications => notifications(app, &mut sock, &user),
+        Endpoint::Chat => ChatSocket::new(app, sock, user, &member).run(),
+        Endpoint::Notifications => notifications(app, &mut sock, &user, &member),
     };
     log::debug!("ws socket ended: {ended:?}");
 }
 
-fn notifications(app: &App, sock: &mut Socket, user: &AuthUser) -> Ended {
+/// What a notifications socket answers to a client's frame: `authenticate` renews the
+/// socket's session, the rest is shared.
+fn notification_reply(app: &App, live: &Live, text: &str) -> Result<Option<Value>, Ended> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) if v.get("type").and_then(Value::as_str) == Some("authenticate") => {
+            reauthenticate(app, live, &v).map(|(_, reply)| Some(reply))
+        }
+        _ => Ok(crate::ws::basic_reply(text)),
+    }
+}
+
+fn notifications(app: &App, sock: &mut Socket, user: &AuthUser, live: &Live) -> Ended {
     let rx = app.events.subscribe(&user.user.id);
     if sock
         .send_json(&json!({"type": "connected", "message": "Connected to notifications", "timestamp": now(app)}))
@@ -137,6 +151,10 @@ fn notifications(app: &App, sock: &mut Socket, user: &AuthUser) -> Ended {
         if app.is_stopping() {
             sock.close(CloseCode::Away, "Server shutting down");
             return Ended::ServerStopping;
+        }
+        if let Some(e) = live.ending() {
+            sock.close_for(&e);
+            return e;
         }
         match rx.recv_timeout(NOTIFY_WAIT) {
             Ok(event) => {
@@ -157,13 +175,18 @@ fn notifications(app: &App, sock: &mut Socket, user: &AuthUser) -> Ended {
         }
         loop {
             match sock.poll() {
-                Ok(Some(Message::Text(t))) => {
-                    if let Some(reply) = crate::ws::basic_reply(t.as_str())
-                        && sock.send_json(&reply).is_err()
-                    {
-                        return Ended::Gone;
+                Ok(Some(Message::Text(t))) => match notification_reply(app, live, t.as_str()) {
+                    Ok(Some(reply)) => {
+                        if sock.send_json(&reply).is_err() {
+                            return Ended::Gone;
+                        }
                     }
-                }
+                    Ok(None) => {}
+                    Err(e) => {
+                        sock.close_for(&e);
+                        return e;
+                    }
+                },
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(e) => {
@@ -190,6 +213,7 @@ struct ChatSocket<'a> {
     app: &'a App,
     sock: Socket,
     user: AuthUser,
+    live: &'a Live,
     session_id: String,
     tx: Sender<Inbound>,
     rx: Receiver<Inbound>,
@@ -198,12 +222,13 @@ struct ChatSocket<'a> {
 }
 
 impl<'a> ChatSocket<'a> {
-    fn new(app: &'a App, sock: Socket, user: AuthUser) -> ChatSocket<'a> {
+    fn new(app: &'a App, sock: Socket, user: AuthUser, live: &'a Live) -> ChatSocket<'a> {
         let (tx, rx) = channel();
         ChatSocket {
             app,
             sock,
             user,
+            live,
             session_id: crate::random::uuid(),
             tx,
             rx,
@@ -243,6 +268,9 @@ impl<'a> ChatSocket<'a> {
         loop {
             if self.app.is_stopping() {
                 return Ended::ServerStopping;
+            }
+            if let Some(e) = self.live.ending() {
+                return e;
             }
             if self.answering.is_none() {
                 // Idle: sleep on the socket itself. Events of a cancelled stream may still
@@ -302,8 +330,11 @@ impl<'a> ChatSocket<'a> {
             Some("ping") => self.send(json!({"type": "pong", "timestamp": now(self.app)})),
             Some("cancel") => self.cancel(),
             Some("message") => self.on_question(&v),
-            // Already authenticated: a repeated `authenticate` changes nothing.
-            Some("authenticate") => Ok(()),
+            Some("authenticate") => {
+                let (user, reply) = reauthenticate(self.app, self.live, &v)?;
+                self.user = user;
+                self.send(reply)
+            }
             Some(other) => self.error("unknown_type", &format!("Unknown message type: {other}")),
             None => self.error("unknown_type", "Unknown message type: None"),
         }

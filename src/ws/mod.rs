@@ -1,7 +1,12 @@
 //! The WebSocket listener on `WS_PORT`: its own `TcpListener`, a thread per socket, and a
 //! loop with a short read timeout so one thread can push frames, answer pings, notice a
 //! dead peer and a server stop. `/ws/chat` and `/ws/notifications` are served; any other
-//! path gets a 404 at the handshake, and a request that is not an upgrade gets a 426.
+//! path gets a 404 at the handshake, and a request that is not an upgrade gets a 426. The
+//! handshake also admits or refuses the client's address (`admission`); authenticated sockets
+//! are listed per user (`sessions`), which replaces and ends them.
+
+pub mod admission;
+pub mod sessions;
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -37,26 +42,35 @@ impl Endpoint {
     }
 }
 
-/// What the handshake learned: where the client wants to go and the `?token=` it brought.
-#[derive(Debug, Default)]
+/// What the handshake learned: where the client wants to go, the `?token=` it brought, and
+/// its place among its address's unauthenticated sockets.
+#[derive(Default)]
 pub struct Upgrade {
     pub endpoint: Option<Endpoint>,
     pub token: Option<String>,
+    pub pending: Option<admission::PendingSlot>,
 }
 
 pub struct WsServer {
     addr: SocketAddr,
     accept: JoinHandle<()>,
+    watcher: JoinHandle<()>,
 }
 
 impl WsServer {
     pub fn start(app: Arc<App>, listener: TcpListener) -> Result<WsServer, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let watcher = sessions::spawn_watcher(app.clone())
+            .map_err(|e| format!("cannot start the WebSocket session watcher: {e}"))?;
         let accept = std::thread::Builder::new()
             .name("ws-accept".into())
             .spawn(move || accept_loop(&app, &listener))
             .map_err(|e| format!("cannot start the WebSocket listener: {e}"))?;
-        Ok(WsServer { addr, accept })
+        Ok(WsServer {
+            addr,
+            accept,
+            watcher,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -69,7 +83,9 @@ impl WsServer {
             &crate::http::server::local(self.addr),
             Duration::from_millis(200),
         );
-        while !self.accept.is_finished() && Instant::now() < deadline {
+        while !(self.accept.is_finished() && self.watcher.is_finished())
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -142,7 +158,27 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The handshake's refusal of an upgrade: a JSON body, and `Retry-After`.
+fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
+    use tungstenite::http::{HeaderValue, StatusCode};
+    let body = json!({"detail": r.detail, "code": r.code}).to_string();
+    let mut e = ErrorResponse::new(Some(body));
+    *e.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    let h = e.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("retry-after", HeaderValue::from(r.retry_after));
+    if let Some((limit, reset_at)) = r.rate {
+        h.insert("x-ratelimit-limit", HeaderValue::from(limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(0));
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset_at));
+    }
+    e
+}
+
 fn serve(app: &Arc<App>, stream: TcpStream) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
     let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_nodelay(true);
@@ -161,6 +197,13 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
             *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
             return Err(e);
         }
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        let client =
+            crate::http::middleware::client_ip(peer.ip(), forwarded, &app.config.trusted_proxies);
+        upgrade.pending = Some(admission::admit(app, client).map_err(|r| refused_upgrade(&r))?);
         upgrade.endpoint = endpoint;
         upgrade.token = query_token(req.uri().query());
         Ok(resp)
@@ -201,6 +244,7 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
         ws,
         endpoint,
         waiting: None,
+        pending: upgrade.pending,
     };
     crate::chat::ws::serve(app, socket, upgrade.token);
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
@@ -212,6 +256,8 @@ pub struct Socket {
     pub endpoint: Endpoint,
     /// The read timeout while blocking, `None` while reads do not wait.
     waiting: Option<Duration>,
+    /// Held until the socket authenticates: it counts against `WS_MAX_PENDING_PER_IP`.
+    pending: Option<admission::PendingSlot>,
 }
 
 /// What ended a socket's loop.
@@ -221,9 +267,22 @@ pub enum Ended {
     Gone,
     ServerStopping,
     TooBig,
+    /// A newer socket of the same user took this one's place (4000).
+    Replaced,
+    /// The access token expired and no fresh one came in band (4001).
+    SessionExpired,
+    /// Logged out everywhere, deleted or deactivated (4001).
+    SessionEnded,
+    /// An in-band `authenticate` that failed (1008, with the reason).
+    AuthFailed(&'static str),
 }
 
 impl Socket {
+    /// The socket has authenticated: it no longer counts as pending for its address.
+    pub fn authenticated(&mut self) {
+        self.pending = None;
+    }
+
     /// Sends a frame. On a socket whose buffer is full the frame is queued and goes out with
     /// a later flush; a client that stops reading altogether fills the write buffer limit
     /// and is dropped.
@@ -239,6 +298,10 @@ impl Socket {
         match ended {
             Ended::TooBig => self.close(CloseCode::Size, "Message too big"),
             Ended::ServerStopping => self.close(CloseCode::Away, "Server shutting down"),
+            Ended::Replaced => self.close(CloseCode::from(4000), "Replaced by a newer connection"),
+            Ended::SessionExpired => self.close(CloseCode::from(4001), "Session expired"),
+            Ended::SessionEnded => self.close(CloseCode::from(4001), "Session ended"),
+            Ended::AuthFailed(reason) => self.close(CloseCode::Policy, reason),
             // tungstenite queued the reply to the client's close; send it.
             Ended::ClientClosed => {
                 let _ = self.ws.flush();
