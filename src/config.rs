@@ -460,6 +460,15 @@ impl Config {
                     .push(format!("TRUSTED_PROXIES: not an IP address: {p:?}")),
             }
         }
+        if production && trusted_proxies.is_empty() {
+            // Behind a proxy on the same host every client then arrives from loopback: one
+            // rate-limit bucket for everyone, and the operator routes open to all.
+            warnings.push(
+                "TRUSTED_PROXIES is empty: behind a local reverse proxy every client looks like \
+                 loopback (set it to the proxy's address)"
+                    .to_string(),
+            );
+        }
         let metrics_token = r.opt_string("METRICS_TOKEN").map(Secret);
 
         let rate_limit_enabled = r.flag("RATE_LIMIT_ENABLED", production);
@@ -811,6 +820,27 @@ mod tests {
         let errs = Config::from_pairs(&[("PORT", "eighty"), ("APP_TIMEZONE", "Mars/Olympus")])
             .expect_err("invalid");
         assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn production_without_trusted_proxies_warns() {
+        let prod = [
+            ("ENVIRONMENT", "production"),
+            (
+                "JWT_SECRET_KEY",
+                "a-production-secret-with-many-distinct-chars-0123456789",
+            ),
+            ("SMS_PROVIDER", "webhook"),
+            ("SMS_WEBHOOK_URL", "http://127.0.0.1:9/sms"),
+        ];
+        let c = Config::from_pairs(&prod).expect("valid");
+        assert!(c.warnings.iter().any(|w| w.contains("TRUSTED_PROXIES")));
+        let mut with_proxy = prod.to_vec();
+        with_proxy.push(("TRUSTED_PROXIES", "127.0.0.1"));
+        let c = Config::from_pairs(&with_proxy).expect("valid");
+        assert!(!c.warnings.iter().any(|w| w.contains("TRUSTED_PROXIES")));
+        let dev = Config::from_pairs(&[]).expect("valid");
+        assert!(!dev.warnings.iter().any(|w| w.contains("TRUSTED_PROXIES")));
     }
 
     #[test]

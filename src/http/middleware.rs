@@ -136,6 +136,13 @@ mod tests {
         );
         assert_eq!(client_ip(proxy, None, &[proxy]), proxy);
         assert_eq!(client_ip(proxy, Some("garbage"), &[proxy]), proxy);
+        // An unparseable entry stops the walk: the client is the last trusted hop, the one
+        // address the rate limiter and the access log both use for it.
+        assert_eq!(
+            client_ip(proxy, Some("garbage, 127.0.0.1"), &[proxy]),
+            proxy
+        );
+        assert_eq!(client_ip(proxy, Some("unknown"), &[proxy]), proxy);
     }
 
     #[test]

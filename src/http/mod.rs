@@ -1,5 +1,6 @@
 //! HTTP: the listener and its handler pool, routing, request parsing and the error mapping.
 
+pub mod framing;
 pub mod input;
 pub mod middleware;
 pub mod ratelimit;

@@ -17,6 +17,8 @@ pub struct Req {
     pub body: Vec<u8>,
     /// The client, after `X-Forwarded-For` from a trusted proxy.
     pub client_ip: IpAddr,
+    /// The TCP peer itself (a proxy, when there is one): what operator routes trust.
+    pub peer: IpAddr,
     pub request_id: String,
     /// Values of `{name}` segments of the matched route.
     pub params: Vec<(&'static str, String)>,

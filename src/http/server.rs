@@ -5,13 +5,14 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
+use super::framing::{self, Intake, Verdict};
 use super::middleware;
 use super::request::{Req, parse_query};
 use super::response::Resp;
@@ -60,13 +61,15 @@ impl HttpServer {
             tiny_http::Server::from_listener(listener, tiny_http::ListenAddr::IP(addr), config)
                 .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
         let server = Arc::new(server);
+        let intake = Arc::new(Mutex::new(Intake::default()));
         let mut workers = Vec::new();
         for i in 0..app.config.http_workers {
             let app = app.clone();
             let server = server.clone();
+            let intake = intake.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&app, &server))
+                .spawn(move || worker(&app, &server, &intake, addr))
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
             workers.push(handle);
         }
@@ -105,24 +108,44 @@ pub fn local(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn worker(app: &App, server: &tiny_http::Server) {
+/// Pops requests one worker at a time: the framing verdict on a request (and the mark on its
+/// connection) is taken before the request behind it can be popped (see `framing`).
+fn worker(app: &App, server: &tiny_http::Server, intake: &Mutex<Intake>, listen: SocketAddr) {
     loop {
-        if app.is_stopping() {
-            // Answer what is already queued, then go.
-            while let Ok(Some(rq)) = server.try_recv() {
-                handle(app, rq);
+        let stopping = app.is_stopping();
+        let popped = {
+            let mut intake = intake.lock().unwrap_or_else(|e| e.into_inner());
+            let next = if stopping {
+                // Answer what is already queued, then go.
+                server.try_recv().map(Ok)
+            } else {
+                server.recv_timeout(Duration::from_millis(200))
+            };
+            match next {
+                Ok(Ok(Some(rq))) => {
+                    let verdict = intake.admit(&rq);
+                    Some((rq, verdict))
+                }
+                Ok(Ok(None)) => None,
+                // A malformed request: tiny_http already answered 400 and closed the connection.
+                Ok(Err(e)) => {
+                    log::debug!("unreadable request: {e}");
+                    None
+                }
+                Err(e) => {
+                    if !stopping {
+                        app.fail(format!("the HTTP accept loop stopped: {e}"));
+                    }
+                    return;
+                }
             }
-            return;
-        }
-        match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Ok(Some(rq))) => handle(app, rq),
-            Ok(Ok(None)) => {}
-            // A malformed request: tiny_http already answered 400 and closed the connection.
-            Ok(Err(e)) => log::debug!("unreadable request: {e}"),
-            Err(e) => {
-                app.fail(format!("the HTTP accept loop stopped: {e}"));
-                return;
-            }
+        };
+        match popped {
+            Some((rq, Verdict::Admit)) => handle(app, rq),
+            Some((rq, Verdict::Refuse(reason))) => refuse(app, rq, reason, listen),
+            Some((rq, Verdict::Discard)) => discard(rq),
+            None if stopping => return,
+            None => {}
         }
     }
 }
@@ -205,22 +228,75 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
     let mut body = BodyState { fully_read: false };
     let (req, mut resp) = dispatch(app, &mut rq, &mut body);
     middleware::finish(&app.config, &req, &mut resp);
-    let elapsed = started.elapsed();
-    app.metrics.record(resp.status, elapsed);
-    log::info!(
-        "{} {} {} {:.1}ms rid={}",
-        req.method,
-        req.path,
-        resp.status,
-        elapsed.as_secs_f64() * 1000.0,
-        req.request_id
-    );
+    access_log(app, &req, &resp, started);
     if resp.stream.is_some() {
         stream(app, rq, resp);
         return;
     }
     let unread = rq.body_length().unwrap_or(0) > 0 && !body.fully_read;
     send(rq, resp, unread);
+}
+
+/// Counts the request and writes the access-log line, with the client address the rate
+/// limiter keys on.
+fn access_log(app: &App, req: &Req, resp: &Resp, started: Instant) {
+    let elapsed = started.elapsed();
+    app.metrics.record(resp.status, elapsed);
+    log::info!(
+        "{} {} {} {:.1}ms client={} rid={}",
+        req.method,
+        req.path,
+        resp.status,
+        elapsed.as_secs_f64() * 1000.0,
+        req.client_ip,
+        req.request_id
+    );
+}
+
+/// Ambiguous framing: one 400, then the connection is closed (see `framing`). The answer is
+/// written on the raw writer so the connection is shut for writing before tiny_http may write
+/// anything after it.
+fn refuse(app: &App, rq: tiny_http::Request, reason: &'static str, listen: SocketAddr) {
+    let started = Instant::now();
+    let req = request_of(app, &rq);
+    let e = Error::bad_request(
+        "invalid_framing",
+        format!("Ambiguous request framing: {reason}"),
+    );
+    let mut resp = error_response(&req, e);
+    middleware::finish(&app.config, &req, &mut resp);
+    access_log(app, &req, &resp, started);
+    // tiny_http's `Response` drops a `Connection` header, so this head is written here.
+    let mut head = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: {}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n",
+        resp.content_type,
+        resp.body.len()
+    );
+    push_headers(&mut head, &resp.headers);
+    let closing = framing::Closing::begin(listen, rq.remote_addr().copied());
+    let mut w = rq.into_writer();
+    let mut written = w.write_all(head.as_bytes());
+    if req.method != "HEAD" {
+        written = written.and_then(|_| w.write_all(&resp.body));
+    }
+    let written = written.and_then(|_| w.flush());
+    if let Err(e) = written {
+        log::debug!("writing a framing refusal failed: {e}");
+    }
+    closing.finish();
+}
+
+/// A request pipelined behind a refused one: nothing is routed and nothing is written. The
+/// flush waits for the refusal ahead of it to be written and the connection shut, so the
+/// writer tiny_http queues after this one cannot write first.
+fn discard(rq: tiny_http::Request) {
+    log::warn!(
+        "discarded a request pipelined behind a refused one from {:?}",
+        rq.remote_addr()
+    );
+    let mut w = rq.into_writer();
+    let _ = w.flush();
 }
 
 fn to_tiny(resp: Resp) -> TinyResponse {
@@ -310,6 +386,17 @@ impl Write for Chunked<'_> {
     }
 }
 
+/// Appends our response headers to a head written by hand, and the blank line that ends it.
+fn push_headers(head: &mut String, headers: &[(String, String)]) {
+    for (k, v) in headers {
+        // Our own header values; refuse anything that could split the head.
+        if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+}
+
 /// A streamed response: tiny_http's `Response` buffers 8 KiB per chunk, so we write the head
 /// and the chunks ourselves on the raw connection and flush each one.
 fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
@@ -322,13 +409,7 @@ fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
          Transfer-Encoding: chunked\r\nConnection: close\r\n",
         resp.status, resp.content_type
     );
-    for (k, v) in &resp.headers {
-        // Our own header values; refuse anything that could split the head.
-        if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("\r\n");
+    push_headers(&mut head, &resp.headers);
     if w.write_all(head.as_bytes())
         .and_then(|_| w.flush())
         .is_err()
@@ -339,13 +420,13 @@ fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
     let _ = w.write_all(b"0\r\n\r\n").and_then(|_| w.flush());
 }
 
-fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Req, Resp) {
+/// The request as handlers see it, before routing and without the body.
+fn request_of(app: &App, rq: &tiny_http::Request) -> Req {
     let url = rq.url().to_string();
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), parse_query(q)),
         None => (url.clone(), Vec::new()),
     };
-    let header_weight = header_weight(rq);
     let headers: Vec<(String, String)> = KNOWN_HEADERS
         .iter()
         .filter_map(|name| header_value(rq, name).map(|v| (name.to_string(), v.to_string())))
@@ -359,7 +440,7 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Re
         header_value(rq, "x-forwarded-for"),
         &app.config.trusted_proxies,
     );
-    let mut req = Req {
+    Req {
         method: rq.method().as_str().to_ascii_uppercase(),
         path: middleware::loggable_path(&path).to_string(),
         query,
@@ -367,8 +448,14 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Re
         headers,
         body: Vec::new(),
         client_ip,
+        peer,
         params: Vec::new(),
-    };
+    }
+}
+
+fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Req, Resp) {
+    let header_weight = header_weight(rq);
+    let mut req = request_of(app, rq);
 
     let result = (|| -> Result<Resp, Error> {
         if header_weight > middleware::MAX_HEADER_WEIGHT {

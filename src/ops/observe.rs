@@ -1,7 +1,8 @@
-//! `/api/v1/metrics`, `/metrics` (Prometheus text) and `/api/v1/stats`: open from loopback, or
-//! with `Authorization: Bearer $METRICS_TOKEN`.
+//! `/api/v1/metrics`, `/metrics` (Prometheus text) and `/api/v1/stats`: open to a loopback peer
+//! that is not a trusted proxy, or with `Authorization: Bearer $METRICS_TOKEN`.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
@@ -18,8 +19,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Local means the TCP peer itself is loopback and is not a trusted proxy: whatever a proxy
+/// forwards (or a client claims in `X-Forwarded-For`) never makes a request local.
+pub fn is_local(peer: IpAddr, trusted_proxies: &[IpAddr]) -> bool {
+    peer.is_loopback() && !trusted_proxies.contains(&peer)
+}
+
 pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
-    if req.client_ip.is_loopback() {
+    if is_local(req.peer, &app.config.trusted_proxies) {
         return Ok(());
     }
     let bearer = req.header("authorization").and_then(|h| {
@@ -34,7 +41,7 @@ pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
         }
         _ => Err(Error::Forbidden {
             code: "forbidden",
-            detail: "Metrics are available from loopback or with the metrics token".into(),
+            detail: "Metrics are available from loopback (not through a proxy) or with the metrics token".into(),
         }),
     }
 }
