@@ -224,7 +224,7 @@ mod tests {
                 mobile_display: None,
                 email: None,
                 full_name: String::new(),
-                password_hash: String::new(),
+                password_hash: None,
                 is_active: true,
                 token_version: 0,
                 created_at: String::new(),
