@@ -26,7 +26,7 @@ const EMAIL: &str = "second@example.com";
 const PASSWORD: &str = "Secret#123";
 const WRONG_PASSWORD: &str = "Wrong#1234";
 /// The secret `tests/common` gives every test server.
-const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
 const EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
 const INVALID: &str = "Invalid OTP. Please check and try again.";
 const VERIFIED: &str = "Mobile number 9876543210 verified successfully!";

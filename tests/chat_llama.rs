@@ -37,15 +37,8 @@ fn model() -> PathBuf {
     fixture("stories260K.gguf")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn start_llama(bin: &PathBuf) -> (Llama, u16) {
-    let port = free_port();
+    let [port] = common::free_ports();
     let child = Command::new(bin)
         .args(["-m"])
         .arg(model())

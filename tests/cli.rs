@@ -22,12 +22,6 @@ const STRONG_SECRET: &str = "k7Qm2vX9pL4rT8wZ1nB6cF3hJ5dS0gY2aE7uR9iO";
 /// The longest any single command may take before the test gives up on it.
 const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
-/// A port nobody listened on a moment ago (bind to port 0, read it, let it go).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -216,7 +210,7 @@ impl Setup {
 
     /// Fresh PORT and WS_PORT, e.g. for a second server beside the first.
     fn new_ports(&mut self) -> &mut Setup {
-        let (http, ws) = (free_port(), free_port());
+        let [http, ws] = common::free_ports();
         self.set("PORT", &http.to_string())
             .set("WS_PORT", &ws.to_string())
     }

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,12 +28,6 @@ impl Guard {
     fn exited(&mut self) -> Option<ExitStatus> {
         self.0.try_wait().expect("try_wait")
     }
-}
-
-/// A port nobody listens on right now: bind to port 0, read it, let it go.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local addr").port()
 }
 
 /// `GET /health` with short timeouts; the status, or `None` if the server did not answer.
@@ -66,8 +60,7 @@ fn log_tail(dir: &TempDir) -> String {
 #[test]
 fn out_of_file_descriptors_the_server_exits_with_70() {
     let dir = TempDir::new();
-    let port = free_port();
-    let ws_port = free_port();
+    let [port, ws_port] = common::free_ports();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let db = dir.0.join("watchdog.db");
     let log = std::fs::File::create(dir.0.join("server.log")).expect("log file");

@@ -330,7 +330,7 @@ fn deactivation_from_the_command_line_ends_the_users_sockets() {
         .current_dir(&t.dir.0)
         .env("ENVIRONMENT", "test")
         .env("DATABASE_URL", t.db_path())
-        .env("JWT_SECRET_KEY", "test-secret-test-secret-test-secret-0123")
+        .env("JWT_SECRET_KEY", "test-secret-0123456789-abcdefghijklmnop")
         .env("LOG_LEVEL", "error")
         .output()
         .expect("run wealthcoach user deactivate");

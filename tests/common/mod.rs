@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -68,7 +68,7 @@ pub fn test_config(dir: &TempDir, extra: &[(&str, &str)]) -> Config {
         ("PORT", "0"),
         ("WS_PORT", "0"),
         ("DATABASE_URL", &db),
-        ("JWT_SECRET_KEY", "test-secret-test-secret-test-secret-0123"),
+        ("JWT_SECRET_KEY", "test-secret-0123456789-abcdefghijklmnop"),
         ("LOG_LEVEL", "error"),
         ("HTTP_WORKERS", "4"),
         ("SHUTDOWN_TIMEOUT_SECONDS", "3"),
@@ -336,4 +336,14 @@ pub fn fixture(name: &str) -> PathBuf {
     [env!("CARGO_MANIFEST_DIR"), "tests", "fixtures", name]
         .iter()
         .collect()
+}
+
+/// `N` distinct ports that were free a moment ago. All of them are held until every one is
+/// read, so two calls in a row cannot hand out the same port (binding one at a time and
+/// letting it go could, and a server then refused PORT == WS_PORT).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local addr").port())
 }

@@ -59,14 +59,6 @@ pub fn proxy_tools_present(kind: Kind) -> bool {
         .is_some()
 }
 
-/// A port nobody listens on right now (the OS picks it; nginx binds it a moment later).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let text = format!(
@@ -182,8 +174,7 @@ impl Proxy {
     pub fn start(kind: Kind, app: &TestApp) -> Proxy {
         let dir = TempDir::new();
         let (cert, key) = make_certificate(&dir.0);
-        let https_port = free_port();
-        let http_port = free_port();
+        let [https_port, http_port] = crate::common::free_ports();
 
         // install.sh enables the nginx site only when the certificate exists in its tree.
         let tree = dir.0.join("root");

@@ -59,12 +59,13 @@ impl Drop for TempDir {
     }
 }
 
-/// A port that was free a moment ago (bind port 0, read it, release it).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("an ephemeral port")
-        .port()
+/// Two distinct ports that were free a moment ago: both are held until both are read, so they
+/// cannot be the same port.
+pub fn free_port_pair() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
+    (port(&a), port(&b))
 }
 
 /// Polls `ok` every 25 ms until it holds or `limit` has passed; says whether it held.
@@ -466,7 +467,7 @@ impl Server {
     pub fn start(dir: &Path, vars: &[(&str, &str)], log_name: &str) -> Server {
         let mut last_log = String::new();
         for attempt in 0..3 {
-            let (http, ws) = (free_port(), free_port());
+            let (http, ws) = free_port_pair();
             let log = dir.join(format!("{log_name}-{attempt}.log"));
             let file = std::fs::File::create(&log).expect("create the server log");
             let child = Command::new(BIN)
