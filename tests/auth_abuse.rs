@@ -539,24 +539,83 @@ fn reusing_a_rotated_token_after_the_grace_kills_its_family() {
     Pair::of(&s.refresh(&other_session.refresh));
 }
 
+/// Revoked refresh tokens, of every family.
+fn revoked_refresh_tokens(s: &Server) -> i64 {
+    s.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NOT NULL")
+}
+
 #[test]
-fn a_replay_within_the_grace_while_the_successor_is_unused_gets_a_new_pair() {
+fn a_replay_within_the_grace_while_the_successor_is_unused_answers_that_successor() {
     let s = Server::start(&[]);
     let a = s.register_phone();
     let lost = Pair::of(&s.refresh(&a.refresh));
     let again = Pair::of(&s.refresh(&a.refresh));
-    assert_ne!(again.refresh, lost.refresh);
-    refused(&s.refresh(&lost.refresh), 401, "token_revoked");
-    assert_eq!(
-        s.count(&format!(
-            "SELECT count(*) FROM refresh_tokens WHERE token_hash = '{}' AND revoked_reason = 'superseded'",
-            hash_token(&lost.refresh)
-        )),
-        1
-    );
+    // The same refresh token, a fresh access token, and nothing revoked.
+    assert_eq!(again.refresh, lost.refresh);
+    assert_ne!(again.access, lost.access);
+    assert_eq!(revoked_refresh_tokens(&s), 0);
+    assert_eq!(s.usable_in_family(&lost.refresh), 1);
+    assert_eq!(s.me(&again.access).status, 200);
+    assert_eq!(s.me(&lost.access).status, 200);
     let next = Pair::of(&s.refresh(&again.refresh));
     assert_eq!(s.me(&next.access).status, 200);
     assert_eq!(s.usable_in_family(&next.refresh), 1);
+}
+
+/// `n` refreshes with one token at once, as the released app sends them (one per request
+/// that got a 401): every answer is a pair with the same refresh token, and it works.
+fn concurrent_refreshes_agree(n: usize) {
+    let s = Server::start(&[]);
+    let a = s.register_phone();
+    let gate = std::sync::Barrier::new(n);
+    let pairs: Vec<Pair> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..n)
+            .map(|_| {
+                scope.spawn(|| {
+                    gate.wait();
+                    Pair::of(&s.refresh(&a.refresh))
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a refresh thread"))
+            .collect()
+    });
+    let b = &pairs[0].refresh;
+    for p in &pairs {
+        assert_eq!(&p.refresh, b, "every caller gets the same refresh token");
+        assert_eq!(s.me(&p.access).status, 200);
+    }
+    assert_eq!(revoked_refresh_tokens(&s), 0);
+    // One rotation happened: A's successor is the one live token of the family.
+    assert_eq!(s.usable_in_family(b), 1);
+    let next = Pair::of(&s.refresh(b));
+    assert_eq!(s.me(&next.access).status, 200);
+    assert_eq!(s.usable_in_family(&next.refresh), 1);
+}
+
+#[test]
+fn three_concurrent_refreshes_with_one_token_get_the_same_working_token() {
+    concurrent_refreshes_agree(3);
+}
+
+#[test]
+fn ten_concurrent_refreshes_with_one_token_get_the_same_working_token() {
+    concurrent_refreshes_agree(10);
+}
+
+#[test]
+fn the_grace_ends_after_thirty_seconds_even_with_the_successor_unused() {
+    let s = Server::start(&[]);
+    let a = s.register_phone();
+    let b = Pair::of(&s.refresh(&a.refresh));
+    s.advance(30);
+    assert_eq!(Pair::of(&s.refresh(&a.refresh)).refresh, b.refresh);
+    s.advance(1);
+    refused(&s.refresh(&a.refresh), 401, "refresh_token_reused");
+    assert_eq!(s.usable_in_family(&b.refresh), 0);
+    refused(&s.refresh(&b.refresh), 401, "token_revoked");
 }
 
 #[test]
@@ -749,6 +808,94 @@ fn logout_all_ends_every_session() {
         s.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL"),
         0
     );
+}
+
+fn logout(s: &Server, bearer: Option<&str>, body: &Value) -> Reply {
+    send_json(s.t.http, "POST", "/api/v1/auth/logout", bearer, body)
+}
+
+/// What logging out everywhere would change: live refresh tokens and token versions.
+fn session_state(s: &Server) -> (i64, i64) {
+    (
+        s.count("SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL"),
+        s.count("SELECT sum(token_version) FROM users"),
+    )
+}
+
+#[test]
+fn logout_all_without_a_live_refresh_token_or_a_valid_bearer_is_refused() {
+    let s = Server::start(&[]);
+    let first = s.register_phone();
+    let second = Pair::of(&s.login(PASSWORD));
+    let rotated = Pair::of(&s.login(PASSWORD));
+    let current = Pair::of(&s.refresh(&rotated.refresh));
+    // `first`'s refresh token is logged out on its own: a plain logout needs nothing more.
+    let out = logout(&s, None, &json!({"refresh_token": first.refresh}));
+    assert_eq!(out.json(), json!({"message": "Successfully logged out"}));
+    let before = session_state(&s);
+
+    let tampered = format!("{}x", second.access);
+    let attempts = [
+        (None, json!({"refresh_token": first.refresh, "all": true})),
+        (None, json!({"refresh_token": rotated.refresh, "all": true})),
+        (None, json!({"refresh_token": "not-a-token", "all": true})),
+        (None, json!({"all": true})),
+        (
+            Some(tampered.as_str()),
+            json!({"refresh_token": first.refresh, "all": true}),
+        ),
+    ];
+    for (bearer, body) in attempts {
+        let r = logout(&s, bearer, &body);
+        let v = refused(&r, 401, "logout_all_unauthorized");
+        assert!(
+            v["detail"].as_str().is_some_and(|d| d.contains("live")),
+            "{v}"
+        );
+        assert_eq!(session_state(&s), before, "{body}: nothing changed");
+    }
+    // Every other session still works, access and refresh.
+    for pair in [&second, &current] {
+        assert_eq!(s.me(&pair.access).status, 200);
+    }
+    Pair::of(&s.refresh(&second.refresh));
+    Pair::of(&s.refresh(&current.refresh));
+}
+
+#[test]
+fn logout_all_with_a_live_refresh_token_and_no_bearer_ends_every_session() {
+    let s = Server::start(&[]);
+    let first = s.register_phone();
+    let second = Pair::of(&s.login(PASSWORD));
+    let out = logout(
+        &s,
+        None,
+        &json!({"refresh_token": second.refresh, "all": true}),
+    );
+    assert_eq!(out.json(), json!({"message": "Successfully logged out"}));
+    for pair in [&first, &second] {
+        refused(&s.refresh(&pair.refresh), 401, "token_revoked");
+        bearer_refused(&s.me(&pair.access), "token_revoked");
+    }
+    assert_eq!(session_state(&s).0, 0);
+}
+
+#[test]
+fn revoked_access_tokens_are_kept_until_they_expire_then_purged() {
+    let s = Server::start(&[]);
+    let first = s.register_phone();
+    let listed = "SELECT count(*) FROM revoked_access_tokens";
+    assert_eq!(logout(&s, Some(&first.access), &json!({})).status, 200);
+    assert_eq!(s.count(listed), 1);
+    // Dropping the cache (as a restart does) leaves the table to answer.
+    s.t.app().revoked_access.invalidate_all();
+    bearer_refused(&s.me(&first.access), "token_revoked");
+    // Past the access lifetime and the clock leeway, the next logout purges the old row.
+    s.advance(30 * 60 + 31);
+    let third = Pair::of(&s.login(PASSWORD));
+    assert_eq!(logout(&s, Some(&third.access), &json!({})).status, 200);
+    assert_eq!(s.count(listed), 1);
+    bearer_refused(&s.me(&first.access), "token_expired");
 }
 
 #[test]

@@ -10,7 +10,7 @@ use super::identity::{
 use super::otp::{self, Check};
 use super::registration::{self, NewAccount, Verification};
 use super::tokens::{self, Rotation, TokenResponse};
-use super::{lockout, password, users};
+use super::{lockout, password, revocation, users};
 use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Fields, Req, Resp};
@@ -450,8 +450,10 @@ pub struct RefreshRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, description = "A new pair; both tokens rotate", body = TokenResponse),
-              (status = 401, description = "Expired, revoked, reused (`refresh_token_reused`) or malformed"),
+    responses((status = 200, description = "A new pair; both tokens rotate (within the grace: the same successor again)", body = TokenResponse),
+              (status = 401, description = "Expired, revoked, malformed, or reused (`refresh_token_reused`, \
+                which revokes the whole family). Within 30 s of a rotation, while its successor is unused, the \
+                old token answers 200 with that same successor and a fresh access token"),
               (status = 403, description = "`account_deactivated`"), (status = 422)))]
 pub fn refresh(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
@@ -477,28 +479,53 @@ pub struct MessageResponse {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
-    responses((status = 200, body = MessageResponse), (status = 422)))]
+    responses((status = 200, body = MessageResponse),
+              (status = 401, description = "`logout_all_unauthorized`: `all:true` with neither a valid bearer \
+                nor a refresh token that is still live (not rotated, revoked or expired); nothing was changed"),
+              (status = 422)))]
 pub fn logout(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body_or_empty(req)?;
     let token = f.optional::<String>("refresh_token");
     let all = f.optional::<bool>("all");
     f.finish()?;
     let (token, all) = (token?.filter(|t| !t.is_empty()), all?.unwrap_or(false));
-    // A valid bearer dies now; an invalid one does not stop the logout.
+    // A valid bearer dies now; an invalid one does not stop a plain logout.
     let caller = super::bearer(req).and_then(|t| super::authenticate_token(app, t, true).ok());
-    if let Some(c) = &caller {
-        app.revoked_access.insert(c.jti.clone(), ());
-    }
     app.db.write(|tx| {
-        let from_token = match &token {
-            Some(t) => tokens::revoke_one(app, tx, t)?,
+        let named = match &token {
+            Some(t) => tokens::named(app, tx, t)?,
             None => None,
         };
-        if all && let Some(user_id) = caller.as_ref().map(|c| c.user.id.clone()).or(from_token) {
+        // Ending every session is for the owner only: an old, stolen refresh token must not
+        // log the user out everywhere. Refused before anything is written.
+        let everyone = match (&caller, &named) {
+            _ if !all => None,
+            (Some(c), _) => Some(c.user.id.clone()),
+            (None, Some(n)) if n.live => Some(n.user_id.clone()),
+            (None, _) => {
+                return Err(Error::Unauthorized {
+                    code: "logout_all_unauthorized",
+                    detail: "Logging out of every session needs a valid access token or a \
+                             refresh token that is still live"
+                        .into(),
+                    bearer: false,
+                });
+            }
+        };
+        if let Some(c) = &caller {
+            revocation::revoke(app, tx, c)?;
+        }
+        if let Some(t) = &token {
+            tokens::revoke_one(app, tx, t)?;
+        }
+        if let Some(user_id) = everyone {
             users::revoke_all_sessions(tx, &user_id, app.clock.unix(), "logout_all")?;
         }
         Ok(())
     })?;
+    if let Some(c) = &caller {
+        revocation::remember(app, &c.jti);
+    }
     Ok(Resp::json(
         200,
         &MessageResponse {

@@ -8,6 +8,7 @@ pub mod me;
 pub mod otp;
 pub mod password;
 pub mod registration;
+pub mod revocation;
 pub mod sms;
 pub mod tokens;
 pub mod users;
@@ -76,16 +77,17 @@ pub fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result
         Err("wrong_type") => return Err(refuse("invalid_token_type", "Invalid token type")),
         Err(_) => return Err(tokens::invalid_token(bearer_header)),
     };
-    let user = app
-        .db
-        .read(|c| users::by_id(c, &verified.claims.user_id))?
-        .ok_or_else(|| tokens::invalid_token(bearer_header))?;
+    let (user, revoked) = app.db.read(|c| {
+        let user = users::by_id(c, &verified.claims.user_id)?;
+        Ok((user, revocation::is_revoked(app, c, &verified.jti)?))
+    })?;
+    let user = user.ok_or_else(|| tokens::invalid_token(bearer_header))?;
     // The account state comes before revocation: deactivating bumps `token_version`, and the
     // contract wants a deactivated user's requests to get 403 `account_deactivated`, not 401.
     if !user.is_active {
         return Err(deactivated());
     }
-    if app.revoked_access.contains_key(&verified.jti) || user.token_version != verified.claims.ver {
+    if revoked || user.token_version != verified.claims.ver {
         return Err(refuse("token_revoked", "Token has been revoked"));
     }
     Ok(AuthUser {

@@ -2,7 +2,8 @@
 //! logging out everywhere, deactivating or deleting a user kills them at once. Refresh tokens
 //! are JWTs too (`type: "refresh"`), stored only as a SHA-256 hash, rotated on every use, in
 //! families: replaying a rotated token revokes the family (RFC 9700), except within a 30 s
-//! grace for a client whose response was lost.
+//! grace while its successor is unused, which answers that same successor again (API.md
+//! "Refresh grace"): the released app refreshes from every request that got a 401 at once.
 
 use std::collections::HashSet;
 
@@ -27,12 +28,16 @@ pub const REFRESH_GRACE_SECS: i64 = 30;
 
 pub struct Keys {
     key: HS256Key,
+    /// Derives a rotated refresh token's successor nonce from its plaintext; a key of its own
+    /// (from the same secret) so the nonce is never a value the JWT key signed elsewhere.
+    successor: [u8; 32],
 }
 
 impl Keys {
     pub fn new(secret: &str) -> Keys {
         Keys {
             key: HS256Key::from_bytes(secret.as_bytes()),
+            successor: hmac_sha256::HMAC::mac(b"wealthcoach refresh successor v1", secret),
         }
     }
 }
@@ -73,36 +78,94 @@ pub struct Verified {
     pub expires_at: i64,
 }
 
-fn sign(app: &App, user: &User, kind: Kind, jti: &str) -> Result<(String, i64)> {
-    let ttl = match kind {
-        Kind::Access => app.config.access_token_ttl,
-        Kind::Refresh => app.config.refresh_token_ttl,
-    };
-    let now = app.clock.unix();
-    let exp = now + ttl.as_secs() as i64;
-    let mut claims: JWTClaims<TokenClaims> = Claims::with_custom_claims(
-        TokenClaims {
-            user_id: user.id.clone(),
-            mobile_number: user.mobile_display.clone(),
-            email: user.email.clone(),
-            kind,
-            ver: user.token_version,
-        },
-        JwtDuration::from_secs(ttl.as_secs()),
-    )
-    .with_issuer(ISSUER)
-    .with_audience(AUDIENCE)
-    .with_jwt_id(jti);
+/// Everything of a token beside our claims. Nothing in here comes from the system clock or
+/// from randomness drawn at signing time, so the same stamp and claims sign to the same bytes
+/// (HS256 is deterministic): that is what lets the refresh grace answer the same token again.
+struct Stamp<'a> {
+    jti: &'a str,
+    issued_at: i64,
+    expires_at: i64,
+    nonce: Option<String>,
+}
+
+fn sign(app: &App, custom: TokenClaims, stamp: Stamp<'_>) -> Result<String> {
+    let mut claims: JWTClaims<TokenClaims> =
+        Claims::with_custom_claims(custom, JwtDuration::from_secs(0))
+            .with_issuer(ISSUER)
+            .with_audience(AUDIENCE)
+            .with_jwt_id(stamp.jti);
     // Our clock, not the library's, so tests can move time.
-    claims.issued_at = Some(UnixTimeStamp::from_secs(now as u64));
-    claims.expires_at = Some(UnixTimeStamp::from_secs(exp as u64));
+    claims.issued_at = Some(UnixTimeStamp::from_secs(stamp.issued_at.max(0) as u64));
+    claims.expires_at = Some(UnixTimeStamp::from_secs(stamp.expires_at.max(0) as u64));
     claims.invalid_before = None;
-    let token = app
-        .keys
+    claims.nonce = stamp.nonce;
+    app.keys
         .key
         .authenticate(claims)
-        .map_err(|e| Error::internal(format!("signing a token: {e}")))?;
-    Ok((token, exp))
+        .map_err(|e| Error::internal(format!("signing a token: {e}")))
+}
+
+fn access_token(app: &App, user: &User, now: i64) -> Result<String> {
+    let claims = TokenClaims {
+        user_id: user.id.clone(),
+        mobile_number: user.mobile_display.clone(),
+        email: user.email.clone(),
+        kind: Kind::Access,
+        ver: user.token_version,
+    };
+    let stamp = Stamp {
+        jti: &crate::random::uuid(),
+        issued_at: now,
+        expires_at: now + app.config.access_token_ttl.as_secs() as i64,
+        nonce: None,
+    };
+    sign(app, claims, stamp)
+}
+
+/// A refresh token holds only what its row keeps (`id` as `jti`, `issued_at`, `expires_at`,
+/// the user) and the user's `token_version`, which cannot change while the token is live
+/// (changing it revokes every refresh token). A successor also holds a nonce derived from its
+/// predecessor's plaintext. So the server can sign a successor again from its row and the
+/// predecessor, and from nothing less. The profile (number, email) is left out: it may change
+/// within the grace, and only access tokens are read for it.
+fn refresh_token(
+    app: &App,
+    user: &User,
+    row: RefreshStamp<'_>,
+    predecessor: Option<&str>,
+) -> Result<String> {
+    let claims = TokenClaims {
+        user_id: user.id.clone(),
+        mobile_number: None,
+        email: None,
+        kind: Kind::Refresh,
+        ver: user.token_version,
+    };
+    let stamp = Stamp {
+        jti: row.id,
+        issued_at: row.issued_at,
+        expires_at: row.expires_at,
+        nonce: predecessor.map(|p| successor_nonce(app, p)),
+    };
+    sign(app, claims, stamp)
+}
+
+#[derive(Clone, Copy)]
+struct RefreshStamp<'a> {
+    id: &'a str,
+    issued_at: i64,
+    expires_at: i64,
+}
+
+/// HMAC-SHA-256 of a refresh token's plaintext under a server key. Neither that plaintext
+/// nor its successor's is stored (only SHA-256 hashes), so recomputing a successor takes the
+/// predecessor itself and the server's secret: a copy of the database gives neither, and the
+/// holder of the predecessor within the grace is exactly whom the rule answers.
+fn successor_nonce(app: &App, predecessor: &str) -> String {
+    crate::random::to_hex(&hmac_sha256::HMAC::mac(
+        predecessor.as_bytes(),
+        app.keys.successor,
+    ))
 }
 
 pub fn invalid_token(bearer: bool) -> Error {
@@ -160,53 +223,99 @@ pub fn issue_pair(
     family: Option<&str>,
     parent: Option<&str>,
 ) -> Result<(TokenResponse, String)> {
-    let (access, _) = sign(app, user, Kind::Access, &crate::random::uuid())?;
+    issue(app, tx, user, family, parent, None)
+}
+
+/// `issue_pair`, and for a rotation the plaintext of the token being rotated, which seeds the
+/// successor's nonce.
+fn issue(
+    app: &App,
+    tx: &Transaction<'_>,
+    user: &User,
+    family: Option<&str>,
+    parent: Option<&str>,
+    predecessor: Option<&str>,
+) -> Result<(TokenResponse, String)> {
+    // One reading of the clock: the row and the token must agree to the second.
+    let now = app.clock.unix();
     let row_id = crate::random::uuid();
-    let (refresh, exp) = sign(app, user, Kind::Refresh, &row_id)?;
+    let row = RefreshStamp {
+        id: &row_id,
+        issued_at: now,
+        expires_at: now + app.config.refresh_token_ttl.as_secs() as i64,
+    };
+    let refresh = refresh_token(app, user, row, predecessor)?;
     let family = family
         .map(str::to_string)
         .unwrap_or_else(crate::random::uuid);
     tx.prepare_cached("INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, parent_id, issued_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![row_id, user.id, family, hash_token(&refresh), parent, app.clock.unix(), exp],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![row_id, user.id, family, hash_token(&refresh), parent, row.issued_at, row.expires_at],
     )?;
-    Ok((
-        TokenResponse {
-            access_token: access,
-            refresh_token: refresh,
-            token_type: "bearer".into(),
-            expires_in: app.config.access_token_ttl.as_secs(),
-        },
-        row_id,
-    ))
+    Ok((token_response(app, user, now, refresh)?, row_id))
+}
+
+fn token_response(app: &App, user: &User, now: i64, refresh: String) -> Result<TokenResponse> {
+    Ok(TokenResponse {
+        access_token: access_token(app, user, now)?,
+        refresh_token: refresh,
+        token_type: "bearer".into(),
+        expires_in: app.config.access_token_ttl.as_secs(),
+    })
 }
 
 struct StoredRefresh {
     id: String,
     user_id: String,
     family_id: String,
+    token_hash: String,
+    issued_at: i64,
     expires_at: i64,
     rotated_at: Option<i64>,
     replaced_by: Option<String>,
     revoked_at: Option<i64>,
 }
 
+impl StoredRefresh {
+    fn stamp(&self) -> RefreshStamp<'_> {
+        RefreshStamp {
+            id: &self.id,
+            issued_at: self.issued_at,
+            expires_at: self.expires_at,
+        }
+    }
+
+    /// Neither rotated nor revoked nor expired: the one token of its family a client may use.
+    fn is_live(&self, now: i64) -> bool {
+        self.rotated_at.is_none() && self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+const STORED_COLUMNS: &str = "SELECT id, user_id, family_id, token_hash, issued_at, expires_at,
+    rotated_at, replaced_by, revoked_at FROM refresh_tokens";
+
+/// The row `WHERE <column> = key`; `column` is one of ours, never input.
+fn load_where(c: &Connection, column: &str, key: &str) -> Result<Option<StoredRefresh>> {
+    Ok(
+        c.prepare_cached(&format!("{STORED_COLUMNS} WHERE {column} = ?1"))?
+            .query_row([key], |r| {
+                Ok(StoredRefresh {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    family_id: r.get(2)?,
+                    token_hash: r.get(3)?,
+                    issued_at: r.get(4)?,
+                    expires_at: r.get(5)?,
+                    rotated_at: r.get(6)?,
+                    replaced_by: r.get(7)?,
+                    revoked_at: r.get(8)?,
+                })
+            })
+            .optional()?,
+    )
+}
+
 fn load(c: &Connection, hash: &str) -> Result<Option<StoredRefresh>> {
-    Ok(c.prepare_cached(
-        "SELECT id, user_id, family_id, expires_at, rotated_at, replaced_by, revoked_at
-         FROM refresh_tokens WHERE token_hash = ?1",
-    )?
-    .query_row([hash], |r| {
-        Ok(StoredRefresh {
-            id: r.get(0)?,
-            user_id: r.get(1)?,
-            family_id: r.get(2)?,
-            expires_at: r.get(3)?,
-            rotated_at: r.get(4)?,
-            replaced_by: r.get(5)?,
-            revoked_at: r.get(6)?,
-        })
-    })
-    .optional()?)
+    load_where(c, "token_hash", hash)
 }
 
 fn refused(code: &'static str, detail: &str) -> Error {
@@ -287,25 +396,16 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
         )));
     }
     if let Some(rotated_at) = row.rotated_at {
-        // Already used once. Within the grace, and only while its successor is unused, the
-        // client lost our answer: give it a fresh pair and retire the successor.
-        let successor_unused = match &row.replaced_by {
-            Some(next) => tx.prepare_cached("SELECT rotated_at IS NULL AND revoked_at IS NULL FROM refresh_tokens WHERE id = ?1")?.query_row([next],
-                    |r| r.get::<_, bool>(0),
-                )
-                .optional()?
-                .unwrap_or(false),
-            None => false,
+        // Already used once. Within the grace, and only while its successor is still the live
+        // token of the family, the client lost our answer or asked several times at once.
+        let successor = match &row.replaced_by {
+            Some(next) => load_where(tx, "id", next)?,
+            None => None,
         };
-        if now - rotated_at <= REFRESH_GRACE_SECS && successor_unused {
-            if let Some(next) = &row.replaced_by {
-                tx.prepare_cached("UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'superseded' WHERE id = ?1")?.execute(params![next, now],
-                )?;
-            }
-            let (pair, new_id) = issue_pair(app, tx, &user, Some(&row.family_id), Some(&row.id))?;
-            tx.prepare_cached("UPDATE refresh_tokens SET replaced_by = ?2 WHERE id = ?1")?
-                .execute(params![row.id, new_id])?;
-            return Ok(Rotation::Issued(pair));
+        if now - rotated_at <= REFRESH_GRACE_SECS
+            && let Some(next) = successor.filter(|n| n.is_live(now))
+        {
+            return replay(app, &user, token, &next);
         }
         revoke_family(tx, &row.family_id, now, "reuse")?;
         log::warn!(
@@ -318,22 +418,60 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
             "Refresh token was already used; every session of this login has been revoked",
         )));
     }
-    let (pair, new_id) = issue_pair(app, tx, &user, Some(&row.family_id), Some(&row.id))?;
+    let (pair, new_id) = issue(
+        app,
+        tx,
+        &user,
+        Some(&row.family_id),
+        Some(&row.id),
+        Some(token),
+    )?;
     tx.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2, replaced_by = ?3 WHERE id = ?1")?
         .execute(params![row.id, now, new_id])?;
     super::users::touch_last_seen(tx, &user.id, &app.clock.iso())?;
     Ok(Rotation::Issued(pair))
 }
 
-/// Revokes one refresh token (logout). Returns its user id if it was ours and valid.
-pub fn revoke_one(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Option<String>> {
-    let Some(row) = load(tx, &hash_token(token))? else {
-        return Ok(None);
-    };
+/// The grace answer: the successor `next` once more, signed again from its row and the
+/// token just presented, with a fresh access token. Nothing is written, so however many
+/// callers the writer lock lines up behind the first rotation, each gets the same bytes.
+fn replay(app: &App, user: &User, presented: &str, next: &StoredRefresh) -> Result<Rotation> {
+    let refresh = refresh_token(app, user, next.stamp(), Some(presented))?;
+    if hash_token(&refresh) != next.token_hash {
+        // Not derivable: the successor was issued before this rule, or under another secret.
+        // Refuse without revoking anything; the client signs in again.
+        log::warn!("refresh grace: successor {} is not derivable", next.id);
+        return Ok(Rotation::Refused(refused(
+            "invalid_token",
+            "Invalid refresh token",
+        )));
+    }
+    let response = token_response(app, user, app.clock.unix(), refresh)?;
+    Ok(Rotation::Issued(response))
+}
+
+/// The refresh token a logout names, as far as logout cares.
+pub struct Named {
+    pub user_id: String,
+    /// Neither rotated nor revoked nor expired.
+    pub live: bool,
+}
+
+/// Looks up the refresh token a logout names; `None` if it is not one of ours.
+pub fn named(app: &App, c: &Connection, token: &str) -> Result<Option<Named>> {
+    let now = app.clock.unix();
+    Ok(load(c, &hash_token(token))?.map(|row| Named {
+        live: row.is_live(now),
+        user_id: row.user_id,
+    }))
+}
+
+/// Revokes one refresh token (logout), if it is ours.
+pub fn revoke_one(app: &App, tx: &Transaction<'_>, token: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'logout'
-         WHERE id = ?1 AND revoked_at IS NULL",
+         WHERE token_hash = ?1 AND revoked_at IS NULL",
     )?
-    .execute(params![row.id, app.clock.unix()])?;
-    Ok(Some(row.user_id))
+    .execute(params![hash_token(token), app.clock.unix()])?;
+    Ok(())
 }

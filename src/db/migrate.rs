@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../sql/0004_transactions_order.sql"),
     ),
     (
+        5,
+        "revoked_access",
+        include_str!("../../sql/0005_revoked_access.sql"),
+    ),
+    (
         6,
         "verification_owner",
         include_str!("../../sql/0006_verification_owner.sql"),
@@ -65,7 +70,9 @@ mod tests {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
         let first = apply_migrations(&mut c).expect("apply");
-        assert_eq!(first, vec![1, 2, 3, 4, 6]);
+        assert_eq!(first, vec![1, 2, 3, 4, 5, 6]);
+        let every: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
+        assert_eq!(first, every);
         let second = apply_migrations(&mut c).expect("apply again");
         assert!(second.is_empty());
         let (cats, types, bp): (i64, i64, i64) = c

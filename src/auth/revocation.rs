@@ -1,0 +1,50 @@
+//! Access tokens logged out one by one (API.md "Logout is durable"). An access token is a
+//! signed JWT the server cannot take back, so a single logout lists its `jti` until it
+//! expires: in `app.revoked_access` (the per-request fast path) and in the
+//! `revoked_access_tokens` table (what survives a restart). Logging out everywhere, deletion
+//! and deactivation need no list: they bump the user's `token_version`, which is durable.
+
+use rusqlite::{Connection, Transaction, params};
+
+use super::AuthUser;
+use super::tokens::TOLERANCE_SECS;
+use crate::app::App;
+use crate::error::Result;
+
+/// Records the caller's access token as revoked, in the caller's transaction; the cache
+/// learns it from [`remember`] once that transaction committed. Expired rows go on the way:
+/// one indexed delete per logout keeps the table as small as the set of live revocations.
+pub fn revoke(app: &App, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
+    let now = app.clock.unix();
+    tx.prepare_cached(
+        "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)
+         ON CONFLICT (jti) DO NOTHING",
+    )?
+    .execute(params![caller.jti, caller.expires_at])?;
+    // A token is accepted up to the clock leeway past its `exp`, so its row stays that long.
+    tx.prepare_cached("DELETE FROM revoked_access_tokens WHERE expires_at < ?1")?
+        .execute([now - TOLERANCE_SECS as i64])?;
+    Ok(())
+}
+
+/// Puts a committed revocation in the fast path.
+pub fn remember(app: &App, jti: &str) {
+    app.revoked_access.insert(jti.to_string(), ());
+}
+
+/// Is this access token revoked? The cache answers "yes" without the database. A miss is not
+/// a "no": the cache starts empty after a restart and may drop entries when full, so the table
+/// decides, with one primary-key probe on the connection the caller already holds for the
+/// user row. A "yes" from the table is cached for the next request.
+pub fn is_revoked(app: &App, c: &Connection, jti: &str) -> Result<bool> {
+    if app.revoked_access.contains_key(jti) {
+        return Ok(true);
+    }
+    let listed: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = ?1)")?
+        .query_row([jti], |r| r.get(0))?;
+    if listed {
+        remember(app, jti);
+    }
+    Ok(listed)
+}
