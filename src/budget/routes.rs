@@ -430,14 +430,18 @@ fn tx_date_schema() -> utoipa::openapi::schema::Schema {
         .item(string(
             Some(KnownFormat::Date),
             YEAR,
-            "A date: midnight UTC",
+            "A date: local midnight in APP_TIMEZONE",
         ))
         .item(string(
             Some(KnownFormat::DateTime),
             YEAR,
             "A date-time with an offset",
         ))
-        .item(string(None, LOCAL, "A date-time without an offset: UTC"))
+        .item(string(
+            None,
+            LOCAL,
+            "A date-time without an offset: local time in APP_TIMEZONE",
+        ))
         .description(Some(
             "An ISO 8601 date or date-time whose instant in UTC falls in the years 2020..2100",
         ))
@@ -466,7 +470,8 @@ pub struct CreateTransactionRequest {
     pub amount: f64,
     #[schema(min_length = 1, max_length = 200)]
     pub label: String,
-    /// An ISO 8601 date (stored as midnight UTC) or date-time, in 2020..2100.
+    /// An ISO 8601 date or date-time, in 2020..2100. Without an offset it is the user's wall
+    /// clock in `APP_TIMEZONE`; it is stored and echoed as the UTC instant.
     #[schema(schema_with = tx_date_schema, example = "2025-10-18")]
     pub transaction_date: String,
 }

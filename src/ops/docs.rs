@@ -102,6 +102,10 @@ fn has_param(op: &Operation, place: ParameterIn) -> bool {
         .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
 }
 
+/// Routes whose handler reads `Fields::body_or_empty`: no body at all is a valid request, which
+/// utoipa's `request_body = T` cannot say.
+const OPTIONAL_BODIES: &[(&str, &str)] = &[("POST", "/api/v1/auth/logout")];
+
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
         let router = crate::routes();
@@ -132,6 +136,11 @@ impl utoipa::Modify for ErrorResponses {
                 }
                 if matches!(class, Some(Class::Api | Class::Chat | Class::Sensitive)) {
                     add.extend(["429", "503"]);
+                }
+                if OPTIONAL_BODIES.contains(&(method, path.as_str()))
+                    && let Some(RefOr::T(body)) = op.request_body.as_mut()
+                {
+                    body.required = Some(utoipa::openapi::Required::False);
                 }
                 let header_param = has_param(op, ParameterIn::Header);
                 let responses = &mut op.responses.responses;
