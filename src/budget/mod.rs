@@ -5,50 +5,43 @@ pub mod allocations;
 pub mod cache;
 pub mod catalog;
 pub mod dates;
+pub mod handlers;
 pub mod idempotency;
 pub mod money;
 pub mod monthly;
 pub mod period;
-pub mod routes;
 pub mod transactions;
 
 use crate::http::{Route, route};
+use handlers::{allocations as a, monthly as m, transactions as t};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        route("GET", "/api/v1/allocations", routes::get_allocations),
-        route("GET", "/api/v1/allocations/summary", routes::get_summary),
-        route("GET", "/api/v1/allocations/history", routes::get_history),
-        route("POST", "/api/v1/allocations/budget", routes::set_budget),
-        route("POST", "/api/v1/allocations/actual", routes::record_actual),
+        route("GET", "/api/v1/allocations", a::get_allocations),
+        route("GET", "/api/v1/allocations/summary", a::get_summary),
+        route("GET", "/api/v1/allocations/history", a::get_history),
+        route("POST", "/api/v1/allocations/budget", a::set_budget),
+        route("POST", "/api/v1/allocations/actual", a::record_actual),
         route(
             "GET",
             "/api/v1/allocations/{allocation_id}",
-            routes::get_category,
+            a::get_category,
         ),
         route(
             "PUT",
             "/api/v1/allocations/{allocation_id}",
-            routes::put_allocation,
+            a::put_allocation,
         ),
         route(
             "DELETE",
             "/api/v1/allocations/{allocation_id}",
-            routes::delete_allocation,
+            a::delete_allocation,
         ),
-        route("GET", "/api/v1/monthly-budget", routes::get_monthly_budget),
-        route("POST", "/api/v1/transactions", routes::create_transaction),
-        route("GET", "/api/v1/transactions", routes::list_transactions),
-        route("GET", "/api/v1/transactions/balance", routes::get_balance),
-        route(
-            "PATCH",
-            "/api/v1/transactions/{id}",
-            routes::patch_transaction,
-        ),
-        route(
-            "DELETE",
-            "/api/v1/transactions/{id}",
-            routes::delete_transaction,
-        ),
+        route("GET", "/api/v1/monthly-budget", m::get_monthly_budget),
+        route("POST", "/api/v1/transactions", t::create_transaction),
+        route("GET", "/api/v1/transactions", t::list_transactions),
+        route("GET", "/api/v1/transactions/balance", t::get_balance),
+        route("PATCH", "/api/v1/transactions/{id}", t::patch_transaction),
+        route("DELETE", "/api/v1/transactions/{id}", t::delete_transaction),
     ]
 }

@@ -1,0 +1,364 @@
+//! `/allocations...`: a user's budget and actual amount per allocation type and month.
+
+use rusqlite::Transaction;
+use serde::Serialize;
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::{Message, json_bytes, write};
+use crate::app::App;
+use crate::auth::require_user;
+use crate::budget::allocations::{self, Change, Mode};
+use crate::budget::cache::View;
+use crate::budget::idempotency::{self, Keyed};
+use crate::budget::money::{Money, NonNegative};
+use crate::budget::period::Period;
+use crate::error::{Error, Result};
+use crate::http::input::string_within;
+use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+
+#[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
+    responses((status = 200, body = allocations::AllocationSummaryResponse), (status = 401), (status = 422)))]
+pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let bytes =
+        app.views
+            .get_or_compute(&app.metrics, &me.user.id, p, View::Allocations, || {
+                let s = app
+                    .db
+                    .read(|c| allocations::summary(c, &app.catalog, &me.user.id, p))?;
+                json_bytes(&s)
+            })?;
+    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SummaryResponse {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub total_budget: Money,
+    #[schema(value_type = f64)]
+    pub total_actual: Money,
+    #[schema(value_type = f64)]
+    pub difference: Money,
+    pub on_track: bool,
+    #[schema(value_type = f64)]
+    pub utilization_percentage: crate::budget::money::Percent,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/summary", tag = "allocations", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
+    responses((status = 200, body = SummaryResponse), (status = 401), (status = 422)))]
+pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
+    let budget = Money(rows.values().map(|r| r.budget.0).sum());
+    let actual = Money(rows.values().map(|r| r.actual.0).sum());
+    Ok(Resp::json(
+        200,
+        &SummaryResponse {
+            month: p.month,
+            year: p.year,
+            total_budget: budget,
+            total_actual: actual,
+            difference: Money(budget.0 - actual.0),
+            on_track: actual <= budget,
+            utilization_percentage: allocations::utilization(actual, budget),
+        },
+    ))
+}
+
+struct MonthsWindow(u32);
+
+impl FromJson for MonthsWindow {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(1..=24).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 1 and 24",
+                "value_error",
+            ));
+        }
+        Ok(MonthsWindow(n as u32))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryResponse {
+    pub history: Vec<allocations::MonthTotals>,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/history", tag = "allocations", security(("bearer" = [])),
+    params(("months" = Option<u32>, Query, minimum = 1, maximum = 24, description = "1..24, default 6"),
+           ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "The newest month of the window (default: this month)"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
+    responses((status = 200, body = HistoryResponse), (status = 401), (status = 422)))]
+pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::query(req);
+    let months = f.optional::<MonthsWindow>("months");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (months, p) = (months?.map(|m| m.0).unwrap_or(6), p?);
+    let history = app
+        .db
+        .read(|c| allocations::history(c, &me.user.id, p, months))?;
+    Ok(Resp::json(200, &HistoryResponse { history }))
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path, description = "On GET, a category id"), ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
+    responses((status = 200, body = allocations::CategoryLine), (status = 401), (status = 404)))]
+pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let id = req.param("allocation_id");
+    let line = app
+        .db
+        .read(|c| allocations::one_category(c, &app.catalog, &me.user.id, p, id))?;
+    match line {
+        Some(line) => Ok(Resp::json(200, &line)),
+        None => Err(Error::NotFound {
+            code: "category_not_found",
+            detail: format!("Allocation category with id '{id}' not found"),
+        }),
+    }
+}
+
+/// A write to allocation rows that may push a category over its budget. `locate` finds the
+/// type and month touched (inside the transaction), `change` does the write; the category's
+/// totals are compared before and after, and a `budget_alert` goes out after the commit.
+/// With an `Idempotency-Key` (POST routes), a retry gets the first answer and changes nothing:
+/// an `add` that got no answer can be sent again safely.
+fn allocation_write(
+    app: &App,
+    user: &str,
+    keyed: Option<&Keyed>,
+    reply: &str,
+    locate: impl FnOnce(&Transaction<'_>) -> Result<(String, Period)>,
+    change: impl FnOnce(&Transaction<'_>, &str, Period) -> Result<()>,
+) -> Result<Resp> {
+    let (status, body, alert) = write(app, user, |tx| {
+        idempotency::run(tx, user, keyed, app.clock.unix(), || {
+            let (type_id, p) = locate(tx)?;
+            let category =
+                app.catalog
+                    .category_of_type(&type_id)
+                    .ok_or_else(|| Error::NotFound {
+                        code: "allocation_type_not_found",
+                        detail: format!("Allocation type with id '{type_id}' not found"),
+                    })?;
+            let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
+            change(tx, &type_id, p)?;
+            let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
+            let alert = (a0 <= b0 && a1 > b1).then(|| {
+                json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
+                       "budget": b1, "actual": a1})
+            });
+            Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
+        })
+    })?;
+    if let Some(event) = alert.flatten() {
+        app.events.publish(user, event);
+    }
+    Ok(Resp::bytes(status, "application/json", body))
+}
+
+struct TypeId(String);
+
+impl FromJson for TypeId {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 64).map(TypeId)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SetBudgetRequest {
+    /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
+    #[schema(format = "uuid")]
+    pub allocation_type_id: String,
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
+    pub budget_amount: f64,
+    #[schema(minimum = 1, maximum = 12)]
+    pub month: Option<u32>,
+    #[schema(minimum = 2020, maximum = 2100)]
+    pub year: Option<i32>,
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations/budget", tag = "allocations", security(("bearer" = [])),
+    request_body = SetBudgetRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
+    responses((status = 200, body = Message), (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
+pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let type_id = f.required::<TypeId>("allocation_type_id");
+    let amount = f.required::<NonNegative>("budget_amount");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (TypeId(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
+    let keyed = Keyed::of(req)?;
+    let now = app.clock.iso();
+    allocation_write(
+        app,
+        &me.user.id,
+        keyed.as_ref(),
+        "Budget set successfully",
+        |_| Ok((type_id.clone(), p)),
+        |tx, t, p| {
+            allocations::upsert(
+                tx,
+                &app.catalog,
+                &me.user.id,
+                t,
+                p,
+                Change::Budget(amount),
+                &now,
+            )
+        },
+    )
+}
+
+impl FromJson for Mode {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        match v.as_str() {
+            Some("set") => Ok(Mode::Set),
+            Some("add") => Ok(Mode::Add),
+            _ => Err(Invalid::new("Input should be 'set' or 'add'", "enum")),
+        }
+    }
+}
+
+struct Notes(String);
+
+impl FromJson for Notes {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 0, 1000).map(Notes)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RecordActualRequest {
+    /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
+    #[schema(format = "uuid")]
+    pub allocation_type_id: String,
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
+    pub actual_amount: f64,
+    #[schema(max_length = 1000)]
+    pub notes: Option<String>,
+    /// `set` (default) replaces, `add` adds.
+    pub mode: Option<ActualMode>,
+    #[schema(minimum = 1, maximum = 12)]
+    pub month: Option<u32>,
+    #[schema(minimum = 2020, maximum = 2100)]
+    pub year: Option<i32>,
+}
+
+/// How `actual_amount` is recorded (documentation only; `Mode` is what the handler parses).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ActualMode {
+    Set,
+    Add,
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations/actual", tag = "allocations", security(("bearer" = [])),
+    request_body = RecordActualRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
+    responses((status = 200, body = Message), (status = 401), (status = 404), (status = 422)))]
+pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let type_id = f.required::<TypeId>("allocation_type_id");
+    let amount = f.required::<NonNegative>("actual_amount");
+    let notes = f.optional::<Notes>("notes");
+    let mode = f.optional::<Mode>("mode");
+    let p = Period::from_fields(app, &mut f);
+    f.finish()?;
+    let (TypeId(type_id), NonNegative(amount), notes, mode, p) =
+        (type_id?, amount?, notes?, mode?, p?);
+    let now = app.clock.iso();
+    let change = || Change::Actual {
+        amount,
+        mode: mode.unwrap_or(Mode::Set),
+        notes: notes.as_ref().map(|n| n.0.as_str()),
+    };
+    let keyed = Keyed::of(req)?;
+    allocation_write(
+        app,
+        &me.user.id,
+        keyed.as_ref(),
+        "Actual amount recorded successfully",
+        |_| Ok((type_id.clone(), p)),
+        |tx, t, p| allocations::upsert(tx, &app.catalog, &me.user.id, t, p, change(), &now),
+    )
+}
+
+#[utoipa::path(put, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path,),
+           ("budget_amount" = Option<f64>, Query, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01,
+            description = "At most 2 decimals. These three may come in a JSON body instead"),
+           ("actual_amount" = Option<f64>, Query, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01),
+           ("notes" = Option<String>, Query, max_length = 1000)),
+    responses((status = 200, body = Message), (status = 401), (status = 404, description = "Allocation not found (also another user's)"), (status = 422)))]
+pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    // The app sends query parameters; other clients a JSON body.
+    let mut f = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Fields::query(req)
+    } else {
+        Fields::body(req)?
+    };
+    let budget = f.optional::<NonNegative>("budget_amount");
+    let actual = f.optional::<NonNegative>("actual_amount");
+    let notes = f.optional::<Notes>("notes");
+    f.finish()?;
+    let (budget, actual, notes) = (budget?.map(|m| m.0), actual?.map(|m| m.0), notes?);
+    let id = req.param("allocation_id");
+    let now = app.clock.iso();
+    allocation_write(
+        app,
+        &me.user.id,
+        None,
+        "Allocation updated successfully",
+        |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
+        |tx, _, _| {
+            allocations::update(
+                tx,
+                &me.user.id,
+                id,
+                budget,
+                actual,
+                notes.as_ref().map(|n| n.0.as_str()),
+                &now,
+            )
+        },
+    )
+}
+
+#[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
+    params(("allocation_id" = String, Path,)),
+    responses((status = 200, body = Message), (status = 401), (status = 404)))]
+pub fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let id = req.param("allocation_id");
+    allocation_write(
+        app,
+        &me.user.id,
+        None,
+        "Allocation deleted successfully",
+        |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
+        |tx, _, _| allocations::delete(tx, &me.user.id, id),
+    )
+}

@@ -1,0 +1,32 @@
+//! HTTP handlers for the money routes, one file per resource: parse, call the domain, map.
+//! Every route needs a bearer token and works on the caller's rows only. The files are named
+//! for their resource; the domain code they call lives beside this folder under the same names.
+
+pub mod allocations;
+pub mod monthly;
+pub mod transactions;
+
+use rusqlite::Transaction;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::App;
+use crate::error::{Error, Result};
+
+#[derive(Serialize, ToSchema)]
+pub struct Message {
+    pub message: String,
+}
+
+fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(Error::internal)
+}
+
+/// The one way a handler writes a user's budget rows: one database transaction, then (only
+/// once it has committed) the user's cached month views are invalidated, so the next read
+/// computes them again. A write route cannot forget the cache.
+fn write<T>(app: &App, user: &str, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let out = app.db.write(f)?;
+    app.views.invalidate_user(user);
+    Ok(out)
+}

@@ -1,0 +1,333 @@
+//! `/transactions...`: income and expense transactions and the month's balance.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{json_bytes, write};
+use crate::app::App;
+use crate::auth::require_user;
+use crate::budget::dates::DayRange;
+use crate::budget::idempotency::{self, Keyed};
+use crate::budget::money::{Money, Positive};
+use crate::budget::period::Period;
+use crate::budget::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, Window};
+use crate::error::{Error, Result};
+use crate::http::input::string_within;
+use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+
+struct Category(String);
+
+impl FromJson for Category {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 50).map(Category)
+    }
+}
+
+struct Label(String);
+
+impl FromJson for Label {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        string_within(v, 1, 200).map(Label)
+    }
+}
+
+/// What `TxDate` reads: an ISO 8601 date, a date-time with an offset (RFC 3339), or a date-time
+/// without one (read as UTC), in the years 2020..2100 (of the instant in UTC), surrounding
+/// whitespace ignored. The patterns carry the years (and, for the date-time without an offset,
+/// the days each month has), which no `format` can.
+fn tx_date_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    const YEAR: &str = r"^(20[2-9][0-9]|2100)-";
+    const LOCAL: &str = concat!(
+        r"^[ \t\n\r]*((20[2-9][0-9]|2100)-((0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])",
+        r"|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)|20(2[048]|[3579][26]|[468][048])-02-29)",
+        r"T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?[ \t\n\r]*$"
+    );
+    let string = |format: Option<KnownFormat>, pattern: &str, what: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(format.map(SchemaFormat::KnownFormat))
+            .pattern(Some(pattern))
+            .description(Some(what))
+    };
+    AnyOfBuilder::new()
+        .item(string(
+            Some(KnownFormat::Date),
+            YEAR,
+            "A date: local midnight in APP_TIMEZONE",
+        ))
+        .item(string(
+            Some(KnownFormat::DateTime),
+            YEAR,
+            "A date-time with an offset",
+        ))
+        .item(string(
+            None,
+            LOCAL,
+            "A date-time without an offset: local time in APP_TIMEZONE",
+        ))
+        .description(Some(
+            "An ISO 8601 date or date-time whose instant in UTC falls in the years 2020..2100",
+        ))
+        .build()
+        .into()
+}
+
+fn tx_date_or_null_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+    AnyOfBuilder::new()
+        .item(tx_date_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreateTransactionRequest {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Kind,
+    #[schema(min_length = 1, max_length = 50)]
+    pub category: String,
+    /// A number or a numeric string, at most 2 decimals.
+    #[schema(value_type = f64, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
+    pub amount: f64,
+    #[schema(min_length = 1, max_length = 200)]
+    pub label: String,
+    /// An ISO 8601 date or date-time, in 2020..2100. Without an offset it is the user's wall
+    /// clock in `APP_TIMEZONE`; it is stored and echoed as the UTC instant.
+    #[schema(schema_with = tx_date_schema, example = "2025-10-18")]
+    pub transaction_date: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
+    request_body = CreateTransactionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
+             description = "1 to 255 visible ASCII characters. A retried POST with the same key returns the first response")),
+    responses((status = 201, body = transactions::TransactionResponse), (status = 401),
+              (status = 422, description = "Bad field, or `idempotency_key_reused`")))]
+pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let keyed = Keyed::of(req)?;
+    let mut f = Fields::body(req)?;
+    let kind = f.required::<Kind>("type");
+    let category = f.required::<Category>("category");
+    let amount = f.required::<Positive>("amount");
+    let label = f.required::<Label>("label");
+    let date = f.required::<TxDate>("transaction_date");
+    f.finish()?;
+    let new = NewTransaction {
+        kind: kind?,
+        category: category?.0,
+        amount: amount?.0,
+        label: label?.0,
+        date: date?,
+    };
+    let (status, bytes, _) = write(app, &me.user.id, |tx| {
+        idempotency::run(tx, &me.user.id, keyed.as_ref(), app.clock.unix(), || {
+            let created = transactions::create(
+                tx,
+                &app.config.app_timezone,
+                &me.user.id,
+                &new,
+                &app.clock.iso(),
+            )?;
+            Ok((201, json_bytes(&created)?, ()))
+        })
+    })?;
+    Ok(Resp::bytes(status, "application/json", bytes))
+}
+
+struct Limit(u32);
+
+impl FromJson for Limit {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(1..=200).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 1 and 200",
+                "value_error",
+            ));
+        }
+        Ok(Limit(n as u32))
+    }
+}
+
+struct Offset(u32);
+
+impl FromJson for Offset {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        if !(0..=1_000_000).contains(&n) {
+            return Err(Invalid::new(
+                "Input should be between 0 and 1000000",
+                "value_error",
+            ));
+        }
+        Ok(Offset(n as u32))
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month. Not with from/to"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year. Not with from/to"),
+           ("from" = Option<String>, Query, format = Date, example = "2025-10-01",
+            description = "First day (YYYY-MM-DD, a local date in APP_TIMEZONE, 2020..2100), inclusive. Needs `to`; not with month/year"),
+           ("to" = Option<String>, Query, format = Date, example = "2025-10-31",
+            description = "Last day (YYYY-MM-DD, local), inclusive, not before `from` and at most 366 days after it. Needs `from`"),
+           ("type" = Option<Kind>, Query,), ("category" = Option<String>, Query, min_length = 1, max_length = 50),
+           ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 100"),
+           ("offset" = Option<u32>, Query, minimum = 0, maximum = 1000000)),
+    responses((status = 200, description = "A bare array, newest transaction_date first", body = [transactions::TransactionResponse]),
+              (status = 401), (status = 422)))]
+pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::query(req);
+    let window = list_window(app, &mut f);
+    let kind = f.optional::<Kind>("type");
+    let category = f.optional::<Category>("category");
+    let limit = f.optional::<Limit>("limit");
+    let offset = f.optional::<Offset>("offset");
+    f.finish()?;
+    let filter = Filter {
+        window: window?,
+        kind: kind?,
+        category: category?.map(|c| c.0),
+        limit: limit?.map(|l| l.0).unwrap_or(100),
+        offset: offset?.map(|o| o.0).unwrap_or(0),
+    };
+    let rows = app
+        .db
+        .read(|c| transactions::list(c, &me.user.id, &filter))?;
+    Ok(Resp::json(200, &rows))
+}
+
+/// `from`/`to` when either is given (never together with `month`/`year`), else the month.
+fn list_window(app: &App, f: &mut Fields) -> Result<Window> {
+    let month_or_year = f.has("month") || f.has("year");
+    match DayRange::from_fields(&app.config.app_timezone, f)? {
+        None => Period::from_fields(app, f).map(Window::Month),
+        Some(_) if month_or_year => {
+            let name = if f.has("from") { "from" } else { "to" };
+            f.reject(
+                name,
+                "Give either month/year or from/to, not both",
+                "value_error",
+            );
+            Err(Error::validation(
+                &["query", name],
+                "month/year with from/to",
+                "value_error",
+            ))
+        }
+        Some(r) => Ok(Window::Days(r)),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BalanceResponse {
+    pub month: u32,
+    pub year: i32,
+    #[schema(value_type = f64)]
+    pub current_balance: Money,
+    #[schema(value_type = f64)]
+    pub total_income: Money,
+    #[schema(value_type = f64)]
+    pub total_expense: Money,
+    pub transaction_count: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/transactions/balance", tag = "transactions", security(("bearer" = [])),
+    params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
+           ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
+    responses((status = 200, body = BalanceResponse), (status = 401), (status = 422)))]
+pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let p = Period::from_query(app, req)?;
+    let t = app.db.read(|c| transactions::totals(c, &me.user.id, p))?;
+    Ok(Resp::json(
+        200,
+        &BalanceResponse {
+            month: p.month,
+            year: p.year,
+            current_balance: Money(t.total_income.0 - t.total_expense.0),
+            total_income: t.total_income,
+            total_expense: t.total_expense,
+            transaction_count: t.transaction_count,
+        },
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatchTransactionRequest {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: Option<Kind>,
+    #[schema(min_length = 1, max_length = 50)]
+    pub category: Option<String>,
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
+    pub amount: Option<f64>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub label: Option<String>,
+    /// As in a new transaction; null is the same as absent.
+    #[schema(schema_with = tx_date_or_null_schema)]
+    pub transaction_date: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path,)), request_body = PatchTransactionRequest,
+    responses((status = 200, body = transactions::TransactionResponse), (status = 401),
+              (status = 404, description = "Transaction not found (also another user's)"), (status = 422)))]
+pub fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let kind = f.optional::<Kind>("type");
+    let category = f.optional::<Category>("category");
+    let amount = f.optional::<Positive>("amount");
+    let label = f.optional::<Label>("label");
+    let date = f.optional::<TxDate>("transaction_date");
+    f.finish()?;
+    let changes = Changes {
+        kind: kind?,
+        category: category?.map(|c| c.0),
+        amount: amount?.map(|a| a.0),
+        label: label?.map(|l| l.0),
+        date: date?,
+    };
+    let id = req.param("id");
+    let updated = write(app, &me.user.id, |tx| {
+        transactions::update(
+            tx,
+            &app.config.app_timezone,
+            &me.user.id,
+            id,
+            &changes,
+            &app.clock.iso(),
+        )
+    })?;
+    Ok(Resp::json(200, &updated))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeletedTransaction {
+    pub message: String,
+    pub transaction_id: String,
+}
+
+#[utoipa::path(delete, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
+    params(("id" = String, Path,)),
+    responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404)))]
+pub fn delete_transaction(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let id = req.param("id");
+    write(app, &me.user.id, |tx| {
+        transactions::delete(tx, &me.user.id, id, &app.clock.iso())
+    })?;
+    Ok(Resp::json(
+        200,
+        &DeletedTransaction {
+            message: "Transaction deleted successfully".into(),
+            transaction_id: id.to_string(),
+        },
+    ))
+}
