@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::catalog::{Catalog, Category};
-use super::money::{Money, Percent};
+use super::money::{self, Money, Percent};
 use super::period::Period;
 use crate::error::{Error, Result};
 
@@ -85,8 +85,8 @@ pub fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row
                 r.get::<_, String>(0)?,
                 Row {
                     id: r.get(1)?,
-                    budget: Money(r.get(2)?),
-                    actual: Money(r.get(3)?),
+                    budget: r.get(2)?,
+                    actual: r.get(3)?,
                 },
             ))
         })?
@@ -94,7 +94,7 @@ pub fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row
     Ok(rows)
 }
 
-fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> CategoryLine {
+fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<CategoryLine> {
     let types: Vec<TypeLine> = cat
         .types
         .iter()
@@ -102,7 +102,7 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> CategoryLine {
             let row = rows.get(&t.id);
             let budget = row.map(|r| r.budget).unwrap_or_default();
             let actual = row.map(|r| r.actual).unwrap_or_default();
-            TypeLine {
+            Ok(TypeLine {
                 id: t.id.clone(),
                 name: t.name.clone(),
                 description: t.description.clone(),
@@ -110,14 +110,14 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> CategoryLine {
                 sort_order: t.sort_order,
                 budget_amount: budget,
                 actual_amount: actual,
-                difference: Money(budget.0 - actual.0),
+                difference: budget.checked_sub(actual).ok_or_else(money::overflow)?,
                 allocation_id: row.map(|r| r.id.clone()),
-            }
+            })
         })
-        .collect();
-    let total_budget = Money(types.iter().map(|t| t.budget_amount.0).sum());
-    let total_actual = Money(types.iter().map(|t| t.actual_amount.0).sum());
-    CategoryLine {
+        .collect::<Result<_>>()?;
+    let (total_budget, total_actual, total_difference) =
+        totals(types.iter().map(|t| (t.budget_amount, t.actual_amount)))?;
+    Ok(CategoryLine {
         id: cat.id.clone(),
         name: cat.name.clone(),
         label: cat.label.clone(),
@@ -128,9 +128,19 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> CategoryLine {
         sort_order: cat.sort_order,
         total_budget,
         total_actual,
-        total_difference: Money(total_budget.0 - total_actual.0),
+        total_difference,
         allocation_types: types,
-    }
+    })
+}
+
+/// The (budget, actual) pairs summed, and budget − actual.
+pub fn totals(
+    pairs: impl Iterator<Item = (Money, Money)> + Clone,
+) -> Result<(Money, Money, Money)> {
+    let budget = Money::total(pairs.clone().map(|(b, _)| b)).ok_or_else(money::overflow)?;
+    let actual = Money::total(pairs.map(|(_, a)| a)).ok_or_else(money::overflow)?;
+    let difference = budget.checked_sub(actual).ok_or_else(money::overflow)?;
+    Ok((budget, actual, difference))
 }
 
 pub fn summary(
@@ -144,15 +154,15 @@ pub fn summary(
         .categories
         .iter()
         .map(|cat| category_line(cat, &rows))
-        .collect();
-    let total_budget = Money(categories.iter().map(|c| c.total_budget.0).sum());
-    let total_actual = Money(categories.iter().map(|c| c.total_actual.0).sum());
+        .collect::<Result<_>>()?;
+    let (total_budget, total_actual, total_difference) =
+        totals(categories.iter().map(|c| (c.total_budget, c.total_actual)))?;
     Ok(AllocationSummaryResponse {
         month: p.month,
         year: p.year,
         total_budget,
         total_actual,
-        total_difference: Money(total_budget.0 - total_actual.0),
+        total_difference,
         target_allocation_percentage: catalog.target_sum(),
         categories,
     })
@@ -169,7 +179,7 @@ pub fn one_category(
     let Some(cat) = catalog.category(id) else {
         return Ok(None);
     };
-    Ok(Some(category_line(cat, &rows(c, user, p)?)))
+    category_line(cat, &rows(c, user, p)?).map(Some)
 }
 
 /// A category's (budget, actual) totals, to notice a write pushing it over budget.
@@ -179,14 +189,13 @@ pub fn category_totals(
     p: Period,
     category_id: &str,
 ) -> Result<(Money, Money)> {
-    let (b, a): (i64, i64) = c.query_row(
+    Ok(c.query_row(
         "SELECT coalesce(sum(ua.budget_amount), 0), coalesce(sum(ua.actual_amount), 0)
          FROM user_allocations ua JOIN allocation_types t ON t.id = ua.allocation_type_id
          WHERE ua.user_id = ?1 AND ua.year = ?2 AND ua.month = ?3 AND t.category_id = ?4",
         params![user, p.year, p.month, category_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok((Money(b), Money(a)))
+    )?)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +237,7 @@ pub fn upsert(
             detail: format!("Allocation type with id '{type_id}' not found"),
         });
     }
-    let existing: Option<(i64, i64)> = tx
+    let existing: Option<(Money, Money)> = tx
         .query_row(
             "SELECT budget_amount, actual_amount FROM user_allocations
              WHERE user_id = ?1 AND year = ?2 AND month = ?3 AND allocation_type_id = ?4",
@@ -236,9 +245,7 @@ pub fn upsert(
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let (mut budget, mut actual) = existing
-        .map(|(b, a)| (Money(b), Money(a)))
-        .unwrap_or_default();
+    let (mut budget, mut actual) = existing.unwrap_or_default();
     let mut new_notes: Option<&str> = None;
     match change {
         Change::Budget(b) => budget = b,
@@ -251,7 +258,7 @@ pub fn upsert(
                 Mode::Set => amount,
                 Mode::Add => actual
                     .checked_add(amount)
-                    .filter(|m| m.0 <= super::money::MAX_MAJOR * 100)
+                    .and_then(Money::capped)
                     .ok_or_else(amount_overflow)?,
             };
             new_notes = notes;
@@ -264,7 +271,7 @@ pub fn upsert(
          ON CONFLICT(user_id, year, month, allocation_type_id) DO UPDATE SET
              budget_amount = excluded.budget_amount, actual_amount = excluded.actual_amount,
              notes = coalesce(excluded.notes, user_allocations.notes), updated_at = excluded.updated_at",
-        params![crate::random::uuid(), user, type_id, p.year, p.month, budget.0, actual.0, new_notes, now],
+        params![crate::random::uuid(), user, type_id, p.year, p.month, budget, actual, new_notes, now],
     )?;
     Ok(())
 }
@@ -300,7 +307,7 @@ pub fn update(
         "UPDATE user_allocations SET budget_amount = coalesce(?3, budget_amount),
              actual_amount = coalesce(?4, actual_amount), notes = coalesce(?5, notes), updated_at = ?6
          WHERE id = ?1 AND user_id = ?2",
-        params![allocation_id, user, budget.map(|m| m.0), actual.map(|m| m.0), notes, now],
+        params![allocation_id, user, budget, actual, notes, now],
     )?;
     if n == 0 {
         return Err(not_found());
@@ -350,7 +357,7 @@ pub fn history(
         "SELECT year, month, sum(budget_amount), sum(actual_amount) FROM user_allocations
          WHERE user_id = ?1 AND (year * 12 + month) BETWEEN ?2 AND ?3 GROUP BY year, month",
     )?;
-    let found: HashMap<Period, (i64, i64)> = stmt
+    let found: HashMap<Period, (Money, Money)> = stmt
         .query_map(params![user, key(oldest), key(newest)], |r| {
             Ok((
                 Period {
@@ -361,33 +368,35 @@ pub fn history(
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    Ok(periods
+    periods
         .into_iter()
         .map(|p| {
-            let (b, a) = found.get(&p).copied().unwrap_or((0, 0));
-            MonthTotals {
+            let (b, a) = found.get(&p).copied().unwrap_or_default();
+            Ok(MonthTotals {
                 month: p.month,
                 year: p.year,
-                total_budget: Money(b),
-                total_actual: Money(a),
-                difference: Money(b - a),
-            }
+                total_budget: b,
+                total_actual: a,
+                difference: b.checked_sub(a).ok_or_else(money::overflow)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// `actual / budget × 100` rounded half-even to 2 decimals, in basis points; 0 without a budget.
 pub fn utilization(actual: Money, budget: Money) -> Percent {
-    if budget.0 <= 0 {
+    if budget <= Money::ZERO {
         return Percent(0);
     }
     // actual × 10_000 / budget = the percentage with two decimals, as basis points.
-    Percent(super::money::div_half_even(i128::from(actual.0) * 10_000, i128::from(budget.0)) as i64)
+    let (actual, budget) = (i128::from(actual.minor()), i128::from(budget.minor()));
+    Percent(money::div_half_even(actual * 10_000, budget) as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::money::testing::Money;
 
     #[test]
     fn utilization_rounds_to_two_decimals() {

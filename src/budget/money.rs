@@ -1,10 +1,17 @@
 //! Money as integer minor units (paise). Parsed from a JSON number or a numeric string with at
 //! most two decimals, written back as a JSON number with at most two decimals. No float ever
 //! does arithmetic on an amount.
+//!
+//! `Money` is closed: its paise are read with `minor()`, and a value comes only from a checked
+//! constructor (`from_minor`, `parse_decimal`, JSON), from the database (what we stored), or
+//! from checked arithmetic (`checked_add`, `checked_sub`, `checked_neg`, `percent_bp`, `total`),
+//! which returns `None` rather than wrap.
 
+use rusqlite::types::{FromSql, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::error::Error;
 use crate::http::{FromJson, Invalid};
 
 /// Amounts above 10^13 (in major units) are refused.
@@ -12,13 +19,25 @@ pub const MAX_MAJOR: i64 = 10_000_000_000_000;
 const MAX_MINOR: i64 = MAX_MAJOR * 100;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Money(pub i64);
+pub struct Money(i64);
 
 impl Money {
     pub const ZERO: Money = Money(0);
 
+    /// An amount of `minor` paise, if it is within what a single amount may be (±10^13).
+    pub fn from_minor(minor: i64) -> Option<Money> {
+        (-MAX_MINOR..=MAX_MINOR)
+            .contains(&minor)
+            .then_some(Money(minor))
+    }
+
     pub fn minor(self) -> i64 {
         self.0
+    }
+
+    /// The same amount, if it is within what a single amount may be (±10^13).
+    pub fn capped(self) -> Option<Money> {
+        Money::from_minor(self.0)
     }
 
     /// Exact decimal text: `1250.5`, `50000`, `-0.05`.
@@ -100,10 +119,7 @@ impl Money {
             .checked_mul(100)
             .and_then(|w| w.checked_add(cents))
             .ok_or_else(too_big)?;
-        if minor > MAX_MINOR {
-            return Err(too_big());
-        }
-        Ok(Money(if neg { -minor } else { minor }))
+        Money::from_minor(if neg { -minor } else { minor }).ok_or_else(too_big)
     }
 
     pub fn checked_add(self, o: Money) -> Option<Money> {
@@ -114,9 +130,47 @@ impl Money {
         self.0.checked_sub(o.0).map(Money)
     }
 
-    /// `self × basis_points / 10_000`, rounded half to even, in integers.
-    pub fn percent_bp(self, bp: i64) -> Money {
-        Money(div_half_even(i128::from(self.0) * i128::from(bp), 10_000) as i64)
+    pub fn checked_neg(self) -> Option<Money> {
+        self.0.checked_neg().map(Money)
+    }
+
+    /// `self × basis_points / 10_000`, rounded half to even, in integers; `None` if the result
+    /// does not fit.
+    pub fn percent_bp(self, bp: i64) -> Option<Money> {
+        let scaled = div_half_even(i128::from(self.0) * i128::from(bp), 10_000);
+        i64::try_from(scaled).ok().map(Money)
+    }
+
+    /// The sum of `amounts`, or `None` if it does not fit.
+    pub fn total(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {
+        amounts
+            .into_iter()
+            .try_fold(Money::ZERO, |sum, m| sum.checked_add(m))
+    }
+}
+
+/// A month's balance: income − expense. The one place it is computed (the balance route, the
+/// monthly view, the coach's context).
+pub fn balance(income: Money, expense: Money) -> Option<Money> {
+    income.checked_sub(expense)
+}
+
+/// What a failed money operation answers. Stored amounts are each at most 10^13 and SQLite
+/// refuses an overflowing sum, so this is a bug, not a client's doing: a 500.
+pub fn overflow() -> Error {
+    Error::internal("money arithmetic overflowed")
+}
+
+/// Stored amounts are integer paise; what we stored was checked on the way in.
+impl FromSql for Money {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        i64::column_result(v).map(Money)
+    }
+}
+
+impl ToSql for Money {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.0))
     }
 }
 
@@ -238,6 +292,16 @@ impl Serialize for Percent {
     }
 }
 
+/// For unit tests elsewhere in the crate, which write amounts as `Money(paise)`: the tuple
+/// constructor is private, so they import this function under the same name.
+#[cfg(test)]
+pub mod testing {
+    #[allow(non_snake_case)]
+    pub fn Money(minor: i64) -> super::Money {
+        super::Money(minor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,13 +367,13 @@ mod tests {
     #[test]
     fn percentages_round_half_to_even() {
         // 10 % of 0.05 = 0.005 → 0.00 (even); of 0.15 = 0.015 → 0.02 (even).
-        assert_eq!(Money(5).percent_bp(1000), Money(0));
-        assert_eq!(Money(15).percent_bp(1000), Money(2));
-        assert_eq!(Money(25).percent_bp(1000), Money(2));
-        assert_eq!(Money(35).percent_bp(1000), Money(4));
-        assert_eq!(Money(-15).percent_bp(1000), Money(-2));
-        assert_eq!(Money(100_000).percent_bp(5000), Money(50_000));
-        assert_eq!(Money(33_333).percent_bp(500), Money(1667));
+        assert_eq!(Money(5).percent_bp(1000), Some(Money(0)));
+        assert_eq!(Money(15).percent_bp(1000), Some(Money(2)));
+        assert_eq!(Money(25).percent_bp(1000), Some(Money(2)));
+        assert_eq!(Money(35).percent_bp(1000), Some(Money(4)));
+        assert_eq!(Money(-15).percent_bp(1000), Some(Money(-2)));
+        assert_eq!(Money(100_000).percent_bp(5000), Some(Money(50_000)));
+        assert_eq!(Money(33_333).percent_bp(500), Some(Money(1667)));
     }
 
     #[test]

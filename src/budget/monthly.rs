@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use utoipa::ToSchema;
 
 use super::catalog::Catalog;
-use super::money::{Money, Percent};
+use super::money::{self, Money, Percent};
 use super::period::Period;
 use super::transactions;
 use crate::error::Result;
@@ -48,7 +48,7 @@ pub struct MonthlyBudgetResponse {
 }
 
 /// The month's actual amounts summed per category id.
-fn actual_by_category(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, i64>> {
+fn actual_by_category(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Money>> {
     let mut stmt = c.prepare_cached(
         "SELECT t.category_id, sum(ua.actual_amount) FROM user_allocations ua
          JOIN allocation_types t ON t.id = ua.allocation_type_id
@@ -69,7 +69,7 @@ pub fn monthly_budget(
     p: Period,
 ) -> Result<MonthlyBudgetResponse> {
     let totals = transactions::totals(c, user, p)?;
-    let balance = Money(totals.total_income.0 - totals.total_expense.0);
+    let balance = totals.balance()?;
     if totals.transaction_count == 0 {
         return Ok(MonthlyBudgetResponse {
             month: p.month,
@@ -86,10 +86,14 @@ pub fn monthly_budget(
         .categories
         .iter()
         .map(|cat| {
-            let allocated = balance.percent_bp(cat.target.0);
-            let invested = Money(actual.get(&cat.id).copied().unwrap_or(0));
-            let difference = Money(invested.0 - allocated.0);
-            MonthlyCategory {
+            let allocated = balance
+                .percent_bp(cat.target.0)
+                .ok_or_else(money::overflow)?;
+            let invested = actual.get(&cat.id).copied().unwrap_or_default();
+            let difference = invested
+                .checked_sub(allocated)
+                .ok_or_else(money::overflow)?;
+            Ok(MonthlyCategory {
                 name: cat.name.clone(),
                 label: cat.label.clone(),
                 icon: cat.icon.clone(),
@@ -98,15 +102,15 @@ pub fn monthly_budget(
                 allocated_amount: allocated,
                 actual_invested: invested,
                 difference,
-                status: match difference.0.signum() {
-                    0 => "perfect",
-                    -1 => "under",
-                    _ => "over",
+                status: match difference.cmp(&Money::ZERO) {
+                    std::cmp::Ordering::Equal => "perfect",
+                    std::cmp::Ordering::Less => "under",
+                    std::cmp::Ordering::Greater => "over",
                 }
                 .into(),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(MonthlyBudgetResponse {
         month: p.month,
         year: p.year,

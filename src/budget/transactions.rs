@@ -8,7 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::dates::{self, DayRange};
-use super::money::Money;
+use super::money::{self, Money};
 use super::period::Period;
 use crate::error::{Error, Result};
 use crate::http::{FromJson, Invalid};
@@ -150,7 +150,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
         id: r.get(0)?,
         kind: Kind::parse(&kind).unwrap_or(Kind::Expense),
         category: r.get(2)?,
-        amount: Money(r.get(3)?),
+        amount: r.get(3)?,
         label: r.get(4)?,
         transaction_date: r.get(5)?,
         month: r.get(6)?,
@@ -165,13 +165,13 @@ fn move_totals(
     user: &str,
     p: Period,
     kind: Kind,
-    amount: i64,
+    amount: Money,
     count: i64,
     now: &str,
 ) -> Result<()> {
     let (income, expense) = match kind {
-        Kind::Income => (amount, 0),
-        Kind::Expense => (0, amount),
+        Kind::Income => (amount, Money::ZERO),
+        Kind::Expense => (Money::ZERO, amount),
     };
     if count < 0 {
         // Taking out: the month's row exists (the transaction was counted in it), and an
@@ -226,9 +226,9 @@ pub fn create(
     let date = crate::clock::iso(at);
     tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
                                    created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount.0, t.label, date, p.year, p.month, now],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount, t.label, date, p.year, p.month, now],
     )?;
-    move_totals(tx, user, p, t.kind, t.amount.0, 1, now)?;
+    move_totals(tx, user, p, t.kind, t.amount, 1, now)?;
     get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
 }
 
@@ -283,10 +283,10 @@ pub fn update(
     };
     // Take the old amount out of its month, put the new one into its (maybe other) month.
     take_out(tx, user, &old, now)?;
-    move_totals(tx, user, p, kind, amount.0, 1, now)?;
+    move_totals(tx, user, p, kind, amount, 1, now)?;
     tx.prepare_cached("UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
              year = ?8, month = ?9, updated_at = ?10
-         WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount.0, label, date, p.year, p.month, now],
+         WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount, label, date, p.year, p.month, now],
     )?;
     get(tx, user, id)?.ok_or_else(not_found)
 }
@@ -304,7 +304,8 @@ fn take_out(tx: &Transaction<'_>, user: &str, old: &TransactionResponse, now: &s
         year: old.year,
         month: old.month,
     };
-    move_totals(tx, user, p, old.kind, -old.amount.0, -1, now)
+    let amount = old.amount.checked_neg().ok_or_else(money::overflow)?;
+    move_totals(tx, user, p, old.kind, amount, -1, now)
 }
 
 /// Which transactions a list covers: one month (by its stored `month`/`year`), or whole local
@@ -369,6 +370,13 @@ pub struct Totals {
     pub transaction_count: i64,
 }
 
+impl Totals {
+    /// income − expense.
+    pub fn balance(&self) -> Result<Money> {
+        money::balance(self.total_income, self.total_expense).ok_or_else(money::overflow)
+    }
+}
+
 /// The month's totals as kept in `monthly_budgets` (zeros for a month without rows).
 pub fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
     Ok(c.query_row(
@@ -377,8 +385,8 @@ pub fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
         params![user, p.year, p.month],
         |r| {
             Ok(Totals {
-                total_income: Money(r.get(0)?),
-                total_expense: Money(r.get(1)?),
+                total_income: r.get(0)?,
+                total_expense: r.get(1)?,
                 transaction_count: r.get(2)?,
             })
         },

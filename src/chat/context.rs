@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 use super::upstream::ChatMessage;
 use crate::app::App;
-use crate::budget::money::Money;
+use crate::budget::money::{self, Money};
 use crate::budget::period::Period;
 use crate::budget::{allocations, transactions};
 use crate::error::Result;
@@ -30,9 +30,26 @@ pub struct Numbers {
 }
 
 impl Numbers {
-    pub fn balance(&self) -> Money {
-        Money(self.income.0 - self.expense.0)
+    pub fn balance(&self) -> Option<Money> {
+        money::balance(self.income, self.expense)
     }
+}
+
+impl CategoryNumbers {
+    fn has_numbers(&self) -> bool {
+        self.budget != Money::ZERO || self.actual != Money::ZERO
+    }
+
+    /// budget − actual: what is left (negative when over budget).
+    fn remaining(&self) -> Option<Money> {
+        self.budget.checked_sub(self.actual)
+    }
+}
+
+/// Rupees for the prompt; an amount that overflowed (never seen: each is a sum of checked,
+/// stored amounts) is said so rather than printed wrong.
+fn inr(m: Option<Money>) -> String {
+    m.map_or_else(|| "(too large to show)".into(), Money::to_inr)
 }
 
 pub struct Context {
@@ -68,18 +85,15 @@ pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbe
         .categories
         .iter()
         .map(|cat| {
-            let (b, a) = cat
-                .types
-                .iter()
-                .filter_map(|t| rows.get(&t.id))
-                .fold((0, 0), |(b, a), r| (b + r.budget.0, a + r.actual.0));
-            CategoryNumbers {
+            let of_type = cat.types.iter().filter_map(|t| rows.get(&t.id));
+            let (budget, actual, _) = allocations::totals(of_type.map(|r| (r.budget, r.actual)))?;
+            Ok(CategoryNumbers {
                 label: cat.label.clone(),
-                budget: Money(b),
-                actual: Money(a),
-            }
+                budget,
+                actual,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     Ok(Numbers {
         period: p,
         income: totals.total_income,
@@ -151,14 +165,11 @@ pub fn system_prompt(app_name: &str, ctx: &Context) -> String {
         month_name(n.period),
         n.income.to_inr(),
         n.expense.to_inr(),
-        n.balance().to_inr(),
+        inr(n.balance()),
         n.transaction_count
     ));
-    let with_budget: Vec<&CategoryNumbers> = n
-        .categories
-        .iter()
-        .filter(|c| c.budget.0 != 0 || c.actual.0 != 0)
-        .collect();
+    let with_budget: Vec<&CategoryNumbers> =
+        n.categories.iter().filter(|c| c.has_numbers()).collect();
     if with_budget.is_empty() {
         s.push_str("No category budgets set this month.\n");
     } else {
@@ -169,7 +180,7 @@ pub fn system_prompt(app_name: &str, ctx: &Context) -> String {
                 c.label,
                 c.budget.to_inr(),
                 c.actual.to_inr(),
-                Money(c.budget.0 - c.actual.0).to_inr()
+                inr(c.remaining())
             ));
         }
     }
@@ -199,10 +210,7 @@ pub fn cache_key(
 /// The short answer we give when the model cannot: where the user stands this month.
 pub fn fallback_answer(n: &Numbers) -> String {
     let month = month_name(n.period);
-    let has_budget = n
-        .categories
-        .iter()
-        .any(|c| c.budget.0 != 0 || c.actual.0 != 0);
+    let has_budget = n.categories.iter().any(CategoryNumbers::has_numbers);
     if n.transaction_count == 0 && !has_budget {
         return format!(
             "I can't reach the AI coach right now. You have no transactions or budgets recorded for {month} yet: \
@@ -213,29 +221,23 @@ pub fn fallback_answer(n: &Numbers) -> String {
         "I can't reach the AI coach right now, so here is where you stand for {month}: income {}, expenses {}, balance {}.",
         n.income.to_inr(),
         n.expense.to_inr(),
-        n.balance().to_inr()
+        inr(n.balance())
     );
-    for c in n
-        .categories
-        .iter()
-        .filter(|c| c.budget.0 != 0 || c.actual.0 != 0)
-    {
-        let left = Money(c.budget.0 - c.actual.0);
-        if left.0 >= 0 {
-            s.push_str(&format!(
+    for c in n.categories.iter().filter(|c| c.has_numbers()) {
+        match c.remaining() {
+            Some(left) if left >= Money::ZERO => s.push_str(&format!(
                 " {}: {} of {} used, {} left.",
                 c.label,
                 c.actual.to_inr(),
                 c.budget.to_inr(),
                 left.to_inr()
-            ));
-        } else {
-            s.push_str(&format!(
+            )),
+            left => s.push_str(&format!(
                 " {}: {} over its budget of {}.",
                 c.label,
-                Money(-left.0).to_inr(),
+                inr(left.and_then(Money::checked_neg)),
                 c.budget.to_inr()
-            ));
+            )),
         }
     }
     s
@@ -244,6 +246,7 @@ pub fn fallback_answer(n: &Numbers) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::budget::money::testing::Money;
 
     fn numbers() -> Numbers {
         Numbers {

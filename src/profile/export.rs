@@ -51,8 +51,8 @@ fn rows(c: &Connection, table: &str, owner: &str, user: &str) -> Result<Vec<Valu
             }
             let v = match r.get_ref(i)? {
                 ValueRef::Null => Value::Null,
-                ValueRef::Integer(n) if MONEY_COLUMNS.contains(&name.as_str()) => {
-                    serde_json::to_value(Money(n)).unwrap_or(Value::Null)
+                ValueRef::Integer(_) if MONEY_COLUMNS.contains(&name.as_str()) => {
+                    serde_json::to_value(r.get::<_, Money>(i)?).unwrap_or(Value::Null)
                 }
                 ValueRef::Integer(n) => Value::from(n),
                 ValueRef::Real(f) => Value::from(f),

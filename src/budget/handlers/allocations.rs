@@ -58,8 +58,8 @@ pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(app, req)?;
     let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
-    let budget = Money(rows.values().map(|r| r.budget.0).sum());
-    let actual = Money(rows.values().map(|r| r.actual.0).sum());
+    let (budget, actual, difference) =
+        allocations::totals(rows.values().map(|r| (r.budget, r.actual)))?;
     Ok(Resp::json(
         200,
         &SummaryResponse {
@@ -67,7 +67,7 @@ pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
             year: p.year,
             total_budget: budget,
             total_actual: actual,
-            difference: Money(budget.0 - actual.0),
+            difference,
             on_track: actual <= budget,
             utilization_percentage: allocations::utilization(actual, budget),
         },

@@ -250,7 +250,7 @@ pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
         &BalanceResponse {
             month: p.month,
             year: p.year,
-            current_balance: Money(t.total_income.0 - t.total_expense.0),
+            current_balance: t.balance()?,
             total_income: t.total_income,
             total_expense: t.total_expense,
             transaction_count: t.transaction_count,
