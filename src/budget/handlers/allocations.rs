@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Message, json_bytes, write};
+use super::{Count, Message, Text, json_bytes, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::allocations::{self, Change, Mode};
@@ -14,7 +14,6 @@ use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, NonNegative};
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
-use crate::http::input::string_within;
 use crate::http::{Fields, FromJson, Invalid, Req, Resp};
 
 #[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
@@ -74,20 +73,7 @@ pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     ))
 }
 
-struct MonthsWindow(u32);
-
-impl FromJson for MonthsWindow {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(1..=24).contains(&n) {
-            return Err(Invalid::new(
-                "Input should be between 1 and 24",
-                "value_error",
-            ));
-        }
-        Ok(MonthsWindow(n as u32))
-    }
-}
+type MonthsWindow = Count<1, 24>;
 
 #[derive(Serialize, ToSchema)]
 pub struct HistoryResponse {
@@ -171,13 +157,7 @@ fn allocation_write(
     Ok(Resp::bytes(status, "application/json", body))
 }
 
-struct TypeId(String);
-
-impl FromJson for TypeId {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, 1, 64).map(TypeId)
-    }
-}
+type TypeId = Text<1, 64>;
 
 #[derive(Serialize, ToSchema)]
 pub struct SetBudgetRequest {
@@ -205,7 +185,7 @@ pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let amount = f.required::<NonNegative>("budget_amount");
     let p = Period::from_fields(app, &mut f);
     f.finish()?;
-    let (TypeId(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
+    let (Text(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
     let keyed = Keyed::of(req)?;
     let now = app.clock.iso();
     allocation_write(
@@ -238,13 +218,7 @@ impl FromJson for Mode {
     }
 }
 
-struct Notes(String);
-
-impl FromJson for Notes {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, 0, 1000).map(Notes)
-    }
-}
+type Notes = Text<0, 1000>;
 
 #[derive(Serialize, ToSchema)]
 pub struct RecordActualRequest {
@@ -286,7 +260,7 @@ pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
     let mode = f.optional::<Mode>("mode");
     let p = Period::from_fields(app, &mut f);
     f.finish()?;
-    let (TypeId(type_id), NonNegative(amount), notes, mode, p) =
+    let (Text(type_id), NonNegative(amount), notes, mode, p) =
         (type_id?, amount?, notes?, mode?, p?);
     let now = app.clock.iso();
     let change = || Change::Actual {

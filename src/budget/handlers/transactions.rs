@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{json_bytes, write};
+use super::{Count, Text, json_bytes, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::dates::DayRange;
@@ -12,24 +12,11 @@ use crate::budget::money::{Money, Positive};
 use crate::budget::period::Period;
 use crate::budget::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, Window};
 use crate::error::{Error, Result};
-use crate::http::input::string_within;
-use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+use crate::http::{Fields, Req, Resp};
 
-struct Category(String);
+type Category = Text<1, 50>;
 
-impl FromJson for Category {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, 1, 50).map(Category)
-    }
-}
-
-struct Label(String);
-
-impl FromJson for Label {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, 1, 200).map(Label)
-    }
-}
+type Label = Text<1, 200>;
 
 /// What `TxDate` reads: an ISO 8601 date, a date-time with an offset (RFC 3339), or a date-time
 /// without one (read as UTC), in the years 2020..2100 (of the instant in UTC), surrounding
@@ -138,35 +125,9 @@ pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::bytes(status, "application/json", bytes))
 }
 
-struct Limit(u32);
+type Limit = Count<1, 200>;
 
-impl FromJson for Limit {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(1..=200).contains(&n) {
-            return Err(Invalid::new(
-                "Input should be between 1 and 200",
-                "value_error",
-            ));
-        }
-        Ok(Limit(n as u32))
-    }
-}
-
-struct Offset(u32);
-
-impl FromJson for Offset {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(0..=1_000_000).contains(&n) {
-            return Err(Invalid::new(
-                "Input should be between 0 and 1000000",
-                "value_error",
-            ));
-        }
-        Ok(Offset(n as u32))
-    }
-}
+type Offset = Count<0, 1_000_000>;
 
 #[utoipa::path(get, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month. Not with from/to"),
