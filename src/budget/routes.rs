@@ -17,6 +17,7 @@ use super::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, W
 use crate::app::App;
 use crate::auth::require_user;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::http::input::string_within;
 use crate::http::{Fields, FromJson, Invalid, Req, Resp};
 
@@ -160,16 +161,22 @@ fn allocation_write(
     let (status, body, alert) = app.db.write(|tx| {
         idempotency::run(tx, user, keyed, app.clock.unix(), || {
             let (type_id, p) = locate(tx)?;
-            let category = app.catalog.category_of_type(&type_id).ok_or_else(|| Error::NotFound {
-                code: "allocation_type_not_found",
-                detail: format!("Allocation type with id '{type_id}' not found"),
-            })?;
+            let category =
+                app.catalog
+                    .category_of_type(&type_id)
+                    .ok_or_else(|| Error::NotFound {
+                        code: "allocation_type_not_found",
+                        detail: format!("Allocation type with id '{type_id}' not found"),
+                    })?;
             let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
             change(tx, &type_id, p)?;
             let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
-            let alert = (a0 <= b0 && a1 > b1).then(|| {
-                json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
-                       "budget": b1, "actual": a1})
+            let alert = (a0 <= b0 && a1 > b1).then(|| Event::BudgetAlert {
+                category: category.name.clone(),
+                month: p.month,
+                year: p.year,
+                budget: b1.to_number(),
+                actual: a1.to_number(),
             });
             Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
         })
