@@ -162,21 +162,16 @@ fn run_stream(
                 }
             }
             StreamEvent::Finished(reported) => {
-                let u = answer::usage_of(p, &content, reported);
-                answer::complete(app, p, &content, u);
-                answer::finish_streamed(app, q, p, &content, u);
+                let u = answer::finish_streamed(app, q, p, &content, reported);
                 return (content, Some(u.prompt_tokens + u.completion_tokens), false);
             }
             StreamEvent::Failed(why) => {
-                let text = answer::failed(app, p, &why);
-                answer::finish_fallback(app, q, &text);
-                return (text, None, true);
+                return (answer::finish_failed(app, q, p, &why), None, true);
             }
         }
     }
-    let text = answer::failed(app, p, &upstream::UpstreamError::Dropped);
-    answer::finish_fallback(app, q, &text);
-    (text, None, true)
+    let dropped = upstream::UpstreamError::Dropped;
+    (answer::finish_failed(app, q, p, &dropped), None, true)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -201,14 +196,8 @@ pub fn message(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let q = question(app, req, &me)?;
     let (text, cached, tokens, fallback) = match answer::prepare(app, &q)? {
-        Plan::Cached(text) => {
-            answer::finish_cached(app, &q, &text);
-            ((*text).clone(), true, 0, false)
-        }
-        Plan::Fallback { answer: text, .. } => {
-            answer::finish_fallback(app, &q, &text);
-            (text, false, 0, true)
-        }
+        Plan::Cached(text) => ((*text).clone(), true, 0, false),
+        Plan::Fallback { answer: text, .. } => (text, false, 0, true),
         Plan::Stream(p) => {
             let (text, tokens, fallback) = run_stream(app, &q, &p, |_| true);
             (text, false, tokens.unwrap_or(0), fallback)
@@ -263,7 +252,6 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
             };
             match plan {
                 Plan::Cached(text) => {
-                    answer::finish_cached(app, &q, &text);
                     let _ = event(w, &json!({"type": "token", "content": *text}));
                 }
                 Plan::Fallback {
@@ -271,7 +259,6 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
                     answer: text,
                     ..
                 } => {
-                    answer::finish_fallback(app, &q, &text);
                     let _ = event(w, &json!({"type": "error", "error": message}));
                     let _ = event(w, &json!({"type": "token", "content": text}));
                 }

@@ -261,7 +261,6 @@ impl<'a> ChatSocket<'a> {
         };
         match plan {
             Plan::Cached(text) => {
-                answer::finish_cached(self.app, &question, &text);
                 self.respond(text.to_string(), Answer::cached(question.session_id))
             }
             Plan::Fallback {
@@ -270,7 +269,6 @@ impl<'a> ChatSocket<'a> {
                 answer: text,
             } => {
                 self.error(code, message)?;
-                answer::finish_fallback(self.app, &question, &text);
                 self.respond(text, Answer::fallback(question.session_id))
             }
             Plan::Stream(pending) => {
@@ -307,11 +305,15 @@ impl<'a> ChatSocket<'a> {
                 let Some(a) = self.answering.take() else {
                     return Ok(());
                 };
-                let usage = answer::usage_of(&a.pending, &a.content, reported);
-                answer::complete(self.app, &a.pending, &a.content, usage);
                 // Saved before the final frame: a client that fetches the history on `done`
                 // finds the answer there.
-                answer::finish_streamed(self.app, &a.question, &a.pending, &a.content, usage);
+                let usage = answer::finish_streamed(
+                    self.app,
+                    &a.question,
+                    &a.pending,
+                    &a.content,
+                    reported,
+                );
                 let state = Answer::complete(a.question.session_id, usage.into());
                 self.respond(a.content, state)
             }
@@ -320,9 +322,8 @@ impl<'a> ChatSocket<'a> {
                 let Some(a) = self.answering.take() else {
                     return Ok(());
                 };
-                let text = answer::failed(self.app, &a.pending, &why);
+                let text = answer::finish_failed(self.app, &a.question, &a.pending, &why);
                 self.error("upstream_unavailable", answer::FAILED)?;
-                answer::finish_fallback(self.app, &a.question, &text);
                 self.respond(text, Answer::fallback(a.question.session_id))
             }
         }
