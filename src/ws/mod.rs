@@ -139,6 +139,11 @@ fn accept_loop(app: &Arc<App>, listener: &TcpListener, chat: ChatHandler) {
     }
 }
 
+/// The JSON body of every HTTP answer on the WebSocket port: the API's error shape.
+fn refusal_body(detail: &str, code: &str) -> String {
+    json!({"detail": detail, "code": code}).to_string()
+}
+
 /// A plain HTTP answer on the WebSocket port, for requests that never became a WebSocket.
 fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
     // Each status keeps its own code: a full server used to answer 503 "bad_request".
@@ -147,7 +152,7 @@ fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
         426 => ("Upgrade Required", "upgrade_required"),
         _ => ("Service Unavailable", "too_many_connections"),
     };
-    let body = json!({"detail": detail, "code": code}).to_string();
+    let body = refusal_body(detail, code);
     let _ = write!(
         stream,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n{body}",
@@ -177,7 +182,7 @@ fn query_token(query: Option<&str>) -> Option<String> {
 /// The handshake's refusal of an upgrade: a JSON body, and `Retry-After`.
 fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
     use tungstenite::http::{HeaderValue, StatusCode};
-    let body = json!({"detail": r.detail, "code": r.code}).to_string();
+    let body = refusal_body(&r.detail, r.code);
     let mut e = ErrorResponse::new(Some(body));
     *e.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let h = e.headers_mut();
@@ -207,9 +212,7 @@ fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let endpoint = Endpoint::from_path(req.uri().path());
         if endpoint.is_none() {
-            let mut e = ErrorResponse::new(Some(
-                json!({"detail": "Not Found", "code": "not_found"}).to_string(),
-            ));
+            let mut e = ErrorResponse::new(Some(refusal_body("Not Found", "not_found")));
             *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
             return Err(e);
         }
