@@ -6,15 +6,40 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use serde_json::Value;
+use serde::Serialize;
+
+/// What a write tells the user's open notification sockets. Serialises as the frame the
+/// socket sends: an object whose `type` is the variant's name in snake case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A category's actual spending went over its budget for a month.
+    BudgetAlert {
+        category: String,
+        month: u32,
+        year: i32,
+        /// Rupees, as exact JSON numbers (`Money::to_number`).
+        budget: serde_json::Number,
+        actual: serde_json::Number,
+    },
+}
 
 /// Per user, the live subscriptions: (subscription id, sender).
-type Subscribers = HashMap<String, Vec<(u64, Sender<Value>)>>;
+type Subscribers<E> = HashMap<String, Vec<(u64, Sender<E>)>>;
 
-#[derive(Default)]
-pub struct Hub {
-    subscribers: Mutex<Subscribers>,
+/// The hub does not look at what it carries; the app's hub carries `Event`s.
+pub struct Hub<E = Event> {
+    subscribers: Mutex<Subscribers<E>>,
     next_id: AtomicU64,
+}
+
+impl<E> Default for Hub<E> {
+    fn default() -> Self {
+        Hub {
+            subscribers: Mutex::default(),
+            next_id: AtomicU64::default(),
+        }
+    }
 }
 
 /// One socket's subscription; dropping it (the socket ended) takes it out of the hub.
@@ -23,23 +48,23 @@ pub struct Hub {
 /// that user, and only a budget going over its limit publishes: an app that reconnects its
 /// notifications socket (every time it comes to the foreground) added an entry per
 /// connection that was never removed.
-pub struct Subscription<'a> {
-    hub: &'a Hub,
+pub struct Subscription<'a, E = Event> {
+    hub: &'a Hub<E>,
     user: String,
     id: u64,
-    events: Receiver<Value>,
+    events: Receiver<E>,
 }
 
 /// Reads like the `Receiver` it wraps.
-impl std::ops::Deref for Subscription<'_> {
-    type Target = Receiver<Value>;
+impl<E> std::ops::Deref for Subscription<'_, E> {
+    type Target = Receiver<E>;
 
-    fn deref(&self) -> &Receiver<Value> {
+    fn deref(&self) -> &Receiver<E> {
         &self.events
     }
 }
 
-impl Drop for Subscription<'_> {
+impl<E> Drop for Subscription<'_, E> {
     fn drop(&mut self) {
         let mut subs = self.hub.lock();
         if let Some(list) = subs.get_mut(&self.user) {
@@ -51,12 +76,14 @@ impl Drop for Subscription<'_> {
     }
 }
 
-impl Hub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
+impl<E> Hub<E> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers<E>> {
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    pub fn subscribe(&self, user: &str) -> Subscription<'_> {
+impl<E: Clone> Hub<E> {
+    pub fn subscribe(&self, user: &str) -> Subscription<'_, E> {
         let (tx, rx) = channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock()
@@ -72,7 +99,7 @@ impl Hub {
     }
 
     /// Delivers to every live subscriber of the user; forgets the ones whose socket is gone.
-    pub fn publish(&self, user: &str, event: Value) {
+    pub fn publish(&self, user: &str, event: E) {
         let mut subs = self.lock();
         if let Some(list) = subs.get_mut(user) {
             list.retain(|(_, tx)| tx.send(event.clone()).is_ok());
@@ -103,7 +130,7 @@ mod tests {
 
     #[test]
     fn closed_sockets_leave_nothing_behind_without_any_publish() {
-        let hub = Hub::default();
+        let hub: Hub = Hub::default();
         let kept = hub.subscribe("a");
         for _ in 0..100 {
             drop(hub.subscribe("a"));

@@ -126,7 +126,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
     let db = db::Db::open(&config)?;
     let app = Arc::new(App::new(config, db)?);
     let http = http::server::HttpServer::start(app.clone(), http_listener)?;
-    let ws = ws::WsServer::start(app.clone(), ws_listener)?;
+    let ws = ws::WsServer::start(app.clone(), ws_listener, chat::ws::serve)?;
     http::server::spawn_watchdog(app.clone(), http.addr())
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
     log::info!(

@@ -1336,10 +1336,11 @@ fn views_are_right_with_the_cache_disabled() {
 // ---------------------------------------------------------------------------------------------
 
 /// Every event received within a short wait.
-fn drain(rx: &std::sync::mpsc::Receiver<Value>) -> Vec<Value> {
+/// The events received, as the JSON the notifications socket sends.
+fn drain(rx: &std::sync::mpsc::Receiver<wealthcoach::events::Event>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
-        out.push(v);
+        out.push(serde_json::to_value(&v).expect("an event serialises"));
     }
     out
 }

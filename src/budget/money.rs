@@ -189,14 +189,19 @@ fn too_big() -> Invalid {
     Invalid::new("Amount must be at most 10000000000000", "less_than_equal")
 }
 
+impl Money {
+    /// Rupees as an exact JSON number: serde_json's `arbitrary_precision` keeps a number's
+    /// text, so the exact decimal goes out with no float in between, however large the total.
+    pub fn to_number(self) -> serde_json::Number {
+        self.to_decimal_string()
+            .parse()
+            .unwrap_or_else(|_| serde_json::Number::from(self.0 / 100))
+    }
+}
+
 impl Serialize for Money {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // serde_json's `arbitrary_precision` keeps a number's text: the exact decimal goes out
-        // as a JSON number, with no float in between, however large the total.
-        match self.to_decimal_string().parse::<serde_json::Number>() {
-            Ok(n) => n.serialize(s),
-            Err(_) => s.serialize_i64(self.0 / 100),
-        }
+        self.to_number().serialize(s)
     }
 }
 

@@ -1,6 +1,8 @@
-//! One question, answered: shared by the WebSocket and the HTTP routes. `prepare` saves the
-//! question and decides how to answer (from the cache, with a fallback, or from the model);
-//! the `finish_*` functions save the answer and count its cost.
+//! One question, answered: shared by the WebSocket, POST /chat/message and its SSE stream.
+//! `prepare` saves the question and decides how to answer: from the cache or with a fallback
+//! (both saved there and then), or from the model. A model answer ends in `finish_streamed`
+//! (cached, counted, saved), `finish_failed` (the fallback, saved) or `finish_cancelled`;
+//! the transports only carry the pieces.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,6 +27,7 @@ pub struct Question {
     pub client_history: Vec<ChatMessage>,
 }
 
+/// How a question is answered. `Cached` and `Fallback` are already saved.
 pub enum Plan {
     Cached(Arc<String>),
     /// No model call: `code` is `not_configured` or `quota_exceeded`.
@@ -86,20 +89,29 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
         && let Some(hit) = app.answers.get(&key)
     {
         app.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
+        save_answer(app, q, plain(&hit, true, false));
         return Ok(Plan::Cached(hit));
     }
     app.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
+    let fallback = |code, message| {
+        let answer = context::fallback_answer(&ctx.numbers);
+        save_answer(app, q, plain(&answer, false, true));
+        Ok(Plan::Fallback {
+            code,
+            message,
+            answer,
+        })
+    };
     if app.config.openai_api_key.is_none() {
-        return Ok(Plan::Fallback {
-            code: "not_configured",
-            message: "The AI coach is not configured on this server".into(),
-            answer: context::fallback_answer(&ctx.numbers),
-        });
+        return fallback(
+            "not_configured",
+            "The AI coach is not configured on this server".into(),
+        );
     }
     if let Some(over) = app.db.read(|c| quota::check(app, c, &q.user_id))? {
-        return Ok(Plan::Fallback {
-            code: "quota_exceeded",
-            message: format!(
+        return fallback(
+            "quota_exceeded",
+            format!(
                 "The {} daily token limit has been reached; it resets at {}",
                 if over.scope == "user" {
                     "personal"
@@ -108,8 +120,7 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
                 },
                 over.resets_at
             ),
-            answer: context::fallback_answer(&ctx.numbers),
-        });
+        );
     }
     let mut messages = vec![ChatMessage {
         role: "system".into(),
@@ -158,14 +169,19 @@ fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
     }
 }
 
-/// The usage the upstream reported, or an estimate when it sent none.
-pub fn usage_of(p: &Pending, content: &str, reported: Option<Usage>) -> Usage {
-    reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()))
-}
-
-/// A complete model answer, in memory: cached and counted. Call before the final frame, so
-/// whoever sees the frame sees these too.
-pub fn complete(app: &App, p: &Pending, content: &str, usage: Usage) {
+/// A complete model answer: cached and counted in memory, then its usage and the message
+/// saved in one write transaction (one trip through the writer per answer). Call before the
+/// final frame, so whoever sees the frame finds the answer in the history. Returns the usage
+/// the upstream reported, or an estimate when it sent none.
+pub fn finish_streamed(
+    app: &App,
+    q: &Question,
+    p: &Pending,
+    content: &str,
+    reported: Option<Usage>,
+) -> Usage {
+    let usage =
+        reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
     if app.config.cache_enabled && !content.is_empty() {
         app.answers
             .insert(p.cache_key.clone(), Arc::new(content.to_string()));
@@ -175,11 +191,6 @@ pub fn complete(app: &App, p: &Pending, content: &str, usage: Usage) {
         usage.prompt_tokens + usage.completion_tokens,
         Ordering::Relaxed,
     );
-}
-
-/// A complete model answer, on disk: its usage and the message saved in one write
-/// transaction (one trip through the writer per answer).
-pub fn finish_streamed(app: &App, q: &Question, p: &Pending, content: &str, usage: Usage) {
     let ms = p.started.elapsed().as_millis() as i64;
     let now = app.clock.iso();
     let saved = app.db.write(|tx| {
@@ -199,15 +210,7 @@ pub fn finish_streamed(app: &App, q: &Question, p: &Pending, content: &str, usag
     if let Err(e) = saved {
         log::error!("could not save a chat answer and its usage: {e:?}");
     }
-}
-
-pub fn finish_cached(app: &App, q: &Question, content: &str) {
-    save_answer(app, q, plain(content, true, false));
-}
-
-/// A fallback answer is saved (the user saw it) but never cached.
-pub fn finish_fallback(app: &App, q: &Question, content: &str) {
-    save_answer(app, q, plain(content, false, true));
+    usage
 }
 
 /// What the user saw before cancelling, if anything; not cached, no usage known.
@@ -217,9 +220,17 @@ pub fn finish_cancelled(app: &App, q: &Question, content: &str) {
     }
 }
 
-/// A model failure: counted, and the fallback built from the numbers of this answer.
-pub fn failed(app: &App, p: &Pending, why: &super::upstream::UpstreamError) -> String {
+/// A model failure: counted, and the fallback built from the numbers of this answer, saved
+/// (the user sees it) but never cached.
+pub fn finish_failed(
+    app: &App,
+    q: &Question,
+    p: &Pending,
+    why: &super::upstream::UpstreamError,
+) -> String {
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
-    context::fallback_answer(&p.numbers)
+    let answer = context::fallback_answer(&p.numbers);
+    save_answer(app, q, plain(&answer, false, true));
+    answer
 }

@@ -162,21 +162,16 @@ fn run_stream(
                 }
             }
             StreamEvent::Finished(reported) => {
-                let u = answer::usage_of(p, &content, reported);
-                answer::complete(app, p, &content, u);
-                answer::finish_streamed(app, q, p, &content, u);
+                let u = answer::finish_streamed(app, q, p, &content, reported);
                 return (content, Some(u.prompt_tokens + u.completion_tokens), false);
             }
             StreamEvent::Failed(why) => {
-                let text = answer::failed(app, p, &why);
-                answer::finish_fallback(app, q, &text);
-                return (text, None, true);
+                return (answer::finish_failed(app, q, p, &why), None, true);
             }
         }
     }
-    let text = answer::failed(app, p, &upstream::UpstreamError::Dropped);
-    answer::finish_fallback(app, q, &text);
-    (text, None, true)
+    let dropped = upstream::UpstreamError::Dropped;
+    (answer::finish_failed(app, q, p, &dropped), None, true)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -201,14 +196,8 @@ pub fn message(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let q = question(app, req, &me)?;
     let (text, cached, tokens, fallback) = match answer::prepare(app, &q)? {
-        Plan::Cached(text) => {
-            answer::finish_cached(app, &q, &text);
-            ((*text).clone(), true, 0, false)
-        }
-        Plan::Fallback { answer: text, .. } => {
-            answer::finish_fallback(app, &q, &text);
-            (text, false, 0, true)
-        }
+        Plan::Cached(text) => ((*text).clone(), true, 0, false),
+        Plan::Fallback { answer: text, .. } => (text, false, 0, true),
         Plan::Stream(p) => {
             let (text, tokens, fallback) = run_stream(app, &q, &p, |_| true);
             (text, false, tokens.unwrap_or(0), fallback)
@@ -228,10 +217,22 @@ pub fn message(app: &App, req: &Req) -> Result<Resp> {
     ))
 }
 
+/// What the SSE stream sends: each one `data:` line holding an object whose `type` is the
+/// variant's name in snake case.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum SseEvent<'a> {
+    SessionId { session_id: &'a str },
+    Token { content: &'a str },
+    Error { error: &'a str },
+    Done,
+}
+
 /// One server-sent event, written and flushed whole (the web client splits on newlines and
 /// does not buffer across reads).
-fn event(w: &mut dyn Write, v: &Value) -> bool {
-    let line = format!("data: {v}\n\n");
+fn event(w: &mut dyn Write, e: &SseEvent<'_>) -> bool {
+    // A derived `Serialize` of strings cannot fail.
+    let line = format!("data: {}\n\n", serde_json::to_string(e).unwrap_or_default());
     w.write_all(line.as_bytes()).and_then(|_| w.flush()).is_ok()
 }
 
@@ -248,7 +249,9 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
         move |app: &App, w: &mut dyn Write| {
             if !event(
                 w,
-                &json!({"type": "session_id", "session_id": q.session_id}),
+                &SseEvent::SessionId {
+                    session_id: &q.session_id,
+                },
             ) {
                 return;
             }
@@ -256,41 +259,49 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
                 Ok(p) => p,
                 Err(e) => {
                     log::error!("chat stream: preparing failed: {e:?}");
-                    let _ = event(w, &json!({"type": "error", "error": answer::FAILED}));
-                    let _ = event(w, &json!({"type": "done"}));
+                    let _ = event(
+                        w,
+                        &SseEvent::Error {
+                            error: answer::FAILED,
+                        },
+                    );
+                    let _ = event(w, &SseEvent::Done);
                     return;
                 }
             };
             match plan {
                 Plan::Cached(text) => {
-                    answer::finish_cached(app, &q, &text);
-                    let _ = event(w, &json!({"type": "token", "content": *text}));
+                    let _ = event(w, &SseEvent::Token { content: &text });
                 }
                 Plan::Fallback {
                     message,
                     answer: text,
                     ..
                 } => {
-                    answer::finish_fallback(app, &q, &text);
-                    let _ = event(w, &json!({"type": "error", "error": message}));
-                    let _ = event(w, &json!({"type": "token", "content": text}));
+                    let _ = event(w, &SseEvent::Error { error: &message });
+                    let _ = event(w, &SseEvent::Token { content: &text });
                 }
                 Plan::Stream(p) => {
                     let mut gone = false;
                     let (text, _, fallback) = run_stream(app, &q, &p, |piece| {
-                        gone = !event(w, &json!({"type": "token", "content": piece}));
+                        gone = !event(w, &SseEvent::Token { content: piece });
                         !gone
                     });
                     if gone {
                         return;
                     }
                     if fallback {
-                        let _ = event(w, &json!({"type": "error", "error": answer::FAILED}));
-                        let _ = event(w, &json!({"type": "token", "content": text}));
+                        let _ = event(
+                            w,
+                            &SseEvent::Error {
+                                error: answer::FAILED,
+                            },
+                        );
+                        let _ = event(w, &SseEvent::Token { content: &text });
                     }
                 }
             }
-            let _ = event(w, &json!({"type": "done"}));
+            let _ = event(w, &SseEvent::Done);
         },
     ))
 }

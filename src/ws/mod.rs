@@ -6,6 +6,9 @@
 //! are listed per user (`sessions`), which replaces and ends them.
 
 pub mod admission;
+pub mod auth;
+pub mod frames;
+pub mod notifications;
 pub mod sessions;
 
 use std::io::{ErrorKind, Write};
@@ -15,16 +18,25 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::app::App;
+use crate::auth::AuthUser;
+use frames::ServerFrame;
+use sessions::Live;
 
 /// How long a client may take to finish the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// While idle: how long a read of the socket waits (bounds how late a server stop is seen).
+pub const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Serves an authenticated `/ws/chat` socket until it ends. The chat module provides it, so
+/// this module needs nothing of chat's.
+pub type ChatHandler = fn(&App, Socket, AuthUser, &Live) -> Ended;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
@@ -58,13 +70,17 @@ pub struct WsServer {
 }
 
 impl WsServer {
-    pub fn start(app: Arc<App>, listener: TcpListener) -> Result<WsServer, String> {
+    pub fn start(
+        app: Arc<App>,
+        listener: TcpListener,
+        chat: ChatHandler,
+    ) -> Result<WsServer, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let watcher = sessions::spawn_watcher(app.clone())
             .map_err(|e| format!("cannot start the WebSocket session watcher: {e}"))?;
         let accept = std::thread::Builder::new()
             .name("ws-accept".into())
-            .spawn(move || accept_loop(&app, &listener))
+            .spawn(move || accept_loop(&app, &listener, chat))
             .map_err(|e| format!("cannot start the WebSocket listener: {e}"))?;
         Ok(WsServer {
             addr,
@@ -91,7 +107,7 @@ impl WsServer {
     }
 }
 
-fn accept_loop(app: &Arc<App>, listener: &TcpListener) {
+fn accept_loop(app: &Arc<App>, listener: &TcpListener, chat: ChatHandler) {
     loop {
         let accepted = listener.accept();
         if app.is_stopping() {
@@ -116,11 +132,16 @@ fn accept_loop(app: &Arc<App>, listener: &TcpListener) {
         let spawned = std::thread::Builder::new()
             .name("ws".into())
             .stack_size(256 * 1024)
-            .spawn(move || serve(&app, stream));
+            .spawn(move || serve(&app, stream, chat));
         if let Err(e) = spawned {
             log::error!("ws: cannot start a socket thread: {e}");
         }
     }
+}
+
+/// The JSON body of every HTTP answer on the WebSocket port: the API's error shape.
+fn refusal_body(detail: &str, code: &str) -> String {
+    json!({"detail": detail, "code": code}).to_string()
 }
 
 /// A plain HTTP answer on the WebSocket port, for requests that never became a WebSocket.
@@ -131,7 +152,7 @@ fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
         426 => ("Upgrade Required", "upgrade_required"),
         _ => ("Service Unavailable", "too_many_connections"),
     };
-    let body = json!({"detail": detail, "code": code}).to_string();
+    let body = refusal_body(detail, code);
     let _ = write!(
         stream,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\nUpgrade: websocket\r\n\r\n{body}",
@@ -161,7 +182,7 @@ fn query_token(query: Option<&str>) -> Option<String> {
 /// The handshake's refusal of an upgrade: a JSON body, and `Retry-After`.
 fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
     use tungstenite::http::{HeaderValue, StatusCode};
-    let body = json!({"detail": r.detail, "code": r.code}).to_string();
+    let body = refusal_body(&r.detail, r.code);
     let mut e = ErrorResponse::new(Some(body));
     *e.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     let h = e.headers_mut();
@@ -175,7 +196,7 @@ fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
     e
 }
 
-fn serve(app: &Arc<App>, stream: TcpStream) {
+fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
@@ -191,9 +212,7 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let endpoint = Endpoint::from_path(req.uri().path());
         if endpoint.is_none() {
-            let mut e = ErrorResponse::new(Some(
-                json!({"detail": "Not Found", "code": "not_found"}).to_string(),
-            ));
+            let mut e = ErrorResponse::new(Some(refusal_body("Not Found", "not_found")));
             *e.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
             return Err(e);
         }
@@ -246,8 +265,24 @@ fn serve(app: &Arc<App>, stream: TcpStream) {
         waiting: None,
         pending: upgrade.pending,
     };
-    crate::chat::ws::serve(app, socket, upgrade.token);
+    run(app, socket, upgrade.token, chat);
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Authenticates an upgraded socket, lists it among its user's sockets (`sessions`) and
+/// serves its endpoint until it ends.
+fn run(app: &App, mut sock: Socket, query_token: Option<String>, chat: ChatHandler) {
+    let Some(user) = auth::authenticate(app, &mut sock, query_token) else {
+        return;
+    };
+    sock.authenticated();
+    let cap = app.config.ws_max_connections_per_user;
+    let member = app.ws_sessions.join(&user, sock.endpoint, cap);
+    let ended = match sock.endpoint {
+        Endpoint::Chat => chat(app, sock, user, &member),
+        Endpoint::Notifications => notifications::serve(app, sock, &user, &member),
+    };
+    log::debug!("ws socket ended: {ended:?}");
 }
 
 /// One accepted WebSocket and what it serves.
@@ -286,8 +321,8 @@ impl Socket {
     /// Sends a frame. On a socket whose buffer is full the frame is queued and goes out with
     /// a later flush; a client that stops reading altogether fills the write buffer limit
     /// and is dropped.
-    pub fn send_json(&mut self, v: &Value) -> Result<(), tungstenite::Error> {
-        match self.ws.send(Message::text(v.to_string())) {
+    pub fn send(&mut self, frame: &ServerFrame) -> Result<(), tungstenite::Error> {
+        match self.ws.send(Message::text(frame.to_text())) {
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
             other => other,
         }
@@ -380,25 +415,6 @@ impl Socket {
     }
 }
 
-/// Replies every endpoint shares: `ping` → `pong`, and errors for what it cannot read.
-pub fn basic_reply(text: &str) -> Option<Value> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return Some(error_frame("invalid_json", "Invalid JSON format"));
-    };
-    match v.get("type").and_then(Value::as_str) {
-        Some("ping") => Some(json!({"type": "pong"})),
-        Some(other) => Some(error_frame(
-            "unknown_type",
-            &format!("Unknown message type: {other}"),
-        )),
-        None => Some(error_frame("unknown_type", "Unknown message type: None")),
-    }
-}
-
-pub fn error_frame(code: &str, message: &str) -> Value {
-    json!({"type": "error", "code": code, "message": message})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,22 +433,5 @@ mod tests {
         );
         assert_eq!(query_token(Some("token=")), None);
         assert_eq!(query_token(None), None);
-    }
-
-    #[test]
-    fn replies() {
-        assert_eq!(
-            basic_reply(r#"{"type":"ping"}"#),
-            Some(json!({"type":"pong"}))
-        );
-        assert_eq!(
-            basic_reply("{nope").and_then(|v| v["message"].as_str().map(String::from)),
-            Some("Invalid JSON format".into())
-        );
-        assert_eq!(
-            basic_reply(r#"{"type":"dance"}"#)
-                .and_then(|v| v["message"].as_str().map(String::from)),
-            Some("Unknown message type: dance".into())
-        );
     }
 }

@@ -14,6 +14,7 @@ use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, NonNegative};
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::http::{Fields, FromJson, Invalid, Req, Resp};
 
 #[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
@@ -144,9 +145,12 @@ fn allocation_write(
             let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
             change(tx, &type_id, p)?;
             let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
-            let alert = (a0 <= b0 && a1 > b1).then(|| {
-                json!({"type": "budget_alert", "category": category.name, "month": p.month, "year": p.year,
-                       "budget": b1, "actual": a1})
+            let alert = (a0 <= b0 && a1 > b1).then(|| Event::BudgetAlert {
+                category: category.name.clone(),
+                month: p.month,
+                year: p.year,
+                budget: b1.to_number(),
+                actual: a1.to_number(),
             });
             Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
         })
