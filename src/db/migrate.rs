@@ -3,31 +3,9 @@
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
-/// (version, name, SQL), in order. Add new files at the end; never edit an applied one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "schema", include_str!("../../sql/0001_schema.sql")),
-    (2, "catalog", include_str!("../../sql/0002_catalog.sql")),
-    (
-        3,
-        "otp_retired",
-        include_str!("../../sql/0003_otp_retired.sql"),
-    ),
-    (
-        4,
-        "transactions_order",
-        include_str!("../../sql/0004_transactions_order.sql"),
-    ),
-    (
-        5,
-        "revoked_access",
-        include_str!("../../sql/0005_revoked_access.sql"),
-    ),
-    (
-        6,
-        "verification_owner",
-        include_str!("../../sql/0006_verification_owner.sql"),
-    ),
-];
+/// (version, name, SQL), in order: every `sql/NNNN_name.sql`, gathered by `build.rs`. Add a
+/// new file with the next number; never edit an applied one.
+pub const MIGRATIONS: &[(i64, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Applies what is missing; returns the versions it applied.
 pub fn apply_migrations(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
