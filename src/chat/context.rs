@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 use super::upstream::ChatMessage;
-use crate::app::App;
+use crate::budget::catalog::Catalog;
 use crate::budget::money::{self, Money};
 use crate::budget::period::Period;
 use crate::budget::{allocations, transactions};
@@ -77,11 +77,11 @@ pub fn month_name(p: Period) -> String {
     format!("{} {}", NAMES[(p.month.clamp(1, 12) - 1) as usize], p.year)
 }
 
-pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbers> {
+/// The user's income, expenses and per-category budget and actual for the month `p`.
+pub fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Result<Numbers> {
     let totals = transactions::totals(c, user, p)?;
     let rows = allocations::rows(c, user, p)?;
-    let categories = app
-        .catalog
+    let categories = catalog
         .categories
         .iter()
         .map(|cat| {
@@ -103,43 +103,49 @@ pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbe
     })
 }
 
-pub fn load(app: &App, user_id: &str, full_name: &str) -> Result<Context> {
-    let p = Period::current(app);
-    app.db.read(|c| {
-        let profile = onboarding::load(c, user_id)?;
-        let mut lines = Vec::new();
-        if let Some(p) = profile {
-            let d = p.data;
-            let mut add = |label: &str, v: &Option<String>| {
-                if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                    lines.push(format!("- {label}: {v}"));
-                }
-            };
-            add("Age", &d.age_range);
-            add("Occupation", &d.occupation);
-            add("Income", &d.income_range);
-            add("Goals", &d.financial_goals);
-            add("Investment Experience", &d.investment_experience);
-            add("Risk Tolerance", &d.risk_tolerance);
-            add("Current Investments", &d.current_investments);
-            add("Debt", &d.debt_status);
-            let retirement = Some(
-                if d.retirement_planning {
-                    "yes"
-                } else {
-                    "not yet"
-                }
-                .to_string(),
-            );
-            add("Retirement Planning", &retirement);
-            add("Interests", &d.interests);
-        }
-        Ok(Context {
-            full_name: full_name.to_string(),
-            profile_lines: lines,
-            numbers: numbers(c, app, user_id, p)?,
-            today: app.clock.now().strftime("%Y-%m-%d").to_string(),
-        })
+/// What the coach knows at `now`: the month is `now`'s in `tz` (`APP_TIMEZONE`), "today"
+/// is its UTC date.
+pub fn load(
+    c: &Connection,
+    catalog: &Catalog,
+    tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+    user_id: &str,
+    full_name: &str,
+) -> Result<Context> {
+    let profile = onboarding::load(c, user_id)?;
+    let mut lines = Vec::new();
+    if let Some(p) = profile {
+        let d = p.data;
+        let mut add = |label: &str, v: &Option<String>| {
+            if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                lines.push(format!("- {label}: {v}"));
+            }
+        };
+        add("Age", &d.age_range);
+        add("Occupation", &d.occupation);
+        add("Income", &d.income_range);
+        add("Goals", &d.financial_goals);
+        add("Investment Experience", &d.investment_experience);
+        add("Risk Tolerance", &d.risk_tolerance);
+        add("Current Investments", &d.current_investments);
+        add("Debt", &d.debt_status);
+        let retirement = Some(
+            if d.retirement_planning {
+                "yes"
+            } else {
+                "not yet"
+            }
+            .to_string(),
+        );
+        add("Retirement Planning", &retirement);
+        add("Interests", &d.interests);
+    }
+    Ok(Context {
+        full_name: full_name.to_string(),
+        profile_lines: lines,
+        numbers: numbers(c, catalog, user_id, Period::containing(tz, now))?,
+        today: now.strftime("%Y-%m-%d").to_string(),
     })
 }
 

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, Transaction, params};
 
 use super::upstream::Usage;
-use crate::app::App;
+use crate::config::Config;
 use crate::error::Result;
 
 /// Refused: which limit, and when it resets (the next UTC midnight).
@@ -14,20 +14,26 @@ pub struct OverQuota {
     pub resets_at: String,
 }
 
-pub fn today(app: &App) -> String {
-    app.clock.now().strftime("%Y-%m-%d").to_string()
+/// The UTC day `now` falls in, as the table keys it.
+fn day(now: jiff::Timestamp) -> String {
+    now.strftime("%Y-%m-%d").to_string()
 }
 
-fn next_midnight(app: &App) -> String {
-    let now = app.clock.now();
+fn next_midnight(now: jiff::Timestamp) -> String {
     let day = now.to_zoned(jiff::tz::TimeZone::UTC).date();
     let next = day.tomorrow().unwrap_or(day);
     format!("{}T00:00:00Z", next)
 }
 
-pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>> {
-    let day = today(app);
-    let limit = app.config.chat_daily_token_limit;
+/// Is the user, or the whole service, at its token limit for the day of `now`?
+pub fn check(
+    c: &Connection,
+    config: &Config,
+    user: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<OverQuota>> {
+    let day = day(now);
+    let limit = config.chat_daily_token_limit;
     if limit > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1 AND user_id = ?2",
@@ -37,11 +43,11 @@ pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>>
         if used as u64 >= limit {
             return Ok(Some(OverQuota {
                 scope: "user",
-                resets_at: next_midnight(app),
+                resets_at: next_midnight(now),
             }));
         }
     }
-    let global = app.config.chat_global_daily_token_limit;
+    let global = config.chat_global_daily_token_limit;
     if global > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1",
@@ -51,7 +57,7 @@ pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>>
         if used as u64 >= global {
             return Ok(Some(OverQuota {
                 scope: "global",
-                resets_at: next_midnight(app),
+                resets_at: next_midnight(now),
             }));
         }
     }
@@ -59,20 +65,26 @@ pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>>
 }
 
 /// Estimated cost in millionths of a dollar, from the configured prices per million tokens.
-pub fn cost_micros(app: &App, u: Usage) -> i64 {
-    let c = &app.config;
-    (u.prompt_tokens as f64 * c.openai_price_prompt_per_mtok
-        + u.completion_tokens as f64 * c.openai_price_completion_per_mtok)
+pub fn cost_micros(config: &Config, u: Usage) -> i64 {
+    (u.prompt_tokens as f64 * config.openai_price_prompt_per_mtok
+        + u.completion_tokens as f64 * config.openai_price_completion_per_mtok)
         .round() as i64
 }
 
-pub fn record(app: &App, tx: &Transaction<'_>, user: &str, u: Usage) -> Result<i64> {
-    let cost = cost_micros(app, u);
+/// Adds one answer's tokens and cost to the user's row for the day of `now`; returns the cost.
+pub fn record(
+    tx: &Transaction<'_>,
+    config: &Config,
+    user: &str,
+    u: Usage,
+    now: jiff::Timestamp,
+) -> Result<i64> {
+    let cost = cost_micros(config, u);
     tx.execute(
         "INSERT INTO llm_usage_daily (day, user_id, tokens, cost_micros, requests) VALUES (?1, ?2, ?3, ?4, 1)
          ON CONFLICT(day, user_id) DO UPDATE SET tokens = tokens + excluded.tokens,
              cost_micros = cost_micros + excluded.cost_micros, requests = requests + 1",
-        params![today(app), user, (u.prompt_tokens + u.completion_tokens) as i64, cost],
+        params![day(now), user, (u.prompt_tokens + u.completion_tokens) as i64, cost],
     )?;
     Ok(cost)
 }
