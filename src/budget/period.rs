@@ -153,4 +153,86 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn new_takes_only_the_months_routes_can_address() {
+        assert_eq!(
+            Period::new(2020, 1),
+            Some(Period {
+                year: 2020,
+                month: 1
+            })
+        );
+        assert!(Period::new(2100, 12).is_some());
+        for (y, m) in [(2019, 12), (2101, 1), (2025, 0), (2025, 13)] {
+            assert_eq!(Period::new(y, m), None, "{y}-{m}");
+        }
+    }
+
+    fn fields(v: Value) -> Fields {
+        Fields::from_map(v.as_object().cloned().unwrap_or_default(), "query")
+    }
+
+    const OCTOBER: Period = Period {
+        year: 2025,
+        month: 10,
+    };
+
+    #[test]
+    fn missing_month_or_year_is_taken_from_now() {
+        let read = |v: Value| {
+            let mut f = fields(v);
+            let p = Period::from_fields(&mut f, OCTOBER).expect("valid");
+            f.finish().expect("no problems");
+            p
+        };
+        assert_eq!(read(json!({})), OCTOBER);
+        assert_eq!(
+            read(json!({"month": "3"})),
+            Period {
+                year: 2025,
+                month: 3
+            }
+        );
+        assert_eq!(
+            read(json!({"year": 2024})),
+            Period {
+                year: 2024,
+                month: 10
+            }
+        );
+        assert_eq!(
+            read(json!({"month": 12, "year": "2024", "other": 1})),
+            Period {
+                year: 2024,
+                month: 12
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_month_or_year_is_a_field_error() {
+        for (v, name, msg) in [
+            (
+                json!({"month": 13}),
+                "month",
+                "Input should be between 1 and 12",
+            ),
+            (
+                json!({"month": 2, "year": 2101}),
+                "year",
+                "Input should be between 2020 and 2100",
+            ),
+        ] {
+            let mut f = fields(v);
+            assert!(Period::from_fields(&mut f, OCTOBER).is_err());
+            let Err(crate::error::Error::Validation(errors)) = f.finish() else {
+                panic!("expected a 422 for {name}");
+            };
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].loc, vec![json!("query"), json!(name)]);
+            assert_eq!(errors[0].msg, msg);
+            assert_eq!(errors[0].kind, "value_error");
+        }
+    }
 }

@@ -93,16 +93,7 @@ pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
             tx,
             &q.user_id,
             &q.session_id,
-            &Saved {
-                role: "user",
-                content: &q.text,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                cost_micros: 0,
-                cached: false,
-                fallback: false,
-                response_ms: None,
-            },
+            &Saved::plain("user", &q.text),
             &now_iso,
         )
     })?;
@@ -182,14 +173,9 @@ fn save_answer(app: &Coach<'_>, q: &Question, saved: Saved<'_>) {
 
 fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
     Saved {
-        role: "assistant",
-        content,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        cost_micros: 0,
         cached,
         fallback,
-        response_ms: None,
+        ..Saved::plain("assistant", content)
     }
 }
 

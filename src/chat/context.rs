@@ -330,4 +330,115 @@ mod tests {
         assert_ne!(k, cache_key("u1", "m2", "how do i save?", "sys", &h));
         assert_ne!(k, cache_key("u1", "m", "how do i save?", "sys", &[]));
     }
+
+    mod loaded {
+        use super::super::*;
+        use crate::budget::money::testing::Money;
+        use crate::budget::testing::{allocate, at, memory, transaction, type_id, user, write};
+        use crate::budget::transactions::Kind::{Expense, Income};
+        use crate::http::Fields;
+        use crate::profile::onboarding::{self, OnboardingData};
+
+        const OCTOBER: Period = Period {
+            year: 2025,
+            month: 10,
+        };
+
+        fn kolkata() -> jiff::tz::TimeZone {
+            jiff::tz::TimeZone::get("Asia/Kolkata").expect("tz")
+        }
+
+        #[test]
+        fn the_coach_knows_the_profile_and_this_months_numbers_in_the_app_zone() {
+            let mut c = memory();
+            let catalog = Catalog::load(&c).expect("catalogue");
+            let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+            let tz = kolkata();
+            let holidays = type_id(&catalog, "spending", 5);
+            let form = serde_json::json!({"age_range": "25-34", "risk_tolerance": "moderate",
+                                          "occupation": "  ", "debt_status": "none"});
+            let mut f = Fields::from_map(form.as_object().cloned().unwrap_or_default(), "body");
+            let data = OnboardingData::parse(&mut f).expect("profile");
+            write(&mut c, |tx| {
+                onboarding::submit(tx, &asha, &data, "2025-10-01T00:00:00Z").expect("onboard");
+                transaction(tx, &tz, &asha, Income, 5_000_000, "2025-10-05T10:00:00Z");
+                transaction(tx, &tz, &asha, Expense, 1_500_075, "2025-10-10T10:00:00Z");
+                // 20:00 UTC on the 31st is 1 November in Kolkata: next month's.
+                transaction(tx, &tz, &asha, Expense, 99_900, "2025-10-31T20:00:00Z");
+                transaction(tx, &tz, &ravi, Income, 777_700, "2025-10-05T10:00:00Z");
+                allocate(tx, &catalog, &asha, &holidays, OCTOBER, (100_050, 40_025));
+            });
+            let now = at("2025-10-20T10:00:00Z");
+            let ctx = load(&c, &catalog, &tz, now, &asha, "Asha").expect("context");
+            assert_eq!(ctx.full_name, "Asha");
+            assert_eq!(ctx.today, "2025-10-20");
+            assert_eq!(
+                ctx.profile_lines,
+                vec![
+                    "- Age: 25-34",
+                    "- Risk Tolerance: moderate",
+                    "- Debt: none",
+                    "- Retirement Planning: not yet"
+                ]
+            );
+            let n = &ctx.numbers;
+            assert_eq!(n.period, OCTOBER);
+            assert_eq!((n.income, n.expense), (Money(5_000_000), Money(1_500_075)));
+            assert_eq!(n.transaction_count, 2);
+            assert_eq!(n.categories.len(), catalog.categories.len());
+            let with_numbers: Vec<&CategoryNumbers> =
+                n.categories.iter().filter(|c| c.has_numbers()).collect();
+            assert_eq!(
+                with_numbers,
+                vec![&CategoryNumbers {
+                    label: "SPENDING (Lifestyle)".into(),
+                    budget: Money(100_050),
+                    actual: Money(40_025),
+                }]
+            );
+            let prompt = system_prompt("Wealth Coach AI", &ctx);
+            assert!(
+                prompt.contains(
+                    "This month (October 2025): income ₹50,000.00, expenses ₹15,000.75, balance ₹34,999.25 (2 transactions)."
+                ),
+                "{prompt}"
+            );
+            assert!(prompt.contains(
+                "- SPENDING (Lifestyle): budget ₹1,000.50, actual ₹400.25, remaining ₹600.25"
+            ));
+
+            // On 1 November (Kolkata) the month moved on: only the late expense is in it.
+            let later = at("2025-10-31T20:00:00Z");
+            let ctx = load(&c, &catalog, &tz, later, &asha, "Asha").expect("context");
+            assert_eq!(
+                ctx.numbers.period,
+                Period {
+                    year: 2025,
+                    month: 11
+                }
+            );
+            assert_eq!(ctx.numbers.expense, Money(99_900));
+            assert_eq!(ctx.numbers.income, Money::ZERO);
+            assert!(ctx.numbers.categories.iter().all(|c| !c.has_numbers()));
+        }
+
+        #[test]
+        fn a_user_without_profile_or_numbers_gets_an_empty_context() {
+            let c = memory();
+            let catalog = Catalog::load(&c).expect("catalogue");
+            let ravi = user(&c, "ravi@example.com");
+            let now = at("2025-10-20T10:00:00Z");
+            let ctx = load(&c, &catalog, &kolkata(), now, &ravi, "Ravi").expect("context");
+            assert!(ctx.profile_lines.is_empty());
+            assert_eq!(ctx.numbers.transaction_count, 0);
+            assert_eq!(ctx.numbers.balance(), Some(Money::ZERO));
+            let prompt = system_prompt("Wealth Coach AI", &ctx);
+            assert!(!prompt.contains("Profile:"));
+            assert!(prompt.contains("No category budgets set this month."));
+            assert!(
+                fallback_answer(&ctx.numbers)
+                    .contains("no transactions or budgets recorded for October 2025")
+            );
+        }
+    }
 }

@@ -96,3 +96,102 @@ pub fn estimate(prompt_chars: usize, answer_chars: usize) -> Usage {
         completion_tokens: answer_chars.div_ceil(4) as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::testing::{at, memory, user, write};
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::from_pairs(pairs).expect("config")
+    }
+
+    fn tokens(prompt: u64, completion: u64) -> Usage {
+        Usage {
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+        }
+    }
+
+    #[test]
+    fn a_user_is_refused_at_the_daily_limit_until_the_next_utc_day() {
+        let mut c = memory();
+        let cfg = config(&[("CHAT_DAILY_TOKEN_LIMIT", "100")]);
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        let late = at("2025-10-18T23:59:59Z");
+        write(&mut c, |tx| record(tx, &cfg, &asha, tokens(60, 39), late)).expect("record");
+        assert_eq!(check(&c, &cfg, &asha, late).expect("check"), None);
+        write(&mut c, |tx| record(tx, &cfg, &asha, tokens(0, 1), late)).expect("record");
+        assert_eq!(
+            check(&c, &cfg, &asha, late).expect("check"),
+            Some(OverQuota {
+                scope: "user",
+                resets_at: "2025-10-19T00:00:00Z".into(),
+            })
+        );
+        assert_eq!(check(&c, &cfg, &ravi, late).expect("check"), None);
+        let next_day = at("2025-10-19T00:00:00Z");
+        assert_eq!(check(&c, &cfg, &asha, next_day).expect("check"), None);
+    }
+
+    #[test]
+    fn the_global_cap_counts_every_user() {
+        let mut c = memory();
+        let cfg = config(&[
+            ("CHAT_DAILY_TOKEN_LIMIT", "0"),
+            ("CHAT_GLOBAL_DAILY_TOKEN_LIMIT", "150"),
+        ]);
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        let noon = at("2025-10-18T12:00:00Z");
+        write(&mut c, |tx| record(tx, &cfg, &asha, tokens(100, 0), noon)).expect("record");
+        assert_eq!(check(&c, &cfg, &ravi, noon).expect("check"), None);
+        write(&mut c, |tx| record(tx, &cfg, &ravi, tokens(25, 25), noon)).expect("record");
+        let global = Some(OverQuota {
+            scope: "global",
+            resets_at: "2025-10-19T00:00:00Z".into(),
+        });
+        assert_eq!(check(&c, &cfg, &ravi, noon).expect("check"), global);
+        let newcomer = user(&c, "new@example.com");
+        assert_eq!(check(&c, &cfg, &newcomer, noon).expect("check"), global);
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let mut c = memory();
+        let cfg = config(&[
+            ("CHAT_DAILY_TOKEN_LIMIT", "0"),
+            ("CHAT_GLOBAL_DAILY_TOKEN_LIMIT", "0"),
+        ]);
+        let asha = user(&c, "asha@example.com");
+        let now = at("2025-10-18T12:00:00Z");
+        write(&mut c, |tx| {
+            record(tx, &cfg, &asha, tokens(5_000_000, 0), now)
+        })
+        .expect("record");
+        assert_eq!(check(&c, &cfg, &asha, now).expect("check"), None);
+    }
+
+    #[test]
+    fn usage_adds_up_in_one_row_per_user_and_day_with_its_cost() {
+        let mut c = memory();
+        let cfg = config(&[
+            ("OPENAI_PRICE_PROMPT_PER_MTOK", "2.5"),
+            ("OPENAI_PRICE_COMPLETION_PER_MTOK", "10"),
+        ]);
+        let asha = user(&c, "asha@example.com");
+        let now = at("2025-10-18T12:00:00Z");
+        // 1000 × 2.5 + 500 × 10 millionths of a dollar.
+        assert_eq!(cost_micros(&cfg, tokens(1000, 500)), 7_500);
+        let cost = write(&mut c, |tx| record(tx, &cfg, &asha, tokens(1000, 500), now));
+        assert_eq!(cost.expect("record"), 7_500);
+        write(&mut c, |tx| record(tx, &cfg, &asha, tokens(10, 0), now)).expect("record");
+        let row: (String, i64, i64, i64) = c
+            .query_row(
+                "SELECT day, tokens, cost_micros, requests FROM llm_usage_daily WHERE user_id = ?1",
+                [&asha],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("one row");
+        assert_eq!(row, ("2025-10-18".to_string(), 1510, 7_525, 2));
+    }
+}
