@@ -77,23 +77,19 @@ pub fn month_name(p: Period) -> String {
     format!("{} {}", NAMES[(p.month.clamp(1, 12) - 1) as usize], p.year)
 }
 
-/// The user's income, expenses and per-category budget and actual for the month `p`.
+/// The user's income, expenses and per-category budget and actual for the month `p`, as the
+/// money routes show them (the transactions' totals and the allocation summary).
 pub fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Result<Numbers> {
     let totals = transactions::totals(c, user, p)?;
-    let rows = allocations::rows(c, user, p)?;
-    let categories = catalog
+    let categories = allocations::summary(c, catalog, user, p)?
         .categories
-        .iter()
-        .map(|cat| {
-            let of_type = cat.types.iter().filter_map(|t| rows.get(&t.id));
-            let (budget, actual, _) = allocations::totals(of_type.map(|r| (r.budget, r.actual)))?;
-            Ok(CategoryNumbers {
-                label: cat.label.clone(),
-                budget,
-                actual,
-            })
+        .into_iter()
+        .map(|line| CategoryNumbers {
+            label: line.label,
+            budget: line.total_budget,
+            actual: line.total_actual,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     Ok(Numbers {
         period: p,
         income: totals.total_income,
