@@ -10,6 +10,8 @@ pub mod idempotency;
 pub mod money;
 pub mod monthly;
 pub mod period;
+#[cfg(test)]
+pub mod testing;
 pub mod transactions;
 
 use crate::http::{Route, route};

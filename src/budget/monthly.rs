@@ -121,3 +121,87 @@ pub fn monthly_budget(
         message: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::money::testing::Money;
+    use crate::budget::testing::{allocate, memory, transaction, type_id, user, write};
+    use crate::budget::transactions::Kind::{Expense, Income};
+
+    const OCTOBER: Period = Period {
+        year: 2025,
+        month: 10,
+    };
+
+    #[test]
+    fn a_month_without_transactions_says_so() {
+        let c = memory();
+        let catalog = Catalog::load(&c).expect("catalogue");
+        let asha = user(&c, "asha@example.com");
+        let m = monthly_budget(&c, &catalog, &asha, OCTOBER).expect("view");
+        assert_eq!((m.month, m.year), (10, 2025));
+        assert_eq!(m.current_balance, Money::ZERO);
+        assert_eq!(
+            (m.total_income, m.total_expense),
+            (Money::ZERO, Money::ZERO)
+        );
+        assert!(m.categories.is_empty());
+        assert_eq!(
+            m.message.as_deref(),
+            Some("No transactions yet for this month")
+        );
+    }
+
+    #[test]
+    fn the_balance_is_split_by_target_and_set_against_what_was_put_in() {
+        let mut c = memory();
+        let catalog = Catalog::load(&c).expect("catalogue");
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        let utc = jiff::tz::TimeZone::UTC;
+        let (funds, holidays) = (
+            type_id(&catalog, "freedom", 1),
+            type_id(&catalog, "spending", 5),
+        );
+        write(&mut c, |tx| {
+            transaction(tx, &utc, &asha, Income, 100_000, "2025-10-05T10:00:00Z");
+            transaction(tx, &utc, &asha, Expense, 40_000, "2025-10-06T10:00:00Z");
+            // Another month and another user: not in this view.
+            transaction(tx, &utc, &asha, Income, 999_999, "2025-11-01T00:00:00Z");
+            transaction(tx, &utc, &ravi, Income, 777_777, "2025-10-05T10:00:00Z");
+            allocate(tx, &catalog, &asha, &funds, OCTOBER, (0, 7_500));
+            allocate(tx, &catalog, &asha, &holidays, OCTOBER, (0, 30_000));
+            allocate(tx, &catalog, &asha, &funds, OCTOBER.prev(), (0, 1_000));
+            allocate(tx, &catalog, &ravi, &holidays, OCTOBER, (0, 5_000));
+        });
+        let m = monthly_budget(&c, &catalog, &asha, OCTOBER).expect("view");
+        assert_eq!(m.message, None);
+        assert_eq!(m.total_income, Money(100_000));
+        assert_eq!(m.total_expense, Money(40_000));
+        assert_eq!(m.current_balance, Money(60_000));
+        assert_eq!(m.categories.len(), catalog.categories.len());
+        let line = |name: &str| {
+            let l = m.categories.iter().find(|l| l.name == name).expect(name);
+            (
+                l.allocated_amount,
+                l.actual_invested,
+                l.difference,
+                l.status.as_str(),
+            )
+        };
+        // freedom 10 % of ₹600 is ₹60; ₹75 went in.
+        assert_eq!(
+            line("freedom"),
+            (Money(6_000), Money(7_500), Money(1_500), "over")
+        );
+        // spending 50 %: ₹300, and exactly that went in.
+        assert_eq!(
+            line("spending"),
+            (Money(30_000), Money(30_000), Money(0), "perfect")
+        );
+        assert_eq!(
+            line("health"),
+            (Money(6_000), Money(0), Money(-6_000), "under")
+        );
+    }
+}

@@ -3,7 +3,6 @@
 
 use serde_json::Value;
 
-use crate::app::App;
 use crate::error::Result;
 use crate::http::{Fields, FromJson, Invalid, Req};
 
@@ -13,47 +12,46 @@ pub struct Period {
     pub month: u32,
 }
 
+/// The months a route accepts; `Period::new` and the input types below share them.
+const YEARS: std::ops::RangeInclusive<i32> = 2020..=2100;
+const MONTHS: std::ops::RangeInclusive<u32> = 1..=12;
+
 pub struct MonthNumber(pub u32);
 pub struct YearNumber(pub i32);
 
 impl FromJson for MonthNumber {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(1..=12).contains(&n) {
-            return Err(Invalid::new(
+        match u32::try_from(i64::from_json(v)?) {
+            Ok(n) if MONTHS.contains(&n) => Ok(MonthNumber(n)),
+            _ => Err(Invalid::new(
                 "Input should be between 1 and 12",
                 "value_error",
-            ));
+            )),
         }
-        Ok(MonthNumber(n as u32))
     }
 }
 
 impl FromJson for YearNumber {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(2020..=2100).contains(&n) {
-            return Err(Invalid::new(
+        match i32::try_from(i64::from_json(v)?) {
+            Ok(n) if YEARS.contains(&n) => Ok(YearNumber(n)),
+            _ => Err(Invalid::new(
                 "Input should be between 2020 and 2100",
                 "value_error",
-            ));
+            )),
         }
-        Ok(YearNumber(n as i32))
     }
 }
 
 impl Period {
-    pub fn current(app: &App) -> Period {
-        let now = app.clock.now().to_zoned(app.config.app_timezone.clone());
-        Period {
-            year: i32::from(now.year()),
-            month: now.month() as u32,
-        }
+    /// A month routes can address: `month` 1..12, `year` 2020..2100.
+    pub fn new(year: i32, month: u32) -> Option<Period> {
+        (YEARS.contains(&year) && MONTHS.contains(&month)).then_some(Period { year, month })
     }
 
-    /// The period containing an instant, in `APP_TIMEZONE`.
-    pub fn of(app: &App, t: jiff::Timestamp) -> Period {
-        let z = t.to_zoned(app.config.app_timezone.clone());
+    /// The month an instant falls in, in the time zone `tz` (`APP_TIMEZONE`).
+    pub fn containing(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Period {
+        let z = t.to_zoned(tz.clone());
         Period {
             year: i32::from(z.year()),
             month: z.month() as u32,
@@ -75,11 +73,10 @@ impl Period {
         }
     }
 
-    /// Reads optional `month`/`year` from these fields; a missing one is the current one.
-    pub fn from_fields(app: &App, f: &mut Fields) -> Result<Period> {
+    /// Reads optional `month`/`year` from these fields; a missing one is taken from `now`.
+    pub fn from_fields(f: &mut Fields, now: Period) -> Result<Period> {
         let month = f.optional::<MonthNumber>("month")?;
         let year = f.optional::<YearNumber>("year")?;
-        let now = Period::current(app);
         Ok(Period {
             year: year.map(|y| y.0).unwrap_or(now.year),
             month: month.map(|m| m.0).unwrap_or(now.month),
@@ -87,9 +84,9 @@ impl Period {
     }
 
     /// `?month=&year=` of a GET route.
-    pub fn from_query(app: &App, req: &Req) -> Result<Period> {
+    pub fn from_query(req: &Req, now: Period) -> Result<Period> {
         let mut f = Fields::query(req);
-        let p = Period::from_fields(app, &mut f);
+        let p = Period::from_fields(&mut f, now);
         f.finish()?;
         p
     }
@@ -135,5 +132,107 @@ mod tests {
                 month: 6
             }
         );
+    }
+
+    #[test]
+    fn month_is_taken_in_the_app_timezone() {
+        let t: jiff::Timestamp = "2025-10-31T20:00:00Z".parse().expect("ts");
+        let kolkata = jiff::tz::TimeZone::get("Asia/Kolkata").expect("tz");
+        assert_eq!(
+            Period::containing(&kolkata, t),
+            Period {
+                year: 2025,
+                month: 11
+            }
+        );
+        assert_eq!(
+            Period::containing(&jiff::tz::TimeZone::UTC, t),
+            Period {
+                year: 2025,
+                month: 10
+            }
+        );
+    }
+
+    #[test]
+    fn new_takes_only_the_months_routes_can_address() {
+        assert_eq!(
+            Period::new(2020, 1),
+            Some(Period {
+                year: 2020,
+                month: 1
+            })
+        );
+        assert!(Period::new(2100, 12).is_some());
+        for (y, m) in [(2019, 12), (2101, 1), (2025, 0), (2025, 13)] {
+            assert_eq!(Period::new(y, m), None, "{y}-{m}");
+        }
+    }
+
+    fn fields(v: Value) -> Fields {
+        Fields::from_map(v.as_object().cloned().unwrap_or_default(), "query")
+    }
+
+    const OCTOBER: Period = Period {
+        year: 2025,
+        month: 10,
+    };
+
+    #[test]
+    fn missing_month_or_year_is_taken_from_now() {
+        let read = |v: Value| {
+            let mut f = fields(v);
+            let p = Period::from_fields(&mut f, OCTOBER).expect("valid");
+            f.finish().expect("no problems");
+            p
+        };
+        assert_eq!(read(json!({})), OCTOBER);
+        assert_eq!(
+            read(json!({"month": "3"})),
+            Period {
+                year: 2025,
+                month: 3
+            }
+        );
+        assert_eq!(
+            read(json!({"year": 2024})),
+            Period {
+                year: 2024,
+                month: 10
+            }
+        );
+        assert_eq!(
+            read(json!({"month": 12, "year": "2024", "other": 1})),
+            Period {
+                year: 2024,
+                month: 12
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_month_or_year_is_a_field_error() {
+        for (v, name, msg) in [
+            (
+                json!({"month": 13}),
+                "month",
+                "Input should be between 1 and 12",
+            ),
+            (
+                json!({"month": 2, "year": 2101}),
+                "year",
+                "Input should be between 2020 and 2100",
+            ),
+        ] {
+            let mut f = fields(v);
+            assert!(Period::from_fields(&mut f, OCTOBER).is_err());
+            let Err(crate::error::Error::Validation(errors)) = f.finish() else {
+                panic!("expected a 422 for {name}");
+            };
+            assert_eq!(errors.len(), 1);
+            assert_eq!(errors[0].loc, vec![json!("query"), json!(name)]);
+            assert_eq!(errors[0].msg, msg);
+            assert_eq!(errors[0].kind, "value_error");
+        }
     }
 }

@@ -6,14 +6,31 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::channel;
 use std::time::Instant;
 
 use super::context::{self, Numbers};
 use super::history::{self, Saved};
 use super::quota;
-use super::upstream::{ChatMessage, Usage};
-use crate::app::App;
+use super::upstream::{self, ChatMessage, StreamEvent, UpstreamError, Usage};
+use crate::budget::catalog::Catalog;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::Db;
 use crate::error::Result;
+use crate::ops::metrics::Metrics;
+
+/// What answering uses of the shared state, and nothing else: the transports build it from
+/// `App` (`chat::coach`).
+pub struct Coach<'a> {
+    pub db: &'a Db,
+    pub config: &'a Config,
+    pub clock: &'a Clock,
+    pub catalog: &'a Catalog,
+    /// Model answers by cache key, for `QUERY_CACHE_TTL`.
+    pub answers: &'a moka::sync::Cache<String, Arc<String>>,
+    pub metrics: &'a Metrics,
+}
 
 /// The error message every client shows when the model fails.
 pub const FAILED: &str = "Failed to generate response. Please try again.";
@@ -48,8 +65,12 @@ pub struct Pending {
     pub started: Instant,
 }
 
-pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
-    let ctx = context::load(app, &q.user_id, &q.full_name)?;
+pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
+    let now = app.clock.now();
+    let tz = &app.config.app_timezone;
+    let ctx = app
+        .db
+        .read(|c| context::load(c, app.catalog, tz, now, &q.user_id, &q.full_name))?;
     let mut recent = app.db.read(|c| history::recent(c, &q.session_id))?;
     if recent.is_empty() {
         let n = q
@@ -66,23 +87,14 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
         &system,
         &recent,
     );
-    let now = app.clock.iso();
+    let now_iso = crate::clock::iso(now);
     app.db.write(|tx| {
         history::save_message(
             tx,
             &q.user_id,
             &q.session_id,
-            &Saved {
-                role: "user",
-                content: &q.text,
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                cost_micros: 0,
-                cached: false,
-                fallback: false,
-                response_ms: None,
-            },
-            &now,
+            &Saved::plain("user", &q.text),
+            &now_iso,
         )
     })?;
     if app.config.cache_enabled
@@ -108,7 +120,10 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
             "The AI coach is not configured on this server".into(),
         );
     }
-    if let Some(over) = app.db.read(|c| quota::check(app, c, &q.user_id))? {
+    if let Some(over) = app
+        .db
+        .read(|c| quota::check(c, app.config, &q.user_id, now))?
+    {
         return fallback(
             "quota_exceeded",
             format!(
@@ -142,7 +157,7 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
 }
 
 /// Saves an assistant message (`saved.role` is ignored: always "assistant").
-fn save_answer(app: &App, q: &Question, saved: Saved<'_>) {
+fn save_answer(app: &Coach<'_>, q: &Question, saved: Saved<'_>) {
     let now = app.clock.iso();
     let saved = Saved {
         role: "assistant",
@@ -158,14 +173,9 @@ fn save_answer(app: &App, q: &Question, saved: Saved<'_>) {
 
 fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
     Saved {
-        role: "assistant",
-        content,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        cost_micros: 0,
         cached,
         fallback,
-        response_ms: None,
+        ..Saved::plain("assistant", content)
     }
 }
 
@@ -174,7 +184,7 @@ fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
 /// final frame, so whoever sees the frame finds the answer in the history. Returns the usage
 /// the upstream reported, or an estimate when it sent none.
 pub fn finish_streamed(
-    app: &App,
+    app: &Coach<'_>,
     q: &Question,
     p: &Pending,
     content: &str,
@@ -192,9 +202,9 @@ pub fn finish_streamed(
         Ordering::Relaxed,
     );
     let ms = p.started.elapsed().as_millis() as i64;
-    let now = app.clock.iso();
+    let now = app.clock.now();
     let saved = app.db.write(|tx| {
-        let cost = quota::record(app, tx, &q.user_id, usage)?;
+        let cost = quota::record(tx, app.config, &q.user_id, usage, now)?;
         let m = Saved {
             role: "assistant",
             content,
@@ -205,7 +215,7 @@ pub fn finish_streamed(
             fallback: false,
             response_ms: Some(ms),
         };
-        history::save_message(tx, &q.user_id, &q.session_id, &m, &now)
+        history::save_message(tx, &q.user_id, &q.session_id, &m, &crate::clock::iso(now))
     });
     if let Err(e) = saved {
         log::error!("could not save a chat answer and its usage: {e:?}");
@@ -214,7 +224,7 @@ pub fn finish_streamed(
 }
 
 /// What the user saw before cancelling, if anything; not cached, no usage known.
-pub fn finish_cancelled(app: &App, q: &Question, content: &str) {
+pub fn finish_cancelled(app: &Coach<'_>, q: &Question, content: &str) {
     if !content.is_empty() {
         save_answer(app, q, plain(content, false, false));
     }
@@ -222,15 +232,50 @@ pub fn finish_cancelled(app: &App, q: &Question, content: &str) {
 
 /// A model failure: counted, and the fallback built from the numbers of this answer, saved
 /// (the user sees it) but never cached.
-pub fn finish_failed(
-    app: &App,
-    q: &Question,
-    p: &Pending,
-    why: &super::upstream::UpstreamError,
-) -> String {
+pub fn finish_failed(app: &Coach<'_>, q: &Question, p: &Pending, why: &UpstreamError) -> String {
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
     let answer = context::fallback_answer(&p.numbers);
     save_answer(app, q, plain(&answer, false, true));
     answer
+}
+
+/// Runs a streamed answer to its end on this thread, calling `on_piece` for every piece
+/// (false: the reader is gone, so the answer is cancelled). Returns the whole answer, its
+/// tokens when it completed, and whether it is the fallback because the model failed.
+pub fn run_to_end(
+    app: &Coach<'_>,
+    q: &Question,
+    p: &Pending,
+    mut on_piece: impl FnMut(&str) -> bool,
+) -> (String, Option<u64>, bool) {
+    let (tx, rx) = channel();
+    let handle = upstream::start(app.config, p.messages.clone(), move |ev| {
+        tx.send(ev).is_ok()
+    });
+    let mut content = String::new();
+    for ev in rx.iter() {
+        match ev {
+            StreamEvent::Delta(piece) => {
+                content.push_str(&piece);
+                if !on_piece(&piece) {
+                    handle.cancel();
+                    finish_cancelled(app, q, &content);
+                    return (content, None, false);
+                }
+            }
+            StreamEvent::Finished(reported) => {
+                let u = finish_streamed(app, q, p, &content, reported);
+                return (content, Some(u.prompt_tokens + u.completion_tokens), false);
+            }
+            StreamEvent::Failed(why) => {
+                return (finish_failed(app, q, p, &why), None, true);
+            }
+        }
+    }
+    (
+        finish_failed(app, q, p, &UpstreamError::Dropped),
+        None,
+        true,
+    )
 }

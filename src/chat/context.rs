@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 
 use super::upstream::ChatMessage;
-use crate::app::App;
+use crate::budget::catalog::Catalog;
 use crate::budget::money::{self, Money};
 use crate::budget::period::Period;
 use crate::budget::{allocations, transactions};
@@ -77,23 +77,19 @@ pub fn month_name(p: Period) -> String {
     format!("{} {}", NAMES[(p.month.clamp(1, 12) - 1) as usize], p.year)
 }
 
-pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbers> {
+/// The user's income, expenses and per-category budget and actual for the month `p`, as the
+/// money routes show them (the transactions' totals and the allocation summary).
+pub fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Result<Numbers> {
     let totals = transactions::totals(c, user, p)?;
-    let rows = allocations::rows(c, user, p)?;
-    let categories = app
-        .catalog
+    let categories = allocations::summary(c, catalog, user, p)?
         .categories
-        .iter()
-        .map(|cat| {
-            let of_type = cat.types.iter().filter_map(|t| rows.get(&t.id));
-            let (budget, actual, _) = allocations::totals(of_type.map(|r| (r.budget, r.actual)))?;
-            Ok(CategoryNumbers {
-                label: cat.label.clone(),
-                budget,
-                actual,
-            })
+        .into_iter()
+        .map(|line| CategoryNumbers {
+            label: line.label,
+            budget: line.total_budget,
+            actual: line.total_actual,
         })
-        .collect::<Result<_>>()?;
+        .collect();
     Ok(Numbers {
         period: p,
         income: totals.total_income,
@@ -103,43 +99,49 @@ pub fn numbers(c: &Connection, app: &App, user: &str, p: Period) -> Result<Numbe
     })
 }
 
-pub fn load(app: &App, user_id: &str, full_name: &str) -> Result<Context> {
-    let p = Period::current(app);
-    app.db.read(|c| {
-        let profile = onboarding::load(c, user_id)?;
-        let mut lines = Vec::new();
-        if let Some(p) = profile {
-            let d = p.data;
-            let mut add = |label: &str, v: &Option<String>| {
-                if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                    lines.push(format!("- {label}: {v}"));
-                }
-            };
-            add("Age", &d.age_range);
-            add("Occupation", &d.occupation);
-            add("Income", &d.income_range);
-            add("Goals", &d.financial_goals);
-            add("Investment Experience", &d.investment_experience);
-            add("Risk Tolerance", &d.risk_tolerance);
-            add("Current Investments", &d.current_investments);
-            add("Debt", &d.debt_status);
-            let retirement = Some(
-                if d.retirement_planning {
-                    "yes"
-                } else {
-                    "not yet"
-                }
-                .to_string(),
-            );
-            add("Retirement Planning", &retirement);
-            add("Interests", &d.interests);
-        }
-        Ok(Context {
-            full_name: full_name.to_string(),
-            profile_lines: lines,
-            numbers: numbers(c, app, user_id, p)?,
-            today: app.clock.now().strftime("%Y-%m-%d").to_string(),
-        })
+/// What the coach knows at `now`: the month is `now`'s in `tz` (`APP_TIMEZONE`), "today"
+/// is its UTC date.
+pub fn load(
+    c: &Connection,
+    catalog: &Catalog,
+    tz: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+    user_id: &str,
+    full_name: &str,
+) -> Result<Context> {
+    let profile = onboarding::load(c, user_id)?;
+    let mut lines = Vec::new();
+    if let Some(p) = profile {
+        let d = p.data;
+        let mut add = |label: &str, v: &Option<String>| {
+            if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                lines.push(format!("- {label}: {v}"));
+            }
+        };
+        add("Age", &d.age_range);
+        add("Occupation", &d.occupation);
+        add("Income", &d.income_range);
+        add("Goals", &d.financial_goals);
+        add("Investment Experience", &d.investment_experience);
+        add("Risk Tolerance", &d.risk_tolerance);
+        add("Current Investments", &d.current_investments);
+        add("Debt", &d.debt_status);
+        let retirement = Some(
+            if d.retirement_planning {
+                "yes"
+            } else {
+                "not yet"
+            }
+            .to_string(),
+        );
+        add("Retirement Planning", &retirement);
+        add("Interests", &d.interests);
+    }
+    Ok(Context {
+        full_name: full_name.to_string(),
+        profile_lines: lines,
+        numbers: numbers(c, catalog, user_id, Period::containing(tz, now))?,
+        today: now.strftime("%Y-%m-%d").to_string(),
     })
 }
 
@@ -323,5 +325,116 @@ mod tests {
         assert_ne!(k, cache_key("u1", "m", "how do i save?", "sys2", &h));
         assert_ne!(k, cache_key("u1", "m2", "how do i save?", "sys", &h));
         assert_ne!(k, cache_key("u1", "m", "how do i save?", "sys", &[]));
+    }
+
+    mod loaded {
+        use super::super::*;
+        use crate::budget::money::testing::Money;
+        use crate::budget::testing::{allocate, at, memory, transaction, type_id, user, write};
+        use crate::budget::transactions::Kind::{Expense, Income};
+        use crate::http::Fields;
+        use crate::profile::onboarding::{self, OnboardingData};
+
+        const OCTOBER: Period = Period {
+            year: 2025,
+            month: 10,
+        };
+
+        fn kolkata() -> jiff::tz::TimeZone {
+            jiff::tz::TimeZone::get("Asia/Kolkata").expect("tz")
+        }
+
+        #[test]
+        fn the_coach_knows_the_profile_and_this_months_numbers_in_the_app_zone() {
+            let mut c = memory();
+            let catalog = Catalog::load(&c).expect("catalogue");
+            let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+            let tz = kolkata();
+            let holidays = type_id(&catalog, "spending", 5);
+            let form = serde_json::json!({"age_range": "25-34", "risk_tolerance": "moderate",
+                                          "occupation": "  ", "debt_status": "none"});
+            let mut f = Fields::from_map(form.as_object().cloned().unwrap_or_default(), "body");
+            let data = OnboardingData::parse(&mut f).expect("profile");
+            write(&mut c, |tx| {
+                onboarding::submit(tx, &asha, &data, "2025-10-01T00:00:00Z").expect("onboard");
+                transaction(tx, &tz, &asha, Income, 5_000_000, "2025-10-05T10:00:00Z");
+                transaction(tx, &tz, &asha, Expense, 1_500_075, "2025-10-10T10:00:00Z");
+                // 20:00 UTC on the 31st is 1 November in Kolkata: next month's.
+                transaction(tx, &tz, &asha, Expense, 99_900, "2025-10-31T20:00:00Z");
+                transaction(tx, &tz, &ravi, Income, 777_700, "2025-10-05T10:00:00Z");
+                allocate(tx, &catalog, &asha, &holidays, OCTOBER, (100_050, 40_025));
+            });
+            let now = at("2025-10-20T10:00:00Z");
+            let ctx = load(&c, &catalog, &tz, now, &asha, "Asha").expect("context");
+            assert_eq!(ctx.full_name, "Asha");
+            assert_eq!(ctx.today, "2025-10-20");
+            assert_eq!(
+                ctx.profile_lines,
+                vec![
+                    "- Age: 25-34",
+                    "- Risk Tolerance: moderate",
+                    "- Debt: none",
+                    "- Retirement Planning: not yet"
+                ]
+            );
+            let n = &ctx.numbers;
+            assert_eq!(n.period, OCTOBER);
+            assert_eq!((n.income, n.expense), (Money(5_000_000), Money(1_500_075)));
+            assert_eq!(n.transaction_count, 2);
+            assert_eq!(n.categories.len(), catalog.categories.len());
+            let with_numbers: Vec<&CategoryNumbers> =
+                n.categories.iter().filter(|c| c.has_numbers()).collect();
+            assert_eq!(
+                with_numbers,
+                vec![&CategoryNumbers {
+                    label: "SPENDING (Lifestyle)".into(),
+                    budget: Money(100_050),
+                    actual: Money(40_025),
+                }]
+            );
+            let prompt = system_prompt("Wealth Coach AI", &ctx);
+            assert!(
+                prompt.contains(
+                    "This month (October 2025): income ₹50,000.00, expenses ₹15,000.75, balance ₹34,999.25 (2 transactions)."
+                ),
+                "{prompt}"
+            );
+            assert!(prompt.contains(
+                "- SPENDING (Lifestyle): budget ₹1,000.50, actual ₹400.25, remaining ₹600.25"
+            ));
+
+            // On 1 November (Kolkata) the month moved on: only the late expense is in it.
+            let later = at("2025-10-31T20:00:00Z");
+            let ctx = load(&c, &catalog, &tz, later, &asha, "Asha").expect("context");
+            assert_eq!(
+                ctx.numbers.period,
+                Period {
+                    year: 2025,
+                    month: 11
+                }
+            );
+            assert_eq!(ctx.numbers.expense, Money(99_900));
+            assert_eq!(ctx.numbers.income, Money::ZERO);
+            assert!(ctx.numbers.categories.iter().all(|c| !c.has_numbers()));
+        }
+
+        #[test]
+        fn a_user_without_profile_or_numbers_gets_an_empty_context() {
+            let c = memory();
+            let catalog = Catalog::load(&c).expect("catalogue");
+            let ravi = user(&c, "ravi@example.com");
+            let now = at("2025-10-20T10:00:00Z");
+            let ctx = load(&c, &catalog, &kolkata(), now, &ravi, "Ravi").expect("context");
+            assert!(ctx.profile_lines.is_empty());
+            assert_eq!(ctx.numbers.transaction_count, 0);
+            assert_eq!(ctx.numbers.balance(), Some(Money::ZERO));
+            let prompt = system_prompt("Wealth Coach AI", &ctx);
+            assert!(!prompt.contains("Profile:"));
+            assert!(prompt.contains("No category budgets set this month."));
+            assert!(
+                fallback_answer(&ctx.numbers)
+                    .contains("no transactions or budgets recorded for October 2025")
+            );
+        }
     }
 }

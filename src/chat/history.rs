@@ -70,6 +70,22 @@ pub struct Saved<'a> {
     pub response_ms: Option<i64>,
 }
 
+impl<'a> Saved<'a> {
+    /// A message that cost no model tokens: a question, or an answer not from the model.
+    pub fn plain(role: &'a str, content: &'a str) -> Saved<'a> {
+        Saved {
+            role,
+            content,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cost_micros: 0,
+            cached: false,
+            fallback: false,
+            response_ms: None,
+        }
+    }
+}
+
 pub fn save_message(
     tx: &Transaction<'_>,
     user: &str,
@@ -214,4 +230,152 @@ pub fn delete_session(tx: &Transaction<'_>, user: &str, session: &str) -> Result
         "DELETE FROM chat_sessions WHERE id = ?1 AND user_id = ?2",
         params![session, user],
     )? > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::testing::{memory, user, write};
+
+    /// Saves `n` messages `m0`, `m1`… (user, assistant, user…) in the session at `now`.
+    fn talk(c: &mut Connection, user: &str, session: &str, n: usize, now: &str) {
+        write(c, |tx| {
+            for i in 0..n {
+                let role = if i % 2 == 0 { "user" } else { "assistant" };
+                save_message(
+                    tx,
+                    user,
+                    session,
+                    &Saved::plain(role, &format!("m{i}")),
+                    now,
+                )
+                .expect("save");
+            }
+        });
+    }
+
+    #[test]
+    fn a_session_belongs_to_whoever_used_it_first() {
+        let mut c = memory();
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        let now = "2025-10-18T10:00:00Z";
+        write(&mut c, |tx| {
+            ensure_session(tx, &asha, "s1", now).expect("asha's");
+            ensure_session(tx, &ravi, "s1", now).expect("no error, no takeover");
+            ensure_session(tx, &asha, "s1", now).expect("again");
+        });
+        assert!(owns(&c, &asha, "s1").expect("owns"));
+        assert!(!owns(&c, &ravi, "s1").expect("owns"));
+        assert!(taken_by_other(&c, &ravi, "s1").expect("taken"));
+        assert!(!taken_by_other(&c, &asha, "s1").expect("taken"));
+        assert!(!taken_by_other(&c, &ravi, "s2").expect("free id"));
+        assert!(!owns(&c, &ravi, "s2").expect("no such session"));
+        assert_eq!(sessions(&c, &asha, 0, 20).expect("list").total, 1);
+        assert_eq!(sessions(&c, &ravi, 0, 20).expect("list").total, 0);
+    }
+
+    #[test]
+    fn the_model_sees_the_last_ten_messages_oldest_first() {
+        let mut c = memory();
+        let asha = user(&c, "asha@example.com");
+        talk(&mut c, &asha, "s1", 12, "2025-10-18T10:00:00Z");
+        let recent = recent(&c, "s1").expect("recent");
+        let contents: Vec<&str> = recent.iter().map(|m| m.content.as_str()).collect();
+        let expected: Vec<String> = (2..12).map(|i| format!("m{i}")).collect();
+        assert_eq!(contents, expected);
+        assert_eq!(recent[0].role, "user");
+        assert_eq!(recent[9].role, "assistant");
+        assert!(super::recent(&c, "other").expect("recent").is_empty());
+    }
+
+    #[test]
+    fn message_pages_count_back_from_the_newest() {
+        let mut c = memory();
+        let asha = user(&c, "asha@example.com");
+        talk(&mut c, &asha, "s1", 5, "2025-10-18T10:00:00Z");
+        let page = |skip, limit| {
+            let r = messages(&c, "s1", skip, limit).expect("page");
+            let contents: Vec<String> = r.messages.iter().map(|m| m.content.clone()).collect();
+            (contents, r.total, r.has_more)
+        };
+        assert_eq!(page(0, 2), (vec!["m3".into(), "m4".into()], 5, true));
+        assert_eq!(page(2, 2), (vec!["m1".into(), "m2".into()], 5, true));
+        assert_eq!(page(4, 2), (vec!["m0".into()], 5, false));
+        assert_eq!(page(5, 2), (vec![], 5, false));
+        let first = messages(&c, "s1", 4, 1).expect("page");
+        assert_eq!(first.session_id, "s1");
+        assert_eq!(first.messages[0].role, "user");
+        assert_eq!(first.messages[0].timestamp, "2025-10-18T10:00:00Z");
+    }
+
+    #[test]
+    fn sessions_list_newest_activity_first_with_a_preview() {
+        let mut c = memory();
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        let long = "Should I raise my SIP? ".repeat(10);
+        write(&mut c, |tx| {
+            ensure_session(tx, &asha, "old", "2025-10-18T09:00:00Z").expect("old");
+            ensure_session(tx, &asha, "quiet", "2025-10-18T10:00:00Z").expect("quiet");
+            save_message(
+                tx,
+                &asha,
+                "old",
+                &Saved::plain("user", &long),
+                "2025-10-18T11:00:00Z",
+            )
+            .expect("save");
+            save_message(
+                tx,
+                &asha,
+                "old",
+                &Saved::plain("assistant", "Yes."),
+                "2025-10-18T11:00:00Z",
+            )
+            .expect("save");
+            ensure_session(tx, &ravi, "ravis", "2025-10-18T12:00:00Z").expect("ravi's");
+        });
+        let list = sessions(&c, &asha, 0, 20).expect("list");
+        assert_eq!(list.total, 2);
+        let rows: Vec<(&str, i64, &str)> = list
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    s.session_id.as_str(),
+                    s.message_count,
+                    s.updated_at.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                ("old", 2, "2025-10-18T11:00:00Z"),
+                ("quiet", 0, "2025-10-18T10:00:00Z")
+            ]
+        );
+        assert_eq!(
+            list.sessions[0].preview,
+            long.chars().take(100).collect::<String>()
+        );
+        assert_eq!(list.sessions[0].created_at, "2025-10-18T09:00:00Z");
+        assert_eq!(list.sessions[1].preview, "New conversation");
+        let second = sessions(&c, &asha, 1, 1).expect("page");
+        assert_eq!(second.total, 2);
+        assert_eq!(second.sessions.len(), 1);
+        assert_eq!(second.sessions[0].session_id, "quiet");
+    }
+
+    #[test]
+    fn only_the_owner_deletes_a_session_and_its_messages_go_with_it() {
+        let mut c = memory();
+        let (asha, ravi) = (user(&c, "asha@example.com"), user(&c, "ravi@example.com"));
+        talk(&mut c, &asha, "s1", 3, "2025-10-18T10:00:00Z");
+        assert!(!write(&mut c, |tx| delete_session(tx, &ravi, "s1")).expect("delete"));
+        assert_eq!(messages(&c, "s1", 0, 50).expect("page").total, 3);
+        assert!(write(&mut c, |tx| delete_session(tx, &asha, "s1")).expect("delete"));
+        assert!(!owns(&c, &asha, "s1").expect("owns"));
+        assert_eq!(messages(&c, "s1", 0, 50).expect("page").total, 0);
+        assert!(!write(&mut c, |tx| delete_session(tx, &asha, "s1")).expect("again"));
+    }
 }

@@ -2,7 +2,6 @@
 //! conversation history.
 
 use std::io::Write;
-use std::sync::mpsc::channel;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -10,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::answer::{self, Plan, Question};
 use super::history;
-use super::upstream::{self, ChatMessage, StreamEvent};
+use super::upstream::ChatMessage;
 use crate::app::App;
 use crate::auth::{AuthUser, require_user};
 use crate::error::{Error, Result};
@@ -138,42 +137,6 @@ fn session_not_found() -> Error {
     }
 }
 
-/// Runs a streamed answer to its end on this thread, calling `on_piece` for every piece.
-/// Returns the whole answer and its usage, or the fallback text on failure.
-fn run_stream(
-    app: &App,
-    q: &Question,
-    p: &answer::Pending,
-    mut on_piece: impl FnMut(&str) -> bool,
-) -> (String, Option<u64>, bool) {
-    let (tx, rx) = channel();
-    let handle = upstream::start(&app.config, p.messages.clone(), move |ev| {
-        tx.send(ev).is_ok()
-    });
-    let mut content = String::new();
-    for ev in rx.iter() {
-        match ev {
-            StreamEvent::Delta(piece) => {
-                content.push_str(&piece);
-                if !on_piece(&piece) {
-                    handle.cancel();
-                    answer::finish_cancelled(app, q, &content);
-                    return (content, None, false);
-                }
-            }
-            StreamEvent::Finished(reported) => {
-                let u = answer::finish_streamed(app, q, p, &content, reported);
-                return (content, Some(u.prompt_tokens + u.completion_tokens), false);
-            }
-            StreamEvent::Failed(why) => {
-                return (answer::finish_failed(app, q, p, &why), None, true);
-            }
-        }
-    }
-    let dropped = upstream::UpstreamError::Dropped;
-    (answer::finish_failed(app, q, p, &dropped), None, true)
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct ChatResponse {
     pub response: String,
@@ -195,11 +158,12 @@ pub struct ChatResponse {
 pub fn message(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let q = question(app, req, &me)?;
-    let (text, cached, tokens, fallback) = match answer::prepare(app, &q)? {
+    let coach = super::coach(app);
+    let (text, cached, tokens, fallback) = match answer::prepare(&coach, &q)? {
         Plan::Cached(text) => ((*text).clone(), true, 0, false),
         Plan::Fallback { answer: text, .. } => (text, false, 0, true),
         Plan::Stream(p) => {
-            let (text, tokens, fallback) = run_stream(app, &q, &p, |_| true);
+            let (text, tokens, fallback) = answer::run_to_end(&coach, &q, &p, |_| true);
             (text, false, tokens.unwrap_or(0), fallback)
         }
     };
@@ -255,7 +219,8 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
             ) {
                 return;
             }
-            let plan = match answer::prepare(app, &q) {
+            let coach = super::coach(app);
+            let plan = match answer::prepare(&coach, &q) {
                 Ok(p) => p,
                 Err(e) => {
                     log::error!("chat stream: preparing failed: {e:?}");
@@ -283,7 +248,7 @@ pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
                 }
                 Plan::Stream(p) => {
                     let mut gone = false;
-                    let (text, _, fallback) = run_stream(app, &q, &p, |piece| {
+                    let (text, _, fallback) = answer::run_to_end(&coach, &q, &p, |piece| {
                         gone = !event(w, &SseEvent::Token { content: piece });
                         !gone
                     });

@@ -11,7 +11,20 @@ pub mod sse;
 pub mod upstream;
 pub mod ws;
 
+use crate::app::App;
 use crate::http::{Route, route};
+
+/// The slice of `App` an answer uses.
+fn coach(app: &App) -> answer::Coach<'_> {
+    answer::Coach {
+        db: &app.db,
+        config: &app.config,
+        clock: &app.clock,
+        catalog: &app.catalog,
+        answers: &app.answers,
+        metrics: &app.metrics,
+    }
+}
 
 pub fn routes() -> Vec<Route> {
     vec![

@@ -52,6 +52,8 @@ struct Answering {
 
 struct ChatSocket<'a> {
     app: &'a App,
+    /// What answering uses of `app`.
+    coach: answer::Coach<'a>,
     sock: Socket,
     user: AuthUser,
     live: &'a Live,
@@ -67,6 +69,7 @@ impl<'a> ChatSocket<'a> {
         let (tx, rx) = channel();
         ChatSocket {
             app,
+            coach: super::coach(app),
             sock,
             user,
             live,
@@ -109,7 +112,7 @@ impl<'a> ChatSocket<'a> {
         // A client that left mid-answer stops the upstream read too.
         if let Some(a) = self.answering.take() {
             a.handle.cancel();
-            answer::finish_cancelled(self.app, &a.question, &a.content);
+            answer::finish_cancelled(&self.coach, &a.question, &a.content);
         }
         self.sock.close_for(&ended);
         ended
@@ -198,7 +201,7 @@ impl<'a> ChatSocket<'a> {
             return Ok(());
         };
         a.handle.cancel();
-        answer::finish_cancelled(self.app, &a.question, &a.content);
+        answer::finish_cancelled(&self.coach, &a.question, &a.content);
         self.respond(a.content, Answer::cancelled(a.question.session_id))
     }
 
@@ -252,7 +255,7 @@ impl<'a> ChatSocket<'a> {
             text: content,
             client_history: Vec::new(),
         };
-        let plan = match answer::prepare(self.app, &question) {
+        let plan = match answer::prepare(&self.coach, &question) {
             Ok(p) => p,
             Err(e) => {
                 log::error!("chat: preparing an answer failed: {e:?}");
@@ -308,7 +311,7 @@ impl<'a> ChatSocket<'a> {
                 // Saved before the final frame: a client that fetches the history on `done`
                 // finds the answer there.
                 let usage = answer::finish_streamed(
-                    self.app,
+                    &self.coach,
                     &a.question,
                     &a.pending,
                     &a.content,
@@ -322,7 +325,7 @@ impl<'a> ChatSocket<'a> {
                 let Some(a) = self.answering.take() else {
                     return Ok(());
                 };
-                let text = answer::finish_failed(self.app, &a.question, &a.pending, &why);
+                let text = answer::finish_failed(&self.coach, &a.question, &a.pending, &why);
                 self.error("upstream_unavailable", answer::FAILED)?;
                 self.respond(text, Answer::fallback(a.question.session_id))
             }

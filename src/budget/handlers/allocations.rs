@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Count, Message, Text, json_bytes, write};
+use super::{Count, Message, Text, json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::allocations::{self, Change, Mode};
@@ -23,7 +23,7 @@ use crate::http::{Fields, FromJson, Invalid, Req, Resp};
     responses((status = 200, body = allocations::AllocationSummaryResponse), (status = 401), (status = 422)))]
 pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let p = Period::from_query(app, req)?;
+    let p = Period::from_query(req, this_month(app))?;
     let bytes =
         app.views
             .get_or_compute(&app.metrics, &me.user.id, p, View::Allocations, || {
@@ -56,7 +56,7 @@ pub struct SummaryResponse {
     responses((status = 200, body = SummaryResponse), (status = 401), (status = 422)))]
 pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let p = Period::from_query(app, req)?;
+    let p = Period::from_query(req, this_month(app))?;
     let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
     let (budget, actual, difference) =
         allocations::totals(rows.values().map(|r| (r.budget, r.actual)))?;
@@ -90,7 +90,7 @@ pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::query(req);
     let months = f.optional::<MonthsWindow>("months");
-    let p = Period::from_fields(app, &mut f);
+    let p = Period::from_fields(&mut f, this_month(app));
     f.finish()?;
     let (months, p) = (months?.map(|m| m.0).unwrap_or(6), p?);
     let history = app
@@ -105,7 +105,7 @@ pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
     responses((status = 200, body = allocations::CategoryLine), (status = 401), (status = 404)))]
 pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let p = Period::from_query(app, req)?;
+    let p = Period::from_query(req, this_month(app))?;
     let id = req.param("allocation_id");
     let line = app
         .db
@@ -187,7 +187,7 @@ pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
     let type_id = f.required::<TypeId>("allocation_type_id");
     let amount = f.required::<NonNegative>("budget_amount");
-    let p = Period::from_fields(app, &mut f);
+    let p = Period::from_fields(&mut f, this_month(app));
     f.finish()?;
     let (Text(type_id), NonNegative(amount), p) = (type_id?, amount?, p?);
     let keyed = Keyed::of(req)?;
@@ -262,7 +262,7 @@ pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
     let amount = f.required::<NonNegative>("actual_amount");
     let notes = f.optional::<Notes>("notes");
     let mode = f.optional::<Mode>("mode");
-    let p = Period::from_fields(app, &mut f);
+    let p = Period::from_fields(&mut f, this_month(app));
     f.finish()?;
     let (Text(type_id), NonNegative(amount), notes, mode, p) =
         (type_id?, amount?, notes?, mode?, p?);

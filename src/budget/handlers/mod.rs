@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::App;
+use crate::budget::period::Period;
 use crate::error::{Error, Result};
 use crate::http::input::string_within;
 use crate::http::{FromJson, Invalid};
@@ -56,4 +57,9 @@ fn write<T>(app: &App, user: &str, f: impl FnOnce(&Transaction<'_>) -> Result<T>
     let out = app.db.write(f)?;
     app.views.invalidate_user(user);
     Ok(out)
+}
+
+/// The month a request's missing `month`/`year` default to: today's, in `APP_TIMEZONE`.
+fn this_month(app: &App) -> Period {
+    Period::containing(&app.config.app_timezone, app.clock.now())
 }

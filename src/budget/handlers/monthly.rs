@@ -1,6 +1,6 @@
 //! `/monthly-budget`: the month's balance split by the category targets.
 
-use super::json_bytes;
+use super::{json_bytes, this_month};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::cache::View;
@@ -15,7 +15,7 @@ use crate::http::{Req, Resp};
     responses((status = 200, body = monthly::MonthlyBudgetResponse), (status = 401), (status = 422)))]
 pub fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let p = Period::from_query(app, req)?;
+    let p = Period::from_query(req, this_month(app))?;
     let bytes = app
         .views
         .get_or_compute(&app.metrics, &me.user.id, p, View::Monthly, || {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Count, Text, json_bytes, write};
+use super::{Count, Text, json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::dates::DayRange;
@@ -167,7 +167,7 @@ pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
 fn list_window(app: &App, f: &mut Fields) -> Result<Window> {
     let month_or_year = f.has("month") || f.has("year");
     match DayRange::from_fields(&app.config.app_timezone, f)? {
-        None => Period::from_fields(app, f).map(Window::Month),
+        None => Period::from_fields(f, this_month(app)).map(Window::Month),
         Some(_) if month_or_year => {
             let name = if f.has("from") { "from" } else { "to" };
             f.reject(
@@ -204,7 +204,7 @@ pub struct BalanceResponse {
     responses((status = 200, body = BalanceResponse), (status = 401), (status = 422)))]
 pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
-    let p = Period::from_query(app, req)?;
+    let p = Period::from_query(req, this_month(app))?;
     let t = app.db.read(|c| transactions::totals(c, &me.user.id, p))?;
     Ok(Resp::json(
         200,
