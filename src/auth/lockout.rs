@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, Transaction, params};
 
-use crate::app::App;
+use crate::config::Config;
 use crate::error::{Error, Result};
 
 const PER_IP_WINDOW: i64 = 15 * 60;
@@ -18,15 +18,21 @@ fn locked(retry_after: i64) -> Error {
     }
 }
 
-pub fn ensure_not_locked(app: &App, tx: &Connection, identifier: &str, ip: &str) -> Result<()> {
-    let now = app.clock.unix();
+/// A 429 `login_locked` if `identifier` is locked at `now`, from `ip` or from everywhere.
+pub fn ensure_not_locked(
+    c: &Config,
+    now: i64,
+    tx: &Connection,
+    identifier: &str,
+    ip: &str,
+) -> Result<()> {
     let (n, oldest): (i64, Option<i64>) = tx.query_row(
         "SELECT count(*), min(failed_at) FROM login_failures
          WHERE identifier = ?1 AND client_ip = ?2 AND failed_at > ?3",
         params![identifier, ip, now - PER_IP_WINDOW],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if n >= i64::from(app.config.login_max_failures) {
+    if n >= i64::from(c.login_max_failures) {
         return Err(locked(oldest.unwrap_or(now) + PER_IP_WINDOW - now));
     }
     let (n, oldest): (i64, Option<i64>) = tx.query_row(
@@ -34,14 +40,13 @@ pub fn ensure_not_locked(app: &App, tx: &Connection, identifier: &str, ip: &str)
         params![identifier, now - ANY_IP_WINDOW],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if n >= i64::from(app.config.login_max_failures_any_ip) {
+    if n >= i64::from(c.login_max_failures_any_ip) {
         return Err(locked(oldest.unwrap_or(now) + ANY_IP_WINDOW - now));
     }
     Ok(())
 }
 
-pub fn record_failure(app: &App, tx: &Transaction<'_>, identifier: &str, ip: &str) -> Result<()> {
-    let now = app.clock.unix();
+pub fn record_failure(now: i64, tx: &Transaction<'_>, identifier: &str, ip: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO login_failures (identifier, client_ip, failed_at) VALUES (?1, ?2, ?3)",
         params![identifier, ip, now],
@@ -58,6 +63,15 @@ pub fn record_success(tx: &Transaction<'_>, identifier: &str, ip: &str) -> Resul
     tx.execute(
         "DELETE FROM login_failures WHERE identifier = ?1 AND client_ip = ?2",
         params![identifier, ip],
+    )?;
+    Ok(())
+}
+
+/// The account of `identifier` is gone: so is its count.
+pub fn forget(tx: &Transaction<'_>, identifier: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM login_failures WHERE identifier = ?1",
+        [identifier],
     )?;
     Ok(())
 }

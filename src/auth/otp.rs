@@ -7,8 +7,10 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::identity::{MobileNumber, OtpCode};
-use crate::app::App;
+use super::tokens::{self, TokenResponse};
+use super::{Ctx, users};
 use crate::config::Config;
+use crate::db::Outcome;
 use crate::error::{Error, Result};
 
 pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
@@ -32,12 +34,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn secret(app: &App) -> &str {
-    app.config
-        .jwt_secret
-        .as_ref()
-        .map(|s| s.expose())
-        .unwrap_or("")
+fn secret(c: &Config) -> &str {
+    c.jwt_secret.as_ref().map(|s| s.expose()).unwrap_or("")
 }
 
 fn too_many(code: &'static str, detail: &str, retry_after: i64) -> Error {
@@ -72,13 +70,12 @@ fn window_full(
 /// Checks every send limit, then stores a fresh code (replacing a live one) and counts the
 /// send. Returns the code to deliver. The caller sends it after this transaction commits.
 pub fn prepare_send(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     ip: &str,
 ) -> Result<OtpCode> {
-    let c: &Config = &app.config;
-    let now = app.clock.unix();
     let cooldown = c.otp_resend_cooldown.as_secs() as i64;
     let last: Option<i64> = tx
         .query_row(
@@ -176,7 +173,7 @@ pub fn prepare_send(
              created_at = excluded.created_at, expires_at = excluded.expires_at",
         params![
             mobile.e164,
-            keyed_hash(secret(app), &mobile.e164, &code.0),
+            keyed_hash(secret(c), &mobile.e164, &code.0),
             now,
             now + c.otp_ttl.as_secs() as i64
         ],
@@ -192,27 +189,28 @@ pub fn prepare_send(
 
 /// After a failed delivery the code must not be usable: retire it if it is still the live one.
 pub fn discard(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<()> {
     retire(
-        app,
+        now,
         tx,
         mobile,
-        &keyed_hash(secret(app), &mobile.e164, &code.0),
+        &keyed_hash(secret(c), &mobile.e164, &code.0),
     )
 }
 
 /// Ends the live code `hash` if it is still the live one, and remembers it, so that a used,
 /// dead or undelivered code is answered "expired" (not "invalid", and not counted as a guess)
 /// even after a new code is sent.
-fn retire(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
+fn retire(now: i64, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO otp_retired (mobile_number, code_hash, retired_at) VALUES (?1, ?2, ?3)
          ON CONFLICT DO NOTHING",
-        params![mobile.e164, hash, app.clock.unix()],
+        params![mobile.e164, hash, now],
     )?;
     tx.execute(
         "DELETE FROM otp_codes WHERE mobile_number = ?1 AND code_hash = ?2",
@@ -231,9 +229,12 @@ pub enum Check {
 }
 
 /// A 429 if the number is locked for OTP checks.
-pub fn ensure_not_locked(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
-    let c = &app.config;
-    let now = app.clock.unix();
+pub fn ensure_not_locked(
+    c: &Config,
+    now: i64,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+) -> Result<()> {
     let window = c.otp_attempt_window.as_secs() as i64;
     let sql = "SELECT count(*), min(failed_at) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2";
     if let Some(wait) = window_full(
@@ -257,34 +258,36 @@ pub fn ensure_not_locked(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber)
 /// Checks a code. A wrong one is counted against the number; reaching the limit kills the
 /// live code too. A right one is used up and clears the count.
 pub fn check(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<Check> {
-    check_code(app, tx, mobile, code, true)
+    check_code(c, now, tx, mobile, code, true)
 }
 
 /// `check` that leaves a right code live (wrong ones still count): `/register` checks the
 /// code before its other rules, and a registration refused by them must not use it up.
 pub fn peek(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<Check> {
-    check_code(app, tx, mobile, code, false)
+    check_code(c, now, tx, mobile, code, false)
 }
 
 fn check_code(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
     consume: bool,
 ) -> Result<Check> {
-    ensure_not_locked(app, tx, mobile)?;
-    let now = app.clock.unix();
+    ensure_not_locked(c, now, tx, mobile)?;
     let stored: Option<(String, i64)> = tx
         .query_row(
             "SELECT code_hash, expires_at FROM otp_codes WHERE mobile_number = ?1",
@@ -295,12 +298,12 @@ fn check_code(
     let Some((live, _)) = stored.filter(|(_, exp)| *exp > now) else {
         return Ok(Check::Expired);
     };
-    let given = keyed_hash(secret(app), &mobile.e164, &code.0);
+    let given = keyed_hash(secret(c), &mobile.e164, &code.0);
     if constant_time_eq(given.as_bytes(), live.as_bytes()) {
         if !consume {
             return Ok(Check::Valid);
         }
-        retire(app, tx, mobile, &live)?;
+        retire(now, tx, mobile, &live)?;
         tx.execute(
             "DELETE FROM otp_failures WHERE mobile_number = ?1",
             [&mobile.e164],
@@ -320,14 +323,14 @@ fn check_code(
         "INSERT INTO otp_failures (mobile_number, failed_at) VALUES (?1, ?2)",
         params![mobile.e164, now],
     )?;
-    let window = app.config.otp_attempt_window.as_secs() as i64;
+    let window = c.otp_attempt_window.as_secs() as i64;
     let failures: i64 = tx.query_row(
         "SELECT count(*) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2",
         params![mobile.e164, now - window],
         |r| r.get(0),
     )?;
-    if failures >= i64::from(app.config.otp_max_attempts) {
-        retire(app, tx, mobile, &live)?;
+    if failures >= i64::from(c.otp_max_attempts) {
+        retire(now, tx, mobile, &live)?;
     }
     Ok(Check::Invalid)
 }
@@ -349,12 +352,11 @@ fn token_hash(token: &str) -> String {
 /// `verify-otp` success: for the next 10 minutes the number may register, from this client
 /// address or with the returned token (single use, stored only as its hash).
 pub fn mark_verified(
-    app: &App,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     ip: &str,
 ) -> Result<String> {
-    let now = app.clock.unix();
     let token = crate::random::hex(32);
     tx.execute("DELETE FROM verified_numbers WHERE expires_at <= ?1", [now])?;
     tx.execute(
@@ -373,12 +375,11 @@ pub fn mark_verified(
 
 /// Is there a live verification of this number that `proof` may use?
 pub fn is_verified(
-    app: &App,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     proof: &Proof<'_>,
 ) -> Result<bool> {
-    let now = app.clock.unix();
     let (sql, key) = match proof {
         Proof::Token(t) => (
             "SELECT EXISTS(SELECT 1 FROM verified_numbers
@@ -401,6 +402,56 @@ pub fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<(
         [&mobile.e164],
     )?;
     Ok(())
+}
+
+/// Forgets a number whose account is deleted: its live and retired codes and its
+/// verifications. The send and wrong-try counts (`otp_sends`, `otp_failures`) stay: they are
+/// caps, not account data, and expire on their own; erasing them let a delete-and-register
+/// loop pump SMS past every cap.
+pub fn forget_number(tx: &Transaction<'_>, e164: &str) -> Result<()> {
+    for table in ["otp_codes", "otp_retired", "verified_numbers"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
+            [e164],
+        )?;
+    }
+    Ok(())
+}
+
+/// `/login-otp`: the number's lock first, then the account, then the code (a wrong one is
+/// counted, so the refusal commits), then the account's state.
+pub fn login(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    code: &OtpCode,
+) -> Result<Outcome<TokenResponse>> {
+    ensure_not_locked(ctx.config, ctx.now(), tx, mobile)?;
+    let Some(user) = users::by_mobile(tx, &mobile.e164)? else {
+        return Ok(Outcome::Refused(Error::NotFound {
+            code: "user_not_found",
+            detail: "User not found. Please register first.".into(),
+        }));
+    };
+    let refuse = |detail: &str| {
+        Outcome::Refused(Error::Unauthorized {
+            code: "invalid_otp",
+            detail: detail.into(),
+            bearer: false,
+        })
+    };
+    match check(ctx.config, ctx.now(), tx, mobile, code)? {
+        Check::Expired => return Ok(refuse(MSG_EXPIRED)),
+        Check::Invalid => return Ok(refuse(MSG_INVALID)),
+        Check::Valid => {}
+    }
+    if !user.is_active {
+        return Ok(Outcome::Refused(super::deactivated()));
+    }
+    users::touch_last_seen(tx, &user.id, &ctx.iso())?;
+    Ok(Outcome::Done(
+        tokens::issue_pair(ctx, tx, &user, None, None)?.0,
+    ))
 }
 
 #[cfg(test)]

@@ -126,6 +126,45 @@ pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
     by_id(c, &id)?.ok_or_else(|| Error::internal("inserted user vanished"))
 }
 
+/// `PATCH /users/me`: `email_exists` if another account has the address. A changed address
+/// is not verified any more.
+pub fn update_profile(
+    c: &Connection,
+    id: &str,
+    full_name: Option<&str>,
+    email: Option<&str>,
+    now: &str,
+) -> Result<User> {
+    if let Some(e) = email
+        && by_email(c, e)?.is_some_and(|other| other.id != id)
+    {
+        return Err(Error::bad_request(
+            "email_exists",
+            "Email already registered",
+        ));
+    }
+    if let Some(n) = full_name {
+        c.execute(
+            "UPDATE users SET full_name = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, n, now],
+        )?;
+    }
+    if let Some(e) = email {
+        c.execute(
+            "UPDATE users SET email = ?2, email_verified = CASE WHEN email = ?2 THEN email_verified ELSE 0 END,
+             updated_at = ?3 WHERE id = ?1",
+            params![id, e, now],
+        )?;
+    }
+    by_id(c, id)?.ok_or_else(|| Error::not_found("User not found"))
+}
+
+/// Deletes the account; every row that belongs to the user cascades from `users`.
+pub fn delete(c: &Connection, id: &str) -> Result<()> {
+    c.execute("DELETE FROM users WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 pub fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
     c.prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;

@@ -24,6 +24,24 @@ const BUSY_TIMEOUT_MS: u32 = 5000;
 /// 16 MiB at the default 4 KiB page size.
 const WAL_TRUNCATE_FRAMES: i64 = 4096;
 
+/// What a write that may refuse came to. A refusal is a value, not an `Err`, because
+/// [`Db::write`] rolls back on `Err` and the counters behind the refusal must stay written.
+#[must_use]
+pub enum Outcome<T> {
+    Done(T),
+    Refused(Error),
+}
+
+impl<T> Outcome<T> {
+    /// The refusal as the error the caller answers with, once its transaction committed.
+    pub fn into_result(self) -> Result<T> {
+        match self {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Refused(e) => Err(e),
+        }
+    }
+}
+
 pub struct Db {
     path: PathBuf,
     writer: Mutex<Connection>,
@@ -274,6 +292,17 @@ impl Db {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// [`Db::write`] for a rule that must commit what it counted even when it refuses (a wrong
+    /// code, a wrong password, a reused refresh token): `f` returns its refusal as
+    /// [`Outcome::Refused`], the transaction commits, and the refusal comes back as the `Err`.
+    /// An `Err` from `f` itself still rolls everything back.
+    pub fn write_or_refuse<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<Outcome<T>>,
+    ) -> Result<T> {
+        self.write(f)?.into_result()
     }
 
     /// Runs `f` on a pooled read-only connection.
