@@ -269,3 +269,225 @@ pub fn logout(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::db::testing::on_disk;
+
+    const STRONG: &str = "Str0ng!pass";
+    const IP: &str = "10.0.0.1";
+
+    struct World {
+        db: crate::db::testing::TempDb,
+        config: Config,
+        keys: tokens::Keys,
+        clock: Clock,
+    }
+
+    fn world(pairs: &[(&str, &str)]) -> World {
+        let (db, config) = on_disk(pairs);
+        World {
+            db,
+            config,
+            keys: tokens::Keys::new("unit-test-secret-unit-test-secret"),
+            clock: Clock::default(),
+        }
+    }
+
+    impl World {
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                config: &self.config,
+                keys: &self.keys,
+                clock: &self.clock,
+            }
+        }
+
+        fn count(&self, table: &str) -> i64 {
+            self.db
+                .db
+                .read(|c| {
+                    Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+                })
+                .expect("count")
+        }
+
+        /// Sends a code to the number and returns it, as send-otp would.
+        fn send(&self, m: &MobileNumber) -> OtpCode {
+            let now = self.clock.unix();
+            self.db
+                .db
+                .write(|tx| otp::prepare_send(&self.config, now, tx, m, IP))
+                .expect("send")
+        }
+
+        fn register(&self, a: &NewAccount) -> Result<TokenResponse> {
+            register(&self.db.db, &self.ctx(), a)
+        }
+
+        fn login(&self, id: LoginId, password: &str) -> Result<TokenResponse> {
+            let login = PasswordLogin {
+                id,
+                password: password.into(),
+                ip: IP.into(),
+            };
+            login_with_password(&self.db.db, &self.ctx(), &login)
+        }
+    }
+
+    fn number() -> MobileNumber {
+        MobileNumber::parse("9876543210", "91").expect("number")
+    }
+
+    fn by_email(email: &str, password: Option<&str>) -> NewAccount {
+        NewAccount {
+            mobile: None,
+            email: Some(Email(email.into())),
+            password: password.map(String::from),
+            full_name: "Asha Rao".into(),
+            verification: Verification::Address(IP.into()),
+        }
+    }
+
+    fn code_of(r: Result<TokenResponse>) -> &'static str {
+        match r {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        }
+    }
+
+    #[test]
+    fn register_refusals_come_in_the_contract_order_and_change_nothing() {
+        let w = world(&[]);
+        let closed = Config::from_pairs(&[("ENABLE_USER_REGISTRATION", "false")]).expect("cfg");
+        let ctx = Ctx {
+            config: &closed,
+            ..w.ctx()
+        };
+        // Closed beats a weak password.
+        let r = register(&w.db.db, &ctx, &by_email("a@example.com", Some("weak")));
+        assert_eq!(code_of(r), "registration_disabled");
+        let no_email = Config::from_pairs(&[("ENABLE_EMAIL_REGISTRATION", "false")]).expect("cfg");
+        let ctx = Ctx {
+            config: &no_email,
+            ..w.ctx()
+        };
+        let r = register(&w.db.db, &ctx, &by_email("a@example.com", Some(STRONG)));
+        assert_eq!(code_of(r), "email_registration_disabled");
+        let r = w.register(&by_email("a@example.com", Some("weak")));
+        assert_eq!(code_of(r), "weak_password");
+        let unverified = NewAccount {
+            mobile: Some(number()),
+            ..by_email("a@example.com", Some(STRONG))
+        };
+        assert_eq!(code_of(w.register(&unverified)), "mobile_not_verified");
+        assert_eq!(w.count("users"), 0);
+
+        assert_eq!(
+            code_of(w.register(&by_email("a@example.com", Some(STRONG)))),
+            "ok"
+        );
+        let again = w.register(&by_email("A@Example.com", Some(STRONG)));
+        assert_eq!(code_of(again), "email_exists");
+        assert_eq!(w.count("users"), 1);
+    }
+
+    #[test]
+    fn a_wrong_inline_code_is_counted_and_the_right_one_registers_without_password() {
+        let w = world(&[]);
+        let m = number();
+        let code = w.send(&m);
+        let wrong = OtpCode(
+            if code.0 == "000000" {
+                "111111"
+            } else {
+                "000000"
+            }
+            .into(),
+        );
+        let account = |code: OtpCode| NewAccount {
+            mobile: Some(m.clone()),
+            email: None,
+            password: None,
+            full_name: "Asha Rao".into(),
+            verification: Verification::Otp(code),
+        };
+        assert_eq!(code_of(w.register(&account(wrong))), "invalid_otp");
+        // The refusal committed its count, and left the live code alone.
+        assert_eq!(w.count("otp_failures"), 1);
+        assert_eq!(w.count("users"), 0);
+        assert_eq!(code_of(w.register(&account(code.clone()))), "ok");
+        // Used up: the same code cannot register the number again.
+        assert_eq!(code_of(w.register(&account(code))), "invalid_otp");
+        // The account has no password: a password login is answered as a wrong password.
+        let r = w.login(LoginId::Mobile(m), "anything");
+        assert_eq!(code_of(r), "invalid_credentials");
+    }
+
+    #[test]
+    fn wrong_passwords_are_counted_until_the_login_locks() {
+        let w = world(&[("LOGIN_MAX_FAILURES", "3")]);
+        w.register(&by_email("asha@example.com", Some(STRONG)))
+            .expect("register");
+        let id = || LoginId::Email(Email("Asha@example.com".into()));
+        assert_eq!(code_of(w.login(id(), STRONG)), "ok");
+        for _ in 0..3 {
+            assert_eq!(code_of(w.login(id(), "Wr0ng!pass")), "invalid_credentials");
+        }
+        assert_eq!(w.count("login_failures"), 3);
+        // Locked: the right password does not get through, and is not counted.
+        assert_eq!(code_of(w.login(id(), STRONG)), "login_locked");
+        assert_eq!(w.count("login_failures"), 3);
+        w.clock.advance(15 * 60 + 1);
+        assert_eq!(code_of(w.login(id(), STRONG)), "ok");
+        assert_eq!(w.count("login_failures"), 0);
+    }
+
+    #[test]
+    fn delete_removes_the_account_and_its_codes_but_keeps_the_caps() {
+        let w = world(&[]);
+        let m = number();
+        let code = w.send(&m);
+        let account = NewAccount {
+            mobile: Some(m.clone()),
+            email: Some(Email("Asha@example.com".into())),
+            password: Some(STRONG.into()),
+            full_name: "Asha Rao".into(),
+            verification: Verification::Otp(code),
+        };
+        w.register(&account).expect("register");
+        assert_eq!(
+            code_of(w.login(LoginId::Mobile(m.clone()), "Wr0ng!pass")),
+            "invalid_credentials"
+        );
+        let email = LoginId::Email(Email("asha@example.com".into()));
+        assert_eq!(code_of(w.login(email, "Wr0ng!pass")), "invalid_credentials");
+        let now = w.clock.unix() + 120;
+        w.db.db
+            .write(|tx| {
+                otp::prepare_send(&w.config, now, tx, &m, IP)?;
+                otp::mark_verified(now, tx, &m, IP)
+            })
+            .expect("second code");
+        let user =
+            w.db.db
+                .read(|c| users::by_mobile(c, &m.e164))
+                .expect("read")
+                .expect("user");
+        w.db.db.write(|tx| delete(tx, &user)).expect("delete");
+        for table in [
+            "users",
+            "refresh_tokens",
+            "login_failures",
+            "otp_codes",
+            "otp_retired",
+            "verified_numbers",
+        ] {
+            assert_eq!(w.count(table), 0, "{table}");
+        }
+        assert_eq!(w.count("otp_sends"), 2);
+    }
+}

@@ -75,3 +75,80 @@ pub fn forget(tx: &Transaction<'_>, identifier: &str) -> Result<()> {
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::testing::memory;
+
+    const NOW: i64 = 1_760_000_000;
+    const WHO: &str = "+919876543210";
+
+    fn limits() -> Config {
+        Config::from_pairs(&[
+            ("LOGIN_MAX_FAILURES", "3"),
+            ("LOGIN_MAX_FAILURES_ANY_IP", "5"),
+        ])
+        .expect("settings")
+    }
+
+    fn retry_after(r: Result<()>) -> u64 {
+        match r {
+            Err(Error::TooManyRequests {
+                code: "login_locked",
+                retry_after,
+                ..
+            }) => retry_after,
+            other => panic!("expected login_locked, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_lock_one_address_for_the_window() {
+        let c = limits();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        for i in 0..3 {
+            ensure_not_locked(&c, NOW + i, &tx, WHO, "10.0.0.1").expect("not yet");
+            record_failure(NOW + i, &tx, WHO, "10.0.0.1").expect("record");
+        }
+        assert_eq!(
+            retry_after(ensure_not_locked(&c, NOW + 5, &tx, WHO, "10.0.0.1")),
+            895
+        );
+        // Another address and another identifier are not locked.
+        ensure_not_locked(&c, NOW + 5, &tx, WHO, "10.0.0.2").expect("other address");
+        ensure_not_locked(&c, NOW + 5, &tx, "a@example.com", "10.0.0.1").expect("other id");
+        // The oldest failure leaves the 15-minute window.
+        ensure_not_locked(&c, NOW + PER_IP_WINDOW + 1, &tx, WHO, "10.0.0.1").expect("expired");
+    }
+
+    #[test]
+    fn failures_from_every_address_lock_the_identifier() {
+        let c = limits();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        for i in 0..5 {
+            record_failure(NOW + i, &tx, WHO, &format!("10.0.0.{i}")).expect("record");
+        }
+        let wait = retry_after(ensure_not_locked(&c, NOW + 10, &tx, WHO, "10.0.0.9"));
+        assert_eq!(wait, 3590);
+    }
+
+    #[test]
+    fn success_clears_its_address_only_and_forget_clears_all() {
+        let c = limits();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        for ip in [
+            "10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2", "10.0.0.2",
+        ] {
+            record_failure(NOW, &tx, WHO, ip).expect("record");
+        }
+        record_success(&tx, WHO, "10.0.0.1").expect("success");
+        ensure_not_locked(&c, NOW, &tx, WHO, "10.0.0.1").expect("cleared");
+        retry_after(ensure_not_locked(&c, NOW, &tx, WHO, "10.0.0.2"));
+        forget(&tx, WHO).expect("forget");
+        ensure_not_locked(&c, NOW, &tx, WHO, "10.0.0.2").expect("forgotten");
+    }
+}

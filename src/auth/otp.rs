@@ -457,6 +457,138 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::memory;
+
+    const NOW: i64 = 1_760_000_000;
+
+    fn rules(max_attempts: &str) -> Config {
+        Config::from_pairs(&[
+            ("JWT_SECRET_KEY", "unit-test-secret"),
+            ("OTP_MAX_ATTEMPTS", max_attempts),
+            ("OTP_ATTEMPT_WINDOW_SECONDS", "3600"),
+        ])
+        .expect("settings")
+    }
+
+    fn number() -> MobileNumber {
+        MobileNumber::parse("9876543210", "91").expect("number")
+    }
+
+    /// A code that is not `right`.
+    fn wrong(right: &OtpCode) -> OtpCode {
+        OtpCode(
+            if right.0 == "000000" {
+                "111111"
+            } else {
+                "000000"
+            }
+            .into(),
+        )
+    }
+
+    fn count(tx: &Transaction<'_>, table: &str) -> i64 {
+        tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn wrong_codes_lock_the_number_and_kill_its_code() {
+        let c = rules("3");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        for i in 0..3 {
+            let got = check(&c, NOW + i, &tx, &m, &wrong(&code)).expect("check");
+            assert_eq!(got, Check::Invalid);
+        }
+        assert_eq!(count(&tx, "otp_failures"), 3);
+        // Locked: even the right code is refused, with the time until the oldest try leaves.
+        match check(&c, NOW + 10, &tx, &m, &code) {
+            Err(Error::TooManyRequests {
+                code: "otp_locked",
+                retry_after,
+                ..
+            }) => assert_eq!(retry_after, 3590),
+            other => panic!("expected otp_locked, got {other:?}"),
+        }
+        // Once the window passed, the code the lock killed is "expired", not valid.
+        let later = NOW + 3601;
+        assert_eq!(
+            check(&c, later, &tx, &m, &code).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn a_right_code_is_used_once_and_clears_the_count() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        assert_eq!(
+            check(&c, NOW, &tx, &m, &wrong(&code)).expect("check"),
+            Check::Invalid
+        );
+        // `peek` leaves a right code live.
+        assert_eq!(peek(&c, NOW, &tx, &m, &code).expect("peek"), Check::Valid);
+        assert_eq!(check(&c, NOW, &tx, &m, &code).expect("check"), Check::Valid);
+        assert_eq!(count(&tx, "otp_failures"), 0);
+        assert_eq!(
+            check(&c, NOW, &tx, &m, &code).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn a_replaced_or_expired_code_is_expired_and_not_counted() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let first = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        let resend = NOW + c.otp_resend_cooldown.as_secs() as i64;
+        let second = prepare_send(&c, resend, &tx, &m, "10.0.0.1").expect("resend");
+        if first != second {
+            assert_eq!(
+                check(&c, resend, &tx, &m, &first).expect("check"),
+                Check::Expired
+            );
+            assert_eq!(count(&tx, "otp_failures"), 0);
+        }
+        let dead = resend + c.otp_ttl.as_secs() as i64;
+        assert_eq!(
+            check(&c, dead, &tx, &m, &second).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn forgetting_a_number_keeps_its_caps() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        check(&c, NOW, &tx, &m, &wrong(&code)).expect("check");
+        mark_verified(NOW, &tx, &m, "10.0.0.1").expect("verify");
+        forget_number(&tx, &m.e164).expect("forget");
+        for table in ["otp_codes", "otp_retired", "verified_numbers"] {
+            assert_eq!(count(&tx, table), 0, "{table}");
+        }
+        assert_eq!(count(&tx, "otp_sends"), 1);
+        assert_eq!(count(&tx, "otp_failures"), 1);
+        // The send cooldown still holds for the number.
+        let again = prepare_send(&c, NOW + 1, &tx, &m, "10.0.0.1");
+        assert!(matches!(
+            again,
+            Err(Error::TooManyRequests {
+                code: "otp_cooldown",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn codes_are_six_digits() {

@@ -486,3 +486,114 @@ pub fn revoke_one(now: i64, tx: &Transaction<'_>, token: &str) -> Result<()> {
     .execute(params![hash_token(token), now])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::db::testing::memory;
+
+    struct Fixture {
+        config: Config,
+        keys: Keys,
+        clock: Clock,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                config: Config::from_pairs(&[]).expect("settings"),
+                keys: Keys::new("unit-test-secret-unit-test-secret"),
+                clock: Clock::default(),
+            }
+        }
+
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                config: &self.config,
+                keys: &self.keys,
+                clock: &self.clock,
+            }
+        }
+    }
+
+    fn user(tx: &Transaction<'_>) -> User {
+        let new = super::super::users::NewUser {
+            mobile_e164: None,
+            mobile_display: None,
+            email: Some("asha@example.com"),
+            full_name: "Asha",
+            password_hash: None,
+        };
+        super::super::users::insert(tx, &new, "2025-10-18T00:00:00Z").expect("user")
+    }
+
+    #[test]
+    fn verify_refuses_expired_wrong_kind_and_tampered_tokens() {
+        let f = Fixture::new();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let u = user(&tx);
+        let (pair, _) = issue_pair(&f.ctx(), &tx, &u, None, None).expect("pair");
+        let now = f.clock.unix();
+        let ok = verify(&f.keys, now, &pair.access_token, Kind::Access).expect("valid");
+        assert_eq!(ok.claims.user_id, u.id);
+        assert_eq!(
+            ok.expires_at,
+            now + f.config.access_token_ttl.as_secs() as i64
+        );
+
+        let wrong = verify(&f.keys, now, &pair.access_token, Kind::Refresh).err();
+        assert_eq!(wrong, Some(TokenError::WrongKind));
+        let wrong = verify(&f.keys, now, &pair.refresh_token, Kind::Access).err();
+        assert_eq!(wrong, Some(TokenError::WrongKind));
+
+        // Past `exp` plus the leeway; within the leeway it still passes.
+        let edge = ok.expires_at + TOLERANCE_SECS as i64;
+        assert!(verify(&f.keys, edge - 1, &pair.access_token, Kind::Access).is_ok());
+        let late = verify(&f.keys, edge + 1, &pair.access_token, Kind::Access).err();
+        assert_eq!(late, Some(TokenError::Expired));
+
+        // One changed character in the payload, a foreign key, or no token at all.
+        let mut parts: Vec<String> = pair.access_token.split('.').map(String::from).collect();
+        let flipped = if parts[1].ends_with('A') { 'B' } else { 'A' };
+        parts[1].pop();
+        parts[1].push(flipped);
+        let tampered = parts.join(".");
+        let bad = verify(&f.keys, now, &tampered, Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+        let other = Keys::new("another-secret-another-secret-xx");
+        let bad = verify(&other, now, &pair.access_token, Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+        let bad = verify(&f.keys, now, "not.a.token", Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+    }
+
+    #[test]
+    fn reuse_after_the_grace_is_refused_and_revokes_the_family() {
+        let f = Fixture::new();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let u = user(&tx);
+        let (first, _) = issue_pair(&f.ctx(), &tx, &u, None, None).expect("pair");
+        let Ok(Outcome::Done(second)) = rotate(&f.ctx(), &tx, &first.refresh_token) else {
+            panic!("first rotation refused");
+        };
+        // Within the grace the old token answers the same successor.
+        let Ok(Outcome::Done(again)) = rotate(&f.ctx(), &tx, &first.refresh_token) else {
+            panic!("grace refused");
+        };
+        assert_eq!(again.refresh_token, second.refresh_token);
+        f.clock.advance(REFRESH_GRACE_SECS + 1);
+        match rotate(&f.ctx(), &tx, &first.refresh_token) {
+            Ok(Outcome::Refused(e)) => assert_eq!(e.code(), "refresh_token_reused"),
+            _ => panic!("reuse was not refused"),
+        }
+        // The refusal wrote the revocation: the live successor is dead too.
+        match rotate(&f.ctx(), &tx, &second.refresh_token) {
+            Ok(Outcome::Refused(e)) => assert_eq!(e.code(), "token_revoked"),
+            _ => panic!("the family was not revoked"),
+        }
+    }
+}

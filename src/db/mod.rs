@@ -355,3 +355,41 @@ impl Db {
         }
     }
 }
+
+/// Databases for unit tests, migrated exactly as the server's.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh in-memory database with every migration applied.
+    pub fn memory() -> Connection {
+        let mut c = Connection::open_in_memory().expect("memory db");
+        c.execute_batch("PRAGMA foreign_keys = ON")
+            .expect("foreign keys");
+        apply_migrations(&mut c).expect("migrations");
+        c
+    }
+
+    /// A server-shaped [`Db`] (writer, readers, WAL) in a fresh folder, removed on drop.
+    pub struct TempDb {
+        pub db: Db,
+        dir: PathBuf,
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The settings `pairs` (over the defaults), with the database in a fresh folder.
+    pub fn on_disk(pairs: &[(&str, &str)]) -> (TempDb, Config) {
+        let dir = std::env::temp_dir().join(format!("wealthcoach-unit-{}", crate::random::hex(8)));
+        let url = dir.join("test.db").display().to_string();
+        let mut all = pairs.to_vec();
+        all.push(("DATABASE_URL", &url));
+        let config = Config::from_pairs(&all).expect("test settings");
+        let db = Db::open(&config).expect("open test db");
+        (TempDb { db, dir }, config)
+    }
+}
