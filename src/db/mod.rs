@@ -1,11 +1,27 @@
 //! The SQLite database: one writer connection behind a mutex (every write is one
 //! `BEGIN IMMEDIATE` transaction), and an r2d2 pool of readers that never wait for it (WAL).
+//!
+//! Who owns which table (from `sql/`): only the owner runs SQL on it; others call its functions.
+//! - `auth`: `users` (`users.rs`), `refresh_tokens` (`tokens.rs`), `revoked_access_tokens`
+//!   (`revocation.rs`), `otp_codes`, `otp_retired`, `otp_sends`, `otp_failures`,
+//!   `verified_numbers` (`otp.rs`), `login_failures` (`lockout.rs`).
+//! - `budget`: `allocation_categories`, `allocation_types` (`catalog.rs`), `user_allocations`
+//!   (`allocations.rs`, `monthly.rs`), `monthly_budgets`, `transactions` (`transactions.rs`),
+//!   `idempotency_keys` (`idempotency.rs`).
+//! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
+//! - `chat`: `chat_sessions`, `chat_messages`, `llm_usage_daily`.
+//! - `db`: `schema_migrations`.
+//!
+//! Deleting a user cascades (`ON DELETE CASCADE` in the schema) to every table with a
+//! `user_id`; the export reads each table through its owner (`profile/export.rs`).
 
 mod backup;
 mod migrate;
+mod rows;
 
 pub use backup::{backup_rotate, backup_to, integrity_check, restore_from};
 pub use migrate::{MIGRATIONS, apply_migrations};
+pub use rows::user_rows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
