@@ -92,33 +92,8 @@ pub struct OtpSentResponse {
               (status = 502, description = "The SMS gateway failed"), (status = 504, description = "The SMS gateway timed out")))]
 pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
     let mobile = mobile_body(app, req)?;
-    if !mobile.in_countries(&app.config.sms_allowed_countries) {
-        return Err(Error::Unprocessable {
-            code: "country_not_allowed",
-            detail: "OTP delivery is not available for this country".into(),
-        });
-    }
     let ip = req.client_ip.to_string();
-    let code = app
-        .db
-        .write(|tx| otp::prepare_send(&app.config, app.clock.unix(), tx, &mobile, &ip))?;
-    // Network I/O happens after the transaction committed, never inside it.
-    let text = super::sms::message_text(&app.config, &code.0);
-    if let Err(e) = app.sms.send(&mobile.e164, &text) {
-        log::warn!("OTP delivery to {} failed: {e}", mask(&mobile.e164));
-        app.db
-            .write(|tx| otp::discard(&app.config, app.clock.unix(), tx, &mobile, &code))?;
-        let timeout = matches!(e, super::sms::SmsError::Timeout(_));
-        return Err(Error::Upstream {
-            code: if timeout {
-                "sms_gateway_timeout"
-            } else {
-                "sms_gateway_error"
-            },
-            detail: "Could not send the OTP. Please try again.".into(),
-            timeout,
-        });
-    }
+    otp::send(&app.db, &Ctx::of(app), app.sms.as_ref(), &mobile, &ip)?;
     let ttl = app.config.otp_ttl.as_secs();
     Ok(Resp::json(
         200,
@@ -133,15 +108,6 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
             resend_after: app.config.otp_resend_cooldown.as_secs(),
         },
     ))
-}
-
-/// `+91987***210`: enough to tell numbers apart in logs, not enough to be one.
-fn mask(e164: &str) -> String {
-    let n = e164.len();
-    if n < 8 {
-        return "***".into();
-    }
-    format!("{}***{}", &e164[..n - 7], &e164[n - 3..])
 }
 
 #[derive(Serialize, ToSchema)]

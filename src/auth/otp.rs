@@ -7,10 +7,11 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::identity::{MobileNumber, OtpCode};
+use super::sms::{SmsError, SmsSender};
 use super::tokens::{self, TokenResponse};
 use super::{Ctx, users};
 use crate::config::Config;
-use crate::db::Outcome;
+use crate::db::{Db, Outcome};
 use crate::error::{Error, Result};
 
 pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
@@ -185,6 +186,51 @@ pub fn prepare_send(
     // Old rows only feed windows that have passed.
     tx.execute("DELETE FROM otp_sends WHERE sent_at < ?1", [now - 2 * DAY])?;
     Ok(code)
+}
+
+/// `/send-otp` after parsing: the country, then every send limit and a fresh code in one
+/// transaction, then the SMS once that committed (network I/O never runs inside a
+/// transaction). A code the gateway did not take is retired at once.
+pub fn send(
+    db: &Db,
+    ctx: &Ctx<'_>,
+    sms: &dyn SmsSender,
+    mobile: &MobileNumber,
+    ip: &str,
+) -> Result<()> {
+    let c = ctx.config;
+    if !mobile.in_countries(&c.sms_allowed_countries) {
+        return Err(Error::Unprocessable {
+            code: "country_not_allowed",
+            detail: "OTP delivery is not available for this country".into(),
+        });
+    }
+    let code = db.write(|tx| prepare_send(c, ctx.now(), tx, mobile, ip))?;
+    let text = super::sms::message_text(c, &code.0);
+    if let Err(e) = sms.send(&mobile.e164, &text) {
+        log::warn!("OTP delivery to {} failed: {e}", mask(&mobile.e164));
+        db.write(|tx| discard(c, ctx.now(), tx, mobile, &code))?;
+        let timeout = matches!(e, SmsError::Timeout(_));
+        return Err(Error::Upstream {
+            code: if timeout {
+                "sms_gateway_timeout"
+            } else {
+                "sms_gateway_error"
+            },
+            detail: "Could not send the OTP. Please try again.".into(),
+            timeout,
+        });
+    }
+    Ok(())
+}
+
+/// `+91987***210`: enough to tell numbers apart in logs, not enough to be one.
+fn mask(e164: &str) -> String {
+    let n = e164.len();
+    if n < 8 {
+        return "***".into();
+    }
+    format!("{}***{}", &e164[..n - 7], &e164[n - 3..])
 }
 
 /// After a failed delivery the code must not be usable: retire it if it is still the live one.
