@@ -71,14 +71,16 @@ fn fresh_tokens(server: &BenchServer, threads: usize, count: usize) -> Vec<Strin
 /// Rotates one token chain `n` times straight through the database writer on this thread,
 /// no HTTP: what each refresh holds the single writer lock for. Sorted times per rotation.
 fn writer_alone(server: &BenchServer, mut token: String, n: usize) -> Vec<Duration> {
-    use wealthcoach::auth::tokens::{self, Rotation};
+    use wealthcoach::auth::{Ctx, tokens};
     let app = server.app();
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let started = Instant::now();
-        match app.db.write(|tx| tokens::rotate(app, tx, &token)) {
-            Ok(Rotation::Issued(pair)) => token = pair.refresh_token,
-            Ok(Rotation::Refused(e)) => panic!("rotation {i} refused: {e:?}"),
+        match app
+            .db
+            .write_or_refuse(|tx| tokens::rotate(&Ctx::of(app), tx, &token))
+        {
+            Ok(pair) => token = pair.refresh_token,
             Err(e) => panic!("rotation {i} failed: {e:?}"),
         }
         times.push(started.elapsed());

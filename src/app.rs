@@ -143,7 +143,8 @@ impl App {
         // the handler still does the full check.
         let key = crate::auth::bearer(req)
             .and_then(|t| {
-                crate::auth::tokens::verify(self, t, crate::auth::tokens::Kind::Access).ok()
+                crate::auth::tokens::verify(&self.keys, now, t, crate::auth::tokens::Kind::Access)
+                    .ok()
             })
             .map(|v| format!("user:{}", v.claims.user_id))
             .unwrap_or_else(|| ip_key(req.client_ip));

@@ -5,8 +5,9 @@ use utoipa::ToSchema;
 
 use super::identity::{Email, FullName};
 use super::users::{self, UserResponse};
+use super::{accounts, revocation};
 use crate::app::App;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{Fields, Req, Resp};
 
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
@@ -35,28 +36,10 @@ pub fn patch_me(app: &App, req: &Req) -> Result<Resp> {
     let email = f.optional::<Email>("email");
     f.finish()?;
     let (name, email) = (name?, email?);
+    let (name, email) = (name.map(|FullName(n)| n), email.map(|Email(e)| e));
     let user = app.db.write(|tx| {
-        if let Some(Email(e)) = &email
-            && users::by_email(tx, e)?.is_some_and(|other| other.id != me.user.id)
-        {
-            return Err(Error::bad_request("email_exists", "Email already registered"));
-        }
         let now = app.clock.iso();
-        if let Some(FullName(n)) = &name {
-            tx.execute(
-                "UPDATE users SET full_name = ?2, updated_at = ?3 WHERE id = ?1",
-                rusqlite::params![me.user.id, n, now],
-            )?;
-        }
-        if let Some(Email(e)) = &email {
-            // A changed address is not verified any more.
-            tx.execute(
-                "UPDATE users SET email = ?2, email_verified = CASE WHEN email = ?2 THEN email_verified ELSE 0 END,
-                 updated_at = ?3 WHERE id = ?1",
-                rusqlite::params![me.user.id, e, now],
-            )?;
-        }
-        users::by_id(tx, &me.user.id)?.ok_or_else(|| Error::not_found("User not found"))
+        users::update_profile(tx, &me.user.id, name.as_deref(), email.as_deref(), &now)
     })?;
     Ok(Resp::json(200, &UserResponse::from(&user)))
 }
@@ -71,30 +54,8 @@ pub struct DeletedResponse {
     responses((status = 200, body = DeletedResponse), (status = 401)))]
 pub fn delete_me(app: &App, req: &Req) -> Result<Resp> {
     let me = super::require_user(app, req)?;
-    app.db.write(|tx| {
-        // Every row that belongs to the user cascades from `users`; the live code and
-        // verifications of the number go too. The send and wrong-try counts (`otp_sends`,
-        // `otp_failures`) stay: they are caps, not account data, and expire on their own;
-        // erasing them let a delete-and-register loop pump SMS past every cap.
-        if let Some(m) = &me.user.mobile_e164 {
-            for table in ["otp_codes", "otp_retired", "verified_numbers"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
-                    [m],
-                )?;
-            }
-            tx.execute("DELETE FROM login_failures WHERE identifier = ?1", [m])?;
-        }
-        if let Some(e) = &me.user.email {
-            tx.execute(
-                "DELETE FROM login_failures WHERE identifier = ?1",
-                [e.to_lowercase()],
-            )?;
-        }
-        tx.execute("DELETE FROM users WHERE id = ?1", [&me.user.id])?;
-        Ok(())
-    })?;
-    app.revoked_access.insert(me.jti.clone(), ());
+    app.db.write(|tx| accounts::delete(tx, &me.user))?;
+    revocation::remember(&app.revoked_access, &me.jti);
     Ok(Resp::json(
         200,
         &DeletedResponse {

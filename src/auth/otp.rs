@@ -7,8 +7,11 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::identity::{MobileNumber, OtpCode};
-use crate::app::App;
+use super::sms::{SmsError, SmsSender};
+use super::tokens::{self, TokenResponse};
+use super::{Ctx, users};
 use crate::config::Config;
+use crate::db::{Db, Outcome};
 use crate::error::{Error, Result};
 
 pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
@@ -32,12 +35,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn secret(app: &App) -> &str {
-    app.config
-        .jwt_secret
-        .as_ref()
-        .map(|s| s.expose())
-        .unwrap_or("")
+fn secret(c: &Config) -> &str {
+    c.jwt_secret.as_ref().map(|s| s.expose()).unwrap_or("")
 }
 
 fn too_many(code: &'static str, detail: &str, retry_after: i64) -> Error {
@@ -72,13 +71,12 @@ fn window_full(
 /// Checks every send limit, then stores a fresh code (replacing a live one) and counts the
 /// send. Returns the code to deliver. The caller sends it after this transaction commits.
 pub fn prepare_send(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     ip: &str,
 ) -> Result<OtpCode> {
-    let c: &Config = &app.config;
-    let now = app.clock.unix();
     let cooldown = c.otp_resend_cooldown.as_secs() as i64;
     let last: Option<i64> = tx
         .query_row(
@@ -176,7 +174,7 @@ pub fn prepare_send(
              created_at = excluded.created_at, expires_at = excluded.expires_at",
         params![
             mobile.e164,
-            keyed_hash(secret(app), &mobile.e164, &code.0),
+            keyed_hash(secret(c), &mobile.e164, &code.0),
             now,
             now + c.otp_ttl.as_secs() as i64
         ],
@@ -190,29 +188,75 @@ pub fn prepare_send(
     Ok(code)
 }
 
+/// `/send-otp` after parsing: the country, then every send limit and a fresh code in one
+/// transaction, then the SMS once that committed (network I/O never runs inside a
+/// transaction). A code the gateway did not take is retired at once.
+pub fn send(
+    db: &Db,
+    ctx: &Ctx<'_>,
+    sms: &dyn SmsSender,
+    mobile: &MobileNumber,
+    ip: &str,
+) -> Result<()> {
+    let c = ctx.config;
+    if !mobile.in_countries(&c.sms_allowed_countries) {
+        return Err(Error::Unprocessable {
+            code: "country_not_allowed",
+            detail: "OTP delivery is not available for this country".into(),
+        });
+    }
+    let code = db.write(|tx| prepare_send(c, ctx.now(), tx, mobile, ip))?;
+    let text = super::sms::message_text(c, &code.0);
+    if let Err(e) = sms.send(&mobile.e164, &text) {
+        log::warn!("OTP delivery to {} failed: {e}", mask(&mobile.e164));
+        db.write(|tx| discard(c, ctx.now(), tx, mobile, &code))?;
+        let timeout = matches!(e, SmsError::Timeout(_));
+        return Err(Error::Upstream {
+            code: if timeout {
+                "sms_gateway_timeout"
+            } else {
+                "sms_gateway_error"
+            },
+            detail: "Could not send the OTP. Please try again.".into(),
+            timeout,
+        });
+    }
+    Ok(())
+}
+
+/// `+91987***210`: enough to tell numbers apart in logs, not enough to be one.
+fn mask(e164: &str) -> String {
+    let n = e164.len();
+    if n < 8 {
+        return "***".into();
+    }
+    format!("{}***{}", &e164[..n - 7], &e164[n - 3..])
+}
+
 /// After a failed delivery the code must not be usable: retire it if it is still the live one.
 pub fn discard(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<()> {
     retire(
-        app,
+        now,
         tx,
         mobile,
-        &keyed_hash(secret(app), &mobile.e164, &code.0),
+        &keyed_hash(secret(c), &mobile.e164, &code.0),
     )
 }
 
 /// Ends the live code `hash` if it is still the live one, and remembers it, so that a used,
 /// dead or undelivered code is answered "expired" (not "invalid", and not counted as a guess)
 /// even after a new code is sent.
-fn retire(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
+fn retire(now: i64, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO otp_retired (mobile_number, code_hash, retired_at) VALUES (?1, ?2, ?3)
          ON CONFLICT DO NOTHING",
-        params![mobile.e164, hash, app.clock.unix()],
+        params![mobile.e164, hash, now],
     )?;
     tx.execute(
         "DELETE FROM otp_codes WHERE mobile_number = ?1 AND code_hash = ?2",
@@ -231,9 +275,12 @@ pub enum Check {
 }
 
 /// A 429 if the number is locked for OTP checks.
-pub fn ensure_not_locked(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
-    let c = &app.config;
-    let now = app.clock.unix();
+pub fn ensure_not_locked(
+    c: &Config,
+    now: i64,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+) -> Result<()> {
     let window = c.otp_attempt_window.as_secs() as i64;
     let sql = "SELECT count(*), min(failed_at) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2";
     if let Some(wait) = window_full(
@@ -257,34 +304,36 @@ pub fn ensure_not_locked(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber)
 /// Checks a code. A wrong one is counted against the number; reaching the limit kills the
 /// live code too. A right one is used up and clears the count.
 pub fn check(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<Check> {
-    check_code(app, tx, mobile, code, true)
+    check_code(c, now, tx, mobile, code, true)
 }
 
 /// `check` that leaves a right code live (wrong ones still count): `/register` checks the
 /// code before its other rules, and a registration refused by them must not use it up.
 pub fn peek(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
 ) -> Result<Check> {
-    check_code(app, tx, mobile, code, false)
+    check_code(c, now, tx, mobile, code, false)
 }
 
 fn check_code(
-    app: &App,
+    c: &Config,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     code: &OtpCode,
     consume: bool,
 ) -> Result<Check> {
-    ensure_not_locked(app, tx, mobile)?;
-    let now = app.clock.unix();
+    ensure_not_locked(c, now, tx, mobile)?;
     let stored: Option<(String, i64)> = tx
         .query_row(
             "SELECT code_hash, expires_at FROM otp_codes WHERE mobile_number = ?1",
@@ -295,12 +344,12 @@ fn check_code(
     let Some((live, _)) = stored.filter(|(_, exp)| *exp > now) else {
         return Ok(Check::Expired);
     };
-    let given = keyed_hash(secret(app), &mobile.e164, &code.0);
+    let given = keyed_hash(secret(c), &mobile.e164, &code.0);
     if constant_time_eq(given.as_bytes(), live.as_bytes()) {
         if !consume {
             return Ok(Check::Valid);
         }
-        retire(app, tx, mobile, &live)?;
+        retire(now, tx, mobile, &live)?;
         tx.execute(
             "DELETE FROM otp_failures WHERE mobile_number = ?1",
             [&mobile.e164],
@@ -320,14 +369,14 @@ fn check_code(
         "INSERT INTO otp_failures (mobile_number, failed_at) VALUES (?1, ?2)",
         params![mobile.e164, now],
     )?;
-    let window = app.config.otp_attempt_window.as_secs() as i64;
+    let window = c.otp_attempt_window.as_secs() as i64;
     let failures: i64 = tx.query_row(
         "SELECT count(*) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2",
         params![mobile.e164, now - window],
         |r| r.get(0),
     )?;
-    if failures >= i64::from(app.config.otp_max_attempts) {
-        retire(app, tx, mobile, &live)?;
+    if failures >= i64::from(c.otp_max_attempts) {
+        retire(now, tx, mobile, &live)?;
     }
     Ok(Check::Invalid)
 }
@@ -349,12 +398,11 @@ fn token_hash(token: &str) -> String {
 /// `verify-otp` success: for the next 10 minutes the number may register, from this client
 /// address or with the returned token (single use, stored only as its hash).
 pub fn mark_verified(
-    app: &App,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     ip: &str,
 ) -> Result<String> {
-    let now = app.clock.unix();
     let token = crate::random::hex(32);
     tx.execute("DELETE FROM verified_numbers WHERE expires_at <= ?1", [now])?;
     tx.execute(
@@ -373,12 +421,11 @@ pub fn mark_verified(
 
 /// Is there a live verification of this number that `proof` may use?
 pub fn is_verified(
-    app: &App,
+    now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
     proof: &Proof<'_>,
 ) -> Result<bool> {
-    let now = app.clock.unix();
     let (sql, key) = match proof {
         Proof::Token(t) => (
             "SELECT EXISTS(SELECT 1 FROM verified_numbers
@@ -403,9 +450,191 @@ pub fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<(
     Ok(())
 }
 
+/// Forgets a number whose account is deleted: its live and retired codes and its
+/// verifications. The send and wrong-try counts (`otp_sends`, `otp_failures`) stay: they are
+/// caps, not account data, and expire on their own; erasing them let a delete-and-register
+/// loop pump SMS past every cap.
+pub fn forget_number(tx: &Transaction<'_>, e164: &str) -> Result<()> {
+    for table in ["otp_codes", "otp_retired", "verified_numbers"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
+            [e164],
+        )?;
+    }
+    Ok(())
+}
+
+/// `/login-otp`: the number's lock first, then the account, then the code (a wrong one is
+/// counted, so the refusal commits), then the account's state.
+pub fn login(
+    ctx: &Ctx<'_>,
+    tx: &Transaction<'_>,
+    mobile: &MobileNumber,
+    code: &OtpCode,
+) -> Result<Outcome<TokenResponse>> {
+    ensure_not_locked(ctx.config, ctx.now(), tx, mobile)?;
+    let Some(user) = users::by_mobile(tx, &mobile.e164)? else {
+        return Ok(Outcome::Refused(Error::NotFound {
+            code: "user_not_found",
+            detail: "User not found. Please register first.".into(),
+        }));
+    };
+    let refuse = |detail: &str| {
+        Outcome::Refused(Error::Unauthorized {
+            code: "invalid_otp",
+            detail: detail.into(),
+            bearer: false,
+        })
+    };
+    match check(ctx.config, ctx.now(), tx, mobile, code)? {
+        Check::Expired => return Ok(refuse(MSG_EXPIRED)),
+        Check::Invalid => return Ok(refuse(MSG_INVALID)),
+        Check::Valid => {}
+    }
+    if !user.is_active {
+        return Ok(Outcome::Refused(super::deactivated()));
+    }
+    users::touch_last_seen(tx, &user.id, &ctx.iso())?;
+    Ok(Outcome::Done(
+        tokens::issue_pair(ctx, tx, &user, None, None)?.0,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::testing::memory;
+
+    const NOW: i64 = 1_760_000_000;
+
+    fn rules(max_attempts: &str) -> Config {
+        Config::from_pairs(&[
+            ("JWT_SECRET_KEY", "unit-test-secret"),
+            ("OTP_MAX_ATTEMPTS", max_attempts),
+            ("OTP_ATTEMPT_WINDOW_SECONDS", "3600"),
+        ])
+        .expect("settings")
+    }
+
+    fn number() -> MobileNumber {
+        MobileNumber::parse("9876543210", "91").expect("number")
+    }
+
+    /// A code that is not `right`.
+    fn wrong(right: &OtpCode) -> OtpCode {
+        OtpCode(
+            if right.0 == "000000" {
+                "111111"
+            } else {
+                "000000"
+            }
+            .into(),
+        )
+    }
+
+    fn count(tx: &Transaction<'_>, table: &str) -> i64 {
+        tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .expect("count")
+    }
+
+    #[test]
+    fn wrong_codes_lock_the_number_and_kill_its_code() {
+        let c = rules("3");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        for i in 0..3 {
+            let got = check(&c, NOW + i, &tx, &m, &wrong(&code)).expect("check");
+            assert_eq!(got, Check::Invalid);
+        }
+        assert_eq!(count(&tx, "otp_failures"), 3);
+        // Locked: even the right code is refused, with the time until the oldest try leaves.
+        match check(&c, NOW + 10, &tx, &m, &code) {
+            Err(Error::TooManyRequests {
+                code: "otp_locked",
+                retry_after,
+                ..
+            }) => assert_eq!(retry_after, 3590),
+            other => panic!("expected otp_locked, got {other:?}"),
+        }
+        // Once the window passed, the code the lock killed is "expired", not valid.
+        let later = NOW + 3601;
+        assert_eq!(
+            check(&c, later, &tx, &m, &code).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn a_right_code_is_used_once_and_clears_the_count() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        assert_eq!(
+            check(&c, NOW, &tx, &m, &wrong(&code)).expect("check"),
+            Check::Invalid
+        );
+        // `peek` leaves a right code live.
+        assert_eq!(peek(&c, NOW, &tx, &m, &code).expect("peek"), Check::Valid);
+        assert_eq!(check(&c, NOW, &tx, &m, &code).expect("check"), Check::Valid);
+        assert_eq!(count(&tx, "otp_failures"), 0);
+        assert_eq!(
+            check(&c, NOW, &tx, &m, &code).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn a_replaced_or_expired_code_is_expired_and_not_counted() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let first = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        let resend = NOW + c.otp_resend_cooldown.as_secs() as i64;
+        let second = prepare_send(&c, resend, &tx, &m, "10.0.0.1").expect("resend");
+        if first != second {
+            assert_eq!(
+                check(&c, resend, &tx, &m, &first).expect("check"),
+                Check::Expired
+            );
+            assert_eq!(count(&tx, "otp_failures"), 0);
+        }
+        let dead = resend + c.otp_ttl.as_secs() as i64;
+        assert_eq!(
+            check(&c, dead, &tx, &m, &second).expect("check"),
+            Check::Expired
+        );
+    }
+
+    #[test]
+    fn forgetting_a_number_keeps_its_caps() {
+        let c = rules("5");
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let m = number();
+        let code = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
+        check(&c, NOW, &tx, &m, &wrong(&code)).expect("check");
+        mark_verified(NOW, &tx, &m, "10.0.0.1").expect("verify");
+        forget_number(&tx, &m.e164).expect("forget");
+        for table in ["otp_codes", "otp_retired", "verified_numbers"] {
+            assert_eq!(count(&tx, table), 0, "{table}");
+        }
+        assert_eq!(count(&tx, "otp_sends"), 1);
+        assert_eq!(count(&tx, "otp_failures"), 1);
+        // The send cooldown still holds for the number.
+        let again = prepare_send(&c, NOW + 1, &tx, &m, "10.0.0.1");
+        assert!(matches!(
+            again,
+            Err(Error::TooManyRequests {
+                code: "otp_cooldown",
+                ..
+            })
+        ));
+    }
 
     #[test]
     fn codes_are_six_digits() {

@@ -8,14 +8,15 @@ use rusqlite::{Connection, Transaction, params};
 
 use super::AuthUser;
 use super::tokens::TOLERANCE_SECS;
-use crate::app::App;
 use crate::error::Result;
+
+/// The fast path: `jti`s of access tokens logged out, kept as long as an access token lives.
+pub type Revoked = moka::sync::Cache<String, ()>;
 
 /// Records the caller's access token as revoked, in the caller's transaction; the cache
 /// learns it from [`remember`] once that transaction committed. Expired rows go on the way:
 /// one indexed delete per logout keeps the table as small as the set of live revocations.
-pub fn revoke(app: &App, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
-    let now = app.clock.unix();
+pub fn revoke(now: i64, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)
          ON CONFLICT (jti) DO NOTHING",
@@ -28,23 +29,23 @@ pub fn revoke(app: &App, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> 
 }
 
 /// Puts a committed revocation in the fast path.
-pub fn remember(app: &App, jti: &str) {
-    app.revoked_access.insert(jti.to_string(), ());
+pub fn remember(cache: &Revoked, jti: &str) {
+    cache.insert(jti.to_string(), ());
 }
 
 /// Is this access token revoked? The cache answers "yes" without the database. A miss is not
 /// a "no": the cache starts empty after a restart and may drop entries when full, so the table
 /// decides, with one primary-key probe on the connection the caller already holds for the
 /// user row. A "yes" from the table is cached for the next request.
-pub fn is_revoked(app: &App, c: &Connection, jti: &str) -> Result<bool> {
-    if app.revoked_access.contains_key(jti) {
+pub fn is_revoked(cache: &Revoked, c: &Connection, jti: &str) -> Result<bool> {
+    if cache.contains_key(jti) {
         return Ok(true);
     }
     let listed: bool = c
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM revoked_access_tokens WHERE jti = ?1)")?
         .query_row([jti], |r| r.get(0))?;
     if listed {
-        remember(app, jti);
+        remember(cache, jti);
     }
     Ok(listed)
 }

@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use jwt_simple::JWTError;
 use jwt_simple::prelude::{
     Claims, Duration as JwtDuration, HS256Key, JWTClaims, MACLike, UnixTimeStamp,
     VerificationOptions,
@@ -15,8 +16,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::Ctx;
 use super::users::User;
-use crate::app::App;
+use crate::db::Outcome;
 use crate::error::{Error, Result};
 
 const ISSUER: &str = "wealthcoach";
@@ -88,7 +90,7 @@ struct Stamp<'a> {
     nonce: Option<String>,
 }
 
-fn sign(app: &App, custom: TokenClaims, stamp: Stamp<'_>) -> Result<String> {
+fn sign(keys: &Keys, custom: TokenClaims, stamp: Stamp<'_>) -> Result<String> {
     let mut claims: JWTClaims<TokenClaims> =
         Claims::with_custom_claims(custom, JwtDuration::from_secs(0))
             .with_issuer(ISSUER)
@@ -99,13 +101,12 @@ fn sign(app: &App, custom: TokenClaims, stamp: Stamp<'_>) -> Result<String> {
     claims.expires_at = Some(UnixTimeStamp::from_secs(stamp.expires_at.max(0) as u64));
     claims.invalid_before = None;
     claims.nonce = stamp.nonce;
-    app.keys
-        .key
+    keys.key
         .authenticate(claims)
         .map_err(|e| Error::internal(format!("signing a token: {e}")))
 }
 
-fn access_token(app: &App, user: &User, now: i64) -> Result<String> {
+fn access_token(ctx: &Ctx<'_>, user: &User, now: i64) -> Result<String> {
     let claims = TokenClaims {
         user_id: user.id.clone(),
         mobile_number: user.mobile_display.clone(),
@@ -116,10 +117,10 @@ fn access_token(app: &App, user: &User, now: i64) -> Result<String> {
     let stamp = Stamp {
         jti: &crate::random::uuid(),
         issued_at: now,
-        expires_at: now + app.config.access_token_ttl.as_secs() as i64,
+        expires_at: now + ctx.config.access_token_ttl.as_secs() as i64,
         nonce: None,
     };
-    sign(app, claims, stamp)
+    sign(ctx.keys, claims, stamp)
 }
 
 /// A refresh token holds only what its row keeps (`id` as `jti`, `issued_at`, `expires_at`,
@@ -129,7 +130,7 @@ fn access_token(app: &App, user: &User, now: i64) -> Result<String> {
 /// predecessor, and from nothing less. The profile (number, email) is left out: it may change
 /// within the grace, and only access tokens are read for it.
 fn refresh_token(
-    app: &App,
+    keys: &Keys,
     user: &User,
     row: RefreshStamp<'_>,
     predecessor: Option<&str>,
@@ -145,9 +146,9 @@ fn refresh_token(
         jti: row.id,
         issued_at: row.issued_at,
         expires_at: row.expires_at,
-        nonce: predecessor.map(|p| successor_nonce(app, p)),
+        nonce: predecessor.map(|p| successor_nonce(keys, p)),
     };
-    sign(app, claims, stamp)
+    sign(keys, claims, stamp)
 }
 
 #[derive(Clone, Copy)]
@@ -161,10 +162,10 @@ struct RefreshStamp<'a> {
 /// nor its successor's is stored (only SHA-256 hashes), so recomputing a successor takes the
 /// predecessor itself and the server's secret: a copy of the database gives neither, and the
 /// holder of the predecessor within the grace is exactly whom the rule answers.
-fn successor_nonce(app: &App, predecessor: &str) -> String {
+fn successor_nonce(keys: &Keys, predecessor: &str) -> String {
     crate::random::to_hex(&hmac_sha256::HMAC::mac(
         predecessor.as_bytes(),
-        app.keys.successor,
+        keys.successor,
     ))
 }
 
@@ -176,34 +177,46 @@ pub fn invalid_token(bearer: bool) -> Error {
     }
 }
 
-/// Checks signature, issuer, audience, expiry (required) and type.
-pub fn verify(app: &App, token: &str, kind: Kind) -> std::result::Result<Verified, &'static str> {
+/// Why a token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Well signed, but past its `exp` (and the clock leeway).
+    Expired,
+    /// Well signed and live, but an access token where a refresh token was due, or back.
+    WrongKind,
+    /// Anything else: bad signature, issuer or audience, malformed, too long, no `exp`/`jti`.
+    Invalid,
+}
+
+/// Checks signature, issuer, audience, expiry (required) and type at `now` (unix seconds).
+pub fn verify(
+    keys: &Keys,
+    now: i64,
+    token: &str,
+    kind: Kind,
+) -> std::result::Result<Verified, TokenError> {
     let options = VerificationOptions {
         time_tolerance: Some(JwtDuration::from_secs(TOLERANCE_SECS)),
         allowed_issuers: Some(HashSet::from([ISSUER.to_string()])),
         allowed_audiences: Some(HashSet::from([AUDIENCE.to_string()])),
-        artificial_time: Some(UnixTimeStamp::from_secs(app.clock.unix().max(0) as u64)),
+        artificial_time: Some(UnixTimeStamp::from_secs(now.max(0) as u64)),
         max_token_length: Some(4096),
         ..Default::default()
     };
-    let claims = app
-        .keys
+    let claims = keys
         .key
         .verify_token::<TokenClaims>(token, Some(options))
-        .map_err(|e| {
-            if e.to_string().contains("expired") {
-                "expired"
-            } else {
-                "invalid"
-            }
+        .map_err(|e| match e.downcast_ref::<JWTError>() {
+            Some(JWTError::TokenHasExpired) => TokenError::Expired,
+            _ => TokenError::Invalid,
         })?;
     let Some(exp) = claims.expires_at else {
-        return Err("invalid");
+        return Err(TokenError::Invalid);
     };
     if claims.custom.kind != kind {
-        return Err("wrong_type");
+        return Err(TokenError::WrongKind);
     }
-    let jti = claims.jwt_id.clone().ok_or("invalid")?;
+    let jti = claims.jwt_id.clone().ok_or(TokenError::Invalid)?;
     Ok(Verified {
         claims: claims.custom,
         jti,
@@ -217,19 +230,19 @@ pub fn hash_token(token: &str) -> String {
 
 /// Issues an access token and a refresh token stored in `family` (a new family if `None`).
 pub fn issue_pair(
-    app: &App,
+    ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
     user: &User,
     family: Option<&str>,
     parent: Option<&str>,
 ) -> Result<(TokenResponse, String)> {
-    issue(app, tx, user, family, parent, None)
+    issue(ctx, tx, user, family, parent, None)
 }
 
 /// `issue_pair`, and for a rotation the plaintext of the token being rotated, which seeds the
 /// successor's nonce.
 fn issue(
-    app: &App,
+    ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
     user: &User,
     family: Option<&str>,
@@ -237,29 +250,29 @@ fn issue(
     predecessor: Option<&str>,
 ) -> Result<(TokenResponse, String)> {
     // One reading of the clock: the row and the token must agree to the second.
-    let now = app.clock.unix();
+    let now = ctx.now();
     let row_id = crate::random::uuid();
     let row = RefreshStamp {
         id: &row_id,
         issued_at: now,
-        expires_at: now + app.config.refresh_token_ttl.as_secs() as i64,
+        expires_at: now + ctx.config.refresh_token_ttl.as_secs() as i64,
     };
-    let refresh = refresh_token(app, user, row, predecessor)?;
+    let refresh = refresh_token(ctx.keys, user, row, predecessor)?;
     let family = family
         .map(str::to_string)
         .unwrap_or_else(crate::random::uuid);
     tx.prepare_cached("INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, parent_id, issued_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![row_id, user.id, family, hash_token(&refresh), parent, row.issued_at, row.expires_at],
     )?;
-    Ok((token_response(app, user, now, refresh)?, row_id))
+    Ok((token_response(ctx, user, now, refresh)?, row_id))
 }
 
-fn token_response(app: &App, user: &User, now: i64, refresh: String) -> Result<TokenResponse> {
+fn token_response(ctx: &Ctx<'_>, user: &User, now: i64, refresh: String) -> Result<TokenResponse> {
     Ok(TokenResponse {
-        access_token: access_token(app, user, now)?,
+        access_token: access_token(ctx, user, now)?,
         refresh_token: refresh,
         token_type: "bearer".into(),
-        expires_in: app.config.access_token_ttl.as_secs(),
+        expires_in: ctx.config.access_token_ttl.as_secs(),
     })
 }
 
@@ -335,39 +348,33 @@ fn revoke_family(tx: &Transaction<'_>, family: &str, now: i64, reason: &str) -> 
     Ok(())
 }
 
-/// The outcome of presenting a refresh token: a new pair, or a refusal that may itself have
-/// to be committed (revoking a family on reuse), so it is a value, not an `Err`.
-pub enum Rotation {
-    Issued(TokenResponse),
-    Refused(Error),
-}
-
-/// `POST /auth/refresh`.
-pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> {
-    let verified = match verify(app, token, Kind::Refresh) {
+/// `POST /auth/refresh`: a new pair, or a refusal that may itself have to be committed
+/// (revoking a family on reuse); run it with [`crate::db::Db::write_or_refuse`].
+pub fn rotate(ctx: &Ctx<'_>, tx: &Transaction<'_>, token: &str) -> Result<Outcome<TokenResponse>> {
+    let verified = match verify(ctx.keys, ctx.now(), token, Kind::Refresh) {
         Ok(v) => v,
-        Err("expired") => {
-            return Ok(Rotation::Refused(refused(
+        Err(TokenError::Expired) => {
+            return Ok(Outcome::Refused(refused(
                 "token_expired",
                 "Refresh token expired",
             )));
         }
         Err(_) => {
-            return Ok(Rotation::Refused(refused(
+            return Ok(Outcome::Refused(refused(
                 "invalid_token",
                 "Invalid refresh token",
             )));
         }
     };
-    let now = app.clock.unix();
+    let now = ctx.now();
     let Some(row) = load(tx, &hash_token(token))? else {
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "invalid_token",
             "Invalid refresh token",
         )));
     };
     if row.id != verified.jti || row.user_id != verified.claims.user_id {
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "invalid_token",
             "Invalid refresh token",
         )));
@@ -375,22 +382,22 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
     // The account state comes before revocation: deactivation revokes every refresh token,
     // and the contract wants a deactivated user's refresh token to get 403, not 401.
     let Some(user) = super::users::by_id(tx, &row.user_id)? else {
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "invalid_token",
             "Invalid refresh token",
         )));
     };
     if !user.is_active {
-        return Ok(Rotation::Refused(super::deactivated()));
+        return Ok(Outcome::Refused(super::deactivated()));
     }
     if row.revoked_at.is_some() {
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "token_revoked",
             "Refresh token has been revoked",
         )));
     }
     if row.expires_at <= now {
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "token_expired",
             "Refresh token expired",
         )));
@@ -405,7 +412,7 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
         if now - rotated_at <= REFRESH_GRACE_SECS
             && let Some(next) = successor.filter(|n| n.is_live(now))
         {
-            return replay(app, &user, token, &next);
+            return replay(ctx, &user, token, &next);
         }
         revoke_family(tx, &row.family_id, now, "reuse")?;
         log::warn!(
@@ -413,13 +420,13 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
             row.family_id,
             row.user_id
         );
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "refresh_token_reused",
             "Refresh token was already used; every session of this login has been revoked",
         )));
     }
     let (pair, new_id) = issue(
-        app,
+        ctx,
         tx,
         &user,
         Some(&row.family_id),
@@ -428,26 +435,31 @@ pub fn rotate(app: &App, tx: &Transaction<'_>, token: &str) -> Result<Rotation> 
     )?;
     tx.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?2, replaced_by = ?3 WHERE id = ?1")?
         .execute(params![row.id, now, new_id])?;
-    super::users::touch_last_seen(tx, &user.id, &app.clock.iso())?;
-    Ok(Rotation::Issued(pair))
+    super::users::touch_last_seen(tx, &user.id, &ctx.iso())?;
+    Ok(Outcome::Done(pair))
 }
 
 /// The grace answer: the successor `next` once more, signed again from its row and the
 /// token just presented, with a fresh access token. Nothing is written, so however many
 /// callers the writer lock lines up behind the first rotation, each gets the same bytes.
-fn replay(app: &App, user: &User, presented: &str, next: &StoredRefresh) -> Result<Rotation> {
-    let refresh = refresh_token(app, user, next.stamp(), Some(presented))?;
+fn replay(
+    ctx: &Ctx<'_>,
+    user: &User,
+    presented: &str,
+    next: &StoredRefresh,
+) -> Result<Outcome<TokenResponse>> {
+    let refresh = refresh_token(ctx.keys, user, next.stamp(), Some(presented))?;
     if hash_token(&refresh) != next.token_hash {
         // Not derivable: the successor was issued before this rule, or under another secret.
         // Refuse without revoking anything; the client signs in again.
         log::warn!("refresh grace: successor {} is not derivable", next.id);
-        return Ok(Rotation::Refused(refused(
+        return Ok(Outcome::Refused(refused(
             "invalid_token",
             "Invalid refresh token",
         )));
     }
-    let response = token_response(app, user, app.clock.unix(), refresh)?;
-    Ok(Rotation::Issued(response))
+    let response = token_response(ctx, user, ctx.now(), refresh)?;
+    Ok(Outcome::Done(response))
 }
 
 /// The refresh token a logout names, as far as logout cares.
@@ -458,8 +470,7 @@ pub struct Named {
 }
 
 /// Looks up the refresh token a logout names; `None` if it is not one of ours.
-pub fn named(app: &App, c: &Connection, token: &str) -> Result<Option<Named>> {
-    let now = app.clock.unix();
+pub fn named(now: i64, c: &Connection, token: &str) -> Result<Option<Named>> {
     Ok(load(c, &hash_token(token))?.map(|row| Named {
         live: row.is_live(now),
         user_id: row.user_id,
@@ -467,11 +478,122 @@ pub fn named(app: &App, c: &Connection, token: &str) -> Result<Option<Named>> {
 }
 
 /// Revokes one refresh token (logout), if it is ours.
-pub fn revoke_one(app: &App, tx: &Transaction<'_>, token: &str) -> Result<()> {
+pub fn revoke_one(now: i64, tx: &Transaction<'_>, token: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'logout'
          WHERE token_hash = ?1 AND revoked_at IS NULL",
     )?
-    .execute(params![hash_token(token), app.clock.unix()])?;
+    .execute(params![hash_token(token), now])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::config::Config;
+    use crate::db::testing::memory;
+
+    struct Fixture {
+        config: Config,
+        keys: Keys,
+        clock: Clock,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                config: Config::from_pairs(&[]).expect("settings"),
+                keys: Keys::new("unit-test-secret-unit-test-secret"),
+                clock: Clock::default(),
+            }
+        }
+
+        fn ctx(&self) -> Ctx<'_> {
+            Ctx {
+                config: &self.config,
+                keys: &self.keys,
+                clock: &self.clock,
+            }
+        }
+    }
+
+    fn user(tx: &Transaction<'_>) -> User {
+        let new = super::super::users::NewUser {
+            mobile_e164: None,
+            mobile_display: None,
+            email: Some("asha@example.com"),
+            full_name: "Asha",
+            password_hash: None,
+        };
+        super::super::users::insert(tx, &new, "2025-10-18T00:00:00Z").expect("user")
+    }
+
+    #[test]
+    fn verify_refuses_expired_wrong_kind_and_tampered_tokens() {
+        let f = Fixture::new();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let u = user(&tx);
+        let (pair, _) = issue_pair(&f.ctx(), &tx, &u, None, None).expect("pair");
+        let now = f.clock.unix();
+        let ok = verify(&f.keys, now, &pair.access_token, Kind::Access).expect("valid");
+        assert_eq!(ok.claims.user_id, u.id);
+        assert_eq!(
+            ok.expires_at,
+            now + f.config.access_token_ttl.as_secs() as i64
+        );
+
+        let wrong = verify(&f.keys, now, &pair.access_token, Kind::Refresh).err();
+        assert_eq!(wrong, Some(TokenError::WrongKind));
+        let wrong = verify(&f.keys, now, &pair.refresh_token, Kind::Access).err();
+        assert_eq!(wrong, Some(TokenError::WrongKind));
+
+        // Past `exp` plus the leeway; within the leeway it still passes.
+        let edge = ok.expires_at + TOLERANCE_SECS as i64;
+        assert!(verify(&f.keys, edge - 1, &pair.access_token, Kind::Access).is_ok());
+        let late = verify(&f.keys, edge + 1, &pair.access_token, Kind::Access).err();
+        assert_eq!(late, Some(TokenError::Expired));
+
+        // One changed character in the payload, a foreign key, or no token at all.
+        let mut parts: Vec<String> = pair.access_token.split('.').map(String::from).collect();
+        let flipped = if parts[1].ends_with('A') { 'B' } else { 'A' };
+        parts[1].pop();
+        parts[1].push(flipped);
+        let tampered = parts.join(".");
+        let bad = verify(&f.keys, now, &tampered, Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+        let other = Keys::new("another-secret-another-secret-xx");
+        let bad = verify(&other, now, &pair.access_token, Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+        let bad = verify(&f.keys, now, "not.a.token", Kind::Access).err();
+        assert_eq!(bad, Some(TokenError::Invalid));
+    }
+
+    #[test]
+    fn reuse_after_the_grace_is_refused_and_revokes_the_family() {
+        let f = Fixture::new();
+        let mut conn = memory();
+        let tx = conn.transaction().expect("tx");
+        let u = user(&tx);
+        let (first, _) = issue_pair(&f.ctx(), &tx, &u, None, None).expect("pair");
+        let Ok(Outcome::Done(second)) = rotate(&f.ctx(), &tx, &first.refresh_token) else {
+            panic!("first rotation refused");
+        };
+        // Within the grace the old token answers the same successor.
+        let Ok(Outcome::Done(again)) = rotate(&f.ctx(), &tx, &first.refresh_token) else {
+            panic!("grace refused");
+        };
+        assert_eq!(again.refresh_token, second.refresh_token);
+        f.clock.advance(REFRESH_GRACE_SECS + 1);
+        match rotate(&f.ctx(), &tx, &first.refresh_token) {
+            Ok(Outcome::Refused(e)) => assert_eq!(e.code(), "refresh_token_reused"),
+            _ => panic!("reuse was not refused"),
+        }
+        // The refusal wrote the revocation: the live successor is dead too.
+        match rotate(&f.ctx(), &tx, &second.refresh_token) {
+            Ok(Outcome::Refused(e)) => assert_eq!(e.code(), "token_revoked"),
+            _ => panic!("the family was not revoked"),
+        }
+    }
 }

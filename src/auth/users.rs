@@ -1,5 +1,7 @@
 //! The `users` table: loading, creating, updating, deleting, (de)activating.
 
+use std::collections::HashMap;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -126,6 +128,45 @@ pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
     by_id(c, &id)?.ok_or_else(|| Error::internal("inserted user vanished"))
 }
 
+/// `PATCH /users/me`: `email_exists` if another account has the address. A changed address
+/// is not verified any more.
+pub fn update_profile(
+    c: &Connection,
+    id: &str,
+    full_name: Option<&str>,
+    email: Option<&str>,
+    now: &str,
+) -> Result<User> {
+    if let Some(e) = email
+        && by_email(c, e)?.is_some_and(|other| other.id != id)
+    {
+        return Err(Error::bad_request(
+            "email_exists",
+            "Email already registered",
+        ));
+    }
+    if let Some(n) = full_name {
+        c.execute(
+            "UPDATE users SET full_name = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, n, now],
+        )?;
+    }
+    if let Some(e) = email {
+        c.execute(
+            "UPDATE users SET email = ?2, email_verified = CASE WHEN email = ?2 THEN email_verified ELSE 0 END,
+             updated_at = ?3 WHERE id = ?1",
+            params![id, e, now],
+        )?;
+    }
+    by_id(c, id)?.ok_or_else(|| Error::not_found("User not found"))
+}
+
+/// Deletes the account; every row that belongs to the user cascades from `users`.
+pub fn delete(c: &Connection, id: &str) -> Result<()> {
+    c.execute("DELETE FROM users WHERE id = ?1", [id])?;
+    Ok(())
+}
+
 pub fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
     c.prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
@@ -142,6 +183,57 @@ pub fn revoke_all_sessions(c: &Connection, id: &str, now_unix: i64, reason: &str
     )?
     .execute(params![id, now_unix, reason])?;
     Ok(())
+}
+
+/// What a live socket is checked against: the user's state as the database has it now.
+pub struct SessionState {
+    pub active: bool,
+    pub token_version: i64,
+}
+
+/// The state of these users in one query; a user missing from the answer was deleted.
+pub fn session_states(c: &Connection, ids: &[&str]) -> Result<HashMap<String, SessionState>> {
+    let list = serde_json::Value::from(ids).to_string();
+    let mut stmt = c.prepare_cached(
+        "SELECT id, is_active, token_version FROM users
+         WHERE id IN (SELECT value FROM json_each(?1))",
+    )?;
+    let rows = stmt.query_map([list], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            SessionState {
+                active: r.get(1)?,
+                token_version: r.get(2)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// How many accounts there are (`None`), or were seen since an ISO time: `/stats`.
+pub fn count(c: &Connection, seen_since: Option<&str>) -> Result<i64> {
+    Ok(match seen_since {
+        None => c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?,
+        Some(t) => c.query_row(
+            "SELECT count(*) FROM users WHERE last_seen_at >= ?1",
+            [t],
+            |r| r.get(0),
+        )?,
+    })
+}
+
+/// The user's rows in the tables auth owns, for the data export; secrets left out.
+pub fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<serde_json::Value>)>> {
+    Ok(vec![
+        (
+            "users",
+            crate::db::user_rows(c, "users", "id", user, &["password_hash"])?,
+        ),
+        (
+            "refresh_tokens",
+            crate::db::user_rows(c, "refresh_tokens", "user_id", user, &["token_hash"])?,
+        ),
+    ])
 }
 
 /// `user deactivate|activate <mobile|email>` on the command line. Deactivation revokes

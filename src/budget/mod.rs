@@ -5,6 +5,7 @@ pub mod allocations;
 pub mod cache;
 pub mod catalog;
 pub mod dates;
+pub mod export;
 pub mod handlers;
 pub mod idempotency;
 pub mod money;

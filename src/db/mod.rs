@@ -1,11 +1,27 @@
 //! The SQLite database: one writer connection behind a mutex (every write is one
 //! `BEGIN IMMEDIATE` transaction), and an r2d2 pool of readers that never wait for it (WAL).
+//!
+//! Who owns which table (from `sql/`): only the owner runs SQL on it; others call its functions.
+//! - `auth`: `users` (`users.rs`), `refresh_tokens` (`tokens.rs`), `revoked_access_tokens`
+//!   (`revocation.rs`), `otp_codes`, `otp_retired`, `otp_sends`, `otp_failures`,
+//!   `verified_numbers` (`otp.rs`), `login_failures` (`lockout.rs`).
+//! - `budget`: `allocation_categories`, `allocation_types` (`catalog.rs`), `user_allocations`
+//!   (`allocations.rs`, `monthly.rs`), `monthly_budgets`, `transactions` (`transactions.rs`),
+//!   `idempotency_keys` (`idempotency.rs`).
+//! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
+//! - `chat`: `chat_sessions`, `chat_messages`, `llm_usage_daily`.
+//! - `db`: `schema_migrations`.
+//!
+//! Deleting a user cascades (`ON DELETE CASCADE` in the schema) to every table with a
+//! `user_id`; the export reads each table through its owner (`profile/export.rs`).
 
 mod backup;
 mod migrate;
+mod rows;
 
 pub use backup::{backup_rotate, backup_to, integrity_check, restore_from};
 pub use migrate::{MIGRATIONS, apply_migrations};
+pub use rows::user_rows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -23,6 +39,24 @@ const BUSY_TIMEOUT_MS: u32 = 5000;
 /// WAL frames (pages) past which the checkpoint thread stops being polite: 4096 frames is
 /// 16 MiB at the default 4 KiB page size.
 const WAL_TRUNCATE_FRAMES: i64 = 4096;
+
+/// What a write that may refuse came to. A refusal is a value, not an `Err`, because
+/// [`Db::write`] rolls back on `Err` and the counters behind the refusal must stay written.
+#[must_use]
+pub enum Outcome<T> {
+    Done(T),
+    Refused(Error),
+}
+
+impl<T> Outcome<T> {
+    /// The refusal as the error the caller answers with, once its transaction committed.
+    pub fn into_result(self) -> Result<T> {
+        match self {
+            Outcome::Done(v) => Ok(v),
+            Outcome::Refused(e) => Err(e),
+        }
+    }
+}
 
 pub struct Db {
     path: PathBuf,
@@ -276,6 +310,17 @@ impl Db {
         Ok(out)
     }
 
+    /// [`Db::write`] for a rule that must commit what it counted even when it refuses (a wrong
+    /// code, a wrong password, a reused refresh token): `f` returns its refusal as
+    /// [`Outcome::Refused`], the transaction commits, and the refusal comes back as the `Err`.
+    /// An `Err` from `f` itself still rolls everything back.
+    pub fn write_or_refuse<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<Outcome<T>>,
+    ) -> Result<T> {
+        self.write(f)?.into_result()
+    }
+
     /// Runs `f` on a pooled read-only connection.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.readers.get()?;
@@ -324,5 +369,43 @@ impl Db {
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             log::warn!("WAL checkpoint at shutdown failed: {e}");
         }
+    }
+}
+
+/// Databases for unit tests, migrated exactly as the server's.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A fresh in-memory database with every migration applied.
+    pub fn memory() -> Connection {
+        let mut c = Connection::open_in_memory().expect("memory db");
+        c.execute_batch("PRAGMA foreign_keys = ON")
+            .expect("foreign keys");
+        apply_migrations(&mut c).expect("migrations");
+        c
+    }
+
+    /// A server-shaped [`Db`] (writer, readers, WAL) in a fresh folder, removed on drop.
+    pub struct TempDb {
+        pub db: Db,
+        dir: PathBuf,
+    }
+
+    impl Drop for TempDb {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// The settings `pairs` (over the defaults), with the database in a fresh folder.
+    pub fn on_disk(pairs: &[(&str, &str)]) -> (TempDb, Config) {
+        let dir = std::env::temp_dir().join(format!("wealthcoach-unit-{}", crate::random::hex(8)));
+        let url = dir.join("test.db").display().to_string();
+        let mut all = pairs.to_vec();
+        all.push(("DATABASE_URL", &url));
+        let config = Config::from_pairs(&all).expect("test settings");
+        let db = Db::open(&config).expect("open test db");
+        (TempDb { db, dir }, config)
     }
 }

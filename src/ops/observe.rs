@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::App;
+use crate::auth::users;
 use crate::error::Error;
 use crate::http::{Req, Resp};
 
@@ -264,9 +265,9 @@ pub fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
         };
         Ok(StatsResponse {
             users: UserStats {
-                total: one("SELECT count(*) FROM users", &[])?,
-                active_today: one("SELECT count(*) FROM users WHERE last_seen_at >= ?1", &[&day_start])?,
-                active_this_week: one("SELECT count(*) FROM users WHERE last_seen_at >= ?1", &[&week_start])?,
+                total: users::count(c, None)?,
+                active_today: users::count(c, Some(&day_start))?,
+                active_this_week: users::count(c, Some(&week_start))?,
             },
             conversations: ConversationStats {
                 total: one("SELECT count(*) FROM chat_sessions", &[])?,

@@ -11,13 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
-
 use super::{Ended, Endpoint};
 use crate::app::App;
 use crate::auth::AuthUser;
 use crate::auth::tokens::TOLERANCE_SECS;
-use crate::error::Result;
+use crate::auth::users;
 
 /// How often the watcher looks at every live socket's token and user.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
@@ -138,31 +136,6 @@ impl Sessions {
     }
 }
 
-/// A user's state as the database has it now.
-struct UserState {
-    active: bool,
-    ver: i64,
-}
-
-/// The state of these users; a user missing from the answer was deleted.
-fn user_states(c: &Connection, ids: &[&str]) -> Result<HashMap<String, UserState>> {
-    let list = serde_json::Value::from(ids).to_string();
-    let mut stmt = c.prepare_cached(
-        "SELECT id, is_active, token_version FROM users
-         WHERE id IN (SELECT value FROM json_each(?1))",
-    )?;
-    let rows = stmt.query_map([list], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            UserState {
-                active: r.get(1)?,
-                ver: r.get(2)?,
-            },
-        ))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 /// One look at every live socket: an expired token (past the leeway HTTP allows too), or a
 /// user logged out everywhere, deleted or deactivated, ends it. One query for all users.
 pub fn sweep(app: &App) {
@@ -174,7 +147,7 @@ pub fn sweep(app: &App) {
     let leeway = TOLERANCE_SECS as i64;
     let ids: HashSet<&str> = live.iter().map(|l| l.user.as_str()).collect();
     let ids: Vec<&str> = ids.into_iter().collect();
-    let states = match app.db.read(|c| user_states(c, &ids)) {
+    let states = match app.db.read(|c| users::session_states(c, &ids)) {
         Ok(s) => s,
         Err(e) => {
             // Busy or gone for a moment: the next sweep tries again.
@@ -185,7 +158,7 @@ pub fn sweep(app: &App) {
     for l in &live {
         let ended = match states.get(&l.user) {
             None => true,
-            Some(s) => !s.active || s.ver != l.ver.load(Ordering::Relaxed),
+            Some(s) => !s.active || s.token_version != l.ver.load(Ordering::Relaxed),
         };
         if ended {
             l.end(ENDED);
