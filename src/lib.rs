@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod input;
 pub mod logging;
 pub mod ops;
 pub mod profile;

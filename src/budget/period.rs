@@ -5,7 +5,8 @@ use serde_json::Value;
 
 use crate::app::App;
 use crate::error::Result;
-use crate::http::{Fields, FromJson, Invalid, Req};
+use crate::http::Req;
+use crate::input::{Fields, FromJson, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Period {
