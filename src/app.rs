@@ -12,16 +12,14 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::error::Error;
 use crate::events::Hub;
+use crate::http::Req;
 use crate::http::ratelimit::{Quota, RateLimiter, ip_key};
 use crate::http::router::Class;
-use crate::http::router::Route;
-use crate::http::{Req, Router};
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 pub struct App {
     pub config: Config,
     pub db: Db,
-    pub router: Router,
     pub metrics: Metrics,
     pub clock: Clock,
     pub keys: Keys,
@@ -78,7 +76,6 @@ impl App {
                 .build(),
             config,
             db,
-            router: crate::routes(),
             metrics: Metrics::new(),
             clock: Clock::default(),
             stopping: AtomicBool::new(false),
@@ -119,7 +116,7 @@ impl App {
 
     /// Checks that run after routing and before the handler: the request-rate limits, per
     /// user when the bearer token is valid, else per client address.
-    pub fn before_handler(&self, route: &Route, req: &Req) -> Result<(), Error> {
+    pub fn before_handler(&self, class: Class, req: &Req) -> Result<(), Error> {
         let c = &self.config;
         let now = self.clock.unix();
         let refuse = |r: crate::http::ratelimit::Refusal| Error::RateLimited {
@@ -127,7 +124,7 @@ impl App {
             retry_after: r.retry_after as u64,
             reset_at: r.reset_at,
         };
-        if route.class == Class::Sensitive {
+        if class == Class::Sensitive {
             // Always on: these answers tell whether an account exists.
             let key = format!("sensitive:{}", ip_key(req.client_ip));
             let q = [Quota {
@@ -136,7 +133,7 @@ impl App {
             }];
             self.limiter.check(&key, &q, now).map_err(refuse)?;
         }
-        if !c.rate_limit_enabled || route.class == Class::Exempt {
+        if !c.rate_limit_enabled || class == Class::Exempt {
             return Ok(());
         }
         // Only the signature is checked here (no database): a forged token cannot pass, and
@@ -162,7 +159,7 @@ impl App {
             },
         ];
         self.limiter.check(&key, &quotas, now).map_err(refuse)?;
-        if route.class == Class::Chat {
+        if class == Class::Chat {
             let q = [Quota {
                 limit: c.chat_rate_limit_per_minute,
                 window: 60,

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::error::{Error, Result};
 use crate::http::{Req, Route, route};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
         route("POST", "/api/v1/auth/send-otp", handlers::send_otp),
         route("POST", "/api/v1/auth/verify-otp", handlers::verify_otp),

@@ -12,10 +12,11 @@ pub mod monthly;
 pub mod period;
 pub mod transactions;
 
+use crate::app::App;
 use crate::http::{Route, route};
 use handlers::{allocations as a, monthly as m, transactions as t};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
         route("GET", "/api/v1/allocations", a::get_allocations),
         route("GET", "/api/v1/allocations/summary", a::get_summary),

@@ -11,9 +11,10 @@ pub mod sse;
 pub mod upstream;
 pub mod ws;
 
+use crate::app::App;
 use crate::http::{Route, route};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
         route("POST", "/api/v1/chat/message", http::message).chat(),
         route("POST", "/api/v1/chat/message/stream", http::message_stream).chat(),

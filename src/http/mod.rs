@@ -11,3 +11,4 @@ pub mod server;
 pub use request::Req;
 pub use response::Resp;
 pub use router::{Route, Router, route};
+pub use server::State;

@@ -2,13 +2,13 @@
 
 pub mod docs;
 pub mod health;
-pub mod metrics;
 pub mod observe;
 pub mod systemd;
 
+use crate::app::App;
 use crate::http::{Route, route};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
         route("GET", "/", health::root).exempt(),
         route("GET", "/health", health::health).exempt(),

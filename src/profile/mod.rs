@@ -6,9 +6,10 @@ pub mod onboarding;
 pub mod preferences;
 pub mod routes;
 
+use crate::app::App;
 use crate::http::{Route, route};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
         route("POST", "/api/v1/onboarding/submit", routes::submit),
         route("GET", "/api/v1/onboarding/status", routes::status),
