@@ -10,11 +10,8 @@ use crate::budget::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::Error;
 use crate::events::Hub;
-use crate::http::Req;
-use crate::http::ratelimit::{Quota, RateLimiter, ip_key};
-use crate::http::router::Class;
+use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 
 pub struct App {
@@ -112,62 +109,5 @@ impl App {
     /// Entries in the in-process caches, for `/health/detailed`.
     pub fn cache_entries(&self) -> u64 {
         self.views.entries()
-    }
-
-    /// Checks that run after routing and before the handler: the request-rate limits, per
-    /// user when the bearer token is valid, else per client address.
-    pub fn before_handler(&self, class: Class, req: &Req) -> Result<(), Error> {
-        let c = &self.config;
-        let now = self.clock.unix();
-        let refuse = |r: crate::http::ratelimit::Refusal| Error::RateLimited {
-            limit: r.limit,
-            retry_after: r.retry_after as u64,
-            reset_at: r.reset_at,
-        };
-        if class == Class::Sensitive {
-            // Always on: these answers tell whether an account exists.
-            let key = format!("sensitive:{}", ip_key(req.client_ip));
-            let q = [Quota {
-                limit: 10,
-                window: 60,
-            }];
-            self.limiter.check(&key, &q, now).map_err(refuse)?;
-        }
-        if !c.rate_limit_enabled || class == Class::Exempt {
-            return Ok(());
-        }
-        // Only the signature is checked here (no database): a forged token cannot pass, and
-        // the handler still does the full check.
-        let key = crate::auth::bearer(req)
-            .and_then(|t| {
-                crate::auth::tokens::verify(self, t, crate::auth::tokens::Kind::Access).ok()
-            })
-            .map(|v| format!("user:{}", v.claims.user_id))
-            .unwrap_or_else(|| ip_key(req.client_ip));
-        let quotas = [
-            Quota {
-                limit: c.rate_limit_per_minute,
-                window: 60,
-            },
-            Quota {
-                limit: c.rate_limit_per_hour,
-                window: 3600,
-            },
-            Quota {
-                limit: c.rate_limit_per_day,
-                window: 86_400,
-            },
-        ];
-        self.limiter.check(&key, &quotas, now).map_err(refuse)?;
-        if class == Class::Chat {
-            let q = [Quota {
-                limit: c.chat_rate_limit_per_minute,
-                window: 60,
-            }];
-            self.limiter
-                .check(&format!("chat:{key}"), &q, now)
-                .map_err(refuse)?;
-        }
-        Ok(())
     }
 }

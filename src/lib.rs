@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod input;
+pub mod limiter;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

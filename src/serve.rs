@@ -3,9 +3,8 @@
 
 use crate::app::App;
 use crate::config::Config;
-use crate::error::Error;
-use crate::http::router::Class;
 use crate::http::{Req, Router, State};
+use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 
 /// Every route of the HTTP API, gathered from the modules that own them.
@@ -35,7 +34,19 @@ impl State for App {
         App::fail(self, why)
     }
 
-    fn before_handler(&self, class: Class, req: &Req) -> Result<(), Error> {
-        App::before_handler(self, class, req)
+    fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.unix()
+    }
+
+    fn bearer_user(&self, req: &Req) -> Option<String> {
+        crate::auth::bearer(req)
+            .and_then(|t| {
+                crate::auth::tokens::verify(self, t, crate::auth::tokens::Kind::Access).ok()
+            })
+            .map(|v| v.claims.user_id)
     }
 }

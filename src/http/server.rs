@@ -14,11 +14,13 @@ use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use super::framing::{self, Intake, Verdict};
 use super::middleware;
+use super::ratelimit;
 use super::request::{Req, parse_query};
 use super::response::Resp;
-use super::router::{Class, Match, Router};
+use super::router::{Match, Router};
 use crate::config::Config;
 use crate::error::Error;
+use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 
 /// What the server needs from the state it serves. The application implements it where it
@@ -32,9 +34,14 @@ pub trait State: Send + Sync + 'static {
     fn is_stopping(&self) -> bool;
     /// The listener is gone for good: the process must exit and be restarted.
     fn fail(&self, why: String);
-    /// Runs after routing and before the handler (the request-rate limits); an error is
-    /// the answer.
-    fn before_handler(&self, class: Class, req: &Req) -> Result<(), Error>;
+    /// The request-rate counters (`ratelimit` decides what they count).
+    fn limiter(&self) -> &RateLimiter;
+    /// Unix seconds, for the rate-limit windows.
+    fn now(&self) -> i64;
+    /// The user a request's bearer token names, if its signature is valid: the rate limits
+    /// count per user. Only the signature is checked (no database), so this is cheap and a
+    /// forged token cannot pass; the handler still does the full check.
+    fn bearer_user(&self, req: &Req) -> Option<String>;
 }
 
 /// Requests whose unread body is being drained on a side thread right now.
@@ -516,7 +523,7 @@ fn dispatch<S: State>(
             check_content_type(req.header("content-type"))?;
             req.body = read_body(rq, app.config().max_body_bytes, body)?;
         }
-        app.before_handler(route.class, &req)?;
+        ratelimit::before_handler(app, route.class, &req)?;
         match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {
             Ok(result) => result,
             Err(_) => Err(Error::internal(format!(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::app::App;
-use crate::http::ratelimit::{Quota, ip_key};
+use crate::limiter::{Quota, ip_key};
 
 /// Unauthenticated sockets per address key.
 #[derive(Default)]
