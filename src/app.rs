@@ -31,10 +31,6 @@ pub struct App {
     pub views: ViewCache,
     /// Events for the users' notification sockets.
     pub events: Hub,
-    /// Authenticated sockets per (user, endpoint): the per-user cap and the session watcher.
-    pub ws_sessions: crate::ws::sessions::Sessions,
-    /// Unauthenticated sockets per client address, for `WS_MAX_PENDING_PER_IP`.
-    pub ws_pending: crate::ws::admission::Pending,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
     pub answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     stopping: AtomicBool,
@@ -55,8 +51,6 @@ impl App {
             catalog,
             views: ViewCache::new(config.cache_enabled),
             events: Hub::default(),
-            ws_sessions: Default::default(),
-            ws_pending: Default::default(),
             answers: moka::sync::Cache::builder()
                 .time_to_live(config.query_cache_ttl)
                 .max_capacity(32 * 1024 * 1024)
