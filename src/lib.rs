@@ -1,6 +1,7 @@
 //! Wealth Coach AI server: one binary, two listeners (HTTP on `PORT`, WebSocket on
 //! `WS_PORT`), one SQLite file. `start` builds everything; `main.rs` is the command line.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod budget;

@@ -26,10 +26,15 @@ pub struct Route<S> {
     pub pattern: &'static str,
     pub handler: Handler<S>,
     pub class: Class,
-    /// False only for files behind a documented route (Swagger UI's assets).
+    /// In the OpenAPI document; `doc` adds it there.
     pub documented: bool,
+    /// Adds this route's operation to the OpenAPI document, from its handler's
+    /// `#[utoipa::path]` (`crate::api::ApiPath::route` sets it).
+    pub doc: Option<fn(&mut utoipa::openapi::OpenApi)>,
 }
 
+/// A route the API document does not describe (Swagger UI's files behind `/docs`); the
+/// documented ones are built with `crate::api::ApiPath::route`.
 pub const fn route<S>(
     method: &'static str,
     pattern: &'static str,
@@ -40,7 +45,8 @@ pub const fn route<S>(
         pattern,
         handler,
         class: Class::Api,
-        documented: true,
+        documented: false,
+        doc: None,
     }
 }
 
@@ -51,6 +57,7 @@ impl<S> Route<S> {
     }
     pub const fn undocumented(mut self) -> Route<S> {
         self.documented = false;
+        self.doc = None;
         self
     }
     pub const fn sensitive(mut self) -> Route<S> {
