@@ -29,12 +29,12 @@ pub struct Route<S> {
     /// In the OpenAPI document; `doc` adds it there.
     pub documented: bool,
     /// Adds this route's operation to the OpenAPI document, from its handler's
-    /// `#[utoipa::path]` (`crate::api::ApiPath::route` sets it).
+    /// `#[utoipa::path]` (`ApiPath::route` in src/api.rs sets it).
     pub doc: Option<fn(&mut utoipa::openapi::OpenApi)>,
 }
 
 /// A route the API document does not describe (Swagger UI's files behind `/docs`); the
-/// documented ones are built with `crate::api::ApiPath::route`.
+/// documented ones are built with `ApiPath::route` (src/api.rs).
 pub const fn route<S>(
     method: &'static str,
     pattern: &'static str,
