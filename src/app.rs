@@ -10,18 +10,13 @@ use crate::budget::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::error::Error;
 use crate::events::Hub;
-use crate::http::ratelimit::{Quota, RateLimiter, ip_key};
-use crate::http::router::Class;
-use crate::http::router::Route;
-use crate::http::{Req, Router};
-use crate::ops::metrics::Metrics;
+use crate::limiter::RateLimiter;
+use crate::metrics::Metrics;
 
 pub struct App {
     pub config: Config,
     pub db: Db,
-    pub router: Router,
     pub metrics: Metrics,
     pub clock: Clock,
     pub keys: Keys,
@@ -36,10 +31,6 @@ pub struct App {
     pub views: ViewCache,
     /// Events for the users' notification sockets.
     pub events: Hub,
-    /// Authenticated sockets per (user, endpoint): the per-user cap and the session watcher.
-    pub ws_sessions: crate::ws::sessions::Sessions,
-    /// Unauthenticated sockets per client address, for `WS_MAX_PENDING_PER_IP`.
-    pub ws_pending: crate::ws::admission::Pending,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
     pub answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     stopping: AtomicBool,
@@ -60,8 +51,6 @@ impl App {
             catalog,
             views: ViewCache::new(config.cache_enabled),
             events: Hub::default(),
-            ws_sessions: Default::default(),
-            ws_pending: Default::default(),
             answers: moka::sync::Cache::builder()
                 .time_to_live(config.query_cache_ttl)
                 .max_capacity(32 * 1024 * 1024)
@@ -78,7 +67,6 @@ impl App {
                 .build(),
             config,
             db,
-            router: crate::routes(),
             metrics: Metrics::new(),
             clock: Clock::default(),
             stopping: AtomicBool::new(false),
@@ -115,63 +103,5 @@ impl App {
     /// Entries in the in-process caches, for `/health/detailed`.
     pub fn cache_entries(&self) -> u64 {
         self.views.entries()
-    }
-
-    /// Checks that run after routing and before the handler: the request-rate limits, per
-    /// user when the bearer token is valid, else per client address.
-    pub fn before_handler(&self, route: &Route, req: &Req) -> Result<(), Error> {
-        let c = &self.config;
-        let now = self.clock.unix();
-        let refuse = |r: crate::http::ratelimit::Refusal| Error::RateLimited {
-            limit: r.limit,
-            retry_after: r.retry_after as u64,
-            reset_at: r.reset_at,
-        };
-        if route.class == Class::Sensitive {
-            // Always on: these answers tell whether an account exists.
-            let key = format!("sensitive:{}", ip_key(req.client_ip));
-            let q = [Quota {
-                limit: 10,
-                window: 60,
-            }];
-            self.limiter.check(&key, &q, now).map_err(refuse)?;
-        }
-        if !c.rate_limit_enabled || route.class == Class::Exempt {
-            return Ok(());
-        }
-        // Only the signature is checked here (no database): a forged token cannot pass, and
-        // the handler still does the full check.
-        let key = crate::auth::bearer(req)
-            .and_then(|t| {
-                crate::auth::tokens::verify(&self.keys, now, t, crate::auth::tokens::Kind::Access)
-                    .ok()
-            })
-            .map(|v| format!("user:{}", v.claims.user_id))
-            .unwrap_or_else(|| ip_key(req.client_ip));
-        let quotas = [
-            Quota {
-                limit: c.rate_limit_per_minute,
-                window: 60,
-            },
-            Quota {
-                limit: c.rate_limit_per_hour,
-                window: 3600,
-            },
-            Quota {
-                limit: c.rate_limit_per_day,
-                window: 86_400,
-            },
-        ];
-        self.limiter.check(&key, &quotas, now).map_err(refuse)?;
-        if route.class == Class::Chat {
-            let q = [Quota {
-                limit: c.chat_rate_limit_per_minute,
-                window: 60,
-            }];
-            self.limiter
-                .check(&format!("chat:{key}"), &q, now)
-                .map_err(refuse)?;
-        }
-        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Wealth Coach AI server: one binary, two listeners (HTTP on `PORT`, WebSocket on
 //! `WS_PORT`), one SQLite file. `start` builds everything; `main.rs` is the command line.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod budget;
@@ -11,10 +12,14 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod input;
+pub mod limiter;
 pub mod logging;
+pub mod metrics;
 pub mod ops;
 pub mod profile;
 pub mod random;
+pub mod serve;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -24,16 +29,7 @@ use std::time::Instant;
 
 pub use app::App;
 pub use config::Config;
-
-/// Every route of the HTTP API, gathered from the modules that own them.
-pub fn routes() -> http::Router {
-    let mut routes = ops::routes();
-    routes.extend(auth::routes());
-    routes.extend(budget::routes());
-    routes.extend(profile::routes());
-    routes.extend(chat::routes());
-    http::Router::new(routes)
-}
+pub use serve::routes;
 
 /// In development with no secret set, a random one is kept beside the database so tokens
 /// survive a restart. Production never gets here without a strong secret (config refuses).
@@ -82,7 +78,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
 /// A started server: both listeners up, the database open.
 pub struct Running {
     pub app: Arc<App>,
-    http: http::server::HttpServer,
+    http: http::server::HttpServer<App>,
     ws: ws::WsServer,
 }
 
@@ -125,7 +121,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.ws_port))?;
     let db = db::Db::open(&config)?;
     let app = Arc::new(App::new(config, db)?);
-    let http = http::server::HttpServer::start(app.clone(), http_listener)?;
+    let http = http::server::HttpServer::start(app.clone(), routes(), http_listener)?;
     let ws = ws::WsServer::start(app.clone(), ws_listener, chat::ws::serve)?;
     http::server::spawn_watchdog(app.clone(), http.addr())
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;

@@ -17,7 +17,8 @@ use super::tokens::{self, TokenResponse};
 use super::{Ctx, password, revocation, users};
 use crate::app::App;
 use crate::error::{Error, Result};
-use crate::http::{Fields, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::Fields;
 
 /// Reads `mobile_number` and parses it with the configured default country.
 fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<MobileNumber>> {
@@ -239,9 +240,9 @@ pub fn login(app: &App, req: &Req) -> Result<Resp> {
 /// A non-empty `refresh_token` string.
 struct RefreshTokenInput(String);
 
-impl crate::http::FromJson for RefreshTokenInput {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, crate::http::Invalid> {
-        crate::http::input::string_within(v, 1, 4096).map(RefreshTokenInput)
+impl crate::input::FromJson for RefreshTokenInput {
+    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, crate::input::Invalid> {
+        crate::input::string_within(v, 1, 4096).map(RefreshTokenInput)
     }
 }
 

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::http::{FromJson, Invalid, input::string_within};
+use crate::input::{FromJson, Invalid, string_within};
 
 /// A mobile number: 10 national digits (`9876543210`) or E.164 (`+919876543210`).
 /// `e164` is the canonical form we store and key on; `typed` is what the client sent, which

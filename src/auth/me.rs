@@ -8,7 +8,8 @@ use super::users::{self, UserResponse};
 use super::{accounts, revocation};
 use crate::app::App;
 use crate::error::Result;
-use crate::http::{Fields, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::Fields;
 
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserResponse), (status = 401), (status = 403)))]

@@ -14,11 +14,12 @@ pub mod sms;
 pub mod tokens;
 pub mod users;
 
+use crate::api::ApiPath;
 use crate::app::App;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::http::{Req, Route, route};
+use crate::http::{Req, Route};
 use tokens::TokenError;
 
 /// The slice of the app the auth rules read: settings, signing keys and the clock. Rules
@@ -51,24 +52,20 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
-        route("POST", "/api/v1/auth/send-otp", handlers::send_otp),
-        route("POST", "/api/v1/auth/verify-otp", handlers::verify_otp),
-        route("POST", "/api/v1/auth/login-otp", handlers::login_otp).sensitive(),
-        route("POST", "/api/v1/auth/register", handlers::register),
-        route("POST", "/api/v1/auth/login", handlers::login),
-        route("POST", "/api/v1/auth/refresh", handlers::refresh),
-        route("POST", "/api/v1/auth/logout", handlers::logout),
-        route("POST", "/api/v1/auth/check-mobile", handlers::check_mobile).sensitive(),
-        route(
-            "GET",
-            "/api/v1/auth/password-requirements",
-            handlers::password_requirements,
-        ),
-        route("GET", "/api/v1/users/me", me::get_me),
-        route("PATCH", "/api/v1/users/me", me::patch_me),
-        route("DELETE", "/api/v1/users/me", me::delete_me),
+        handlers::__path_send_otp::route(handlers::send_otp),
+        handlers::__path_verify_otp::route(handlers::verify_otp),
+        handlers::__path_login_otp::route(handlers::login_otp).sensitive(),
+        handlers::__path_register::route(handlers::register),
+        handlers::__path_login::route(handlers::login),
+        handlers::__path_refresh::route(handlers::refresh),
+        handlers::__path_logout::route(handlers::logout),
+        handlers::__path_check_mobile::route(handlers::check_mobile).sensitive(),
+        handlers::__path_password_requirements::route(handlers::password_requirements),
+        me::__path_get_me::route(me::get_me),
+        me::__path_patch_me::route(me::patch_me),
+        me::__path_delete_me::route(me::delete_me),
     ]
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::period::Period;
 use crate::error::Result;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum View {

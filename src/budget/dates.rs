@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::http::{Fields, FromJson, Invalid};
+use crate::input::{Fields, FromJson, Invalid};
 
 /// The years every date must fall in, as `year` does.
 pub const YEARS: std::ops::RangeInclusive<i16> = 2020..=2100;

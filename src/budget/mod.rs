@@ -15,36 +15,26 @@ pub mod period;
 pub mod testing;
 pub mod transactions;
 
-use crate::http::{Route, route};
+use crate::api::ApiPath;
+use crate::app::App;
+use crate::http::Route;
 use handlers::{allocations as a, monthly as m, transactions as t};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
-        route("GET", "/api/v1/allocations", a::get_allocations),
-        route("GET", "/api/v1/allocations/summary", a::get_summary),
-        route("GET", "/api/v1/allocations/history", a::get_history),
-        route("POST", "/api/v1/allocations/budget", a::set_budget),
-        route("POST", "/api/v1/allocations/actual", a::record_actual),
-        route(
-            "GET",
-            "/api/v1/allocations/{allocation_id}",
-            a::get_category,
-        ),
-        route(
-            "PUT",
-            "/api/v1/allocations/{allocation_id}",
-            a::put_allocation,
-        ),
-        route(
-            "DELETE",
-            "/api/v1/allocations/{allocation_id}",
-            a::delete_allocation,
-        ),
-        route("GET", "/api/v1/monthly-budget", m::get_monthly_budget),
-        route("POST", "/api/v1/transactions", t::create_transaction),
-        route("GET", "/api/v1/transactions", t::list_transactions),
-        route("GET", "/api/v1/transactions/balance", t::get_balance),
-        route("PATCH", "/api/v1/transactions/{id}", t::patch_transaction),
-        route("DELETE", "/api/v1/transactions/{id}", t::delete_transaction),
+        a::__path_get_allocations::route(a::get_allocations),
+        a::__path_get_summary::route(a::get_summary),
+        a::__path_get_history::route(a::get_history),
+        a::__path_set_budget::route(a::set_budget),
+        a::__path_record_actual::route(a::record_actual),
+        a::__path_get_category::route(a::get_category),
+        a::__path_put_allocation::route(a::put_allocation),
+        a::__path_delete_allocation::route(a::delete_allocation),
+        m::__path_get_monthly_budget::route(m::get_monthly_budget),
+        t::__path_create_transaction::route(t::create_transaction),
+        t::__path_list_transactions::route(t::list_transactions),
+        t::__path_get_balance::route(t::get_balance),
+        t::__path_patch_transaction::route(t::patch_transaction),
+        t::__path_delete_transaction::route(t::delete_transaction),
     ]
 }

@@ -12,7 +12,7 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::http::{FromJson, Invalid};
+use crate::input::{FromJson, Invalid};
 
 /// Amounts above 10^13 (in major units) are refused.
 pub const MAX_MAJOR: i64 = 10_000_000_000_000;

@@ -4,7 +4,8 @@
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::http::{Fields, FromJson, Invalid, Req};
+use crate::http::Req;
+use crate::input::{Fields, FromJson, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Period {

@@ -11,7 +11,7 @@ use super::dates::{self, DayRange};
 use super::money::{self, Money};
 use super::period::Period;
 use crate::error::{Error, Result};
-use crate::http::{FromJson, Invalid};
+use crate::input::{FromJson, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::error::Result;
-use crate::ops::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// What answering uses of the shared state, and nothing else: the transports build it from
 /// `App` (`chat::coach`).

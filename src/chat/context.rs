@@ -332,7 +332,7 @@ mod tests {
         use crate::budget::money::testing::Money;
         use crate::budget::testing::{allocate, at, memory, transaction, type_id, user, write};
         use crate::budget::transactions::Kind::{Expense, Income};
-        use crate::http::Fields;
+        use crate::input::Fields;
         use crate::profile::onboarding::{self, OnboardingData};
 
         const OCTOBER: Period = Period {

@@ -13,8 +13,8 @@ use super::upstream::ChatMessage;
 use crate::app::App;
 use crate::auth::{AuthUser, require_user};
 use crate::error::{Error, Result};
-use crate::http::input::string_within;
-use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::{Fields, FromJson, Invalid, string_within};
 
 struct QuestionText(String);
 

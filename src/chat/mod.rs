@@ -11,8 +11,9 @@ pub mod sse;
 pub mod upstream;
 pub mod ws;
 
+use crate::api::ApiPath;
 use crate::app::App;
-use crate::http::{Route, route};
+use crate::http::Route;
 
 /// The slice of `App` an answer uses.
 fn coach(app: &App) -> answer::Coach<'_> {
@@ -26,20 +27,12 @@ fn coach(app: &App) -> answer::Coach<'_> {
     }
 }
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
-        route("POST", "/api/v1/chat/message", http::message).chat(),
-        route("POST", "/api/v1/chat/message/stream", http::message_stream).chat(),
-        route("GET", "/api/v1/chat/sessions", http::sessions),
-        route(
-            "GET",
-            "/api/v1/chat/sessions/{session_id}/messages",
-            http::session_messages,
-        ),
-        route(
-            "DELETE",
-            "/api/v1/chat/conversations/{conversation_id}",
-            http::delete_conversation,
-        ),
+        http::__path_message::route(http::message).chat(),
+        http::__path_message_stream::route(http::message_stream).chat(),
+        http::__path_sessions::route(http::sessions),
+        http::__path_session_messages::route(http::session_messages),
+        http::__path_delete_conversation::route(http::delete_conversation),
     ]
 }

@@ -16,7 +16,7 @@ use super::history;
 use super::upstream::{self, StreamEvent, StreamHandle, UpstreamError, Usage};
 use crate::app::App;
 use crate::auth::AuthUser;
-use crate::http::ratelimit::Quota;
+use crate::http::ratelimit::{chat_quota, user_key};
 use crate::ws::frames::{Answer, ClientMessage, Conversation, Response, ServerFrame, TokenUsage};
 use crate::ws::sessions::Live;
 use crate::ws::{Ended, IDLE_WAIT, Socket, auth};
@@ -235,18 +235,13 @@ impl<'a> ChatSocket<'a> {
                 return self.error("invalid_conversation", "conversation_id must be a string");
             }
         };
-        if self.app.config.rate_limit_enabled {
-            let q = [Quota {
-                limit: self.app.config.chat_rate_limit_per_minute,
-                window: 60,
-            }];
-            let key = format!("chat:user:{}", self.user.user.id);
-            if let Err(r) = self.app.limiter.check(&key, &q, self.app.clock.unix()) {
-                return self.error(
-                    "rate_limited",
-                    format!("Too many messages; try again in {} seconds", r.retry_after),
-                );
-            }
+        let key = user_key(&self.user.user.id);
+        let now = self.app.clock.unix();
+        if let Err(r) = chat_quota(&self.app.limiter, &self.app.config, &key, now) {
+            return self.error(
+                "rate_limited",
+                format!("Too many messages; try again in {} seconds", r.retry_after),
+            );
         }
         let question = Question {
             user_id: self.user.user.id.clone(),

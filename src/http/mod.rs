@@ -1,7 +1,6 @@
 //! HTTP: the listener and its handler pool, routing, request parsing and the error mapping.
 
 pub mod framing;
-pub mod input;
 pub mod middleware;
 pub mod ratelimit;
 pub mod request;
@@ -9,7 +8,7 @@ pub mod response;
 pub mod router;
 pub mod server;
 
-pub use input::{Fields, FromJson, Invalid};
 pub use request::Req;
 pub use response::Resp;
 pub use router::{Route, Router, route};
+pub use server::State;

@@ -1,149 +1,178 @@
-//! Fixed-window request counters per key (a user, or a client address), for the limits of
-//! API.md "Cross-cutting": per minute, hour and day, plus a per-minute chat limit.
+//! The request-rate policy of API.md "Cross-cutting": which quotas a request counts against,
+//! and on which key. The counters themselves are `crate::limiter`.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use super::request::Req;
+use super::router::Class;
+use super::server::State;
+use crate::config::Config;
+use crate::error::Error;
+use crate::limiter::{Quota, RateLimiter, Refusal, ip_key};
 
-/// One limit: at most `limit` requests per `window` seconds.
-#[derive(Clone, Copy, Debug)]
-pub struct Quota {
-    pub limit: u32,
-    pub window: i64,
+/// The key of a signed-in user's counters.
+pub fn user_key(user_id: &str) -> String {
+    format!("user:{user_id}")
 }
 
-/// Refused: the quota that was full and when its window ends (unix seconds).
-#[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub limit: u32,
-    pub reset_at: i64,
-    pub retry_after: i64,
-}
-
-#[derive(Default)]
-pub struct RateLimiter {
-    /// (key, window length) → (window start, count).
-    counters: Mutex<HashMap<(String, i64), (i64, u32)>>,
-    calls: AtomicU64,
-}
-
-impl RateLimiter {
-    /// Counts one request against every quota, or refuses without counting.
-    pub fn check(&self, key: &str, quotas: &[Quota], now: i64) -> Result<(), Refusal> {
-        let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
-        for q in quotas {
-            let start = now - now.rem_euclid(q.window);
-            if let Some((s, n)) = map.get(&(key.to_string(), q.window))
-                && *s == start
-                && *n >= q.limit
-            {
-                return Err(Refusal {
-                    limit: q.limit,
-                    reset_at: start + q.window,
-                    retry_after: (start + q.window - now).max(1),
-                });
-            }
-        }
-        for q in quotas {
-            let start = now - now.rem_euclid(q.window);
-            let entry = map.entry((key.to_string(), q.window)).or_insert((start, 0));
-            if entry.0 != start {
-                *entry = (start, 0);
-            }
-            entry.1 += 1;
-        }
-        // Now and then, forget keys whose windows have passed, so memory stays bounded.
-        if self
-            .calls
-            .fetch_add(1, Ordering::Relaxed)
-            .is_multiple_of(4096)
-        {
-            map.retain(|(_, window), (start, _)| *start + *window > now);
-        }
-        Ok(())
+/// The per-minute chat limit on `key` (a user's, or a client address's when the request has
+/// no valid token). The chat routes and the chat socket both call this with `user_key`, so a
+/// user has one chat bucket whichever way the questions come.
+pub fn chat_quota(
+    limiter: &RateLimiter,
+    config: &Config,
+    key: &str,
+    now: i64,
+) -> Result<(), Refusal> {
+    if !config.rate_limit_enabled {
+        return Ok(());
     }
+    let q = [Quota {
+        limit: config.chat_rate_limit_per_minute,
+        window: 60,
+    }];
+    limiter.check(&format!("chat:{key}"), &q, now)
+}
 
-    pub fn len(&self) -> usize {
-        self.counters.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+fn refused(r: Refusal) -> Error {
+    Error::RateLimited {
+        limit: r.limit,
+        retry_after: r.retry_after as u64,
+        reset_at: r.reset_at,
     }
 }
 
-/// The key for a client address: IPv6 clients by their /64, which one host usually owns.
-pub fn ip_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("ip:{v4}"),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
+/// The checks that run after routing and before the handler: the request-rate limits, per
+/// user when the bearer token is valid, else per client address.
+pub fn before_handler<S: State>(state: &S, class: Class, req: &Req) -> Result<(), Error> {
+    let c = state.config();
+    let limiter = state.limiter();
+    let now = state.now();
+    if class == Class::Sensitive {
+        // Always on: these answers tell whether an account exists.
+        let key = format!("sensitive:{}", ip_key(req.client_ip));
+        let q = [Quota {
+            limit: 10,
+            window: 60,
+        }];
+        limiter.check(&key, &q, now).map_err(refused)?;
     }
+    if !c.rate_limit_enabled || class == Class::Exempt {
+        return Ok(());
+    }
+    let key = state
+        .bearer_user(req)
+        .map(|id| user_key(&id))
+        .unwrap_or_else(|| ip_key(req.client_ip));
+    let quotas = [
+        Quota {
+            limit: c.rate_limit_per_minute,
+            window: 60,
+        },
+        Quota {
+            limit: c.rate_limit_per_hour,
+            window: 3600,
+        },
+        Quota {
+            limit: c.rate_limit_per_day,
+            window: 86_400,
+        },
+    ];
+    limiter.check(&key, &quotas, now).map_err(refused)?;
+    if class == Class::Chat {
+        chat_quota(limiter, c, &key, now).map_err(refused)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
     use super::*;
+    use crate::metrics::Metrics;
 
-    #[test]
-    fn refuses_over_the_limit_until_the_window_ends() {
-        let l = RateLimiter::default();
-        let q = [Quota {
-            limit: 2,
-            window: 60,
-        }];
-        assert!(l.check("a", &q, 120).is_ok());
-        assert!(l.check("a", &q, 121).is_ok());
-        let r = l.check("a", &q, 130).expect_err("third is refused");
-        assert_eq!(
-            r,
-            Refusal {
-                limit: 2,
-                reset_at: 180,
-                retry_after: 50
-            }
-        );
-        assert!(l.check("b", &q, 130).is_ok(), "keys are independent");
-        assert!(l.check("a", &q, 180).is_ok(), "a new window");
+    /// A state with no application behind it: the policy needs only the trait.
+    struct Fake {
+        config: Config,
+        metrics: Metrics,
+        limiter: RateLimiter,
+        user: Option<&'static str>,
     }
 
-    #[test]
-    fn a_refusal_counts_nothing() {
-        let l = RateLimiter::default();
-        let q = [
-            Quota {
-                limit: 1,
-                window: 60,
-            },
-            Quota {
-                limit: 100,
-                window: 3600,
-            },
-        ];
-        assert!(l.check("a", &q, 0).is_ok());
-        for _ in 0..10 {
-            assert!(l.check("a", &q, 1).is_err());
+    impl State for Fake {
+        fn config(&self) -> &Config {
+            &self.config
         }
-        assert!(
-            l.check(
-                "a",
-                &[Quota {
-                    limit: 2,
-                    window: 3600
-                }],
-                61
-            )
-            .is_ok()
-        );
+        fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
+        fn is_stopping(&self) -> bool {
+            false
+        }
+        fn fail(&self, _why: String) {}
+        fn limiter(&self) -> &RateLimiter {
+            &self.limiter
+        }
+        fn now(&self) -> i64 {
+            1_000_000
+        }
+        fn bearer_user(&self, _req: &Req) -> Option<String> {
+            self.user.map(String::from)
+        }
+    }
+
+    fn fake(user: Option<&'static str>, chat_per_minute: &str) -> Fake {
+        let vars: HashMap<String, String> = [
+            ("RATE_LIMIT_ENABLED", "true"),
+            ("CHAT_RATE_LIMIT_PER_MINUTE", chat_per_minute),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Fake {
+            config: Config::from_map(&vars).expect("config"),
+            metrics: Metrics::new(),
+            limiter: RateLimiter::default(),
+            user,
+        }
+    }
+
+    fn req() -> Req {
+        let ip: IpAddr = "203.0.113.7".parse().expect("ip");
+        Req {
+            method: "POST".into(),
+            path: "/api/v1/chat/message".into(),
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            client_ip: ip,
+            peer: ip,
+            request_id: "r".into(),
+            params: Vec::new(),
+        }
     }
 
     #[test]
-    fn ipv6_clients_share_their_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("ip");
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("ip");
-        assert_eq!(ip_key(a), ip_key(b));
+    fn http_chat_and_the_chat_socket_share_one_bucket() {
+        let s = fake(Some("u1"), "2");
+        assert!(before_handler(&s, Class::Chat, &req()).is_ok());
+        // The socket's question, on the key it uses.
+        assert!(chat_quota(&s.limiter, &s.config, &user_key("u1"), s.now()).is_ok());
+        let e = before_handler(&s, Class::Chat, &req()).expect_err("third chat message");
+        assert_eq!(e.status(), 429);
+        assert!(chat_quota(&s.limiter, &s.config, &user_key("u1"), s.now()).is_err());
+        // Another user, and the API routes, are not touched by the chat bucket.
+        assert!(chat_quota(&s.limiter, &s.config, &user_key("u2"), s.now()).is_ok());
+        assert!(before_handler(&s, Class::Api, &req()).is_ok());
+    }
+
+    #[test]
+    fn without_a_valid_token_the_client_address_is_the_key() {
+        let s = fake(None, "1");
+        assert!(before_handler(&s, Class::Chat, &req()).is_ok());
+        assert!(before_handler(&s, Class::Chat, &req()).is_err());
+        let key = ip_key(req().client_ip);
+        assert!(chat_quota(&s.limiter, &s.config, &key, s.now()).is_err());
+        assert!(chat_quota(&s.limiter, &s.config, &user_key("u1"), s.now()).is_ok());
     }
 }

@@ -1,10 +1,14 @@
 //! What a handler returns: a status, headers and a body, turned into bytes in one place.
 
+use std::any::Any;
+use std::io::Write;
+
 use serde::Serialize;
 use serde_json::Value;
 
-/// A body written piece by piece after the headers (server-sent events).
-pub type StreamBody = Box<dyn FnOnce(&crate::app::App, &mut dyn std::io::Write) + Send>;
+/// A body written piece by piece after the headers (server-sent events), given the server's
+/// state `S` and the connection.
+pub type StreamBody<S> = Box<dyn FnOnce(&S, &mut dyn Write) + Send>;
 
 pub struct Resp {
     pub status: u16,
@@ -12,8 +16,10 @@ pub struct Resp {
     pub body: Vec<u8>,
     pub content_type: &'static str,
     /// When set, the server writes the headers, then hands this the connection (through a
-    /// chunked encoder that sends every `write` as one chunk); `body` is unused.
-    pub stream: Option<StreamBody>,
+    /// chunked encoder that sends every `write` as one chunk); `body` is unused. It is a
+    /// `StreamBody<S>` for the state `S` of the server that answers (see `take_stream`): `Resp`
+    /// stays one type for every handler whatever the state.
+    pub stream: Option<Box<dyn Any + Send>>,
 }
 
 impl Resp {
@@ -54,17 +60,30 @@ impl Resp {
         }
     }
 
-    /// A 200 whose body `write` produces as it goes.
-    pub fn stream(
+    /// A 200 whose body `write` produces as it goes, given the server's state.
+    pub fn stream<S: 'static>(
         content_type: &'static str,
-        write: impl FnOnce(&crate::app::App, &mut dyn std::io::Write) + Send + 'static,
+        write: impl FnOnce(&S, &mut dyn Write) + Send + 'static,
     ) -> Resp {
+        let body: StreamBody<S> = Box::new(write);
         Resp {
             status: 200,
             headers: Vec::new(),
             body: Vec::new(),
             content_type,
-            stream: Some(Box::new(write)),
+            stream: Some(Box::new(body)),
+        }
+    }
+
+    /// The streamed body, if there is one written for state `S`. One server serves one state,
+    /// so a body for another state is a programming error: it is dropped and logged.
+    pub fn take_stream<S: 'static>(&mut self) -> Option<StreamBody<S>> {
+        match self.stream.take()?.downcast::<StreamBody<S>>() {
+            Ok(body) => Some(*body),
+            Err(_) => {
+                log::error!("a streamed body was written for another server's state");
+                None
+            }
         }
     }
 

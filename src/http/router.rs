@@ -1,12 +1,12 @@
 //! Method + path pattern → handler. Patterns are `/api/v1/things/{id}`; a static segment
-//! beats a `{param}` one, so `/allocations/summary` wins over `/allocations/{id}`.
+//! beats a `{param}` one, so `/allocations/summary` wins over `/allocations/{id}`. Generic over
+//! the state `S` handlers receive, so this layer names no application type.
 
 use super::request::Req;
 use super::response::Resp;
-use crate::app::App;
 use crate::error::Error;
 
-pub type Handler = fn(&App, &Req) -> Result<Resp, Error>;
+pub type Handler<S> = fn(&S, &Req) -> Result<Resp, Error>;
 
 /// How the cross-cutting checks treat a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,39 +21,50 @@ pub enum Class {
     Sensitive,
 }
 
-pub struct Route {
+pub struct Route<S> {
     pub method: &'static str,
     pub pattern: &'static str,
-    pub handler: Handler,
+    pub handler: Handler<S>,
     pub class: Class,
-    /// False only for files behind a documented route (Swagger UI's assets).
+    /// In the OpenAPI document; `doc` adds it there.
     pub documented: bool,
+    /// Adds this route's operation to the OpenAPI document, from its handler's
+    /// `#[utoipa::path]` (`ApiPath::route` in src/api.rs sets it).
+    pub doc: Option<fn(&mut utoipa::openapi::OpenApi)>,
 }
 
-pub const fn route(method: &'static str, pattern: &'static str, handler: Handler) -> Route {
+/// A route the API document does not describe (Swagger UI's files behind `/docs`); the
+/// documented ones are built with `ApiPath::route` (src/api.rs).
+pub const fn route<S>(
+    method: &'static str,
+    pattern: &'static str,
+    handler: Handler<S>,
+) -> Route<S> {
     Route {
         method,
         pattern,
         handler,
         class: Class::Api,
-        documented: true,
+        documented: false,
+        doc: None,
     }
 }
 
-impl Route {
-    pub const fn exempt(mut self) -> Route {
+impl<S> Route<S> {
+    pub const fn exempt(mut self) -> Route<S> {
         self.class = Class::Exempt;
         self
     }
-    pub const fn undocumented(mut self) -> Route {
+    pub const fn undocumented(mut self) -> Route<S> {
         self.documented = false;
+        self.doc = None;
         self
     }
-    pub const fn sensitive(mut self) -> Route {
+    pub const fn sensitive(mut self) -> Route<S> {
         self.class = Class::Sensitive;
         self
     }
-    pub const fn chat(mut self) -> Route {
+    pub const fn chat(mut self) -> Route<S> {
         self.class = Class::Chat;
         self
     }
@@ -62,14 +73,14 @@ impl Route {
 /// Values of a route's `{name}` segments.
 pub type Params = Vec<(&'static str, String)>;
 
-pub enum Match<'r> {
-    Found(&'r Route, Params),
+pub enum Match<'r, S> {
+    Found(&'r Route<S>, Params),
     MethodNotAllowed(Vec<&'static str>),
     NotFound,
 }
 
-pub struct Router {
-    routes: Vec<Route>,
+pub struct Router<S> {
+    routes: Vec<Route<S>>,
 }
 
 /// Static segments matched, or `None` if the pattern does not fit the path.
@@ -98,16 +109,16 @@ fn fit(pattern: &'static str, path: &str) -> Option<(usize, Params)> {
     }
 }
 
-impl Router {
-    pub fn new(routes: Vec<Route>) -> Router {
+impl<S> Router<S> {
+    pub fn new(routes: Vec<Route<S>>) -> Router<S> {
         Router { routes }
     }
 
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &[Route<S>] {
         &self.routes
     }
 
-    pub fn find(&self, method: &str, path: &str) -> Match<'_> {
+    pub fn find(&self, method: &str, path: &str) -> Match<'_, S> {
         // A trailing slash names the same resource (`/api/v1/health/`).
         let path = if path.len() > 1 {
             path.trim_end_matches('/')
@@ -117,7 +128,7 @@ impl Router {
         let path = if path.is_empty() { "/" } else { path };
         // HEAD is answered like GET, without the body (tiny_http drops it).
         let method = if method == "HEAD" { "GET" } else { method };
-        let mut best: Option<(usize, &Route, Params)> = None;
+        let mut best: Option<(usize, &Route<S>, Params)> = None;
         let mut allow: Vec<&'static str> = Vec::new();
         for r in &self.routes {
             let Some((statics, params)) = fit(r.pattern, path) else {
@@ -148,11 +159,11 @@ impl Router {
 mod tests {
     use super::*;
 
-    fn h(_: &App, _: &Req) -> Result<Resp, Error> {
+    fn h(_: &(), _: &Req) -> Result<Resp, Error> {
         Ok(Resp::empty(204))
     }
 
-    fn router() -> Router {
+    fn router() -> Router<()> {
         Router::new(vec![
             route("GET", "/api/v1/allocations/{allocation_id}", h),
             route("PUT", "/api/v1/allocations/{allocation_id}", h),

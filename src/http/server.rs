@@ -14,11 +14,35 @@ use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use super::framing::{self, Intake, Verdict};
 use super::middleware;
+use super::ratelimit;
 use super::request::{Req, parse_query};
 use super::response::Resp;
-use super::router::Match;
-use crate::app::App;
+use super::router::{Match, Router};
+use crate::config::Config;
 use crate::error::Error;
+use crate::limiter::RateLimiter;
+use crate::metrics::Metrics;
+
+/// What the server needs from the state it serves. The application implements it where it
+/// wires the listeners together (`src/serve.rs`), so this layer names no application type.
+pub trait State: Send + Sync + 'static {
+    /// Workers, body and header limits, trusted proxies, CORS.
+    fn config(&self) -> &Config;
+    /// Where every answered request is counted.
+    fn metrics(&self) -> &Metrics;
+    /// Graceful stop has begun: answer what is queued, then go.
+    fn is_stopping(&self) -> bool;
+    /// The listener is gone for good: the process must exit and be restarted.
+    fn fail(&self, why: String);
+    /// The request-rate counters (`ratelimit` decides what they count).
+    fn limiter(&self) -> &RateLimiter;
+    /// Unix seconds, for the rate-limit windows.
+    fn now(&self) -> i64;
+    /// The user a request's bearer token names, if its signature is valid: the rate limits
+    /// count per user. Only the signature is checked (no database), so this is cheap and a
+    /// forged token cannot pass; the handler still does the full check.
+    fn bearer_user(&self, req: &Req) -> Option<String>;
+}
 
 /// Requests whose unread body is being drained on a side thread right now.
 static DRAINING: AtomicUsize = AtomicUsize::new(0);
@@ -47,29 +71,37 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-pub struct HttpServer {
+/// The HTTP listener, serving the routes of `router` with the state `S`.
+pub struct HttpServer<S> {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
+    router: Arc<Router<S>>,
 }
 
-impl HttpServer {
-    pub fn start(app: Arc<App>, listener: TcpListener) -> Result<HttpServer, String> {
+impl<S: State> HttpServer<S> {
+    pub fn start(
+        app: Arc<S>,
+        router: Router<S>,
+        listener: TcpListener,
+    ) -> Result<HttpServer<S>, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let config = tiny_http::ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
         let server =
             tiny_http::Server::from_listener(listener, tiny_http::ListenAddr::IP(addr), config)
                 .map_err(|e| format!("cannot start the HTTP server: {e}"))?;
         let server = Arc::new(server);
+        let router = Arc::new(router);
         let intake = Arc::new(Mutex::new(Intake::default()));
         let mut workers = Vec::new();
-        for i in 0..app.config.http_workers {
+        for i in 0..app.config().http_workers {
             let app = app.clone();
+            let router = router.clone();
             let server = server.clone();
             let intake = intake.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&app, &server, &intake, addr))
+                .spawn(move || worker(&*app, &router, &server, &intake, addr))
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
             workers.push(handle);
         }
@@ -77,11 +109,16 @@ impl HttpServer {
             server,
             addr,
             workers,
+            router,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub fn router(&self) -> &Router<S> {
+        &self.router
     }
 
     /// Stops taking requests and waits (up to `deadline`) for the ones in flight.
@@ -110,7 +147,13 @@ pub fn local(addr: SocketAddr) -> SocketAddr {
 
 /// Pops requests one worker at a time: the framing verdict on a request (and the mark on its
 /// connection) is taken before the request behind it can be popped (see `framing`).
-fn worker(app: &App, server: &tiny_http::Server, intake: &Mutex<Intake>, listen: SocketAddr) {
+fn worker<S: State>(
+    app: &S,
+    router: &Router<S>,
+    server: &tiny_http::Server,
+    intake: &Mutex<Intake>,
+    listen: SocketAddr,
+) {
     loop {
         let stopping = app.is_stopping();
         let popped = {
@@ -141,7 +184,7 @@ fn worker(app: &App, server: &tiny_http::Server, intake: &Mutex<Intake>, listen:
             }
         };
         match popped {
-            Some((rq, Verdict::Admit)) => handle(app, rq),
+            Some((rq, Verdict::Admit)) => handle(app, router, rq),
             Some((rq, Verdict::Refuse(reason))) => refuse(app, rq, reason, listen),
             Some((rq, Verdict::Discard)) => discard(rq),
             None if stopping => return,
@@ -152,7 +195,7 @@ fn worker(app: &App, server: &tiny_http::Server, intake: &Mutex<Intake>, listen:
 
 /// Checks that the listener still accepts connections; after three failures in a row it
 /// marks the process failed, and `main` exits non-zero so systemd restarts it.
-pub fn spawn_watchdog(app: Arc<App>, addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_watchdog<S: State>(app: Arc<S>, addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
     let target = local(addr);
     std::thread::Builder::new()
         .name("watchdog".into())
@@ -161,7 +204,7 @@ pub fn spawn_watchdog(app: Arc<App>, addr: SocketAddr) -> std::io::Result<JoinHa
             let mut last = Instant::now();
             while !app.is_stopping() {
                 std::thread::sleep(Duration::from_millis(100));
-                if last.elapsed() < app.config.watchdog_interval {
+                if last.elapsed() < app.config().watchdog_interval {
                     continue;
                 }
                 last = Instant::now();
@@ -223,11 +266,11 @@ struct BodyState {
     fully_read: bool,
 }
 
-fn handle(app: &App, mut rq: tiny_http::Request) {
+fn handle<S: State>(app: &S, router: &Router<S>, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let mut body = BodyState { fully_read: false };
-    let (req, mut resp) = dispatch(app, &mut rq, &mut body);
-    middleware::finish(&app.config, &req, &mut resp);
+    let (req, mut resp) = dispatch(app, router, &mut rq, &mut body);
+    middleware::finish(app.config(), &req, &mut resp);
     access_log(app, &req, &resp, started);
     if resp.stream.is_some() {
         stream(app, rq, resp);
@@ -239,9 +282,9 @@ fn handle(app: &App, mut rq: tiny_http::Request) {
 
 /// Counts the request and writes the access-log line, with the client address the rate
 /// limiter keys on.
-fn access_log(app: &App, req: &Req, resp: &Resp, started: Instant) {
+fn access_log<S: State>(app: &S, req: &Req, resp: &Resp, started: Instant) {
     let elapsed = started.elapsed();
-    app.metrics.record(resp.status, elapsed);
+    app.metrics().record(resp.status, elapsed);
     log::info!(
         "{} {} {} {:.1}ms client={} rid={}",
         req.method,
@@ -256,7 +299,7 @@ fn access_log(app: &App, req: &Req, resp: &Resp, started: Instant) {
 /// Ambiguous framing: one 400, then the connection is closed (see `framing`). The answer is
 /// written on the raw writer so the connection is shut for writing before tiny_http may write
 /// anything after it.
-fn refuse(app: &App, rq: tiny_http::Request, reason: &'static str, listen: SocketAddr) {
+fn refuse<S: State>(app: &S, rq: tiny_http::Request, reason: &'static str, listen: SocketAddr) {
     let started = Instant::now();
     let req = request_of(app, &rq);
     let e = Error::bad_request(
@@ -264,7 +307,7 @@ fn refuse(app: &App, rq: tiny_http::Request, reason: &'static str, listen: Socke
         format!("Ambiguous request framing: {reason}"),
     );
     let mut resp = error_response(&req, e);
-    middleware::finish(&app.config, &req, &mut resp);
+    middleware::finish(app.config(), &req, &mut resp);
     access_log(app, &req, &resp, started);
     // tiny_http's `Response` drops a `Connection` header, so this head is written here.
     let mut head = format!(
@@ -399,8 +442,8 @@ fn push_headers(head: &mut String, headers: &[(String, String)]) {
 
 /// A streamed response: tiny_http's `Response` buffers 8 KiB per chunk, so we write the head
 /// and the chunks ourselves on the raw connection and flush each one.
-fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
-    let Some(body) = resp.stream.take() else {
+fn stream<S: State>(app: &S, rq: tiny_http::Request, mut resp: Resp) {
+    let Some(body) = resp.take_stream::<S>() else {
         return;
     };
     let mut w = rq.into_writer();
@@ -421,7 +464,7 @@ fn stream(app: &App, rq: tiny_http::Request, mut resp: Resp) {
 }
 
 /// The request as handlers see it, before routing and without the body.
-fn request_of(app: &App, rq: &tiny_http::Request) -> Req {
+fn request_of<S: State>(app: &S, rq: &tiny_http::Request) -> Req {
     let url = rq.url().to_string();
     let (path, query) = match url.split_once('?') {
         Some((p, q)) => (p.to_string(), parse_query(q)),
@@ -438,7 +481,7 @@ fn request_of(app: &App, rq: &tiny_http::Request) -> Req {
     let client_ip = middleware::client_ip(
         peer,
         header_value(rq, "x-forwarded-for"),
-        &app.config.trusted_proxies,
+        &app.config().trusted_proxies,
     );
     Req {
         method: rq.method().as_str().to_ascii_uppercase(),
@@ -453,7 +496,12 @@ fn request_of(app: &App, rq: &tiny_http::Request) -> Req {
     }
 }
 
-fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Req, Resp) {
+fn dispatch<S: State>(
+    app: &S,
+    router: &Router<S>,
+    rq: &mut tiny_http::Request,
+    body: &mut BodyState,
+) -> (Req, Resp) {
     let header_weight = header_weight(rq);
     let mut req = request_of(app, rq);
 
@@ -463,9 +511,9 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Re
         }
         // Preflight comes before authentication and rate limiting, on any path.
         if req.method == "OPTIONS" {
-            return Ok(middleware::preflight(&app.config, req.header("origin")));
+            return Ok(middleware::preflight(app.config(), req.header("origin")));
         }
-        let (route, params) = match app.router.find(&req.method, &req.path) {
+        let (route, params) = match router.find(&req.method, &req.path) {
             Match::Found(route, params) => (route, params),
             Match::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
             Match::NotFound => return Err(Error::not_found("Not Found")),
@@ -473,9 +521,9 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Re
         req.params = params;
         if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
             check_content_type(req.header("content-type"))?;
-            req.body = read_body(rq, app.config.max_body_bytes, body)?;
+            req.body = read_body(rq, app.config().max_body_bytes, body)?;
         }
-        app.before_handler(route, &req)?;
+        ratelimit::before_handler(app, route.class, &req)?;
         match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {
             Ok(result) => result,
             Err(_) => Err(Error::internal(format!(

@@ -7,12 +7,12 @@ use serde::Serialize;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::app::App;
 use crate::error::Error;
 use crate::http::router::Class;
-use crate::http::{Req, Resp};
+use crate::http::{Req, Resp, Router};
 
 struct BearerAuth;
 
@@ -71,7 +71,9 @@ pub enum LocPart {
 /// answer 401 and 403 (deactivated account), routes with a body 413, 415 and 422, routes with
 /// query parameters 422, and the routes under the rate limits (all of which use the database)
 /// 429 and 503.
-struct ErrorResponses;
+struct ErrorResponses<'r> {
+    routes: &'r Router<App>,
+}
 
 fn error_content() -> RefOr<Content> {
     RefOr::T(Content::new(Some(Ref::from_schema_name("ErrorBody"))))
@@ -106,9 +108,8 @@ fn has_param(op: &Operation, place: ParameterIn) -> bool {
 /// utoipa's `request_body = T` cannot say.
 const OPTIONAL_BODIES: &[(&str, &str)] = &[("POST", "/api/v1/auth/logout")];
 
-impl utoipa::Modify for ErrorResponses {
+impl utoipa::Modify for ErrorResponses<'_> {
     fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
-        let router = crate::routes();
         for (path, item) in api.paths.paths.iter_mut() {
             let ops = [
                 ("GET", &mut item.get),
@@ -119,7 +120,8 @@ impl utoipa::Modify for ErrorResponses {
             ];
             for (method, op) in ops {
                 let Some(op) = op.as_mut() else { continue };
-                let class = router
+                let class = self
+                    .routes
                     .routes()
                     .iter()
                     .find(|r| r.method == method && r.pattern == path.as_str())
@@ -174,68 +176,34 @@ impl utoipa::Modify for ErrorResponses {
     }
 }
 
-/// Every documented route. A test checks that each route of the router is listed here.
+/// What the document holds besides the routes: its info and the error schemas. The paths come
+/// from the route list itself (`crate::api::ApiPath`), so a route is written once.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Wealth Coach AI", description = "The API of the Wealth Coach AI app."),
-    modifiers(&BearerAuth, &ErrorResponses),
-    components(schemas(ErrorBody, ErrorDetail, FieldProblem, LocPart)),
-    paths(
-        super::health::root,
-        super::health::health,
-        super::health::api_health,
-        super::health::detailed,
-        super::health::ready,
-        super::observe::metrics_json,
-        super::observe::metrics_prometheus,
-        super::observe::stats,
-        openapi_json,
-        swagger,
-        crate::auth::handlers::send_otp,
-        crate::auth::handlers::verify_otp,
-        crate::auth::handlers::login_otp,
-        crate::auth::handlers::register,
-        crate::auth::handlers::login,
-        crate::auth::handlers::refresh,
-        crate::auth::handlers::logout,
-        crate::auth::handlers::check_mobile,
-        crate::auth::handlers::password_requirements,
-        crate::auth::me::get_me,
-        crate::auth::me::patch_me,
-        crate::auth::me::delete_me,
-        crate::budget::handlers::allocations::get_allocations,
-        crate::budget::handlers::allocations::get_summary,
-        crate::budget::handlers::allocations::get_history,
-        crate::budget::handlers::allocations::set_budget,
-        crate::budget::handlers::allocations::record_actual,
-        crate::budget::handlers::allocations::get_category,
-        crate::budget::handlers::allocations::put_allocation,
-        crate::budget::handlers::allocations::delete_allocation,
-        crate::budget::handlers::monthly::get_monthly_budget,
-        crate::budget::handlers::transactions::create_transaction,
-        crate::budget::handlers::transactions::list_transactions,
-        crate::budget::handlers::transactions::get_balance,
-        crate::budget::handlers::transactions::patch_transaction,
-        crate::budget::handlers::transactions::delete_transaction,
-        crate::profile::routes::submit,
-        crate::profile::routes::status,
-        crate::profile::routes::profile,
-        crate::profile::routes::get_preferences,
-        crate::profile::routes::patch_preferences,
-        crate::profile::routes::export,
-        crate::chat::http::message,
-        crate::chat::http::message_stream,
-        crate::chat::http::sessions,
-        crate::chat::http::session_messages,
-        crate::chat::http::delete_conversation,
-    )
+    info(
+        title = "Wealth Coach AI",
+        description = "The API of the Wealth Coach AI app."
+    ),
+    components(schemas(ErrorBody, ErrorDetail, FieldProblem, LocPart))
 )]
 pub struct ApiDoc;
+
+/// The document of these routes: each documented route adds its operation, then the answers
+/// every route of its kind can give are added.
+pub fn build(routes: &Router<App>) -> utoipa::openapi::OpenApi {
+    let mut api = ApiDoc::openapi();
+    for doc in routes.routes().iter().filter_map(|r| r.doc) {
+        doc(&mut api);
+    }
+    BearerAuth.modify(&mut api);
+    ErrorResponses { routes }.modify(&mut api);
+    api
+}
 
 pub fn document() -> &'static str {
     static DOC: OnceLock<String> = OnceLock::new();
     DOC.get_or_init(|| {
-        ApiDoc::openapi()
+        build(&crate::routes())
             .to_pretty_json()
             .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     })
@@ -285,6 +253,28 @@ pub fn swagger(app: &App, req: &Req) -> Result<Resp, Error> {
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
+
+    /// One operation per documented route and no other: a route list entry cannot add a
+    /// second method, and no operation comes from anywhere else.
+    #[test]
+    fn the_document_has_exactly_the_documented_routes() {
+        let doc: Value = serde_json::from_str(super::document()).expect("JSON");
+        let mut ops: Vec<String> = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for method in item.as_object().expect("operations").keys() {
+                ops.push(format!("{} {path}", method.to_ascii_uppercase()));
+            }
+        }
+        let mut routes: Vec<String> = crate::routes()
+            .routes()
+            .iter()
+            .filter(|r| r.documented)
+            .map(|r| format!("{} {}", r.method, r.pattern))
+            .collect();
+        ops.sort();
+        routes.sort();
+        assert_eq!(ops, routes);
+    }
 
     /// Every error a route documents has the shared body (but two answers that are not ours:
     /// tiny_http's empty 400 and the readiness probe's own 503), and every bearer route

@@ -2,24 +2,25 @@
 
 pub mod docs;
 pub mod health;
-pub mod metrics;
 pub mod observe;
 pub mod systemd;
 
+use crate::api::ApiPath;
+use crate::app::App;
 use crate::http::{Route, route};
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
-        route("GET", "/", health::root).exempt(),
-        route("GET", "/health", health::health).exempt(),
-        route("GET", "/api/v1/health", health::api_health).exempt(),
-        route("GET", "/api/v1/health/detailed", health::detailed).exempt(),
-        route("GET", "/api/v1/ready", health::ready).exempt(),
-        route("GET", "/api/v1/metrics", observe::metrics_json).exempt(),
-        route("GET", "/metrics", observe::metrics_prometheus).exempt(),
-        route("GET", "/api/v1/stats", observe::stats).exempt(),
-        route("GET", "/openapi.json", docs::openapi_json).exempt(),
-        route("GET", "/docs", docs::swagger).exempt(),
+        health::__path_root::route(health::root).exempt(),
+        health::__path_health::route(health::health).exempt(),
+        health::__path_api_health::route(health::api_health).exempt(),
+        health::__path_detailed::route(health::detailed).exempt(),
+        health::__path_ready::route(health::ready).exempt(),
+        observe::__path_metrics_json::route(observe::metrics_json).exempt(),
+        observe::__path_metrics_prometheus::route(observe::metrics_prometheus).exempt(),
+        observe::__path_stats::route(observe::stats).exempt(),
+        docs::__path_openapi_json::route(docs::openapi_json).exempt(),
+        docs::__path_swagger::route(docs::swagger).exempt(),
         route("GET", "/docs/{file}", docs::swagger)
             .exempt()
             .undocumented(),

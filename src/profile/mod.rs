@@ -6,23 +6,17 @@ pub mod onboarding;
 pub mod preferences;
 pub mod routes;
 
-use crate::http::{Route, route};
+use crate::api::ApiPath;
+use crate::app::App;
+use crate::http::Route;
 
-pub fn routes() -> Vec<Route> {
+pub fn routes() -> Vec<Route<App>> {
     vec![
-        route("POST", "/api/v1/onboarding/submit", routes::submit),
-        route("GET", "/api/v1/onboarding/status", routes::status),
-        route("GET", "/api/v1/onboarding/profile", routes::profile),
-        route(
-            "GET",
-            "/api/v1/users/me/preferences",
-            routes::get_preferences,
-        ),
-        route(
-            "PATCH",
-            "/api/v1/users/me/preferences",
-            routes::patch_preferences,
-        ),
-        route("GET", "/api/v1/users/me/export", routes::export),
+        routes::__path_submit::route(routes::submit),
+        routes::__path_status::route(routes::status),
+        routes::__path_profile::route(routes::profile),
+        routes::__path_get_preferences::route(routes::get_preferences),
+        routes::__path_patch_preferences::route(routes::patch_preferences),
+        routes::__path_export::route(routes::export),
     ]
 }

@@ -6,8 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::Result;
-use crate::http::input::string_within;
-use crate::http::{Fields, FromJson, Invalid};
+use crate::input::{Fields, FromJson, Invalid, Text, string_within};
 
 /// Free-text fields have no limit in the contract; this one keeps prompts and rows sane.
 const TEXT_MAX: usize = 2000;
@@ -43,13 +42,8 @@ pub struct OnboardingData {
     pub interests: Option<String>,
 }
 
-struct Bounded<const MAX: usize>(String);
-
-impl<const MAX: usize> FromJson for Bounded<MAX> {
-    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, 0, MAX).map(Bounded)
-    }
-}
+/// Free text of at most `MAX` characters.
+type Bounded<const MAX: usize> = Text<0, MAX>;
 
 /// A string that must be one of a fixed set, kept as sent.
 fn one_of(v: &Value, allowed: &[&str]) -> std::result::Result<String, Invalid> {

@@ -6,8 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::error::Result;
-use crate::http::input::string_within;
-use crate::http::{Fields, FromJson, Invalid};
+use crate::input::{Fields, FromJson, Invalid, string_within};
 
 #[derive(Serialize, ToSchema, Clone, Debug, PartialEq)]
 pub struct Preferences {

@@ -8,7 +8,8 @@ use super::preferences::{self, Preferences, PreferencesPatch};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::error::{Error, Result};
-use crate::http::{Fields, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::Fields;
 
 #[derive(Serialize, ToSchema)]
 pub struct SubmitResponse {

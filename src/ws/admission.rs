@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use crate::app::App;
-use crate::http::ratelimit::{Quota, ip_key};
+use crate::limiter::{Quota, ip_key};
 
 /// Unauthenticated sockets per address key.
 #[derive(Default)]
@@ -25,13 +25,13 @@ impl Pending {
 /// One unauthenticated socket's place in its address's count; dropped when it authenticates
 /// or ends.
 pub struct PendingSlot {
-    app: Arc<App>,
+    pending: Arc<Pending>,
     key: String,
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut map = self.app.ws_pending.lock();
+        let mut map = self.pending.lock();
         if let Some(n) = map.get_mut(&self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -52,7 +52,7 @@ pub struct Refused {
 }
 
 /// Counts the upgrade and takes a pending place, or says why not.
-pub fn admit(app: &Arc<App>, client: IpAddr) -> Result<PendingSlot, Refused> {
+pub fn admit(app: &App, pending: &Arc<Pending>, client: IpAddr) -> Result<PendingSlot, Refused> {
     let key = ip_key(client);
     let c = &app.config;
     if c.rate_limit_enabled {
@@ -75,7 +75,7 @@ pub fn admit(app: &Arc<App>, client: IpAddr) -> Result<PendingSlot, Refused> {
             });
         }
     }
-    let mut map = app.ws_pending.lock();
+    let mut map = pending.lock();
     let n = map.entry(key.clone()).or_insert(0);
     if *n >= c.ws_max_pending_per_ip {
         return Err(Refused {
@@ -88,7 +88,7 @@ pub fn admit(app: &Arc<App>, client: IpAddr) -> Result<PendingSlot, Refused> {
     }
     *n += 1;
     Ok(PendingSlot {
-        app: app.clone(),
+        pending: pending.clone(),
         key,
     })
 }

@@ -38,6 +38,16 @@ pub const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// this module needs nothing of chat's.
 pub type ChatHandler = fn(&App, Socket, AuthUser, &Live) -> Ended;
 
+/// What the server keeps about its sockets, shared by its threads (not by the rest of the
+/// application).
+#[derive(Default)]
+pub struct Sockets {
+    /// Authenticated sockets per (user, endpoint): the per-user cap and the session watcher.
+    pub sessions: sessions::Sessions,
+    /// Unauthenticated sockets per client address, for `WS_MAX_PENDING_PER_IP`.
+    pub pending: Arc<admission::Pending>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Chat,
@@ -76,11 +86,12 @@ impl WsServer {
         chat: ChatHandler,
     ) -> Result<WsServer, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let watcher = sessions::spawn_watcher(app.clone())
+        let sockets = Arc::new(Sockets::default());
+        let watcher = sessions::spawn_watcher(app.clone(), sockets.clone())
             .map_err(|e| format!("cannot start the WebSocket session watcher: {e}"))?;
         let accept = std::thread::Builder::new()
             .name("ws-accept".into())
-            .spawn(move || accept_loop(&app, &listener, chat))
+            .spawn(move || accept_loop(&app, &sockets, &listener, chat))
             .map_err(|e| format!("cannot start the WebSocket listener: {e}"))?;
         Ok(WsServer {
             addr,
@@ -107,7 +118,7 @@ impl WsServer {
     }
 }
 
-fn accept_loop(app: &Arc<App>, listener: &TcpListener, chat: ChatHandler) {
+fn accept_loop(app: &Arc<App>, sockets: &Arc<Sockets>, listener: &TcpListener, chat: ChatHandler) {
     loop {
         let accepted = listener.accept();
         if app.is_stopping() {
@@ -129,10 +140,11 @@ fn accept_loop(app: &Arc<App>, listener: &TcpListener, chat: ChatHandler) {
             continue;
         }
         let app = app.clone();
+        let sockets = sockets.clone();
         let spawned = std::thread::Builder::new()
             .name("ws".into())
             .stack_size(256 * 1024)
-            .spawn(move || serve(&app, stream, chat));
+            .spawn(move || serve(&app, &sockets, stream, chat));
         if let Err(e) = spawned {
             log::error!("ws: cannot start a socket thread: {e}");
         }
@@ -196,7 +208,7 @@ fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
     e
 }
 
-fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
+fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
@@ -222,7 +234,8 @@ fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
             .and_then(|v| v.to_str().ok());
         let client =
             crate::http::middleware::client_ip(peer.ip(), forwarded, &app.config.trusted_proxies);
-        upgrade.pending = Some(admission::admit(app, client).map_err(|r| refused_upgrade(&r))?);
+        upgrade.pending =
+            Some(admission::admit(app, &sockets.pending, client).map_err(|r| refused_upgrade(&r))?);
         upgrade.endpoint = endpoint;
         upgrade.token = query_token(req.uri().query());
         Ok(resp)
@@ -265,19 +278,25 @@ fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
         waiting: None,
         pending: upgrade.pending,
     };
-    run(app, socket, upgrade.token, chat);
+    run(app, &sockets.sessions, socket, upgrade.token, chat);
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Authenticates an upgraded socket, lists it among its user's sockets (`sessions`) and
 /// serves its endpoint until it ends.
-fn run(app: &App, mut sock: Socket, query_token: Option<String>, chat: ChatHandler) {
+fn run(
+    app: &App,
+    sessions: &sessions::Sessions,
+    mut sock: Socket,
+    query_token: Option<String>,
+    chat: ChatHandler,
+) {
     let Some(user) = auth::authenticate(app, &mut sock, query_token) else {
         return;
     };
     sock.authenticated();
     let cap = app.config.ws_max_connections_per_user;
-    let member = app.ws_sessions.join(&user, sock.endpoint, cap);
+    let member = sessions.join(&user, sock.endpoint, cap);
     let ended = match sock.endpoint {
         Endpoint::Chat => chat(app, sock, user, &member),
         Endpoint::Notifications => notifications::serve(app, sock, &user, &member),

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Ended, Endpoint};
+use super::{Ended, Endpoint, Sockets};
 use crate::app::App;
 use crate::auth::AuthUser;
 use crate::auth::tokens::TOLERANCE_SECS;
@@ -138,8 +138,8 @@ impl Sessions {
 
 /// One look at every live socket: an expired token (past the leeway HTTP allows too), or a
 /// user logged out everywhere, deleted or deactivated, ends it. One query for all users.
-pub fn sweep(app: &App) {
-    let live = app.ws_sessions.snapshot();
+pub fn sweep(app: &App, sessions: &Sessions) {
+    let live = sessions.snapshot();
     if live.is_empty() {
         return;
     }
@@ -169,7 +169,7 @@ pub fn sweep(app: &App) {
 }
 
 /// The watcher: a sweep every [`SWEEP_EVERY`] until the server stops.
-pub fn spawn_watcher(app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn_watcher(app: Arc<App>, sockets: Arc<Sockets>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ws-sessions".into())
         .spawn(move || {
@@ -177,7 +177,7 @@ pub fn spawn_watcher(app: Arc<App>) -> std::io::Result<JoinHandle<()>> {
             while !app.is_stopping() {
                 std::thread::sleep(Duration::from_millis(100));
                 if Instant::now() >= next {
-                    sweep(&app);
+                    sweep(&app, &sockets.sessions);
                     next = Instant::now() + SWEEP_EVERY;
                 }
             }

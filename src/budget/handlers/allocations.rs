@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Count, Message, Text, json_bytes, this_month, write};
+use super::{Message, json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::allocations::{self, Change, Mode};
@@ -15,7 +15,8 @@ use crate::budget::money::{Money, NonNegative};
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
 use crate::events::Event;
-use crate::http::{Fields, FromJson, Invalid, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::{Count, Fields, FromJson, Invalid, Text};
 
 #[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations", security(("bearer" = [])),
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),

@@ -13,8 +13,6 @@ use utoipa::ToSchema;
 use crate::app::App;
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
-use crate::http::input::string_within;
-use crate::http::{FromJson, Invalid};
 
 #[derive(Serialize, ToSchema)]
 pub struct Message {
@@ -23,31 +21,6 @@ pub struct Message {
 
 fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(Error::internal)
-}
-
-/// A text field of `MIN..=MAX` characters; the bounds are written once, in the type.
-struct Text<const MIN: usize, const MAX: usize>(String);
-
-impl<const MIN: usize, const MAX: usize> FromJson for Text<MIN, MAX> {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        string_within(v, MIN, MAX).map(Text)
-    }
-}
-
-/// A whole number in `MIN..=MAX`.
-struct Count<const MIN: u32, const MAX: u32>(u32);
-
-impl<const MIN: u32, const MAX: u32> FromJson for Count<MIN, MAX> {
-    fn from_json(v: &serde_json::Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        match u32::try_from(n) {
-            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Count(n)),
-            _ => Err(Invalid::new(
-                format!("Input should be between {MIN} and {MAX}"),
-                "value_error",
-            )),
-        }
-    }
 }
 
 /// The one way a handler writes a user's budget rows: one database transaction, then (only

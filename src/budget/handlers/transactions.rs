@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{Count, Text, json_bytes, this_month, write};
+use super::{json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::dates::DayRange;
@@ -12,7 +12,8 @@ use crate::budget::money::{Money, Positive};
 use crate::budget::period::Period;
 use crate::budget::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, Window};
 use crate::error::{Error, Result};
-use crate::http::{Fields, Req, Resp};
+use crate::http::{Req, Resp};
+use crate::input::{Count, Fields, Text};
 
 type Category = Text<1, 50>;
 

@@ -1,4 +1,5 @@
-//! Parse, don't validate: raw JSON (or query strings) become typed values at the edge.
+//! Parse, don't validate: raw JSON (or query strings) become typed values at the edge. Domain
+//! types implement `FromJson` here, so they never import the HTTP layer.
 //!
 //! A handler asks `Fields` for each field with the type it wants; every problem is collected,
 //! and `finish()` turns them into one 422 listing them all, FastAPI style. Unknown fields are
@@ -14,8 +15,8 @@
 
 use serde_json::{Map, Value};
 
-use super::request::Req;
 use crate::error::{Error, FieldError};
+use crate::http::Req;
 
 /// Why one field's value was refused: a message and a FastAPI error type.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,6 +175,31 @@ pub fn string_within(v: &Value, min: usize, max: usize) -> Result<String, Invali
         ));
     }
     Ok(s.clone())
+}
+
+/// A text field of `MIN..=MAX` characters; the bounds are written once, in the type.
+pub struct Text<const MIN: usize, const MAX: usize>(pub String);
+
+impl<const MIN: usize, const MAX: usize> FromJson for Text<MIN, MAX> {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        string_within(v, MIN, MAX).map(Text)
+    }
+}
+
+/// A whole number in `MIN..=MAX`.
+pub struct Count<const MIN: u32, const MAX: u32>(pub u32);
+
+impl<const MIN: u32, const MAX: u32> FromJson for Count<MIN, MAX> {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        let n = i64::from_json(v)?;
+        match u32::try_from(n) {
+            Ok(n) if (MIN..=MAX).contains(&n) => Ok(Count(n)),
+            _ => Err(Invalid::new(
+                format!("Input should be between {MIN} and {MAX}"),
+                "value_error",
+            )),
+        }
+    }
 }
 
 impl FromJson for String {
