@@ -49,7 +49,8 @@ pub struct App {
 impl App {
     pub fn new(config: Config, db: Db) -> Result<App, String> {
         let secret = config
-            .jwt_secret
+            .tokens
+            .secret
             .as_ref()
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
@@ -58,12 +59,12 @@ impl App {
             .map_err(|e| format!("cannot load the allocation catalogue: {e:?}"))?;
         Ok(App {
             catalog,
-            views: ViewCache::new(config.cache_enabled),
+            views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),
             ws_sessions: Default::default(),
             ws_pending: Default::default(),
             answers: moka::sync::Cache::builder()
-                .time_to_live(config.query_cache_ttl)
+                .time_to_live(config.cache.query_ttl)
                 .max_capacity(32 * 1024 * 1024)
                 .weigher(|k: &String, v: &std::sync::Arc<String>| {
                     u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
@@ -73,7 +74,7 @@ impl App {
             sms: crate::auth::sms::from_config(&config),
             limiter: RateLimiter::default(),
             revoked_access: moka::sync::Cache::builder()
-                .time_to_live(config.access_token_ttl)
+                .time_to_live(config.tokens.access_ttl)
                 .max_capacity(1_000_000)
                 .build(),
             config,
@@ -136,7 +137,7 @@ impl App {
             }];
             self.limiter.check(&key, &q, now).map_err(refuse)?;
         }
-        if !c.rate_limit_enabled || route.class == Class::Exempt {
+        if !c.rate_limit.enabled || route.class == Class::Exempt {
             return Ok(());
         }
         // Only the signature is checked here (no database): a forged token cannot pass, and
@@ -149,22 +150,22 @@ impl App {
             .unwrap_or_else(|| ip_key(req.client_ip));
         let quotas = [
             Quota {
-                limit: c.rate_limit_per_minute,
+                limit: c.rate_limit.per_minute,
                 window: 60,
             },
             Quota {
-                limit: c.rate_limit_per_hour,
+                limit: c.rate_limit.per_hour,
                 window: 3600,
             },
             Quota {
-                limit: c.rate_limit_per_day,
+                limit: c.rate_limit.per_day,
                 window: 86_400,
             },
         ];
         self.limiter.check(&key, &quotas, now).map_err(refuse)?;
         if route.class == Class::Chat {
             let q = [Quota {
-                limit: c.chat_rate_limit_per_minute,
+                limit: c.rate_limit.chat_per_minute,
                 window: 60,
             }];
             self.limiter

@@ -26,7 +26,7 @@ fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<Mobi
         return Ok(None);
     };
     let c = &app.config;
-    match MobileNumber::parse_in(&raw, &c.default_country_code, &c.sms_allowed_countries) {
+    match MobileNumber::parse_in(&raw, &c.sms.default_country_code, &c.sms.allowed_countries) {
         Ok(m) => Ok(Some(m)),
         Err(inv) => {
             f.reject("mobile_number", inv.msg, inv.kind);
@@ -95,7 +95,7 @@ pub struct OtpSentResponse {
               (status = 502, description = "The SMS gateway failed"), (status = 504, description = "The SMS gateway timed out")))]
 pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
     let mobile = mobile_body(app, req)?;
-    if !mobile.in_countries(&app.config.sms_allowed_countries) {
+    if !mobile.in_countries(&app.config.sms.allowed_countries) {
         return Err(Error::Unprocessable {
             code: "country_not_allowed",
             detail: "OTP delivery is not available for this country".into(),
@@ -121,7 +121,7 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
             timeout,
         });
     }
-    let ttl = app.config.otp_ttl.as_secs();
+    let ttl = app.config.otp.ttl.as_secs();
     Ok(Resp::json(
         200,
         &OtpSentResponse {
@@ -132,7 +132,7 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
                 ttl.div_ceil(60)
             ),
             expires_in: ttl,
-            resend_after: app.config.otp_resend_cooldown.as_secs(),
+            resend_after: app.config.otp.resend_cooldown.as_secs(),
         },
     ))
 }
@@ -292,13 +292,13 @@ pub fn register(app: &App, req: &Req) -> Result<Resp> {
         (mobile?, email?, password?, full_name?, code?, token?);
 
     let c = &app.config;
-    if !c.enable_user_registration {
+    if !c.features.user_registration {
         return Err(Error::Forbidden {
             code: "registration_disabled",
             detail: "Registration is currently disabled".into(),
         });
     }
-    if mobile.is_none() && !c.enable_email_registration {
+    if mobile.is_none() && !c.features.email_registration {
         return Err(Error::Forbidden {
             code: "email_registration_disabled",
             detail: "Registration by email is disabled; register with a mobile number".into(),

@@ -34,7 +34,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 fn secret(app: &App) -> &str {
     app.config
-        .jwt_secret
+        .tokens
+        .secret
         .as_ref()
         .map(|s| s.expose())
         .unwrap_or("")
@@ -79,7 +80,7 @@ pub fn prepare_send(
 ) -> Result<OtpCode> {
     let c: &Config = &app.config;
     let now = app.clock.unix();
-    let cooldown = c.otp_resend_cooldown.as_secs() as i64;
+    let cooldown = c.otp.resend_cooldown.as_secs() as i64;
     let last: Option<i64> = tx
         .query_row(
             "SELECT max(sent_at) FROM otp_sends WHERE mobile_number = ?1",
@@ -107,7 +108,7 @@ pub fn prepare_send(
         per_number,
         &mobile.e164,
         now - HOUR,
-        c.otp_max_sends_per_hour,
+        c.otp.max_sends_per_hour,
         HOUR,
         now,
     )? {
@@ -122,7 +123,7 @@ pub fn prepare_send(
         per_number,
         &mobile.e164,
         now - DAY,
-        c.otp_max_sends_per_day,
+        c.otp.max_sends_per_day,
         DAY,
         now,
     )? {
@@ -139,7 +140,7 @@ pub fn prepare_send(
         per_ip,
         ip,
         now - HOUR,
-        c.otp_max_sends_per_ip_per_hour,
+        c.otp.max_sends_per_ip_per_hour,
         HOUR,
         now,
     )? {
@@ -150,10 +151,10 @@ pub fn prepare_send(
         ));
     }
     let global = "SELECT count(*), min(sent_at) FROM otp_sends WHERE ?1 = ?1 AND sent_at > ?2";
-    if let Some(wait) = window_full(tx, global, "", now - DAY, c.sms_daily_limit, DAY, now)? {
+    if let Some(wait) = window_full(tx, global, "", now - DAY, c.sms.daily_limit, DAY, now)? {
         log::error!(
             "SMS_DAILY_LIMIT of {} reached: refusing OTP sends",
-            c.sms_daily_limit
+            c.sms.daily_limit
         );
         return Err(too_many(
             "sms_daily_limit",
@@ -178,7 +179,7 @@ pub fn prepare_send(
             mobile.e164,
             keyed_hash(secret(app), &mobile.e164, &code.0),
             now,
-            now + c.otp_ttl.as_secs() as i64
+            now + c.otp.ttl.as_secs() as i64
         ],
     )?;
     tx.execute(
@@ -234,14 +235,14 @@ pub enum Check {
 pub fn ensure_not_locked(app: &App, tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
     let c = &app.config;
     let now = app.clock.unix();
-    let window = c.otp_attempt_window.as_secs() as i64;
+    let window = c.otp.attempt_window.as_secs() as i64;
     let sql = "SELECT count(*), min(failed_at) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2";
     if let Some(wait) = window_full(
         tx,
         sql,
         &mobile.e164,
         now - window,
-        c.otp_max_attempts,
+        c.otp.max_attempts,
         window,
         now,
     )? {
@@ -320,13 +321,13 @@ fn check_code(
         "INSERT INTO otp_failures (mobile_number, failed_at) VALUES (?1, ?2)",
         params![mobile.e164, now],
     )?;
-    let window = app.config.otp_attempt_window.as_secs() as i64;
+    let window = app.config.otp.attempt_window.as_secs() as i64;
     let failures: i64 = tx.query_row(
         "SELECT count(*) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2",
         params![mobile.e164, now - window],
         |r| r.get(0),
     )?;
-    if failures >= i64::from(app.config.otp_max_attempts) {
+    if failures >= i64::from(app.config.otp.max_attempts) {
         retire(app, tx, mobile, &live)?;
     }
     Ok(Check::Invalid)

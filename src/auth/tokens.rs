@@ -116,7 +116,7 @@ fn access_token(app: &App, user: &User, now: i64) -> Result<String> {
     let stamp = Stamp {
         jti: &crate::random::uuid(),
         issued_at: now,
-        expires_at: now + app.config.access_token_ttl.as_secs() as i64,
+        expires_at: now + app.config.tokens.access_ttl.as_secs() as i64,
         nonce: None,
     };
     sign(app, claims, stamp)
@@ -242,7 +242,7 @@ fn issue(
     let row = RefreshStamp {
         id: &row_id,
         issued_at: now,
-        expires_at: now + app.config.refresh_token_ttl.as_secs() as i64,
+        expires_at: now + app.config.tokens.refresh_ttl.as_secs() as i64,
     };
     let refresh = refresh_token(app, user, row, predecessor)?;
     let family = family
@@ -259,7 +259,7 @@ fn token_response(app: &App, user: &User, now: i64, refresh: String) -> Result<T
         access_token: access_token(app, user, now)?,
         refresh_token: refresh,
         token_type: "bearer".into(),
-        expires_in: app.config.access_token_ttl.as_secs(),
+        expires_in: app.config.tokens.access_ttl.as_secs(),
     })
 }
 

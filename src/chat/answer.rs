@@ -59,13 +59,7 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
         recent = q.client_history[n..].to_vec();
     }
     let system = context::system_prompt(&app.config.app_name, &ctx);
-    let key = context::cache_key(
-        &q.user_id,
-        &app.config.openai_model,
-        &q.text,
-        &system,
-        &recent,
-    );
+    let key = context::cache_key(&q.user_id, &app.config.llm.model, &q.text, &system, &recent);
     let now = app.clock.iso();
     app.db.write(|tx| {
         history::save_message(
@@ -85,7 +79,7 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
             &now,
         )
     })?;
-    if app.config.cache_enabled
+    if app.config.cache.enabled
         && let Some(hit) = app.answers.get(&key)
     {
         app.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -102,7 +96,7 @@ pub fn prepare(app: &App, q: &Question) -> Result<Plan> {
             answer,
         })
     };
-    if app.config.openai_api_key.is_none() {
+    if app.config.llm.api_key.is_none() {
         return fallback(
             "not_configured",
             "The AI coach is not configured on this server".into(),
@@ -182,7 +176,7 @@ pub fn finish_streamed(
 ) -> Usage {
     let usage =
         reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
-    if app.config.cache_enabled && !content.is_empty() {
+    if app.config.cache.enabled && !content.is_empty() {
         app.answers
             .insert(p.cache_key.clone(), Arc::new(content.to_string()));
     }

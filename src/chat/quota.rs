@@ -27,7 +27,7 @@ fn next_midnight(app: &App) -> String {
 
 pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>> {
     let day = today(app);
-    let limit = app.config.chat_daily_token_limit;
+    let limit = app.config.chat.daily_token_limit;
     if limit > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1 AND user_id = ?2",
@@ -41,7 +41,7 @@ pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>>
             }));
         }
     }
-    let global = app.config.chat_global_daily_token_limit;
+    let global = app.config.chat.global_daily_token_limit;
     if global > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1",
@@ -61,8 +61,8 @@ pub fn check(app: &App, c: &Connection, user: &str) -> Result<Option<OverQuota>>
 /// Estimated cost in millionths of a dollar, from the configured prices per million tokens.
 pub fn cost_micros(app: &App, u: Usage) -> i64 {
     let c = &app.config;
-    (u.prompt_tokens as f64 * c.openai_price_prompt_per_mtok
-        + u.completion_tokens as f64 * c.openai_price_completion_per_mtok)
+    (u.prompt_tokens as f64 * c.llm.price_prompt_per_mtok
+        + u.completion_tokens as f64 * c.llm.price_completion_per_mtok)
         .round() as i64
 }
 

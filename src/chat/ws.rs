@@ -232,9 +232,9 @@ impl<'a> ChatSocket<'a> {
                 return self.error("invalid_conversation", "conversation_id must be a string");
             }
         };
-        if self.app.config.rate_limit_enabled {
+        if self.app.config.rate_limit.enabled {
             let q = [Quota {
-                limit: self.app.config.chat_rate_limit_per_minute,
+                limit: self.app.config.rate_limit.chat_per_minute,
                 window: 60,
             }];
             let key = format!("chat:user:{}", self.user.user.id);

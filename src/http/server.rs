@@ -63,7 +63,7 @@ impl HttpServer {
         let server = Arc::new(server);
         let intake = Arc::new(Mutex::new(Intake::default()));
         let mut workers = Vec::new();
-        for i in 0..app.config.http_workers {
+        for i in 0..app.config.http.workers {
             let app = app.clone();
             let server = server.clone();
             let intake = intake.clone();
@@ -161,7 +161,7 @@ pub fn spawn_watchdog(app: Arc<App>, addr: SocketAddr) -> std::io::Result<JoinHa
             let mut last = Instant::now();
             while !app.is_stopping() {
                 std::thread::sleep(Duration::from_millis(100));
-                if last.elapsed() < app.config.watchdog_interval {
+                if last.elapsed() < app.config.http.watchdog_interval {
                     continue;
                 }
                 last = Instant::now();
@@ -438,7 +438,7 @@ fn request_of(app: &App, rq: &tiny_http::Request) -> Req {
     let client_ip = middleware::client_ip(
         peer,
         header_value(rq, "x-forwarded-for"),
-        &app.config.trusted_proxies,
+        &app.config.http.trusted_proxies,
     );
     Req {
         method: rq.method().as_str().to_ascii_uppercase(),
@@ -473,7 +473,7 @@ fn dispatch(app: &App, rq: &mut tiny_http::Request, body: &mut BodyState) -> (Re
         req.params = params;
         if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
             check_content_type(req.header("content-type"))?;
-            req.body = read_body(rq, app.config.max_body_bytes, body)?;
+            req.body = read_body(rq, app.config.http.max_body_bytes, body)?;
         }
         app.before_handler(route, &req)?;
         match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {

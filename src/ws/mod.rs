@@ -123,7 +123,7 @@ fn accept_loop(app: &Arc<App>, listener: &TcpListener, chat: ChatHandler) {
             }
         };
         let open = app.metrics.ws_connections.load(Ordering::Relaxed);
-        if open >= app.config.ws_max_connections as i64 {
+        if open >= app.config.ws.max_connections as i64 {
             log::warn!("ws: refusing a connection, {open} already open");
             refuse(stream, 503, "Too many connections");
             continue;
@@ -166,8 +166,8 @@ pub fn ws_config(app: &App) -> WebSocketConfig {
         // tungstenite's default 128 KiB read buffer (zeroed before reads) per socket would be
         // 125 MB for a thousand sockets; it still grows for a large frame.
         .read_buffer_size(4 * 1024)
-        .max_message_size(Some(app.config.ws_max_frame_bytes))
-        .max_frame_size(Some(app.config.ws_max_frame_bytes))
+        .max_message_size(Some(app.config.ws.max_frame_bytes))
+        .max_frame_size(Some(app.config.ws.max_frame_bytes))
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
@@ -220,8 +220,11 @@ fn serve(app: &Arc<App>, stream: TcpStream, chat: ChatHandler) {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        let client =
-            crate::http::middleware::client_ip(peer.ip(), forwarded, &app.config.trusted_proxies);
+        let client = crate::http::middleware::client_ip(
+            peer.ip(),
+            forwarded,
+            &app.config.http.trusted_proxies,
+        );
         upgrade.pending = Some(admission::admit(app, client).map_err(|r| refused_upgrade(&r))?);
         upgrade.endpoint = endpoint;
         upgrade.token = query_token(req.uri().query());
@@ -276,7 +279,7 @@ fn run(app: &App, mut sock: Socket, query_token: Option<String>, chat: ChatHandl
         return;
     };
     sock.authenticated();
-    let cap = app.config.ws_max_connections_per_user;
+    let cap = app.config.ws.max_connections_per_user;
     let member = app.ws_sessions.join(&user, sock.endpoint, cap);
     let ended = match sock.endpoint {
         Endpoint::Chat => chat(app, sock, user, &member),
