@@ -40,7 +40,8 @@ pub struct App {
 impl App {
     pub fn new(config: Config, db: Db) -> Result<App, String> {
         let secret = config
-            .jwt_secret
+            .tokens
+            .secret
             .as_ref()
             .map(|s| s.expose().to_string())
             .unwrap_or_default();
@@ -49,10 +50,10 @@ impl App {
             .map_err(|e| format!("cannot load the allocation catalogue: {e:?}"))?;
         Ok(App {
             catalog,
-            views: ViewCache::new(config.cache_enabled),
+            views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),
             answers: moka::sync::Cache::builder()
-                .time_to_live(config.query_cache_ttl)
+                .time_to_live(config.cache.query_ttl)
                 .max_capacity(32 * 1024 * 1024)
                 .weigher(|k: &String, v: &std::sync::Arc<String>| {
                     u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
@@ -62,7 +63,7 @@ impl App {
             sms: crate::auth::sms::from_config(&config),
             limiter: RateLimiter::default(),
             revoked_access: moka::sync::Cache::builder()
-                .time_to_live(config.access_token_ttl)
+                .time_to_live(config.tokens.access_ttl)
                 .max_capacity(1_000_000)
                 .build(),
             config,

@@ -93,6 +93,8 @@ fn distinct_chars(s: &str) -> usize {
     s.chars().collect::<std::collections::HashSet<_>>().len()
 }
 
+/// Every setting, grouped by concern; each group's environment variables share a prefix
+/// (`OTP_*`, `WS_*`, `SMS_*`, …). The server's identity stays at the top.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub environment: Environment,
@@ -102,83 +104,175 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub ws_port: u16,
-    /// Handler threads for the HTTP listener (the bounded pool).
-    pub http_workers: usize,
-    pub database_path: PathBuf,
-    pub db_synchronous: Synchronous,
-    pub db_pool_size: u32,
-    /// `None` until start-up fills it (from the environment, or a generated development key).
-    pub jwt_secret: Option<Secret>,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub max_body_bytes: usize,
     pub app_timezone: jiff::tz::TimeZone,
     pub app_timezone_name: String,
-
-    pub cors_origins: Vec<String>,
-    pub cors_allow_credentials: bool,
-    pub trusted_proxies: Vec<IpAddr>,
-    pub metrics_token: Option<Secret>,
-
-    pub rate_limit_enabled: bool,
-    pub rate_limit_per_minute: u32,
-    pub rate_limit_per_hour: u32,
-    pub rate_limit_per_day: u32,
-    pub chat_rate_limit_per_minute: u32,
-
-    pub ws_max_connections_per_user: usize,
-    pub ws_max_connections: usize,
-    pub ws_heartbeat_interval: Duration,
-    pub ws_auth_timeout: Duration,
-    pub ws_max_frame_bytes: usize,
-    /// Upgrades per client address per minute, while rate limiting is on.
-    pub ws_upgrades_per_minute: u32,
-    /// Sockets one address may hold open before they authenticate.
-    pub ws_max_pending_per_ip: usize,
-
-    pub enable_user_registration: bool,
-    pub enable_email_registration: bool,
-    pub enable_chat: bool,
-    pub enable_docs: bool,
-    pub cache_enabled: bool,
-    pub query_cache_ttl: Duration,
-
-    pub default_country_code: String,
-    pub sms_allowed_countries: Vec<String>,
-    pub sms_provider: SmsProvider,
-    pub sms_webhook_url: Option<String>,
-    pub sms_webhook_token: Option<Secret>,
-    pub sms_template: Option<String>,
-    pub sms_timeout: Duration,
-    pub sms_daily_limit: u32,
-    pub bulksms: HashMap<String, String>,
-    pub twilio: HashMap<String, String>,
-    pub otp_ttl: Duration,
-    pub otp_max_attempts: u32,
-    pub otp_attempt_window: Duration,
-    pub otp_resend_cooldown: Duration,
-    pub otp_max_sends_per_hour: u32,
-    pub otp_max_sends_per_day: u32,
-    pub otp_max_sends_per_ip_per_hour: u32,
-    pub login_max_failures: u32,
-    pub login_max_failures_any_ip: u32,
-
-    pub openai_api_key: Option<Secret>,
-    pub openai_base_url: String,
-    pub openai_model: String,
-    pub openai_max_tokens: u32,
-    pub openai_temperature: f64,
-    pub openai_timeout: Duration,
-    pub chat_daily_token_limit: u64,
-    pub chat_global_daily_token_limit: u64,
-    /// USD per million prompt / completion tokens, for the cost estimate.
-    pub openai_price_prompt_per_mtok: f64,
-    pub openai_price_completion_per_mtok: f64,
-
-    pub shutdown_timeout: Duration,
-    pub watchdog_interval: Duration,
+    pub http: HttpSettings,
+    pub cors: CorsSettings,
+    pub db: DbSettings,
+    pub tokens: TokenSettings,
+    pub rate_limit: RateLimits,
+    pub ws: WsSettings,
+    pub features: Features,
+    pub cache: CacheSettings,
+    pub sms: SmsSettings,
+    pub otp: OtpRules,
+    pub login: LoginRules,
+    pub llm: LlmSettings,
+    pub chat: ChatLimits,
     /// Warnings to log once logging is up (e.g. REDIS_URL ignored).
     pub warnings: Vec<String>,
+}
+
+/// The HTTP listener and the server's life cycle.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Handler threads for the HTTP listener (the bounded pool): `HTTP_WORKERS`.
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub metrics_token: Option<Secret>,
+    pub shutdown_timeout: Duration,
+    pub watchdog_interval: Duration,
+}
+
+/// `CORS_*`.
+#[derive(Clone, Debug)]
+pub struct CorsSettings {
+    pub origins: Vec<String>,
+    pub allow_credentials: bool,
+}
+
+/// `DATABASE_URL`, `DB_*`.
+#[derive(Clone, Debug)]
+pub struct DbSettings {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub pool_size: u32,
+}
+
+/// `JWT_SECRET_KEY` and the token lifetimes.
+#[derive(Clone, Debug)]
+pub struct TokenSettings {
+    /// Signs tokens and keys OTP hashes. `None` until start-up fills it (from the environment,
+    /// or a generated development key).
+    pub secret: Option<Secret>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+/// `RATE_LIMIT_*` and `CHAT_RATE_LIMIT_PER_MINUTE`.
+#[derive(Clone, Debug)]
+pub struct RateLimits {
+    pub enabled: bool,
+    pub per_minute: u32,
+    pub per_hour: u32,
+    pub per_day: u32,
+    pub chat_per_minute: u32,
+}
+
+/// `WS_*`.
+#[derive(Clone, Debug)]
+pub struct WsSettings {
+    pub max_connections_per_user: usize,
+    pub max_connections: usize,
+    pub heartbeat_interval: Duration,
+    pub auth_timeout: Duration,
+    pub max_frame_bytes: usize,
+    /// Upgrades per client address per minute, while rate limiting is on.
+    pub upgrades_per_minute: u32,
+    /// Sockets one address may hold open before they authenticate.
+    pub max_pending_per_ip: usize,
+}
+
+/// `ENABLE_*`.
+#[derive(Clone, Debug)]
+pub struct Features {
+    pub user_registration: bool,
+    pub email_registration: bool,
+    pub chat: bool,
+    pub docs: bool,
+}
+
+/// `CACHE_ENABLED`, `QUERY_CACHE_TTL`.
+#[derive(Clone, Debug)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub query_ttl: Duration,
+}
+
+/// `SMS_*`, `DEFAULT_COUNTRY_CODE` and the providers' own settings.
+#[derive(Clone, Debug)]
+pub struct SmsSettings {
+    pub default_country_code: String,
+    pub allowed_countries: Vec<String>,
+    pub provider: SmsProvider,
+    pub webhook_url: Option<String>,
+    pub webhook_token: Option<Secret>,
+    pub template: Option<String>,
+    pub timeout: Duration,
+    pub daily_limit: u32,
+    pub bulksms: BulkSmsSettings,
+    pub twilio: TwilioSettings,
+}
+
+/// `BULKSMS_*`. Missing ones are reported by the sender (only the chosen provider needs them).
+#[derive(Clone, Debug)]
+pub struct BulkSmsSettings {
+    pub base_url: Option<String>,
+    pub username: Option<String>,
+    pub sendername: Option<String>,
+    pub apikey: Option<Secret>,
+    pub peid: Option<String>,
+    pub templateid: Option<String>,
+}
+
+/// `TWILIO_*`. Missing ones are reported by the sender (only the chosen provider needs them).
+#[derive(Clone, Debug)]
+pub struct TwilioSettings {
+    pub base_url: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<Secret>,
+    pub from_number: Option<String>,
+}
+
+/// `OTP_*`.
+#[derive(Clone, Debug)]
+pub struct OtpRules {
+    pub ttl: Duration,
+    pub max_attempts: u32,
+    pub attempt_window: Duration,
+    pub resend_cooldown: Duration,
+    pub max_sends_per_hour: u32,
+    pub max_sends_per_day: u32,
+    pub max_sends_per_ip_per_hour: u32,
+}
+
+/// `LOGIN_*`.
+#[derive(Clone, Debug)]
+pub struct LoginRules {
+    pub max_failures: u32,
+    pub max_failures_any_ip: u32,
+}
+
+/// `OPENAI_*`: the upstream model.
+#[derive(Clone, Debug)]
+pub struct LlmSettings {
+    pub api_key: Option<Secret>,
+    pub base_url: String,
+    pub model: String,
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub timeout: Duration,
+    /// USD per million prompt / completion tokens, for the cost estimate.
+    pub price_prompt_per_mtok: f64,
+    pub price_completion_per_mtok: f64,
+}
+
+/// `CHAT_*_TOKEN_LIMIT`.
+#[derive(Clone, Debug)]
+pub struct ChatLimits {
+    pub daily_token_limit: u64,
+    pub global_daily_token_limit: u64,
 }
 
 /// Reads settings out of a name → value map and remembers every problem.
@@ -299,6 +393,365 @@ pub fn database_path_from_url(url: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
+/// `ENVIRONMENT`: where the server runs.
+fn read_environment(r: &mut Reader) -> Environment {
+    match r
+        .string("ENVIRONMENT", "development")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "development" | "dev" | "local" => Environment::Development,
+        "staging" => Environment::Staging,
+        "production" | "prod" => Environment::Production,
+        "test" | "testing" => Environment::Test,
+        other => {
+            r.errors.push(format!(
+                "ENVIRONMENT: expected development, staging, production or test, got {other:?}"
+            ));
+            Environment::Development
+        }
+    }
+}
+
+fn read_log_level(r: &mut Reader) -> log::LevelFilter {
+    match r.string("LOG_LEVEL", "info").to_ascii_lowercase().as_str() {
+        "trace" => log::LevelFilter::Trace,
+        "debug" => log::LevelFilter::Debug,
+        "info" => log::LevelFilter::Info,
+        "warning" | "warn" => log::LevelFilter::Warn,
+        "error" | "critical" => log::LevelFilter::Error,
+        "off" => log::LevelFilter::Off,
+        other => {
+            r.errors.push(format!(
+                "LOG_LEVEL: expected debug, info, warning or error, got {other:?}"
+            ));
+            log::LevelFilter::Info
+        }
+    }
+}
+
+/// `APP_TIMEZONE`: the zone that decides where a day and a month begin; its name and the zone.
+fn read_timezone(r: &mut Reader) -> (String, jiff::tz::TimeZone) {
+    let name = r.string("APP_TIMEZONE", "UTC");
+    let zone = match jiff::tz::TimeZone::get(&name) {
+        Ok(tz) => tz,
+        Err(_) => {
+            r.errors
+                .push(format!("APP_TIMEZONE: unknown IANA time zone {name:?}"));
+            jiff::tz::TimeZone::UTC
+        }
+    };
+    (name, zone)
+}
+
+impl HttpSettings {
+    fn read(r: &mut Reader, production: bool, warnings: &mut Vec<String>) -> HttpSettings {
+        let workers = r.count("HTTP_WORKERS", 16, 1) as usize;
+        let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
+        let mut trusted_proxies = Vec::new();
+        for p in r.list("TRUSTED_PROXIES", &[]) {
+            match p.parse::<IpAddr>() {
+                Ok(ip) => trusted_proxies.push(ip),
+                Err(_) => r
+                    .errors
+                    .push(format!("TRUSTED_PROXIES: not an IP address: {p:?}")),
+            }
+        }
+        if production && trusted_proxies.is_empty() {
+            // Behind a proxy on the same host every client then arrives from loopback: one
+            // rate-limit bucket for everyone, and the operator routes open to all.
+            warnings.push(
+                "TRUSTED_PROXIES is empty: behind a local reverse proxy every client looks like \
+                 loopback (set it to the proxy's address)"
+                    .to_string(),
+            );
+        }
+        HttpSettings {
+            workers,
+            max_body_bytes,
+            trusted_proxies,
+            metrics_token: r.opt_string("METRICS_TOKEN").map(Secret),
+            shutdown_timeout: r.seconds("SHUTDOWN_TIMEOUT_SECONDS", 10),
+            watchdog_interval: r.seconds("WATCHDOG_INTERVAL_SECONDS", 5),
+        }
+    }
+}
+
+impl CorsSettings {
+    fn read(r: &mut Reader) -> CorsSettings {
+        let origins = r.list("CORS_ORIGINS", &[]);
+        if origins.iter().any(|o| o == "*") {
+            r.errors.push(
+                "CORS_ORIGINS: '*' is not allowed (credentials are sent); list the origins".into(),
+            );
+        }
+        CorsSettings {
+            origins,
+            allow_credentials: r.flag("CORS_ALLOW_CREDENTIALS", true),
+        }
+    }
+}
+
+impl DbSettings {
+    fn read(r: &mut Reader) -> DbSettings {
+        let path = match database_path_from_url(&r.string("DATABASE_URL", "./data/wealthcoach.db"))
+        {
+            Ok(p) => p,
+            Err(e) => {
+                r.errors.push(e);
+                PathBuf::from("./data/wealthcoach.db")
+            }
+        };
+        let synchronous = match r
+            .string("DB_SYNCHRONOUS", "NORMAL")
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "NORMAL" => Synchronous::Normal,
+            "FULL" => Synchronous::Full,
+            other => {
+                r.errors.push(format!(
+                    "DB_SYNCHRONOUS: expected NORMAL or FULL, got {other:?}"
+                ));
+                Synchronous::Normal
+            }
+        };
+        DbSettings {
+            path,
+            synchronous,
+            pool_size: r.count("DB_POOL_SIZE", 8, 1),
+        }
+    }
+}
+
+impl TokenSettings {
+    fn read(r: &mut Reader, production: bool) -> TokenSettings {
+        let secret = r
+            .opt_string("JWT_SECRET_KEY")
+            .or_else(|| r.opt_string("SECRET_KEY"))
+            .map(Secret);
+        if production {
+            match &secret {
+                None => r.errors.push(
+                    "JWT_SECRET_KEY: must be set in production (openssl rand -base64 48)".into(),
+                ),
+                Some(s) if s.0.chars().count() < MIN_SECRET_LEN => r.errors.push(format!(
+                    "JWT_SECRET_KEY: too short for production ({} characters, need {MIN_SECRET_LEN})",
+                    s.0.chars().count()
+                )),
+                Some(s) if distinct_chars(&s.0) < MIN_SECRET_DISTINCT => r.errors.push(format!(
+                    "JWT_SECRET_KEY: too repetitive for production ({} distinct characters, need {MIN_SECRET_DISTINCT})",
+                    distinct_chars(&s.0)
+                )),
+                Some(s) if KNOWN_WEAK_SECRETS.contains(&s.0.to_ascii_lowercase().as_str()) => r
+                    .errors
+                    .push("JWT_SECRET_KEY: is a published default value".into()),
+                Some(_) => {}
+            }
+        }
+        let access_minutes = r.count("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1);
+        let refresh_days = r.count("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1);
+        TokenSettings {
+            secret,
+            access_ttl: Duration::from_secs(u64::from(access_minutes) * 60),
+            refresh_ttl: Duration::from_secs(u64::from(refresh_days) * 86_400),
+        }
+    }
+}
+
+impl RateLimits {
+    fn read(r: &mut Reader, production: bool) -> RateLimits {
+        RateLimits {
+            enabled: r.flag("RATE_LIMIT_ENABLED", production),
+            per_minute: r.count("RATE_LIMIT_PER_MINUTE", 60, 1),
+            per_hour: r.count("RATE_LIMIT_PER_HOUR", 1000, 1),
+            per_day: r.count("RATE_LIMIT_PER_DAY", 10000, 1),
+            chat_per_minute: r.count("CHAT_RATE_LIMIT_PER_MINUTE", 10, 1),
+        }
+    }
+}
+
+impl WsSettings {
+    fn read(r: &mut Reader) -> WsSettings {
+        WsSettings {
+            max_connections_per_user: r.count("WS_MAX_CONNECTIONS_PER_USER", 3, 1) as usize,
+            max_connections: r.count("WS_MAX_CONNECTIONS", 4096, 1) as usize,
+            heartbeat_interval: r.seconds("WS_HEARTBEAT_INTERVAL", 30),
+            auth_timeout: r.seconds("WS_AUTH_TIMEOUT_SECONDS", 30),
+            max_frame_bytes: r.count("WS_MAX_FRAME_BYTES", 64 * 1024, 1024) as usize,
+            upgrades_per_minute: r.count("WS_UPGRADES_PER_MINUTE", 60, 1),
+            max_pending_per_ip: r.count("WS_MAX_PENDING_PER_IP", 10, 1) as usize,
+        }
+    }
+}
+
+impl Features {
+    fn read(r: &mut Reader) -> Features {
+        Features {
+            user_registration: r.flag("ENABLE_USER_REGISTRATION", true),
+            email_registration: r.flag("ENABLE_EMAIL_REGISTRATION", true),
+            chat: r.flag("ENABLE_CHAT", true),
+            docs: r.flag("ENABLE_DOCS", true),
+        }
+    }
+}
+
+impl CacheSettings {
+    fn read(r: &mut Reader, warnings: &mut Vec<String>) -> CacheSettings {
+        let enabled = r.flag("CACHE_ENABLED", true);
+        let query_ttl = r.seconds("QUERY_CACHE_TTL", 3600);
+        if r.raw("REDIS_URL").is_some() {
+            warnings.push(
+                "REDIS_URL is set but ignored: the cache lives in the server process".to_string(),
+            );
+        }
+        CacheSettings { enabled, query_ttl }
+    }
+}
+
+impl SmsSettings {
+    fn read(r: &mut Reader, production: bool) -> SmsSettings {
+        let default_country_code = r.string("DEFAULT_COUNTRY_CODE", "91");
+        if default_country_code.is_empty()
+            || default_country_code.len() > 3
+            || !default_country_code.bytes().all(|b| b.is_ascii_digit())
+        {
+            r.errors.push(format!(
+                "DEFAULT_COUNTRY_CODE: expected 1 to 3 digits, got {default_country_code:?}"
+            ));
+        }
+        let allowed_countries = r
+            .list("SMS_ALLOWED_COUNTRIES", &["91"])
+            .into_iter()
+            .map(|c| c.trim_start_matches('+').to_string())
+            .collect();
+        let provider = match r
+            .string("SMS_PROVIDER", "console")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "console" => SmsProvider::Console,
+            "webhook" => SmsProvider::Webhook,
+            "bulksmsind" | "bulksms" => SmsProvider::BulkSmsInd,
+            "twilio" => SmsProvider::Twilio,
+            other => {
+                r.errors.push(format!(
+                    "SMS_PROVIDER: expected console, webhook, bulksmsind or twilio, got {other:?}"
+                ));
+                SmsProvider::Console
+            }
+        };
+        if production && provider == SmsProvider::Console {
+            r.errors.push(
+                "SMS_PROVIDER: 'console' only logs codes; choose webhook, bulksmsind or twilio in production"
+                    .into(),
+            );
+        }
+        let webhook_url = r.opt_string("SMS_WEBHOOK_URL");
+        if provider == SmsProvider::Webhook && webhook_url.is_none() {
+            r.errors
+                .push("SMS_WEBHOOK_URL: required with SMS_PROVIDER=webhook".into());
+        }
+        SmsSettings {
+            default_country_code,
+            allowed_countries,
+            provider,
+            webhook_url,
+            webhook_token: r.opt_string("SMS_WEBHOOK_TOKEN").map(Secret),
+            template: r.opt_string("SMS_TEMPLATE"),
+            timeout: r.seconds("SMS_TIMEOUT_SECONDS", 10),
+            daily_limit: r.count("SMS_DAILY_LIMIT", 1000, 0),
+            bulksms: BulkSmsSettings {
+                base_url: r.opt_string("BULKSMS_BASE_URL"),
+                username: r.opt_string("BULKSMS_USERNAME"),
+                sendername: r.opt_string("BULKSMS_SENDERNAME"),
+                apikey: r.opt_string("BULKSMS_APIKEY").map(Secret),
+                peid: r.opt_string("BULKSMS_PEID"),
+                templateid: r.opt_string("BULKSMS_TEMPLATEID"),
+            },
+            twilio: TwilioSettings {
+                base_url: r.opt_string("TWILIO_BASE_URL"),
+                account_sid: r.opt_string("TWILIO_ACCOUNT_SID"),
+                auth_token: r.opt_string("TWILIO_AUTH_TOKEN").map(Secret),
+                from_number: r.opt_string("TWILIO_FROM_NUMBER"),
+            },
+        }
+    }
+}
+
+impl OtpRules {
+    fn read(r: &mut Reader) -> OtpRules {
+        OtpRules {
+            ttl: r.seconds("OTP_TTL_SECONDS", 300),
+            max_attempts: r.count("OTP_MAX_ATTEMPTS", 5, 1),
+            attempt_window: r.seconds("OTP_ATTEMPT_WINDOW_SECONDS", 3600),
+            resend_cooldown: r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 30),
+            max_sends_per_hour: r.count("OTP_MAX_SENDS_PER_HOUR", 5, 1),
+            max_sends_per_day: r.count("OTP_MAX_SENDS_PER_DAY", 10, 1),
+            max_sends_per_ip_per_hour: r.count("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20, 1),
+        }
+    }
+}
+
+impl LoginRules {
+    fn read(r: &mut Reader) -> LoginRules {
+        LoginRules {
+            max_failures: r.count("LOGIN_MAX_FAILURES", 5, 1),
+            max_failures_any_ip: r.count("LOGIN_MAX_FAILURES_ANY_IP", 20, 1),
+        }
+    }
+}
+
+impl LlmSettings {
+    fn read(r: &mut Reader) -> LlmSettings {
+        let api_key = r.opt_string("OPENAI_API_KEY").map(Secret);
+        let base_url = r
+            .string("OPENAI_BASE_URL", "https://api.openai.com/v1")
+            .trim_end_matches('/')
+            .to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            r.errors.push(format!(
+                "OPENAI_BASE_URL: expected an http(s) URL, got {base_url:?}"
+            ));
+        }
+        let model = r.string("OPENAI_MODEL", "gpt-4o-mini");
+        let max_tokens = r.count("OPENAI_MAX_TOKENS", 500, 1);
+        let temperature = r.parse("OPENAI_TEMPERATURE", 0.7f64, "a number");
+        if !(0.0..=2.0).contains(&temperature) {
+            r.errors.push(format!(
+                "OPENAI_TEMPERATURE: must be between 0 and 2, got {temperature}"
+            ));
+        }
+        LlmSettings {
+            api_key,
+            base_url,
+            model,
+            max_tokens,
+            temperature,
+            timeout: r.seconds("OPENAI_TIMEOUT", 60),
+            price_prompt_per_mtok: r.parse("OPENAI_PRICE_PROMPT_PER_MTOK", 0.15f64, "a number"),
+            price_completion_per_mtok: r.parse(
+                "OPENAI_PRICE_COMPLETION_PER_MTOK",
+                0.60f64,
+                "a number",
+            ),
+        }
+    }
+}
+
+impl ChatLimits {
+    fn read(r: &mut Reader) -> ChatLimits {
+        ChatLimits {
+            daily_token_limit: r.parse("CHAT_DAILY_TOKEN_LIMIT", 50_000u64, "a whole number"),
+            global_daily_token_limit: r.parse(
+                "CHAT_GLOBAL_DAILY_TOKEN_LIMIT",
+                2_000_000u64,
+                "a whole number",
+            ),
+        }
+    }
+}
+
 impl Config {
     /// The process environment plus `.env` (the environment wins), as a map.
     pub fn environment_map() -> HashMap<String, String> {
@@ -327,6 +780,7 @@ impl Config {
         Config::from_map(&map)
     }
 
+    /// Reads every group, then answers every problem found, or the config.
     pub fn from_map(vars: &HashMap<String, String>) -> Result<Config, Vec<String>> {
         let mut r = Reader {
             vars,
@@ -334,38 +788,10 @@ impl Config {
         };
         let mut warnings = Vec::new();
 
-        let environment = match r
-            .string("ENVIRONMENT", "development")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "development" | "dev" | "local" => Environment::Development,
-            "staging" => Environment::Staging,
-            "production" | "prod" => Environment::Production,
-            "test" | "testing" => Environment::Test,
-            other => {
-                r.errors.push(format!(
-                    "ENVIRONMENT: expected development, staging, production or test, got {other:?}"
-                ));
-                Environment::Development
-            }
-        };
+        let environment = read_environment(&mut r);
         let production = environment == Environment::Production;
         let debug = r.flag("DEBUG", false);
-        let log_level = match r.string("LOG_LEVEL", "info").to_ascii_lowercase().as_str() {
-            "trace" => log::LevelFilter::Trace,
-            "debug" => log::LevelFilter::Debug,
-            "info" => log::LevelFilter::Info,
-            "warning" | "warn" => log::LevelFilter::Warn,
-            "error" | "critical" => log::LevelFilter::Error,
-            "off" => log::LevelFilter::Off,
-            other => {
-                r.errors.push(format!(
-                    "LOG_LEVEL: expected debug, info, warning or error, got {other:?}"
-                ));
-                log::LevelFilter::Info
-            }
-        };
+        let log_level = read_log_level(&mut r);
         let host = r.parse(
             "HOST",
             IpAddr::from([127, 0, 0, 1]),
@@ -377,224 +803,23 @@ impl Config {
             r.errors
                 .push(format!("WS_PORT: must differ from PORT (both are {port})"));
         }
-        let http_workers = r.count("HTTP_WORKERS", 16, 1) as usize;
-
-        let database_path =
-            match database_path_from_url(&r.string("DATABASE_URL", "./data/wealthcoach.db")) {
-                Ok(p) => p,
-                Err(e) => {
-                    r.errors.push(e);
-                    PathBuf::from("./data/wealthcoach.db")
-                }
-            };
-        let db_synchronous = match r
-            .string("DB_SYNCHRONOUS", "NORMAL")
-            .to_ascii_uppercase()
-            .as_str()
-        {
-            "NORMAL" => Synchronous::Normal,
-            "FULL" => Synchronous::Full,
-            other => {
-                r.errors.push(format!(
-                    "DB_SYNCHRONOUS: expected NORMAL or FULL, got {other:?}"
-                ));
-                Synchronous::Normal
-            }
-        };
-        let db_pool_size = r.count("DB_POOL_SIZE", 8, 1);
-
-        let jwt_secret = r
-            .opt_string("JWT_SECRET_KEY")
-            .or_else(|| r.opt_string("SECRET_KEY"))
-            .map(Secret);
-        if production {
-            match &jwt_secret {
-                None => r.errors.push(
-                    "JWT_SECRET_KEY: must be set in production (openssl rand -base64 48)".into(),
-                ),
-                Some(s) if s.0.chars().count() < MIN_SECRET_LEN => r.errors.push(format!(
-                    "JWT_SECRET_KEY: too short for production ({} characters, need {MIN_SECRET_LEN})",
-                    s.0.chars().count()
-                )),
-                Some(s) if distinct_chars(&s.0) < MIN_SECRET_DISTINCT => r.errors.push(format!(
-                    "JWT_SECRET_KEY: too repetitive for production ({} distinct characters, need {MIN_SECRET_DISTINCT})",
-                    distinct_chars(&s.0)
-                )),
-                Some(s) if KNOWN_WEAK_SECRETS.contains(&s.0.to_ascii_lowercase().as_str()) => r
-                    .errors
-                    .push("JWT_SECRET_KEY: is a published default value".into()),
-                Some(_) => {}
-            }
-            if debug {
-                r.errors.push("DEBUG: must be false in production".into());
-            }
+        let http = HttpSettings::read(&mut r, production, &mut warnings);
+        let db = DbSettings::read(&mut r);
+        let tokens = TokenSettings::read(&mut r, production);
+        if production && debug {
+            r.errors.push("DEBUG: must be false in production".into());
         }
-        let access_minutes = r.count("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1);
-        let refresh_days = r.count("REFRESH_TOKEN_EXPIRE_DAYS", 7, 1);
-        let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
-
-        let app_timezone_name = r.string("APP_TIMEZONE", "UTC");
-        let app_timezone = match jiff::tz::TimeZone::get(&app_timezone_name) {
-            Ok(tz) => tz,
-            Err(_) => {
-                r.errors.push(format!(
-                    "APP_TIMEZONE: unknown IANA time zone {app_timezone_name:?}"
-                ));
-                jiff::tz::TimeZone::UTC
-            }
-        };
-
-        let cors_origins = r.list("CORS_ORIGINS", &[]);
-        if cors_origins.iter().any(|o| o == "*") {
-            r.errors.push(
-                "CORS_ORIGINS: '*' is not allowed (credentials are sent); list the origins".into(),
-            );
-        }
-        let cors_allow_credentials = r.flag("CORS_ALLOW_CREDENTIALS", true);
-        let mut trusted_proxies = Vec::new();
-        for p in r.list("TRUSTED_PROXIES", &[]) {
-            match p.parse::<IpAddr>() {
-                Ok(ip) => trusted_proxies.push(ip),
-                Err(_) => r
-                    .errors
-                    .push(format!("TRUSTED_PROXIES: not an IP address: {p:?}")),
-            }
-        }
-        if production && trusted_proxies.is_empty() {
-            // Behind a proxy on the same host every client then arrives from loopback: one
-            // rate-limit bucket for everyone, and the operator routes open to all.
-            warnings.push(
-                "TRUSTED_PROXIES is empty: behind a local reverse proxy every client looks like \
-                 loopback (set it to the proxy's address)"
-                    .to_string(),
-            );
-        }
-        let metrics_token = r.opt_string("METRICS_TOKEN").map(Secret);
-
-        let rate_limit_enabled = r.flag("RATE_LIMIT_ENABLED", production);
-        let rate_limit_per_minute = r.count("RATE_LIMIT_PER_MINUTE", 60, 1);
-        let rate_limit_per_hour = r.count("RATE_LIMIT_PER_HOUR", 1000, 1);
-        let rate_limit_per_day = r.count("RATE_LIMIT_PER_DAY", 10000, 1);
-        let chat_rate_limit_per_minute = r.count("CHAT_RATE_LIMIT_PER_MINUTE", 10, 1);
-
-        let ws_max_connections_per_user = r.count("WS_MAX_CONNECTIONS_PER_USER", 3, 1) as usize;
-        let ws_max_connections = r.count("WS_MAX_CONNECTIONS", 4096, 1) as usize;
-        let ws_heartbeat_interval = r.seconds("WS_HEARTBEAT_INTERVAL", 30);
-        let ws_auth_timeout = r.seconds("WS_AUTH_TIMEOUT_SECONDS", 30);
-        let ws_max_frame_bytes = r.count("WS_MAX_FRAME_BYTES", 64 * 1024, 1024) as usize;
-        let ws_upgrades_per_minute = r.count("WS_UPGRADES_PER_MINUTE", 60, 1);
-        let ws_max_pending_per_ip = r.count("WS_MAX_PENDING_PER_IP", 10, 1) as usize;
-
-        let enable_user_registration = r.flag("ENABLE_USER_REGISTRATION", true);
-        let enable_email_registration = r.flag("ENABLE_EMAIL_REGISTRATION", true);
-        let enable_chat = r.flag("ENABLE_CHAT", true);
-        let enable_docs = r.flag("ENABLE_DOCS", true);
-        let cache_enabled = r.flag("CACHE_ENABLED", true);
-        let query_cache_ttl = r.seconds("QUERY_CACHE_TTL", 3600);
-        if r.raw("REDIS_URL").is_some() {
-            warnings.push(
-                "REDIS_URL is set but ignored: the cache lives in the server process".to_string(),
-            );
-        }
-
-        let default_country_code = r.string("DEFAULT_COUNTRY_CODE", "91");
-        if default_country_code.is_empty()
-            || default_country_code.len() > 3
-            || !default_country_code.bytes().all(|b| b.is_ascii_digit())
-        {
-            r.errors.push(format!(
-                "DEFAULT_COUNTRY_CODE: expected 1 to 3 digits, got {default_country_code:?}"
-            ));
-        }
-        let sms_allowed_countries = r
-            .list("SMS_ALLOWED_COUNTRIES", &["91"])
-            .into_iter()
-            .map(|c| c.trim_start_matches('+').to_string())
-            .collect();
-        let sms_provider = match r
-            .string("SMS_PROVIDER", "console")
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "console" => SmsProvider::Console,
-            "webhook" => SmsProvider::Webhook,
-            "bulksmsind" | "bulksms" => SmsProvider::BulkSmsInd,
-            "twilio" => SmsProvider::Twilio,
-            other => {
-                r.errors.push(format!(
-                    "SMS_PROVIDER: expected console, webhook, bulksmsind or twilio, got {other:?}"
-                ));
-                SmsProvider::Console
-            }
-        };
-        if production && sms_provider == SmsProvider::Console {
-            r.errors.push(
-                "SMS_PROVIDER: 'console' only logs codes; choose webhook, bulksmsind or twilio in production"
-                    .into(),
-            );
-        }
-        let sms_webhook_url = r.opt_string("SMS_WEBHOOK_URL");
-        if sms_provider == SmsProvider::Webhook && sms_webhook_url.is_none() {
-            r.errors
-                .push("SMS_WEBHOOK_URL: required with SMS_PROVIDER=webhook".into());
-        }
-        let sms_webhook_token = r.opt_string("SMS_WEBHOOK_TOKEN").map(Secret);
-        let sms_template = r.opt_string("SMS_TEMPLATE");
-        let sms_timeout = r.seconds("SMS_TIMEOUT_SECONDS", 10);
-        let sms_daily_limit = r.count("SMS_DAILY_LIMIT", 1000, 0);
-        let prefixed = |prefix: &str| -> HashMap<String, String> {
-            vars.iter()
-                .filter_map(|(k, v)| {
-                    k.strip_prefix(prefix)
-                        .map(|rest| (rest.to_ascii_lowercase(), v.clone()))
-                })
-                .collect()
-        };
-        let bulksms = prefixed("BULKSMS_");
-        let twilio = prefixed("TWILIO_");
-
-        let otp_ttl = r.seconds("OTP_TTL_SECONDS", 300);
-        let otp_max_attempts = r.count("OTP_MAX_ATTEMPTS", 5, 1);
-        let otp_attempt_window = r.seconds("OTP_ATTEMPT_WINDOW_SECONDS", 3600);
-        let otp_resend_cooldown = r.seconds("OTP_RESEND_COOLDOWN_SECONDS", 30);
-        let otp_max_sends_per_hour = r.count("OTP_MAX_SENDS_PER_HOUR", 5, 1);
-        let otp_max_sends_per_day = r.count("OTP_MAX_SENDS_PER_DAY", 10, 1);
-        let otp_max_sends_per_ip_per_hour = r.count("OTP_MAX_SENDS_PER_IP_PER_HOUR", 20, 1);
-        let login_max_failures = r.count("LOGIN_MAX_FAILURES", 5, 1);
-        let login_max_failures_any_ip = r.count("LOGIN_MAX_FAILURES_ANY_IP", 20, 1);
-
-        let openai_api_key = r.opt_string("OPENAI_API_KEY").map(Secret);
-        let openai_base_url = r
-            .string("OPENAI_BASE_URL", "https://api.openai.com/v1")
-            .trim_end_matches('/')
-            .to_string();
-        if !(openai_base_url.starts_with("http://") || openai_base_url.starts_with("https://")) {
-            r.errors.push(format!(
-                "OPENAI_BASE_URL: expected an http(s) URL, got {openai_base_url:?}"
-            ));
-        }
-        let openai_model = r.string("OPENAI_MODEL", "gpt-4o-mini");
-        let openai_max_tokens = r.count("OPENAI_MAX_TOKENS", 500, 1);
-        let openai_temperature = r.parse("OPENAI_TEMPERATURE", 0.7f64, "a number");
-        if !(0.0..=2.0).contains(&openai_temperature) {
-            r.errors.push(format!(
-                "OPENAI_TEMPERATURE: must be between 0 and 2, got {openai_temperature}"
-            ));
-        }
-        let openai_timeout = r.seconds("OPENAI_TIMEOUT", 60);
-        let chat_daily_token_limit = r.parse("CHAT_DAILY_TOKEN_LIMIT", 50_000u64, "a whole number");
-        let chat_global_daily_token_limit = r.parse(
-            "CHAT_GLOBAL_DAILY_TOKEN_LIMIT",
-            2_000_000u64,
-            "a whole number",
-        );
-
-        let openai_price_prompt_per_mtok =
-            r.parse("OPENAI_PRICE_PROMPT_PER_MTOK", 0.15f64, "a number");
-        let openai_price_completion_per_mtok =
-            r.parse("OPENAI_PRICE_COMPLETION_PER_MTOK", 0.60f64, "a number");
-        let shutdown_timeout = r.seconds("SHUTDOWN_TIMEOUT_SECONDS", 10);
-        let watchdog_interval = r.seconds("WATCHDOG_INTERVAL_SECONDS", 5);
+        let (app_timezone_name, app_timezone) = read_timezone(&mut r);
+        let cors = CorsSettings::read(&mut r);
+        let rate_limit = RateLimits::read(&mut r, production);
+        let ws = WsSettings::read(&mut r);
+        let features = Features::read(&mut r);
+        let cache = CacheSettings::read(&mut r, &mut warnings);
+        let sms = SmsSettings::read(&mut r, production);
+        let otp = OtpRules::read(&mut r);
+        let login = LoginRules::read(&mut r);
+        let llm = LlmSettings::read(&mut r);
+        let chat = ChatLimits::read(&mut r);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
 
         if !r.errors.is_empty() {
@@ -608,69 +833,21 @@ impl Config {
             host,
             port,
             ws_port,
-            http_workers,
-            database_path,
-            db_synchronous,
-            db_pool_size,
-            jwt_secret,
-            access_token_ttl: Duration::from_secs(u64::from(access_minutes) * 60),
-            refresh_token_ttl: Duration::from_secs(u64::from(refresh_days) * 86_400),
-            max_body_bytes,
             app_timezone,
             app_timezone_name,
-            cors_origins,
-            cors_allow_credentials,
-            trusted_proxies,
-            metrics_token,
-            rate_limit_enabled,
-            rate_limit_per_minute,
-            rate_limit_per_hour,
-            rate_limit_per_day,
-            chat_rate_limit_per_minute,
-            ws_max_connections_per_user,
-            ws_max_connections,
-            ws_heartbeat_interval,
-            ws_auth_timeout,
-            ws_max_frame_bytes,
-            ws_upgrades_per_minute,
-            ws_max_pending_per_ip,
-            enable_user_registration,
-            enable_email_registration,
-            enable_chat,
-            enable_docs,
-            cache_enabled,
-            query_cache_ttl,
-            default_country_code,
-            sms_allowed_countries,
-            sms_provider,
-            sms_webhook_url,
-            sms_webhook_token,
-            sms_template,
-            sms_timeout,
-            sms_daily_limit,
-            bulksms,
-            twilio,
-            otp_ttl,
-            otp_max_attempts,
-            otp_attempt_window,
-            otp_resend_cooldown,
-            otp_max_sends_per_hour,
-            otp_max_sends_per_day,
-            otp_max_sends_per_ip_per_hour,
-            login_max_failures,
-            login_max_failures_any_ip,
-            openai_api_key,
-            openai_base_url,
-            openai_model,
-            openai_max_tokens,
-            openai_temperature,
-            openai_timeout,
-            chat_daily_token_limit,
-            chat_global_daily_token_limit,
-            openai_price_prompt_per_mtok,
-            openai_price_completion_per_mtok,
-            shutdown_timeout,
-            watchdog_interval,
+            http,
+            cors,
+            db,
+            tokens,
+            rate_limit,
+            ws,
+            features,
+            cache,
+            sms,
+            otp,
+            login,
+            llm,
+            chat,
             warnings,
         })
     }
@@ -681,7 +858,7 @@ impl Config {
 
     /// The folder that holds the database (and the generated development secret).
     pub fn data_dir(&self) -> PathBuf {
-        match self.database_path.parent() {
+        match self.db.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         }
@@ -695,18 +872,18 @@ impl Config {
             ("HOST".into(), self.host.to_string()),
             ("PORT".into(), self.port.to_string()),
             ("WS_PORT".into(), self.ws_port.to_string()),
-            ("DATABASE".into(), self.database_path.display().to_string()),
-            ("JWT_SECRET_KEY".into(), set(&self.jwt_secret)),
-            ("SMS_PROVIDER".into(), self.sms_provider.as_str().into()),
-            ("OPENAI_API_KEY".into(), set(&self.openai_api_key)),
-            ("OPENAI_BASE_URL".into(), self.openai_base_url.clone()),
-            ("OPENAI_MODEL".into(), self.openai_model.clone()),
+            ("DATABASE".into(), self.db.path.display().to_string()),
+            ("JWT_SECRET_KEY".into(), set(&self.tokens.secret)),
+            ("SMS_PROVIDER".into(), self.sms.provider.as_str().into()),
+            ("OPENAI_API_KEY".into(), set(&self.llm.api_key)),
+            ("OPENAI_BASE_URL".into(), self.llm.base_url.clone()),
+            ("OPENAI_MODEL".into(), self.llm.model.clone()),
             ("APP_TIMEZONE".into(), self.app_timezone_name.clone()),
             (
                 "RATE_LIMIT_ENABLED".into(),
-                self.rate_limit_enabled.to_string(),
+                self.rate_limit.enabled.to_string(),
             ),
-            ("CORS_ORIGINS".into(), self.cors_origins.join(",")),
+            ("CORS_ORIGINS".into(), self.cors.origins.join(",")),
         ]
     }
 }
@@ -720,20 +897,20 @@ mod tests {
         let c = Config::from_pairs(&[]).expect("defaults are valid");
         assert_eq!(c.port, 8000);
         assert_eq!(c.ws_port, 8001);
-        assert_eq!(c.database_path, PathBuf::from("./data/wealthcoach.db"));
-        assert_eq!(c.access_token_ttl, Duration::from_secs(30 * 60));
-        assert_eq!(c.refresh_token_ttl, Duration::from_secs(7 * 86_400));
-        assert_eq!(c.max_body_bytes, 1024 * 1024);
-        assert_eq!(c.otp_max_attempts, 5);
-        assert_eq!(c.sms_daily_limit, 1000);
-        assert_eq!(c.ws_max_connections_per_user, 3);
-        assert_eq!(c.ws_upgrades_per_minute, 60);
-        assert_eq!(c.ws_max_pending_per_ip, 10);
+        assert_eq!(c.db.path, PathBuf::from("./data/wealthcoach.db"));
+        assert_eq!(c.tokens.access_ttl, Duration::from_secs(30 * 60));
+        assert_eq!(c.tokens.refresh_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.http.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.otp.max_attempts, 5);
+        assert_eq!(c.sms.daily_limit, 1000);
+        assert_eq!(c.ws.max_connections_per_user, 3);
+        assert_eq!(c.ws.upgrades_per_minute, 60);
+        assert_eq!(c.ws.max_pending_per_ip, 10);
         assert!(
-            !c.rate_limit_enabled,
+            !c.rate_limit.enabled,
             "rate limiting is on by default only in production"
         );
-        assert_eq!(c.sms_allowed_countries, vec!["91".to_string()]);
+        assert_eq!(c.sms.allowed_countries, vec!["91".to_string()]);
     }
 
     #[test]
@@ -782,7 +959,7 @@ mod tests {
     #[test]
     fn secret_key_is_an_alias() {
         let c = Config::from_pairs(&[("SECRET_KEY", "abc")]).expect("valid");
-        assert_eq!(c.jwt_secret.expect("set").expose(), "abc");
+        assert_eq!(c.tokens.secret.expect("set").expose(), "abc");
     }
 
     #[test]
@@ -794,8 +971,8 @@ mod tests {
         .expect("valid");
         let b = Config::from_pairs(&[("CORS_ORIGINS", "https://a.example, https://b.example")])
             .expect("valid");
-        assert_eq!(a.cors_origins, b.cors_origins);
-        assert_eq!(a.cors_origins.len(), 2);
+        assert_eq!(a.cors.origins, b.cors.origins);
+        assert_eq!(a.cors.origins.len(), 2);
     }
 
     #[test]
@@ -820,6 +997,46 @@ mod tests {
         let errs = Config::from_pairs(&[("PORT", "eighty"), ("APP_TIMEZONE", "Mars/Olympus")])
             .expect_err("invalid");
         assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn one_bad_value_per_group_is_each_reported_in_one_go() {
+        let bad = [
+            ("HTTP_WORKERS", "0"),
+            ("DB_SYNCHRONOUS", "OFF"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "soon"),
+            ("CORS_ORIGINS", "*"),
+            ("RATE_LIMIT_PER_MINUTE", "0"),
+            ("WS_MAX_FRAME_BYTES", "10"),
+            ("ENABLE_DOCS", "maybe"),
+            ("CACHE_ENABLED", "perhaps"),
+            ("SMS_PROVIDER", "pigeon"),
+            ("OTP_MAX_ATTEMPTS", "0"),
+            ("LOGIN_MAX_FAILURES", "-1"),
+            ("OPENAI_TEMPERATURE", "3"),
+            ("CHAT_DAILY_TOKEN_LIMIT", "lots"),
+        ];
+        let errs = Config::from_pairs(&bad).expect_err("invalid");
+        assert_eq!(errs.len(), bad.len(), "{errs:?}");
+        for (name, _) in bad {
+            assert!(errs.iter().any(|e| e.starts_with(name)), "{name}: {errs:?}");
+        }
+    }
+
+    #[test]
+    fn provider_settings_are_typed_and_trimmed() {
+        let c = Config::from_pairs(&[
+            ("BULKSMS_APIKEY", "  key  "),
+            ("BULKSMS_PEID", " "),
+            ("TWILIO_FROM_NUMBER", "+15005550006"),
+        ])
+        .expect("valid");
+        let key = c.sms.bulksms.apikey.as_ref().expect("set");
+        assert_eq!(key.expose(), "key");
+        assert_eq!(format!("{key:?}"), "Secret(***)");
+        assert!(c.sms.bulksms.peid.is_none(), "blank is unset");
+        assert_eq!(c.sms.twilio.from_number.as_deref(), Some("+15005550006"));
+        assert!(c.sms.twilio.account_sid.is_none());
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub use serve::routes;
 /// In development with no secret set, a random one is kept beside the database so tokens
 /// survive a restart. Production never gets here without a strong secret (config refuses).
 pub fn ensure_secret(config: &mut Config) -> Result<(), String> {
-    if config.jwt_secret.is_some() {
+    if config.tokens.secret.is_some() {
         return Ok(());
     }
     let dir = config.data_dir();
@@ -57,7 +57,7 @@ pub fn ensure_secret(config: &mut Config) -> Result<(), String> {
             s
         }
     };
-    config.jwt_secret = Some(config::Secret::new(secret));
+    config.tokens.secret = Some(config::Secret::new(secret));
     Ok(())
 }
 
@@ -94,7 +94,7 @@ impl Running {
     /// Graceful stop: no new work, requests in flight finish (bounded by
     /// `SHUTDOWN_TIMEOUT_SECONDS`), sockets closed with 1001, WAL checkpointed.
     pub fn shutdown(self) {
-        let deadline = Instant::now() + self.app.config.shutdown_timeout;
+        let deadline = Instant::now() + self.app.config.http.shutdown_timeout;
         self.app.begin_stop();
         self.http.stop(deadline);
         self.ws.stop(deadline);

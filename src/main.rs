@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             Ok(format!("database {} is up to date", db.path().display()))
         }),
         (Some("backup"), Some(file)) => with_db_path(|c| {
-            db::backup_to(&c.database_path, Path::new(file))?;
+            db::backup_to(&c.db.path, Path::new(file))?;
             Ok(format!("backup written to {file} (integrity ok)"))
         }),
         (Some("backup-rotate"), Some(dir)) => with_db_path(|c| {
@@ -125,14 +125,14 @@ fn main() -> ExitCode {
                 .ok()
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(7);
-            let file = db::backup_rotate(&c.database_path, Path::new(dir), keep)?;
+            let file = db::backup_rotate(&c.db.path, Path::new(dir), keep)?;
             Ok(format!(
                 "backup written to {} (integrity ok); keeping {keep}",
                 file.display()
             ))
         }),
         (Some("restore"), Some(file)) => with_db_path(|c| {
-            let kept = db::restore_from(&c.database_path, Path::new(file))?;
+            let kept = db::restore_from(&c.db.path, Path::new(file))?;
             Ok(match kept {
                 Some(p) => format!(
                     "restored {file}; the previous database is kept at {}",
@@ -151,7 +151,7 @@ fn main() -> ExitCode {
         (Some("user"), Some(action @ ("activate" | "deactivate"))) => match arg(2) {
             Some(who) => with_db_path(|c| {
                 // A plain connection, not `Db::open`: this runs beside a live server.
-                let mut conn = db::open_for_admin(&c.database_path)?;
+                let mut conn = db::open_for_admin(&c.db.path)?;
                 let tx = conn
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(|e| e.to_string())?;
@@ -161,7 +161,7 @@ fn main() -> ExitCode {
                     &tx,
                     who,
                     active,
-                    &c.default_country_code,
+                    &c.sms.default_country_code,
                     now,
                 )?;
                 tx.commit().map_err(|e| e.to_string())?;

@@ -589,14 +589,17 @@ fn the_settings_file_and_the_proxies_agree_with_the_server() {
     env.insert("SMS_WEBHOOK_URL".into(), "https://sms.example/send".into());
     let config = wealthcoach::Config::from_map(&env).expect("valid once SMS is chosen");
     assert!(config.is_production());
-    assert_eq!(config.trusted_proxies, vec![IpAddr::from([127, 0, 0, 1])]);
+    assert_eq!(
+        config.http.trusted_proxies,
+        vec![IpAddr::from([127, 0, 0, 1])]
+    );
     assert_eq!(config.host, IpAddr::from([127, 0, 0, 1]));
     assert_eq!((config.port, config.ws_port), (8200, 8201));
 
     // nginx caps bodies at exactly MAX_BODY_BYTES and reaches the server's two ports.
     let site = std::fs::read_to_string(tree.join("etc/nginx/sites-available/wealthcoach.conf"))
         .expect("site");
-    assert_eq!(config.max_body_bytes, 1024 * 1024);
+    assert_eq!(config.http.max_body_bytes, 1024 * 1024);
     assert!(site.contains("client_max_body_size 1m;"), "{site}");
     assert!(site.contains("server 127.0.0.1:8200;"));
     assert!(site.contains("server 127.0.0.1:8201;"));

@@ -271,7 +271,7 @@ fn missing_settings_are_not_configured_and_named() {
         ("SMS_WEBHOOK_URL", "http://127.0.0.1:9/sms"),
         ("SMS_WEBHOOK_TOKEN", WEBHOOK_TOKEN),
     ]);
-    no_url.sms_webhook_url = None;
+    no_url.sms.webhook_url = None;
     let webhook = from_config(&no_url);
 
     let cases: [(&dyn SmsSender, &str, &[&str]); 3] = [

@@ -54,13 +54,13 @@ fn wrong_code(detail: &str) -> Error {
 
 /// What needs no database: registration open, by email too, and the password rules.
 fn open_for(c: &crate::config::Config, a: &NewAccount) -> Result<()> {
-    if !c.enable_user_registration {
+    if !c.features.user_registration {
         return Err(Error::Forbidden {
             code: "registration_disabled",
             detail: "Registration is currently disabled".into(),
         });
     }
-    if a.mobile.is_none() && !c.enable_email_registration {
+    if a.mobile.is_none() && !c.features.email_registration {
         return Err(Error::Forbidden {
             code: "email_registration_disabled",
             detail: "Registration by email is disabled; register with a mobile number".into(),

@@ -31,7 +31,7 @@ fn mobile_field(app: &App, f: &mut Fields, required: bool) -> Result<Option<Mobi
         return Ok(None);
     };
     let c = &app.config;
-    match MobileNumber::parse_in(&raw, &c.default_country_code, &c.sms_allowed_countries) {
+    match MobileNumber::parse_in(&raw, &c.sms.default_country_code, &c.sms.allowed_countries) {
         Ok(m) => Ok(Some(m)),
         Err(inv) => {
             f.reject("mobile_number", inv.msg, inv.kind);
@@ -95,7 +95,7 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
     let mobile = mobile_body(app, req)?;
     let ip = req.client_ip.to_string();
     otp::send(&app.db, &Ctx::of(app), app.sms.as_ref(), &mobile, &ip)?;
-    let ttl = app.config.otp_ttl.as_secs();
+    let ttl = app.config.otp.ttl.as_secs();
     Ok(Resp::json(
         200,
         &OtpSentResponse {
@@ -106,7 +106,7 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
                 ttl.div_ceil(60)
             ),
             expires_in: ttl,
-            resend_after: app.config.otp_resend_cooldown.as_secs(),
+            resend_after: app.config.otp.resend_cooldown.as_secs(),
         },
     ))
 }

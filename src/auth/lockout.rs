@@ -32,7 +32,7 @@ pub fn ensure_not_locked(
         params![identifier, ip, now - PER_IP_WINDOW],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if n >= i64::from(c.login_max_failures) {
+    if n >= i64::from(c.login.max_failures) {
         return Err(locked(oldest.unwrap_or(now) + PER_IP_WINDOW - now));
     }
     let (n, oldest): (i64, Option<i64>) = tx.query_row(
@@ -40,7 +40,7 @@ pub fn ensure_not_locked(
         params![identifier, now - ANY_IP_WINDOW],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    if n >= i64::from(c.login_max_failures_any_ip) {
+    if n >= i64::from(c.login.max_failures_any_ip) {
         return Err(locked(oldest.unwrap_or(now) + ANY_IP_WINDOW - now));
     }
     Ok(())

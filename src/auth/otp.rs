@@ -36,7 +36,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn secret(c: &Config) -> &str {
-    c.jwt_secret.as_ref().map(|s| s.expose()).unwrap_or("")
+    c.tokens.secret.as_ref().map(|s| s.expose()).unwrap_or("")
 }
 
 fn too_many(code: &'static str, detail: &str, retry_after: i64) -> Error {
@@ -77,7 +77,7 @@ pub fn prepare_send(
     mobile: &MobileNumber,
     ip: &str,
 ) -> Result<OtpCode> {
-    let cooldown = c.otp_resend_cooldown.as_secs() as i64;
+    let cooldown = c.otp.resend_cooldown.as_secs() as i64;
     let last: Option<i64> = tx
         .query_row(
             "SELECT max(sent_at) FROM otp_sends WHERE mobile_number = ?1",
@@ -105,7 +105,7 @@ pub fn prepare_send(
         per_number,
         &mobile.e164,
         now - HOUR,
-        c.otp_max_sends_per_hour,
+        c.otp.max_sends_per_hour,
         HOUR,
         now,
     )? {
@@ -120,7 +120,7 @@ pub fn prepare_send(
         per_number,
         &mobile.e164,
         now - DAY,
-        c.otp_max_sends_per_day,
+        c.otp.max_sends_per_day,
         DAY,
         now,
     )? {
@@ -137,7 +137,7 @@ pub fn prepare_send(
         per_ip,
         ip,
         now - HOUR,
-        c.otp_max_sends_per_ip_per_hour,
+        c.otp.max_sends_per_ip_per_hour,
         HOUR,
         now,
     )? {
@@ -148,10 +148,10 @@ pub fn prepare_send(
         ));
     }
     let global = "SELECT count(*), min(sent_at) FROM otp_sends WHERE ?1 = ?1 AND sent_at > ?2";
-    if let Some(wait) = window_full(tx, global, "", now - DAY, c.sms_daily_limit, DAY, now)? {
+    if let Some(wait) = window_full(tx, global, "", now - DAY, c.sms.daily_limit, DAY, now)? {
         log::error!(
             "SMS_DAILY_LIMIT of {} reached: refusing OTP sends",
-            c.sms_daily_limit
+            c.sms.daily_limit
         );
         return Err(too_many(
             "sms_daily_limit",
@@ -176,7 +176,7 @@ pub fn prepare_send(
             mobile.e164,
             keyed_hash(secret(c), &mobile.e164, &code.0),
             now,
-            now + c.otp_ttl.as_secs() as i64
+            now + c.otp.ttl.as_secs() as i64
         ],
     )?;
     tx.execute(
@@ -199,7 +199,7 @@ pub fn send(
     ip: &str,
 ) -> Result<()> {
     let c = ctx.config;
-    if !mobile.in_countries(&c.sms_allowed_countries) {
+    if !mobile.in_countries(&c.sms.allowed_countries) {
         return Err(Error::Unprocessable {
             code: "country_not_allowed",
             detail: "OTP delivery is not available for this country".into(),
@@ -281,14 +281,14 @@ pub fn ensure_not_locked(
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
 ) -> Result<()> {
-    let window = c.otp_attempt_window.as_secs() as i64;
+    let window = c.otp.attempt_window.as_secs() as i64;
     let sql = "SELECT count(*), min(failed_at) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2";
     if let Some(wait) = window_full(
         tx,
         sql,
         &mobile.e164,
         now - window,
-        c.otp_max_attempts,
+        c.otp.max_attempts,
         window,
         now,
     )? {
@@ -369,13 +369,13 @@ fn check_code(
         "INSERT INTO otp_failures (mobile_number, failed_at) VALUES (?1, ?2)",
         params![mobile.e164, now],
     )?;
-    let window = c.otp_attempt_window.as_secs() as i64;
+    let window = c.otp.attempt_window.as_secs() as i64;
     let failures: i64 = tx.query_row(
         "SELECT count(*) FROM otp_failures WHERE mobile_number = ?1 AND failed_at > ?2",
         params![mobile.e164, now - window],
         |r| r.get(0),
     )?;
-    if failures >= i64::from(c.otp_max_attempts) {
+    if failures >= i64::from(c.otp.max_attempts) {
         retire(now, tx, mobile, &live)?;
     }
     Ok(Check::Invalid)
@@ -594,7 +594,7 @@ mod tests {
         let tx = conn.transaction().expect("tx");
         let m = number();
         let first = prepare_send(&c, NOW, &tx, &m, "10.0.0.1").expect("send");
-        let resend = NOW + c.otp_resend_cooldown.as_secs() as i64;
+        let resend = NOW + c.otp.resend_cooldown.as_secs() as i64;
         let second = prepare_send(&c, resend, &tx, &m, "10.0.0.1").expect("resend");
         if first != second {
             assert_eq!(
@@ -603,7 +603,7 @@ mod tests {
             );
             assert_eq!(count(&tx, "otp_failures"), 0);
         }
-        let dead = resend + c.otp_ttl.as_secs() as i64;
+        let dead = resend + c.otp.ttl.as_secs() as i64;
         assert_eq!(
             check(&c, dead, &tx, &m, &second).expect("check"),
             Check::Expired

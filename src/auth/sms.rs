@@ -57,7 +57,7 @@ impl std::error::Error for SmsError {}
 /// The verification message: `"<code> is your <APP_NAME> verification code."`, or `SMS_TEMPLATE`
 /// with `{code}` and `{app_name}` filled in.
 pub fn message_text(config: &Config, code: &str) -> String {
-    match &config.sms_template {
+    match &config.sms.template {
         Some(template) => template
             .replace("{app_name}", &config.app_name)
             .replace("{code}", code),
@@ -68,7 +68,7 @@ pub fn message_text(config: &Config, code: &str) -> String {
 /// The sender `SMS_PROVIDER` asks for. A provider that lacks a required setting still gets a
 /// sender: its `send` answers `NotConfigured` naming what is missing.
 pub fn from_config(config: &Config) -> Box<dyn SmsSender> {
-    let built = match config.sms_provider {
+    let built = match config.sms.provider {
         SmsProvider::Console => Ok(Box::new(Console {
             show_text: matches!(
                 config.environment,
@@ -80,7 +80,7 @@ pub fn from_config(config: &Config) -> Box<dyn SmsSender> {
         SmsProvider::Twilio => Twilio::from_config(config).map(boxed),
     };
     built.unwrap_or_else(|missing| {
-        let name = config.sms_provider.as_str();
+        let name = config.sms.provider.as_str();
         log::warn!("SMS_PROVIDER={name} cannot send: {missing}");
         Box::new(Unconfigured { name, missing })
     })
@@ -143,21 +143,23 @@ struct Webhook {
 impl Webhook {
     fn from_config(config: &Config) -> Result<Webhook, String> {
         let url = config
-            .sms_webhook_url
+            .sms
+            .webhook_url
             .as_deref()
             .map(str::trim)
             .filter(|u| !u.is_empty())
             .ok_or("SMS_WEBHOOK_URL")?;
         check_http_url("SMS_WEBHOOK_URL", url)?;
         let token = config
-            .sms_webhook_token
+            .sms
+            .webhook_token
             .clone()
             .filter(|t| !t.expose().is_empty());
         let secrets = token.iter().map(|t| t.expose().to_string()).collect();
         Ok(Webhook {
             url: url.to_string(),
             token,
-            gateway: Gateway::new("webhook", config.sms_timeout, secrets),
+            gateway: Gateway::new("webhook", config.sms.timeout, secrets),
         })
     }
 }
@@ -211,11 +213,16 @@ const BULKSMS_ERROR_MARKERS: &[&str] = &[
 
 impl BulkSmsInd {
     fn from_config(config: &Config) -> Result<BulkSmsInd, String> {
-        let settings = Settings::new(&config.bulksms, "BULKSMS_");
-        let base_url = settings.base_url(BULKSMS_DEFAULT_BASE_URL)?;
-        let [username, sendername, apikey, peid, templateid] =
-            settings.required(["username", "sendername", "apikey", "peid", "templateid"])?;
-        let gateway = Gateway::new("bulksmsind", config.sms_timeout, vec![apikey.clone()]);
+        let b = &config.sms.bulksms;
+        let base_url = provider_url("BULKSMS_BASE_URL", &b.base_url, BULKSMS_DEFAULT_BASE_URL)?;
+        let [username, sendername, apikey, peid, templateid] = required([
+            ("BULKSMS_USERNAME", b.username.as_deref()),
+            ("BULKSMS_SENDERNAME", b.sendername.as_deref()),
+            ("BULKSMS_APIKEY", b.apikey.as_ref().map(Secret::expose)),
+            ("BULKSMS_PEID", b.peid.as_deref()),
+            ("BULKSMS_TEMPLATEID", b.templateid.as_deref()),
+        ])?;
+        let gateway = Gateway::new("bulksmsind", config.sms.timeout, vec![apikey.clone()]);
         Ok(BulkSmsInd {
             base_url,
             username,
@@ -276,9 +283,16 @@ struct Twilio {
 
 impl Twilio {
     fn from_config(config: &Config) -> Result<Twilio, String> {
-        let settings = Settings::new(&config.twilio, "TWILIO_");
-        let base_url = settings.base_url(TWILIO_DEFAULT_BASE_URL)?;
-        let [sid, token, from] = settings.required(["account_sid", "auth_token", "from_number"])?;
+        let t = &config.sms.twilio;
+        let base_url = provider_url("TWILIO_BASE_URL", &t.base_url, TWILIO_DEFAULT_BASE_URL)?;
+        let [sid, token, from] = required([
+            ("TWILIO_ACCOUNT_SID", t.account_sid.as_deref()),
+            (
+                "TWILIO_AUTH_TOKEN",
+                t.auth_token.as_ref().map(Secret::expose),
+            ),
+            ("TWILIO_FROM_NUMBER", t.from_number.as_deref()),
+        ])?;
         let url = format!(
             "{base_url}/2010-04-01/Accounts/{}/Messages.json",
             percent_encode(&sid)
@@ -289,7 +303,7 @@ impl Twilio {
             url,
             from,
             authorization,
-            gateway: Gateway::new("twilio", config.sms_timeout, secrets),
+            gateway: Gateway::new("twilio", config.sms.timeout, secrets),
         })
     }
 }
@@ -311,42 +325,25 @@ impl SmsSender for Twilio {
     }
 }
 
-/// A provider's `BULKSMS_*` / `TWILIO_*` settings (keys lower-cased, without the prefix).
-struct Settings<'a> {
-    map: &'a std::collections::HashMap<String, String>,
-    prefix: &'static str,
+/// All the named provider settings (config trims them and drops empty ones), or the names of
+/// every one that is missing.
+fn required<const N: usize>(fields: [(&str, Option<&str>); N]) -> Result<[String; N], String> {
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing.join(", "));
+    }
+    Ok(fields.map(|(_, value)| value.unwrap_or_default().to_string()))
 }
 
-impl<'a> Settings<'a> {
-    fn new(map: &'a std::collections::HashMap<String, String>, prefix: &'static str) -> Self {
-        Settings { map, prefix }
-    }
-
-    fn get(&self, key: &str) -> Option<String> {
-        self.map
-            .get(key)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    }
-
-    /// All the named settings, or the names of every one that is missing.
-    fn required<const N: usize>(&self, keys: [&str; N]) -> Result<[String; N], String> {
-        let missing: Vec<String> = keys
-            .iter()
-            .filter(|k| self.get(k).is_none())
-            .map(|k| format!("{}{}", self.prefix, k.to_ascii_uppercase()))
-            .collect();
-        if !missing.is_empty() {
-            return Err(missing.join(", "));
-        }
-        Ok(keys.map(|k| self.get(k).unwrap_or_default()))
-    }
-
-    fn base_url(&self, default: &str) -> Result<String, String> {
-        let url = self.get("base_url").unwrap_or_else(|| default.to_string());
-        check_http_url(&format!("{}BASE_URL", self.prefix), &url)?;
-        Ok(url.trim_end_matches('/').to_string())
-    }
+/// A provider's `*_BASE_URL`, its default when unset, without a trailing `/`.
+fn provider_url(name: &str, value: &Option<String>, default: &str) -> Result<String, String> {
+    let url = value.as_deref().unwrap_or(default);
+    check_http_url(name, url)?;
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// The URL is not echoed: it may carry a key of its own.

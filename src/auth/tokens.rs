@@ -117,7 +117,7 @@ fn access_token(ctx: &Ctx<'_>, user: &User, now: i64) -> Result<String> {
     let stamp = Stamp {
         jti: &crate::random::uuid(),
         issued_at: now,
-        expires_at: now + ctx.config.access_token_ttl.as_secs() as i64,
+        expires_at: now + ctx.config.tokens.access_ttl.as_secs() as i64,
         nonce: None,
     };
     sign(ctx.keys, claims, stamp)
@@ -255,7 +255,7 @@ fn issue(
     let row = RefreshStamp {
         id: &row_id,
         issued_at: now,
-        expires_at: now + ctx.config.refresh_token_ttl.as_secs() as i64,
+        expires_at: now + ctx.config.tokens.refresh_ttl.as_secs() as i64,
     };
     let refresh = refresh_token(ctx.keys, user, row, predecessor)?;
     let family = family
@@ -272,7 +272,7 @@ fn token_response(ctx: &Ctx<'_>, user: &User, now: i64, refresh: String) -> Resu
         access_token: access_token(ctx, user, now)?,
         refresh_token: refresh,
         token_type: "bearer".into(),
-        expires_in: ctx.config.access_token_ttl.as_secs(),
+        expires_in: ctx.config.tokens.access_ttl.as_secs(),
     })
 }
 
@@ -541,7 +541,7 @@ mod tests {
         assert_eq!(ok.claims.user_id, u.id);
         assert_eq!(
             ok.expires_at,
-            now + f.config.access_token_ttl.as_secs() as i64
+            now + f.config.tokens.access_ttl.as_secs() as i64
         );
 
         let wrong = verify(&f.keys, now, &pair.access_token, Kind::Refresh).err();

@@ -80,13 +80,7 @@ pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
         recent = q.client_history[n..].to_vec();
     }
     let system = context::system_prompt(&app.config.app_name, &ctx);
-    let key = context::cache_key(
-        &q.user_id,
-        &app.config.openai_model,
-        &q.text,
-        &system,
-        &recent,
-    );
+    let key = context::cache_key(&q.user_id, &app.config.llm.model, &q.text, &system, &recent);
     let now_iso = crate::clock::iso(now);
     app.db.write(|tx| {
         history::save_message(
@@ -97,7 +91,7 @@ pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
             &now_iso,
         )
     })?;
-    if app.config.cache_enabled
+    if app.config.cache.enabled
         && let Some(hit) = app.answers.get(&key)
     {
         app.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
@@ -114,7 +108,7 @@ pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
             answer,
         })
     };
-    if app.config.openai_api_key.is_none() {
+    if app.config.llm.api_key.is_none() {
         return fallback(
             "not_configured",
             "The AI coach is not configured on this server".into(),
@@ -192,7 +186,7 @@ pub fn finish_streamed(
 ) -> Usage {
     let usage =
         reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
-    if app.config.cache_enabled && !content.is_empty() {
+    if app.config.cache.enabled && !content.is_empty() {
         app.answers
             .insert(p.cache_key.clone(), Arc::new(content.to_string()));
     }

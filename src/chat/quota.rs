@@ -33,7 +33,7 @@ pub fn check(
     now: jiff::Timestamp,
 ) -> Result<Option<OverQuota>> {
     let day = day(now);
-    let limit = config.chat_daily_token_limit;
+    let limit = config.chat.daily_token_limit;
     if limit > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1 AND user_id = ?2",
@@ -47,7 +47,7 @@ pub fn check(
             }));
         }
     }
-    let global = config.chat_global_daily_token_limit;
+    let global = config.chat.global_daily_token_limit;
     if global > 0 {
         let used: i64 = c.query_row(
             "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1",
@@ -66,8 +66,8 @@ pub fn check(
 
 /// Estimated cost in millionths of a dollar, from the configured prices per million tokens.
 pub fn cost_micros(config: &Config, u: Usage) -> i64 {
-    (u.prompt_tokens as f64 * config.openai_price_prompt_per_mtok
-        + u.completion_tokens as f64 * config.openai_price_completion_per_mtok)
+    (u.prompt_tokens as f64 * config.llm.price_prompt_per_mtok
+        + u.completion_tokens as f64 * config.llm.price_completion_per_mtok)
         .round() as i64
 }
 

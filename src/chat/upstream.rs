@@ -137,8 +137,8 @@ impl StreamHandle {
 fn agent(config: &Config) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_recv_response(Some(config.openai_timeout))
-        .timeout_per_read(Some(config.openai_timeout))
+        .timeout_recv_response(Some(config.llm.timeout))
+        .timeout_per_read(Some(config.llm.timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         // One answer per agent: nothing to pool, and small buffers for a thousand streams.
@@ -152,12 +152,12 @@ fn agent(config: &Config) -> ureq::Agent {
 
 pub fn request_body(config: &Config, messages: &[ChatMessage]) -> Value {
     json!({
-        "model": config.openai_model,
+        "model": config.llm.model,
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
-        "max_tokens": config.openai_max_tokens,
-        "temperature": config.openai_temperature,
+        "max_tokens": config.llm.max_tokens,
+        "temperature": config.llm.temperature,
     })
 }
 
@@ -193,15 +193,11 @@ pub fn start(
         cancelled: Arc::new(AtomicBool::new(false)),
         agent: Arc::new(std::sync::Mutex::new(None)),
     };
-    let Some(key) = config
-        .openai_api_key
-        .as_ref()
-        .map(|k| k.expose().to_string())
-    else {
+    let Some(key) = config.llm.api_key.as_ref().map(|k| k.expose().to_string()) else {
         sink(StreamEvent::Failed(UpstreamError::NotConfigured));
         return handle;
     };
-    let url = format!("{}/chat/completions", config.openai_base_url);
+    let url = format!("{}/chat/completions", config.llm.base_url);
     let body = request_body(config, &messages);
     let config = config.clone();
     let h = handle.clone();

@@ -220,7 +220,7 @@ fn check_existing_file(path: &Path) -> std::result::Result<(), String> {
 impl Db {
     /// Opens (creating the folder and file if needed), checks and migrates the database.
     pub fn open(config: &Config) -> std::result::Result<Db, String> {
-        let path = config.database_path.clone();
+        let path = config.db.path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -235,7 +235,7 @@ impl Db {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let init = pragmas(config.db_synchronous);
+        let init = pragmas(config.db.synchronous);
         writer
             .execute_batch(&init)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -264,7 +264,7 @@ impl Db {
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_checkpointer(path.clone(), config.db_synchronous, stop.clone());
+        spawn_checkpointer(path.clone(), config.db.synchronous, stop.clone());
 
         let reader_init = init.clone();
         let manager = SqliteConnectionManager::file(&path)
@@ -274,7 +274,7 @@ impl Db {
             // r2d2 would run `SELECT 1` on every checkout; a broken connection shows up as an
             // error on use anyway, and an authenticated read takes two checkouts.
             .test_on_check_out(false)
-            .max_size(config.db_pool_size)
+            .max_size(config.db.pool_size)
             .connection_timeout(Duration::from_secs(5))
             .build(manager)
             .map_err(|e| format!("cannot open reader pool: {e}"))?;

@@ -59,7 +59,7 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
 
 /// The allowed origin to echo, if the request came from one we list.
 pub fn allowed_origin<'a>(config: &Config, origin: Option<&'a str>) -> Option<&'a str> {
-    origin.filter(|o| config.cors_origins.iter().any(|allowed| allowed == o))
+    origin.filter(|o| config.cors.origins.iter().any(|allowed| allowed == o))
 }
 
 pub fn preflight(config: &Config, req_origin: Option<&str>) -> Resp {
@@ -69,7 +69,7 @@ pub fn preflight(config: &Config, req_origin: Option<&str>) -> Resp {
         .with_header("Access-Control-Max-Age", "600");
     if let Some(o) = allowed_origin(config, req_origin) {
         r = r.with_header("Access-Control-Allow-Origin", o);
-        if config.cors_allow_credentials {
+        if config.cors.allow_credentials {
             r = r.with_header("Access-Control-Allow-Credentials", "true");
         }
     }
@@ -100,7 +100,7 @@ pub fn finish(config: &Config, req: &Req, resp: &mut Resp) {
     }
     if let Some(o) = allowed_origin(config, req.header("origin")) {
         add("Access-Control-Allow-Origin", o);
-        if config.cors_allow_credentials {
+        if config.cors.allow_credentials {
             add("Access-Control-Allow-Credentials", "true");
         }
         add("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);

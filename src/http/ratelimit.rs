@@ -22,11 +22,11 @@ pub fn chat_quota(
     key: &str,
     now: i64,
 ) -> Result<(), Refusal> {
-    if !config.rate_limit_enabled {
+    if !config.rate_limit.enabled {
         return Ok(());
     }
     let q = [Quota {
-        limit: config.chat_rate_limit_per_minute,
+        limit: config.rate_limit.chat_per_minute,
         window: 60,
     }];
     limiter.check(&format!("chat:{key}"), &q, now)
@@ -55,7 +55,7 @@ pub fn before_handler<S: State>(state: &S, class: Class, req: &Req) -> Result<()
         }];
         limiter.check(&key, &q, now).map_err(refused)?;
     }
-    if !c.rate_limit_enabled || class == Class::Exempt {
+    if !c.rate_limit.enabled || class == Class::Exempt {
         return Ok(());
     }
     let key = state
@@ -64,15 +64,15 @@ pub fn before_handler<S: State>(state: &S, class: Class, req: &Req) -> Result<()
         .unwrap_or_else(|| ip_key(req.client_ip));
     let quotas = [
         Quota {
-            limit: c.rate_limit_per_minute,
+            limit: c.rate_limit.per_minute,
             window: 60,
         },
         Quota {
-            limit: c.rate_limit_per_hour,
+            limit: c.rate_limit.per_hour,
             window: 3600,
         },
         Quota {
-            limit: c.rate_limit_per_day,
+            limit: c.rate_limit.per_day,
             window: 86_400,
         },
     ];

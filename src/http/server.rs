@@ -94,7 +94,7 @@ impl<S: State> HttpServer<S> {
         let router = Arc::new(router);
         let intake = Arc::new(Mutex::new(Intake::default()));
         let mut workers = Vec::new();
-        for i in 0..app.config().http_workers {
+        for i in 0..app.config().http.workers {
             let app = app.clone();
             let router = router.clone();
             let server = server.clone();
@@ -204,7 +204,7 @@ pub fn spawn_watchdog<S: State>(app: Arc<S>, addr: SocketAddr) -> std::io::Resul
             let mut last = Instant::now();
             while !app.is_stopping() {
                 std::thread::sleep(Duration::from_millis(100));
-                if last.elapsed() < app.config().watchdog_interval {
+                if last.elapsed() < app.config().http.watchdog_interval {
                     continue;
                 }
                 last = Instant::now();
@@ -481,7 +481,7 @@ fn request_of<S: State>(app: &S, rq: &tiny_http::Request) -> Req {
     let client_ip = middleware::client_ip(
         peer,
         header_value(rq, "x-forwarded-for"),
-        &app.config().trusted_proxies,
+        &app.config().http.trusted_proxies,
     );
     Req {
         method: rq.method().as_str().to_ascii_uppercase(),
@@ -521,7 +521,7 @@ fn dispatch<S: State>(
         req.params = params;
         if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
             check_content_type(req.header("content-type"))?;
-            req.body = read_body(rq, app.config().max_body_bytes, body)?;
+            req.body = read_body(rq, app.config().http.max_body_bytes, body)?;
         }
         ratelimit::before_handler(app, route.class, &req)?;
         match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {

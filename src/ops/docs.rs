@@ -223,7 +223,7 @@ pub fn openapi_json(_app: &App, _req: &Req) -> Result<Resp, Error> {
     responses((status = 200, description = "Swagger UI", content_type = "text/html"),
               (status = 301, description = "To `/docs/`, so the page's relative links resolve")))]
 pub fn swagger(app: &App, req: &Req) -> Result<Resp, Error> {
-    if !app.config.enable_docs {
+    if !app.config.features.docs {
         return Err(Error::not_found("Not Found"));
     }
     if req.path == "/docs" {

@@ -158,7 +158,7 @@ pub fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
                 size_bytes: app.db.size_bytes(),
             },
             cache: CacheStatus {
-                status: if c.cache_enabled {
+                status: if c.cache.enabled {
                     "enabled"
                 } else {
                     "disabled"
@@ -168,18 +168,18 @@ pub fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
                 hit_rate: app.metrics.cache_hit_rate(),
             },
             llm: LlmStatus {
-                status: if c.openai_api_key.is_some() {
+                status: if c.llm.api_key.is_some() {
                     "configured"
                 } else {
                     "not_configured"
                 }
                 .into(),
-                model: c.openai_model.clone(),
-                has_api_key: c.openai_api_key.is_some(),
+                model: c.llm.model.clone(),
+                has_api_key: c.llm.api_key.is_some(),
             },
             sms: SmsStatus {
                 status: "configured".into(),
-                provider: c.sms_provider.as_str().into(),
+                provider: c.sms.provider.as_str().into(),
             },
         },
     };

@@ -27,14 +27,14 @@ pub fn is_local(peer: IpAddr, trusted_proxies: &[IpAddr]) -> bool {
 }
 
 pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
-    if is_local(req.peer, &app.config.trusted_proxies) {
+    if is_local(req.peer, &app.config.http.trusted_proxies) {
         return Ok(());
     }
     let bearer = req.header("authorization").and_then(|h| {
         h.strip_prefix("Bearer ")
             .or_else(|| h.strip_prefix("bearer "))
     });
-    match (&app.config.metrics_token, bearer) {
+    match (&app.config.http.metrics_token, bearer) {
         (Some(token), Some(given))
             if constant_time_eq(token.expose().as_bytes(), given.trim().as_bytes()) =>
         {
@@ -108,11 +108,11 @@ fn snapshot(app: &App) -> MetricsResponse {
             p99: p.p99,
         },
         cache: CacheMetrics {
-            enabled: app.config.cache_enabled,
+            enabled: app.config.cache.enabled,
             hit_rate: m.cache_hit_rate(),
         },
         llm: LlmMetrics {
-            model: app.config.openai_model.clone(),
+            model: app.config.llm.model.clone(),
             requests: m.llm_requests.load(Ordering::Relaxed),
             total_tokens: m.llm_tokens.load(Ordering::Relaxed),
             errors: m.llm_errors.load(Ordering::Relaxed),

@@ -55,9 +55,9 @@ pub struct Refused {
 pub fn admit(app: &App, pending: &Arc<Pending>, client: IpAddr) -> Result<PendingSlot, Refused> {
     let key = ip_key(client);
     let c = &app.config;
-    if c.rate_limit_enabled {
+    if c.rate_limit.enabled {
         let q = [Quota {
-            limit: c.ws_upgrades_per_minute,
+            limit: c.ws.upgrades_per_minute,
             window: 60,
         }];
         if let Err(r) = app
@@ -77,12 +77,12 @@ pub fn admit(app: &App, pending: &Arc<Pending>, client: IpAddr) -> Result<Pendin
     }
     let mut map = pending.lock();
     let n = map.entry(key.clone()).or_insert(0);
-    if *n >= c.ws_max_pending_per_ip {
+    if *n >= c.ws.max_pending_per_ip {
         return Err(Refused {
             code: "too_many_pending",
             detail: "Too many unauthenticated WebSocket connections from this address".into(),
             // A pending socket authenticates or is closed within the auth timeout.
-            retry_after: c.ws_auth_timeout.as_secs().max(1),
+            retry_after: c.ws.auth_timeout.as_secs().max(1),
             rate: None,
         });
     }

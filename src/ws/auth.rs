@@ -22,7 +22,7 @@ pub fn authenticate(app: &App, sock: &mut Socket, query_token: Option<String>) -
     let token = match query_token {
         Some(t) => t,
         None => {
-            let deadline = Instant::now() + app.config.ws_auth_timeout;
+            let deadline = Instant::now() + app.config.ws.auth_timeout;
             let first = loop {
                 if Instant::now() >= deadline {
                     return refuse(sock, "Authentication timeout");

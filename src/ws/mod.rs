@@ -134,7 +134,7 @@ fn accept_loop(app: &Arc<App>, sockets: &Arc<Sockets>, listener: &TcpListener, c
             }
         };
         let open = app.metrics.ws_connections.load(Ordering::Relaxed);
-        if open >= app.config.ws_max_connections as i64 {
+        if open >= app.config.ws.max_connections as i64 {
             log::warn!("ws: refusing a connection, {open} already open");
             refuse(stream, 503, "Too many connections");
             continue;
@@ -178,8 +178,8 @@ pub fn ws_config(app: &App) -> WebSocketConfig {
         // tungstenite's default 128 KiB read buffer (zeroed before reads) per socket would be
         // 125 MB for a thousand sockets; it still grows for a large frame.
         .read_buffer_size(4 * 1024)
-        .max_message_size(Some(app.config.ws_max_frame_bytes))
-        .max_frame_size(Some(app.config.ws_max_frame_bytes))
+        .max_message_size(Some(app.config.ws.max_frame_bytes))
+        .max_frame_size(Some(app.config.ws.max_frame_bytes))
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
@@ -232,8 +232,11 @@ fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
             .headers()
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok());
-        let client =
-            crate::http::middleware::client_ip(peer.ip(), forwarded, &app.config.trusted_proxies);
+        let client = crate::http::middleware::client_ip(
+            peer.ip(),
+            forwarded,
+            &app.config.http.trusted_proxies,
+        );
         upgrade.pending =
             Some(admission::admit(app, &sockets.pending, client).map_err(|r| refused_upgrade(&r))?);
         upgrade.endpoint = endpoint;
@@ -295,7 +298,7 @@ fn run(
         return;
     };
     sock.authenticated();
-    let cap = app.config.ws_max_connections_per_user;
+    let cap = app.config.ws.max_connections_per_user;
     let member = sessions.join(&user, sock.endpoint, cap);
     let ended = match sock.endpoint {
         Endpoint::Chat => chat(app, sock, user, &member),

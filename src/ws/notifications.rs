@@ -44,7 +44,7 @@ fn pump(app: &App, sock: &mut Socket, user: &AuthUser, live: &Live) -> Ended {
     if sock.send(&connected).is_err() {
         return Ended::Gone;
     }
-    let mut next_beat = Instant::now() + app.config.ws_heartbeat_interval;
+    let mut next_beat = Instant::now() + app.config.ws.heartbeat_interval;
     loop {
         if app.is_stopping() {
             return Ended::ServerStopping;
@@ -61,7 +61,7 @@ fn pump(app: &App, sock: &mut Socket, user: &AuthUser, live: &Live) -> Ended {
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
         }
         if Instant::now() >= next_beat {
-            next_beat = Instant::now() + app.config.ws_heartbeat_interval;
+            next_beat = Instant::now() + app.config.ws.heartbeat_interval;
             let beat = ServerFrame::Heartbeat {
                 timestamp: app.clock.iso(),
             };
