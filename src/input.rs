@@ -16,7 +16,6 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, FieldError};
-use crate::http::Req;
 
 /// Why one field's value was refused: a message and a FastAPI error type.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,9 +50,18 @@ fn already_reported() -> Error {
     Error::validation(&["body"], "Invalid input", "value_error")
 }
 
+/// Where fields come from: a request's JSON body and query. `http::Req` is one; the trait
+/// keeps this module free of the transport, so domain types never import `http`.
+pub trait Source {
+    /// The body parsed as JSON (a missing or broken body is already a 422 here).
+    fn json(&self) -> Result<Value, Error>;
+    fn raw_body(&self) -> &[u8];
+    fn query_pairs(&self) -> &[(String, String)];
+}
+
 impl Fields {
     /// The JSON body, which must be an object.
-    pub fn body(req: &Req) -> Result<Fields, Error> {
+    pub fn body(req: &impl Source) -> Result<Fields, Error> {
         match req.json()? {
             Value::Object(obj) => Ok(Fields {
                 obj,
@@ -69,17 +77,17 @@ impl Fields {
     }
 
     /// The JSON body if there is one, else an empty object (routes whose body is optional).
-    pub fn body_or_empty(req: &Req) -> Result<Fields, Error> {
-        if req.body.iter().all(u8::is_ascii_whitespace) {
+    pub fn body_or_empty(req: &impl Source) -> Result<Fields, Error> {
+        if req.raw_body().iter().all(u8::is_ascii_whitespace) {
             return Ok(Fields::from_map(Map::new(), "body"));
         }
         Fields::body(req)
     }
 
     /// Query parameters, each a string value.
-    pub fn query(req: &Req) -> Fields {
+    pub fn query(req: &impl Source) -> Fields {
         let obj = req
-            .query
+            .query_pairs()
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect();

@@ -53,6 +53,20 @@ impl Req {
     }
 }
 
+impl crate::input::Source for Req {
+    fn json(&self) -> Result<Value, Error> {
+        Req::json(self)
+    }
+
+    fn raw_body(&self) -> &[u8] {
+        &self.body
+    }
+
+    fn query_pairs(&self) -> &[(String, String)] {
+        &self.query
+    }
+}
+
 pub fn parse_json_body(body: &[u8]) -> Result<Value, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::Validation(vec![FieldError::new(
