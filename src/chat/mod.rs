@@ -7,6 +7,7 @@ pub mod context;
 pub mod history;
 pub mod http;
 pub mod quota;
+pub mod records;
 pub mod sse;
 pub mod upstream;
 pub mod ws;

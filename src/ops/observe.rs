@@ -256,13 +256,7 @@ pub fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
     );
     let month_prefix = now.strftime("%Y-%m").to_string();
     let body = app.db.read(|c| {
-        let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
-            c.query_row(sql, p, |r| r.get::<_, Option<i64>>(0)).map(|v| v.unwrap_or(0))
-        };
-        let avg = |sql: &str| -> rusqlite::Result<f64> {
-            c.query_row(sql, [], |r| r.get::<_, Option<f64>>(0))
-                .map(|v| (v.unwrap_or(0.0) * 100.0).round() / 100.0)
-        };
+        let chat = crate::chat::records::totals(c, &day_start, &today, &month_prefix)?;
         Ok(StatsResponse {
             users: UserStats {
                 total: users::count(c, None)?,
@@ -270,32 +264,19 @@ pub fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
                 active_this_week: users::count(c, Some(&week_start))?,
             },
             conversations: ConversationStats {
-                total: one("SELECT count(*) FROM chat_sessions", &[])?,
-                today: one("SELECT count(*) FROM chat_sessions WHERE created_at >= ?1", &[&day_start])?,
-                average_length: avg(
-                    "SELECT avg(n) FROM (SELECT count(*) AS n FROM chat_messages GROUP BY session_id)",
-                )?,
+                total: chat.sessions,
+                today: chat.sessions_today,
+                average_length: chat.average_length,
             },
             queries: QueryStats {
-                total: one("SELECT count(*) FROM chat_messages WHERE role = 'user'", &[])?,
-                today: one(
-                    "SELECT count(*) FROM chat_messages WHERE role = 'user' AND created_at >= ?1",
-                    &[&day_start],
-                )?,
-                average_response_time_ms: avg(
-                    "SELECT avg(response_ms) FROM chat_messages WHERE role = 'assistant' AND response_ms IS NOT NULL",
-                )?,
+                total: chat.questions,
+                today: chat.questions_today,
+                average_response_time_ms: chat.average_response_ms,
             },
             costs: CostStats {
-                llm_tokens_today: one("SELECT sum(tokens) FROM llm_usage_daily WHERE day = ?1", &[&today])?,
-                estimated_cost_today: one("SELECT sum(cost_micros) FROM llm_usage_daily WHERE day = ?1", &[&today])?
-                    as f64
-                    / 1e6,
-                estimated_cost_month: one(
-                    "SELECT sum(cost_micros) FROM llm_usage_daily WHERE substr(day, 1, 7) = ?1",
-                    &[&month_prefix],
-                )? as f64
-                    / 1e6,
+                llm_tokens_today: chat.tokens_today,
+                estimated_cost_today: chat.cost_micros_today as f64 / 1e6,
+                estimated_cost_month: chat.cost_micros_month as f64 / 1e6,
             },
         })
     })?;

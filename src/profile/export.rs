@@ -22,15 +22,6 @@ fn own(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
     ])
 }
 
-/// The chat tables. They belong to `chat/`, which has no export of its own yet: until it has,
-/// they are listed here (names only; the rows are read by the shared `db::user_rows`).
-fn chat(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
-    ["chat_sessions", "chat_messages", "llm_usage_daily"]
-        .into_iter()
-        .map(|t| Ok((t, user_rows(c, t, "user_id", user, &[])?)))
-        .collect()
-}
-
 /// Every user-owned table must be in one of these; tests/money_api.rs checks that each table
 /// with a `user_id` column appears in the document.
 pub fn export(c: &Connection, user: &str, now: &str) -> Result<Value> {
@@ -41,7 +32,7 @@ pub fn export(c: &Connection, user: &str, now: &str) -> Result<Value> {
         crate::auth::users::export(c, user)?,
         own(c, user)?,
         crate::budget::export::export(c, user)?,
-        chat(c, user)?,
+        crate::chat::records::export(c, user)?,
     ];
     for (table, rows) in parts.into_iter().flatten() {
         doc.insert(table.into(), Value::Array(rows));
