@@ -48,12 +48,7 @@ fn ok(r: Reply, what: &str) -> Value {
 
 /// Registers a user by email; their access token.
 fn register(t: &TestApp, email: &str, name: &str) -> String {
-    let body = json!({"email": email, "password": "Isolation-Passw0rd!", "full_name": name});
-    let reg = ok(
-        send_json(t.http, "POST", "/api/v1/auth/register", None, &body),
-        "register",
-    );
-    reg["access_token"].as_str().expect("token").to_string()
+    t.register_as(email, name).token
 }
 
 /// Registers a user and gives them a transaction or two, allocations on `types`, chat

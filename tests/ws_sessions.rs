@@ -101,6 +101,8 @@ fn upgrade_forwarded(
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
             body: resp.body().clone().unwrap_or_default(),
+            chunks: Vec::new(),
+            complete: true,
         }),
         Err(e) => panic!("handshake to {path} failed: {e}"),
     }
