@@ -7,8 +7,7 @@
 //! Client addresses: the server trusts 127.0.0.1 as a proxy, so `X-Forwarded-For` names the
 //! client; without it the client is 127.0.0.1 itself.
 
-mod common;
-mod fake_sms;
+use crate::{common, fake_sms};
 
 use std::time::Instant;
 

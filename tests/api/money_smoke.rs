@@ -1,6 +1,6 @@
 //! A first walk through the money API: onboarding, allocations, transactions, monthly budget.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};

@@ -1,8 +1,7 @@
 //! The whole phone login story through a fake SMS gateway that records what it was sent:
 //! send → verify → register → me → refresh → logout, then login-otp and password logins.
 
-mod common;
-mod fake_sms;
+use crate::{common, fake_sms};
 
 use common::*;
 use fake_sms::FakeSms;

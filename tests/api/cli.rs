@@ -1,7 +1,7 @@
 //! Black-box tests of the command line: the built `wealthcoach` binary run as a child process
 //! with its settings in the environment, its own temporary folder and ports the OS picked.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

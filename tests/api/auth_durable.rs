@@ -3,8 +3,7 @@
 //! token tries it again. The built binary runs as a child process; the restart is a `kill -9`
 //! right after the logout was answered, on the same database file.
 
-mod common;
-mod reliability_support;
+use crate::{common, reliability_support};
 
 use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! The service routes answer in the contract's shape, and every response carries the
 //! cross-cutting headers.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

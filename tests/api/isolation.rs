@@ -6,7 +6,7 @@
 //! new `{param}` route is attacked as soon as it exists, and the test fails until `a_values`
 //! says which of A's values to put in that parameter.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -7,8 +7,7 @@
 //! without the rule would have answered differently, so removing a rule makes its test fail.
 //! Time moves with `clock.advance`, never with sleeps.
 
-mod common;
-mod fake_sms;
+use crate::{common, fake_sms};
 
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};

@@ -1,8 +1,6 @@
 //! Helpers shared by the money tests (money_api, money_invariant, money_input): users, calls,
 //! exact amounts in paise, and row counts read straight from the database.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};

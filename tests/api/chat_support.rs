@@ -2,8 +2,6 @@
 //! LLM, users with numbers and a profile, a WebSocket client whose every read is bounded, and
 //! readers for what the fake recorded.
 
-#![allow(dead_code)]
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 

@@ -8,8 +8,7 @@
 //! `refresh_tokens`, `otp_codes` and `otp_sends`, and the signed-in user's own row, are the
 //! same after every case as before it.
 
-mod common;
-mod fake_sms;
+use crate::{common, fake_sms};
 
 use std::cell::Cell;
 

@@ -1,8 +1,7 @@
 //! Checks the fake OpenAI-compatible server in `fake_llm` with a raw TCP client, so the tests
 //! that use it against the server under test can trust what it sends.
 
-mod common;
-mod fake_llm;
+use crate::{common, fake_llm};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
