@@ -15,6 +15,7 @@ mod reliability_support;
 
 mod chat_support;
 mod money_support;
+mod sms_app;
 
 mod auth_abuse;
 mod auth_durable;
