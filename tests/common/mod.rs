@@ -380,7 +380,9 @@ pub fn try_read_head(s: &mut impl BufRead) -> Result<Head, String> {
 /// One line without its CRLF; `None` at the end of the stream.
 fn read_line(s: &mut impl BufRead) -> Result<Option<String>, String> {
     let mut line = Vec::new();
+    // Bounded, so a server that never ends a line cannot grow this without end.
     let n = s
+        .take(64 * 1024)
         .read_until(b'\n', &mut line)
         .map_err(|e| format!("read: {e}"))?;
     if n == 0 {
