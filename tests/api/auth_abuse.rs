@@ -13,10 +13,10 @@ use crate::sms_app::SmsApp;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+use crate::internals::{TokenClaims, hash_token};
 use common::*;
 use jwt_simple::prelude::{HS256Key, HS512Key, MACLike};
 use serde_json::{Value, json};
-use wealthcoach::auth::tokens::{TokenClaims, hash_token};
 
 const MOBILE: &str = "9876543210";
 const E164: &str = "+919876543210";
@@ -145,11 +145,7 @@ impl Server {
         let app = self.t.app();
         let now = app.clock.unix();
         app.db
-            .write(|tx| {
-                Ok(wealthcoach::auth::users::set_active(
-                    tx, MOBILE, active, "91", now,
-                ))
-            })
+            .write(|tx| Ok(crate::internals::set_active(tx, MOBILE, active, "91", now)))
             .expect("database")
             .expect("the user exists");
     }

@@ -359,7 +359,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    wealthcoach::random::fill(&mut v);
+    crate::internals::random::fill(&mut v);
     v
 }
 
@@ -436,7 +436,7 @@ fn production(change: Option<Change>, args: &[&str]) -> (Setup, Outcome) {
         // 16 distinct characters for sure (production wants them), then 24 random ones.
         .set(
             "JWT_SECRET_KEY",
-            &format!("0123456789abcdef{}", wealthcoach::random::hex(12)),
+            &format!("0123456789abcdef{}", crate::internals::random::hex(12)),
         )
         .set("SMS_PROVIDER", "webhook")
         .set("SMS_WEBHOOK_URL", "http://127.0.0.1:9/x");

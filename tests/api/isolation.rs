@@ -254,7 +254,7 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
                       "notes": "written by B"})
     .to_string();
 
-    let router = wealthcoach::routes();
+    let router = crate::internals::routes();
     let (mut attacked, mut shared_views) = (0, 0);
     for route in router.routes() {
         let names = params_of(route.pattern);

@@ -14,6 +14,7 @@ mod fake_sms;
 mod reliability_support;
 
 mod chat_support;
+mod internals;
 mod money_support;
 mod sms_app;
 

@@ -1336,7 +1336,7 @@ fn views_are_right_with_the_cache_disabled() {
 
 /// Every event received within a short wait.
 /// The events received, as the JSON the notifications socket sends.
-fn drain(rx: &std::sync::mpsc::Receiver<wealthcoach::events::Event>) -> Vec<Value> {
+fn drain(rx: &std::sync::mpsc::Receiver<crate::internals::Event>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
         out.push(serde_json::to_value(&v).expect("an event serialises"));
