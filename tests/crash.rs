@@ -19,6 +19,7 @@
 //! wrote. It says nothing about a power loss or an OS crash, which needs a VM or a device
 //! that drops unsynced writes (dm-flakey, dm-log-writes).
 
+mod common;
 mod reliability_support;
 
 use std::collections::{HashMap, HashSet};

@@ -17,6 +17,7 @@
 //! and passes, unless `WEALTHCOACH_REQUIRE_DISK_FULL=1`. `WEALTHCOACH_DISK_FULL_FS=ext4`
 //! skips the tmpfs attempt (to exercise the loop-device path).
 
+mod common;
 mod reliability_support;
 
 use std::collections::HashMap;

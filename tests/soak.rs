@@ -32,6 +32,7 @@
 //!    listed transactions, and both equal what the client itself wrote; the allocation totals
 //!    equal the budgets and actuals it recorded. The same is checked live after each read.
 
+mod common;
 mod fake_llm;
 mod soak_support;
 

@@ -14,7 +14,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -374,29 +374,6 @@ fn tls_connect(addr: SocketAddr, config: &ureq::config::Config) -> TransportAdap
         ..NextTimeout::default()
     });
     stream
-}
-
-/// Reads a response head (status line and headers) off any stream; returns the status and the
-/// head's text. Bytes after the head stay unread, but for the few already taken with it.
-pub fn read_head(s: &mut impl Read) -> (u16, String) {
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut buf).expect("read a response head");
-        assert!(
-            n > 0,
-            "closed before a response head: {:?}",
-            String::from_utf8_lossy(&raw)
-        );
-        raw.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    (status, text)
 }
 
 /// Writes all of `bytes`, stopping quietly at the first error (the peer may refuse midway).

@@ -5,8 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::common::{Call, CallError, register_user};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wealthcoach");
-pub const PASSWORD: &str = "Reliab1e#Pass";
 /// 40 characters, fixed so tokens stay valid across restarts.
 pub const SECRET: &str = "r3liabil1ty-t3st-s3cret-Qw8Zx2Lp5Nv7Kd9M";
 pub const TXS: &str = "/api/v1/transactions";
@@ -106,28 +106,7 @@ impl SeededRng {
     }
 }
 
-/// An answer read to its end.
-#[derive(Clone, Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "status {}: body is not JSON ({e}): {:?}",
-                self.status,
-                self.text()
-            )
-        })
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+pub use crate::common::Reply;
 
 /// What became of one request.
 #[derive(Clone, Debug)]
@@ -150,41 +129,7 @@ impl Exchange {
     }
 }
 
-/// The body of a response whose head is `head` and whose remaining bytes are `rest`, or
-/// `None` if it is cut short.
-fn complete_body(head: &str, rest: &[u8]) -> Option<Vec<u8>> {
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    };
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        let mut body = Vec::new();
-        let mut at = 0;
-        loop {
-            let line_end = rest[at..].windows(2).position(|w| w == b"\r\n")? + at;
-            let size_text = std::str::from_utf8(&rest[at..line_end]).ok()?;
-            let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-            at = line_end + 2;
-            if size == 0 {
-                return Some(body);
-            }
-            body.extend_from_slice(rest.get(at..at + size)?);
-            at += size + 2;
-        }
-    }
-    match header("content-length") {
-        Some(n) => {
-            let n: usize = n.parse().ok()?;
-            (rest.len() >= n).then(|| rest[..n].to_vec())
-        }
-        // `Connection: close` and no length: the body runs to the end of the stream.
-        None => Some(rest.to_vec()),
-    }
-}
-
-/// One request with `Connection: close`, read to the end of the stream.
+/// One request with `Connection: close`, read to the end of its body.
 pub fn exchange(
     addr: SocketAddr,
     method: &str,
@@ -192,46 +137,19 @@ pub fn exchange(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Exchange {
-    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
-        Ok(s) => s,
-        Err(e) => return Exchange::NotSent(format!("connect: {e}")),
-    };
-    let _ = s.set_read_timeout(Some(REQUEST_TIMEOUT));
-    let _ = s.set_write_timeout(Some(REQUEST_TIMEOUT));
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
+    // Every request but a GET says its length, even when it has no body.
+    let body = body.or((method != "GET").then_some(&[][..]));
+    let mut call = Call::new(addr, method, path)
+        .headers(headers)
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(b) = body {
+        call = call.body(b);
     }
-    let body = body.unwrap_or_default();
-    if !body.is_empty() || method != "GET" {
-        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    raw.push_str("\r\n");
-    let mut bytes = raw.into_bytes();
-    bytes.extend_from_slice(body);
-    if let Err(e) = s.write_all(&bytes) {
-        return Exchange::NoAnswer(format!("write: {e}"));
-    }
-    let mut got = Vec::new();
-    if let Err(e) = s.read_to_end(&mut got) {
-        return Exchange::NoAnswer(format!("read after {} bytes: {e}", got.len()));
-    }
-    let Some(split) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return Exchange::NoAnswer(format!("no complete head in {} bytes", got.len()));
-    };
-    let head = String::from_utf8_lossy(&got[..split]).into_owned();
-    let status = head
-        .lines()
-        .next()
-        .filter(|l| l.starts_with("HTTP/1."))
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse::<u16>().ok());
-    let Some(status) = status else {
-        return Exchange::NoAnswer(format!("bad status line: {head:?}"));
-    };
-    match complete_body(&head, &got[split + 4..]) {
-        Some(body) => Exchange::Answered(Reply { status, body }),
-        None => Exchange::NoAnswer(format!("status {status}, body cut short")),
+    match call.try_send() {
+        Err(CallError::NotSent(e)) => Exchange::NotSent(e),
+        Err(CallError::NoAnswer(e)) => Exchange::NoAnswer(e),
+        Ok(r) if !r.complete => Exchange::NoAnswer(format!("status {}, body cut short", r.status)),
+        Ok(r) => Exchange::Answered(r),
     }
 }
 
@@ -288,21 +206,7 @@ pub fn post_keyed(addr: SocketAddr, token: &str, key: &str, body: &Value) -> Exc
 
 /// Registers by email; the access token.
 pub fn register(addr: SocketAddr, email: &str) -> String {
-    let body = json!({"email": email, "password": PASSWORD, "full_name": "Reliability Tester"});
-    let text = body.to_string();
-    let r = exchange(
-        addr,
-        "POST",
-        "/api/v1/auth/register",
-        &[("Content-Type", "application/json")],
-        Some(text.as_bytes()),
-    )
-    .reply("register");
-    assert_eq!(r.status, 201, "register {email}: {}", r.text());
-    r.json()["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
+    register_user(addr, email, "Reliability Tester").token
 }
 
 /// A JSON amount in paise, read from its exact decimal text.

@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -357,78 +357,18 @@ impl Answer {
     }
 }
 
-/// One CRLF-terminated line without its ending; `what` names it in errors.
-fn line(r: &mut impl BufRead, what: &str) -> Result<String, String> {
-    let mut raw = Vec::new();
-    let n = r
-        .by_ref()
-        .take(64 * 1024)
-        .read_until(b'\n', &mut raw)
-        .map_err(|e| format!("read {what}: {e}"))?;
-    if n == 0 {
-        return Err(format!("connection closed before the {what}"));
-    }
-    if raw.last() != Some(&b'\n') {
-        return Err(format!("connection closed inside the {what}"));
-    }
-    let text = String::from_utf8_lossy(&raw);
-    Ok(text.trim_end_matches(['\r', '\n']).to_string())
-}
-
+/// One response off a kept-alive connection (the one reader in tests/common); a body cut
+/// short is an error here, where a load client must not panic.
 fn read_answer(r: &mut impl BufRead) -> Result<Answer, String> {
-    let status_line = line(r, "status line")?;
-    let status = status_line
-        .strip_prefix("HTTP/1.")
-        .and_then(|rest| rest.split(' ').nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut headers = Vec::new();
-    loop {
-        let l = line(r, "response head")?;
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
+    let reply = crate::common::try_read_reply(r)?;
+    if !reply.complete {
+        return Err(format!("status {}: body cut short", reply.status));
     }
-    let mut answer = Answer {
-        status,
-        headers,
-        body: Vec::new(),
-    };
-    let chunked = answer
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
-    let length = answer
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok());
-    if chunked {
-        loop {
-            let size_line = line(r, "chunk size")?;
-            let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| format!("bad chunk size {size_line:?}"))?;
-            if size == 0 {
-                while !line(r, "trailer")?.is_empty() {}
-                break;
-            }
-            let start = answer.body.len();
-            answer.body.resize(start + size, 0);
-            r.read_exact(&mut answer.body[start..])
-                .map_err(|e| format!("status {status}: chunk cut short: {e}"))?;
-            if !line(r, "chunk end")?.is_empty() {
-                return Err(format!("status {status}: a chunk longer than declared"));
-            }
-        }
-    } else if let Some(n) = length {
-        answer.body.resize(n, 0);
-        r.read_exact(&mut answer.body)
-            .map_err(|e| format!("status {status}: body cut short: {e}"))?;
-    } else if status != 204 && status != 304 {
-        r.read_to_end(&mut answer.body)
-            .map_err(|e| format!("status {status}: reading to the end: {e}"))?;
-    }
-    Ok(answer)
+    Ok(Answer {
+        status: reply.status,
+        headers: reply.headers,
+        body: reply.body,
+    })
 }
 
 /// The `data:` events of a server-sent event stream, as JSON.

@@ -3,8 +3,7 @@
 //! after any sequence of creates, edits, deletes, retries and refused writes, and under
 //! concurrent writers.
 
-mod common;
-mod money_support;
+use crate::{common, money_support};
 
 use std::collections::HashMap;
 

@@ -1,37 +1,17 @@
 //! A first walk through the money API: onboarding, allocations, transactions, monthly budget.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{Value, json};
 
 /// Registers a user by email and returns the access token.
 pub fn user_token(t: &TestApp, email: &str) -> String {
-    let r = post_json(
-        t.http,
-        "/api/v1/auth/register",
-        &json!({"email": email, "password": "Secret#123", "full_name": "Test User"}),
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
-    r.json()["access_token"]
-        .as_str()
-        .expect("token")
-        .to_string()
+    t.register(email).token
 }
 
 fn type_id(t: &TestApp, tok: &str, category: &str, index: usize) -> String {
-    let a = get_auth(t.http, "/api/v1/allocations?month=10&year=2025", tok).json();
-    let cat = a["categories"]
-        .as_array()
-        .expect("cats")
-        .iter()
-        .find(|c| c["name"] == category)
-        .expect("cat")
-        .clone();
-    cat["allocation_types"][index]["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+    t.type_ids(tok, category)[index].clone()
 }
 
 #[test]

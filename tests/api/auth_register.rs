@@ -7,13 +7,12 @@
 //! Client addresses: the server trusts 127.0.0.1 as a proxy, so `X-Forwarded-For` names the
 //! client; without it the client is 127.0.0.1 itself.
 
-mod common;
-mod fake_sms;
+use crate::common;
+use crate::sms_app::SmsApp;
 
 use std::time::Instant;
 
 use common::*;
-use fake_sms::FakeSms;
 use serde_json::{Value, json};
 
 const MOBILE: &str = "9876543210";
@@ -26,46 +25,34 @@ const EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
 const INVALID: &str = "Invalid OTP. Please check and try again.";
 const NOT_VERIFIED: &str = "Mobile number not verified. Please verify it with an OTP first.";
 
-struct Server {
-    t: TestApp,
-    sms: FakeSms,
+struct Server(SmsApp);
+
+impl std::ops::Deref for Server {
+    type Target = SmsApp;
+
+    fn deref(&self) -> &SmsApp {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(extra: &[(&str, &str)]) -> Server {
-        let sms = FakeSms::start();
-        let url = sms.url();
         let mut settings = vec![
-            ("SMS_PROVIDER", "webhook"),
-            ("SMS_WEBHOOK_URL", url.as_str()),
             ("TRUSTED_PROXIES", "127.0.0.1"),
             ("OTP_RESEND_COOLDOWN_SECONDS", "0"),
         ];
         settings.extend_from_slice(extra);
-        Server {
-            t: spawn_app_with(&settings),
-            sms,
-        }
+        Server(SmsApp::start(&settings))
     }
 
     /// POSTs JSON to an auth route as client `ip`.
     fn post(&self, ip: &str, route: &str, body: &Value) -> Reply {
-        let body = body.to_string();
-        let headers = [
-            ("Content-Type", "application/json"),
-            ("X-Forwarded-For", ip),
-        ];
-        let path = format!("/api/v1/auth/{route}");
-        request(self.t.http, "POST", &path, &headers, Some(body.as_bytes()))
+        self.post_as(Some(ip), &format!("/api/v1/auth/{route}"), body)
     }
 
     /// Sends a code to `mobile` and returns it as the gateway got it.
     fn code(&self, ip: &str, mobile: &str) -> String {
-        let before = self.sms.requests().len();
-        let r = self.post(ip, "send-otp", &json!({ "mobile_number": mobile }));
-        assert_eq!(r.status, 200, "send-otp: {}", r.text());
-        assert_eq!(self.sms.requests().len(), before + 1);
-        self.sms.last_code().expect("the gateway got a code")
+        self.sent_code_as(Some(ip), mobile)
     }
 
     fn verify(&self, ip: &str, mobile: &str, code: &str) -> Reply {
@@ -96,14 +83,6 @@ impl Server {
         self.post(ip, "register", &body)
     }
 
-    fn count(&self, sql: &str) -> i64 {
-        self.t
-            .app()
-            .db
-            .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .expect(sql)
-    }
-
     fn users(&self) -> i64 {
         self.count("SELECT count(*) FROM users")
     }
@@ -123,15 +102,6 @@ impl Server {
             None,
         );
         assert_eq!(r.json(), json!({"message": "Account deleted"}));
-    }
-
-    fn advance(&self, secs: i64) {
-        self.t.app().clock.advance(secs);
-    }
-
-    fn start_of_minute(&self) {
-        let now = self.t.app().clock.unix();
-        self.advance(60 - now.rem_euclid(60));
     }
 }
 

@@ -2,8 +2,7 @@
 //! never a 5xx, a 422 names the field, and nothing is written (both users' exports and the
 //! row counts are the same before and after).
 
-mod common;
-mod money_support;
+use crate::{common, money_support};
 
 use common::*;
 use money_support::*;

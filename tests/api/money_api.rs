@@ -2,8 +2,7 @@
 //! transactions, Idempotency-Key, the view cache, budget alerts, onboarding, preferences,
 //! export and account deletion. Values, field names, order and messages, not just statuses.
 
-mod common;
-mod money_support;
+use crate::{common, money_support};
 
 use std::sync::Barrier;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use serde_json::{Value, json};
 
 /// The catalogue sql/0002_catalog.sql seeds, as the contract gives it (a copy kept with the
 /// tests, so a clone of this repository alone has it).
-const CATALOG: &str = include_str!("fixtures/catalog.json");
+const CATALOG: &str = include_str!("../fixtures/catalog.json");
 
 const CATEGORY_FIELDS: &[&str] = &[
     "id",
@@ -1337,7 +1336,7 @@ fn views_are_right_with_the_cache_disabled() {
 
 /// Every event received within a short wait.
 /// The events received, as the JSON the notifications socket sends.
-fn drain(rx: &std::sync::mpsc::Receiver<wealthcoach::events::Event>) -> Vec<Value> {
+fn drain(rx: &std::sync::mpsc::Receiver<crate::internals::Event>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
         out.push(serde_json::to_value(&v).expect("an event serialises"));

@@ -8,8 +8,8 @@
 //! `refresh_tokens`, `otp_codes` and `otp_sends`, and the signed-in user's own row, are the
 //! same after every case as before it.
 
-mod common;
-mod fake_sms;
+use crate::sms_app::SmsApp;
+use crate::{common, fake_sms};
 
 use std::cell::Cell;
 
@@ -302,11 +302,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let sms = FakeSms::start();
-        let url = sms.url();
-        let t = spawn_app_with(&[
-            ("SMS_PROVIDER", "webhook"),
-            ("SMS_WEBHOOK_URL", url.as_str()),
+        let SmsApp { t, sms } = SmsApp::start(&[
             ("TRUSTED_PROXIES", "127.0.0.1"),
             ("OTP_RESEND_COOLDOWN_SECONDS", "0"),
         ]);

@@ -1,23 +1,18 @@
 //! The whole phone login story through a fake SMS gateway that records what it was sent:
 //! send → verify → register → me → refresh → logout, then login-otp and password logins.
 
-mod common;
-mod fake_sms;
+use crate::sms_app::SmsApp;
+use crate::{common, fake_sms};
 
 use common::*;
 use fake_sms::FakeSms;
 use serde_json::{Value, json};
 
 pub fn auth_app(extra: &[(&str, &str)]) -> (TestApp, FakeSms) {
-    let sms = FakeSms::start();
-    let url = sms.url();
-    let mut settings = vec![
-        ("SMS_PROVIDER", "webhook"),
-        ("SMS_WEBHOOK_URL", url.as_str()),
-        ("SMS_WEBHOOK_TOKEN", "gw-token"),
-    ];
+    let mut settings = vec![("SMS_WEBHOOK_TOKEN", "gw-token")];
     settings.extend_from_slice(extra);
-    (spawn_app_with(&settings), sms)
+    let SmsApp { t, sms } = SmsApp::start(&settings);
+    (t, sms)
 }
 
 const MOBILE: &str = "9876543210";

@@ -3,10 +3,11 @@
 //! token tries it again. The built binary runs as a child process; the restart is a `kill -9`
 //! right after the logout was answered, on the same database file.
 
-mod reliability_support;
+use crate::{common, reliability_support};
 
 use std::net::SocketAddr;
 
+use common::PASSWORD;
 use reliability_support::*;
 use serde_json::{Value, json};
 

@@ -1,38 +1,21 @@
 //! Helpers shared by the money tests (money_api, money_invariant, money_input): users, calls,
 //! exact amounts in paise, and row counts read straight from the database.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
-use crate::common::{Reply, TestApp, get_auth, post_json, request, send_json};
+use crate::common::{Call, Reply, TestApp};
 
-pub const PASSWORD: &str = "Secret#123";
+pub use crate::common::{PASSWORD, TestUser as User};
+
 pub const BUDGET: &str = "/api/v1/allocations/budget";
 pub const ACTUAL: &str = "/api/v1/allocations/actual";
 pub const TXS: &str = "/api/v1/transactions";
 
-/// A registered user: the access token and the id `/users/me` reports.
-pub struct User {
-    pub token: String,
-    pub id: String,
-}
-
-/// Registers by email, then asks `/users/me` who that is.
+/// Registers by email (see [`TestApp::register_as`]).
 pub fn register(t: &TestApp, email: &str) -> User {
-    let body = json!({"email": email, "password": PASSWORD, "full_name": "Money Tester"});
-    let r = post_json(t.http, "/api/v1/auth/register", &body);
-    assert_eq!(r.status, 201, "register {email}: {}", r.text());
-    let token = r.json()["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string();
-    let me = get_auth(t.http, "/api/v1/users/me", &token);
-    assert_eq!(me.status, 200, "/users/me: {}", me.text());
-    let id = me.json()["user_id"].as_str().expect("user_id").to_string();
-    User { token, id }
+    t.register_as(email, "Money Tester")
 }
 
 /// A test server with one registered user.
@@ -44,11 +27,10 @@ pub fn app_and_user(email: &str) -> (TestApp, User) {
 
 /// A fresh access token for a registered email (after the clock moved past the old one).
 pub fn login(t: &TestApp, email: &str) -> String {
-    let r = post_json(
-        t.http,
-        "/api/v1/auth/login",
-        &json!({"email": email, "password": PASSWORD}),
-    );
+    let r = t
+        .call("POST", "/api/v1/auth/login")
+        .json(&json!({"email": email, "password": PASSWORD}))
+        .send();
     assert_eq!(r.status, 200, "login {email}: {}", r.text());
     r.json()["access_token"]
         .as_str()
@@ -58,12 +40,10 @@ pub fn login(t: &TestApp, email: &str) -> String {
 
 /// One call with the bearer token; `body` goes as JSON when given.
 pub fn call(t: &TestApp, method: &str, path: &str, token: &str, body: Option<&Value>) -> Reply {
+    let call = t.call(method, path).auth(token);
     match body {
-        Some(b) => send_json(t.http, method, path, Some(token), b),
-        None => {
-            let bearer = format!("Bearer {token}");
-            request(t.http, method, path, &[("Authorization", &bearer)], None)
-        }
+        Some(b) => call.json(b).send(),
+        None => call.send(),
     }
 }
 
@@ -175,14 +155,11 @@ pub fn delete_tx(t: &TestApp, token: &str, id: &str) -> Value {
 
 /// POST /transactions with an `Idempotency-Key` header.
 pub fn post_with_key(addr: SocketAddr, token: &str, key: &str, body: &Value) -> Reply {
-    let bearer = format!("Bearer {token}");
-    let text = body.to_string();
-    let headers = [
-        ("Authorization", bearer.as_str()),
-        ("Content-Type", "application/json"),
-        ("Idempotency-Key", key),
-    ];
-    request(addr, "POST", TXS, &headers, Some(text.as_bytes()))
+    Call::new(addr, "POST", TXS)
+        .auth(token)
+        .json(body)
+        .header("Idempotency-Key", key)
+        .send()
 }
 
 /// POST /transactions that must answer 201; the created transaction.
@@ -229,11 +206,7 @@ pub fn category<'a>(summary: &'a Value, name: &str) -> &'a Value {
 
 /// The id of the `index`-th allocation type of a category.
 pub fn type_id(t: &TestApp, token: &str, category_name: &str, index: usize) -> String {
-    let s = allocations(t, token, 1, 2025);
-    category(&s, category_name)["allocation_types"][index]["id"]
-        .as_str()
-        .expect("type id")
-        .to_string()
+    t.type_ids(token, category_name)[index].clone()
 }
 
 pub fn set_budget(t: &TestApp, token: &str, type_id: &str, p: i64, month: u32, year: i32) {

@@ -4,9 +4,7 @@
 //! with 4001 when its token expires (unless renewed in band) or the session ends (logout
 //! everywhere, account deleted, account deactivated from the command line in another process).
 
-mod chat_support;
-mod common;
-mod fake_llm;
+use crate::{chat_support, common};
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
@@ -101,6 +99,8 @@ fn upgrade_forwarded(
                 .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                 .collect(),
             body: resp.body().clone().unwrap_or_default(),
+            chunks: Vec::new(),
+            complete: true,
         }),
         Err(e) => panic!("handshake to {path} failed: {e}"),
     }

@@ -1,8 +1,7 @@
 //! Onboarding from the older web client (issue 10.3): every select left alone is sent as `""`,
 //! which means "not given" in every field, so the user can still finish onboarding.
 
-mod common;
-mod money_support;
+use crate::money_support;
 
 use money_support::*;
 use serde_json::{Value, json};

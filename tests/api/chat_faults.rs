@@ -4,9 +4,7 @@
 //! built from the user's own numbers; nothing panics, the socket keeps working, and a
 //! fallback is never cached.
 
-mod chat_support;
-mod common;
-mod fake_llm;
+use crate::{chat_support, common, fake_llm};
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! call its body. Each must get exactly one response, a 400, and then the connection closes;
 //! the request counter proves `GET /smuggled` never reached the router.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! 127.0.0.1 with TRUSTED_PROXIES=127.0.0.1) they need `METRICS_TOKEN`, whatever
 //! `X-Forwarded-For` says; a direct loopback peer that is not a proxy (127.0.0.2) needs none.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpStream};

@@ -2,15 +2,13 @@
 //! LLM, users with numbers and a profile, a WebSocket client whose every read is bounded, and
 //! readers for what the fake recorded.
 
-#![allow(dead_code)]
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
 
-use crate::common::{Reply, TestApp, get_auth, post_json, request, send_json, spawn_app_with};
+use crate::common::{Reply, TestApp, get_auth, spawn_app_with};
 use crate::fake_llm::{FakeLlm, Recorded};
 
 /// The longest a socket read may block before the test calls it a hang.
@@ -42,32 +40,11 @@ pub fn coach(extra: &[(&str, &str)], email: &str, name: &str) -> (FakeLlm, TestA
     (fake, t, u)
 }
 
-pub struct User {
-    pub token: String,
-    pub refresh: String,
-    pub id: String,
-}
+pub use crate::common::TestUser as User;
 
 /// Registers by email with this full name.
 pub fn register(t: &TestApp, email: &str, name: &str) -> User {
-    let r = post_json(
-        t.http,
-        "/api/v1/auth/register",
-        &json!({"email": email, "password": "Secret#123", "full_name": name}),
-    );
-    assert_eq!(r.status, 201, "register {email}: {}", r.text());
-    let body = r.json();
-    let token = body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string();
-    let refresh = body["refresh_token"]
-        .as_str()
-        .expect("refresh_token")
-        .to_string();
-    let me = get_auth(t.http, "/api/v1/users/me", &token).json();
-    let id = me["user_id"].as_str().expect("user_id").to_string();
-    User { token, refresh, id }
+    t.register_as(email, name)
 }
 
 /// A bearer call that must answer `status`; its body as JSON.
@@ -79,14 +56,13 @@ pub fn call_ok(
     body: &Value,
     status: u16,
 ) -> Value {
-    let r = send_json(t.http, method, path, Some(token), body);
+    let r = t.call(method, path).auth(token).json(body).send();
     assert_eq!(r.status, status, "{method} {path}: {}", r.text());
     r.json()
 }
 
 pub fn delete(t: &TestApp, path: &str, token: &str) -> Reply {
-    let bearer = format!("Bearer {token}");
-    request(t.http, "DELETE", path, &[("Authorization", &bearer)], None)
+    t.call("DELETE", path).auth(token).send()
 }
 
 /// Records income or expense dated now.
@@ -98,19 +74,7 @@ pub fn add_transaction(t: &TestApp, token: &str, kind: &str, amount: &str) {
 
 /// The ids of a category's allocation types, in catalogue order.
 pub fn type_ids(t: &TestApp, token: &str, category: &str) -> Vec<String> {
-    let all = get_auth(t.http, "/api/v1/allocations", token).json();
-    let cat = all["categories"]
-        .as_array()
-        .expect("categories")
-        .iter()
-        .find(|c| c["name"] == category)
-        .unwrap_or_else(|| panic!("no category {category}"));
-    cat["allocation_types"]
-        .as_array()
-        .expect("allocation_types")
-        .iter()
-        .map(|ty| ty["id"].as_str().expect("type id").to_string())
-        .collect()
+    t.type_ids(token, category)
 }
 
 pub fn set_budget(t: &TestApp, token: &str, type_id: &str, amount: &str) {

@@ -6,7 +6,7 @@
 //! new `{param}` route is attacked as soon as it exists, and the test fails until `a_values`
 //! says which of A's values to put in that parameter.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 
@@ -48,12 +48,7 @@ fn ok(r: Reply, what: &str) -> Value {
 
 /// Registers a user by email; their access token.
 fn register(t: &TestApp, email: &str, name: &str) -> String {
-    let body = json!({"email": email, "password": "Isolation-Passw0rd!", "full_name": name});
-    let reg = ok(
-        send_json(t.http, "POST", "/api/v1/auth/register", None, &body),
-        "register",
-    );
-    reg["access_token"].as_str().expect("token").to_string()
+    t.register_as(email, name).token
 }
 
 /// Registers a user and gives them a transaction or two, allocations on `types`, chat
@@ -259,7 +254,7 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
                       "notes": "written by B"})
     .to_string();
 
-    let router = wealthcoach::routes();
+    let router = crate::internals::routes();
     let (mut attacked, mut shared_views) = (0, 0);
     for route in router.routes() {
         let names = params_of(route.pattern);

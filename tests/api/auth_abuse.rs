@@ -7,17 +7,16 @@
 //! without the rule would have answered differently, so removing a rule makes its test fail.
 //! Time moves with `clock.advance`, never with sleeps.
 
-mod common;
-mod fake_sms;
+use crate::common;
+use crate::sms_app::SmsApp;
 
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+use crate::internals::{TokenClaims, hash_token};
 use common::*;
-use fake_sms::FakeSms;
 use jwt_simple::prelude::{HS256Key, HS512Key, MACLike};
 use serde_json::{Value, json};
-use wealthcoach::auth::tokens::{TokenClaims, hash_token};
 
 const MOBILE: &str = "9876543210";
 const E164: &str = "+919876543210";
@@ -32,9 +31,14 @@ const INVALID: &str = "Invalid OTP. Please check and try again.";
 const VERIFIED: &str = "Mobile number 9876543210 verified successfully!";
 
 /// A server whose SMS goes to a fake gateway, with shortcuts for the auth routes.
-struct Server {
-    t: TestApp,
-    sms: FakeSms,
+struct Server(SmsApp);
+
+impl std::ops::Deref for Server {
+    type Target = SmsApp;
+
+    fn deref(&self) -> &SmsApp {
+        &self.0
+    }
 }
 
 /// The two tokens of a TokenResponse.
@@ -63,27 +67,7 @@ impl Pair {
 
 impl Server {
     fn start(extra: &[(&str, &str)]) -> Server {
-        let sms = FakeSms::start();
-        let url = sms.url();
-        let mut settings = vec![
-            ("SMS_PROVIDER", "webhook"),
-            ("SMS_WEBHOOK_URL", url.as_str()),
-        ];
-        settings.extend_from_slice(extra);
-        Server {
-            t: spawn_app_with(&settings),
-            sms,
-        }
-    }
-
-    /// POSTs JSON to `path`; with `ip`, as a trusted proxy forwarding for that client.
-    fn post_as(&self, ip: Option<&str>, path: &str, body: &Value) -> Reply {
-        let body = body.to_string();
-        let mut headers = vec![("Content-Type", "application/json")];
-        if let Some(ip) = ip {
-            headers.push(("X-Forwarded-For", ip));
-        }
-        request(self.t.http, "POST", path, &headers, Some(body.as_bytes()))
+        Server(SmsApp::start(extra))
     }
 
     fn auth(&self, route: &str, body: &Value) -> Reply {
@@ -101,11 +85,7 @@ impl Server {
 
     /// Sends a code and returns it as the gateway received it.
     fn sent_code(&self, mobile: &str) -> String {
-        let before = self.sms.requests().len();
-        let r = self.send_otp(mobile);
-        assert_eq!(r.status, 200, "send-otp: {}", r.text());
-        assert_eq!(self.sms.requests().len(), before + 1, "one SMS per send");
-        self.sms.last_code().expect("the gateway got a code")
+        self.sent_code_as(None, mobile)
     }
 
     fn verify(&self, mobile: &str, otp: &str) -> Reply {
@@ -151,14 +131,6 @@ impl Server {
         ))
     }
 
-    fn count(&self, sql: &str) -> i64 {
-        self.t
-            .app()
-            .db
-            .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
-            .expect(sql)
-    }
-
     /// Usable (neither rotated nor revoked) refresh tokens in the family of `token`.
     fn usable_in_family(&self, token: &str) -> i64 {
         self.count(&format!(
@@ -169,28 +141,11 @@ impl Server {
         ))
     }
 
-    fn advance(&self, secs: i64) {
-        self.t.app().clock.advance(secs);
-    }
-
-    /// Moves the server clock to the start of a minute, so one-minute windows cannot roll
-    /// over in the middle of a test; returns the end of that minute.
-    fn start_of_minute(&self) -> i64 {
-        let now = self.t.app().clock.unix();
-        self.advance(60 - now.rem_euclid(60));
-        let now = self.t.app().clock.unix();
-        now - now.rem_euclid(60) + 60
-    }
-
     fn set_active(&self, active: bool) {
         let app = self.t.app();
         let now = app.clock.unix();
         app.db
-            .write(|tx| {
-                Ok(wealthcoach::auth::users::set_active(
-                    tx, MOBILE, active, "91", now,
-                ))
-            })
+            .write(|tx| Ok(crate::internals::set_active(tx, MOBILE, active, "91", now)))
             .expect("database")
             .expect("the user exists");
     }

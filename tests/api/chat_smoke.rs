@@ -1,6 +1,6 @@
 //! A first walk through the coach without an API key: the fallback answers from the numbers.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! comes), validation, the fallback, CORS on the stream, and the conversation history:
 //! sessions, paged messages and deletion.
 
-mod chat_support;
-mod common;
-mod fake_llm;
+use crate::{chat_support, common, fake_llm};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,7 +1,7 @@
 //! The service routes answer in the contract's shape, and every response carries the
 //! cross-cutting headers.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;
@@ -289,8 +289,8 @@ fn docs_and_openapi_are_served_from_the_binary() {
 #[test]
 fn every_route_is_in_the_openapi_document() {
     let doc: serde_json::Value =
-        serde_json::from_str(wealthcoach::ops::docs::document()).expect("valid JSON");
-    let router = wealthcoach::routes();
+        serde_json::from_str(crate::internals::openapi_document()).expect("valid JSON");
+    let router = crate::internals::routes();
     for r in router.routes().iter().filter(|r| r.documented) {
         let method = r.method.to_ascii_lowercase();
         assert!(

@@ -1,8 +1,7 @@
 //! Dates are the user's wall clock (issue 10.2) and `GET /transactions?from=&to=` (issue 10.6),
 //! against real servers running in `Asia/Kolkata` (+05:30) and `America/New_York` (DST).
 
-mod common;
-mod money_support;
+use crate::{common, money_support};
 
 use common::*;
 use money_support::*;

@@ -1,7 +1,7 @@
 //! Black-box tests of the command line: the built `wealthcoach` binary run as a child process
 //! with its settings in the environment, its own temporary folder and ports the OS picked.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -359,7 +359,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 fn random_bytes(n: usize) -> Vec<u8> {
     let mut v = vec![0u8; n];
-    wealthcoach::random::fill(&mut v);
+    crate::internals::random::fill(&mut v);
     v
 }
 
@@ -436,7 +436,7 @@ fn production(change: Option<Change>, args: &[&str]) -> (Setup, Outcome) {
         // 16 distinct characters for sure (production wants them), then 24 random ones.
         .set(
             "JWT_SECRET_KEY",
-            &format!("0123456789abcdef{}", wealthcoach::random::hex(12)),
+            &format!("0123456789abcdef{}", crate::internals::random::hex(12)),
         )
         .set("SMS_PROVIDER", "webhook")
         .set("SMS_WEBHOOK_URL", "http://127.0.0.1:9/x");

@@ -1,45 +1,20 @@
 //! Checks the fake OpenAI-compatible server in `fake_llm` with a raw TCP client, so the tests
 //! that use it against the server under test can trust what it sends.
 
-mod fake_llm;
+use crate::{common, fake_llm};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use common::{Reply, read_reply_buffered};
 use fake_llm::{FakeLlm, Fault, SPLIT_UTF8_PIECES};
 use serde_json::{Value, json};
 
-/// A response as the raw client read it.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    /// The body with any chunked framing removed.
-    body: Vec<u8>,
-    /// Each HTTP chunk's data, when the response was chunked.
-    chunks: Vec<Vec<u8>>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("the body is valid UTF-8")
-    }
-
+/// What these tests read in a fake's event stream.
+trait Events {
     /// The payload of every `data:` line, in order.
-    fn data(&self) -> Vec<String> {
-        self.text()
-            .split("\n\n")
-            .filter_map(|event| event.strip_prefix("data: "))
-            .map(str::to_string)
-            .collect()
-    }
+    fn data(&self) -> Vec<String>;
 
     /// The `data:` payloads that are JSON chunks (not `[DONE]`).
     fn chunk_events(&self) -> Vec<Value> {
@@ -64,6 +39,17 @@ impl Reply {
 
     fn ends_with_done(&self) -> bool {
         self.data().last().map(String::as_str) == Some("[DONE]")
+    }
+}
+
+impl Events for Reply {
+    fn data(&self) -> Vec<String> {
+        String::from_utf8(self.body.clone())
+            .expect("the body is valid UTF-8")
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .map(str::to_string)
+            .collect()
     }
 }
 
@@ -103,52 +89,9 @@ fn line(conn: &mut BufReader<TcpStream>) -> String {
     line.trim_end_matches(['\r', '\n']).to_string()
 }
 
-/// Reads one response: by `Content-Length`, by chunks, or to the end of the connection. A
-/// stream cut short just ends the body where it stopped.
+/// Reads one response, leaving the connection at the next one.
 fn read_reply(conn: &mut BufReader<TcpStream>) -> Reply {
-    let status_line = line(conn);
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("a status line, got {status_line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let header = line(conn);
-        if header.is_empty() {
-            break;
-        }
-        let (k, v) = header.split_once(':').unwrap();
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut reply = Reply {
-        status,
-        headers,
-        body: Vec::new(),
-        chunks: Vec::new(),
-    };
-    if reply.header("transfer-encoding") == Some("chunked") {
-        loop {
-            let size_line = line(conn);
-            let Ok(size) = usize::from_str_radix(&size_line, 16) else {
-                break; // cut short
-            };
-            let mut chunk = vec![0; size + 2];
-            conn.read_exact(&mut chunk).unwrap();
-            chunk.truncate(size);
-            if size == 0 {
-                break;
-            }
-            reply.body.extend_from_slice(&chunk);
-            reply.chunks.push(chunk);
-        }
-    } else if let Some(length) = reply.header("content-length") {
-        reply.body = vec![0; length.parse().unwrap()];
-        conn.read_exact(&mut reply.body).unwrap();
-    } else {
-        conn.read_to_end(&mut reply.body).unwrap();
-    }
-    reply
+    read_reply_buffered(conn)
 }
 
 fn chat(fake: &FakeLlm, body: &Value) -> Reply {

@@ -4,9 +4,7 @@
 //! answer cache, cancel, a client that leaves mid-answer, bad frames, the per-user socket cap
 //! (the newest wins), heartbeats and budget alerts.
 
-mod chat_support;
-mod common;
-mod fake_llm;
+use crate::{chat_support, common, fake_llm};
 
 use std::time::{Duration, Instant};
 
