@@ -20,7 +20,7 @@ use crate::http::router::{Class, Handler, Route};
 
 /// The `__path_<handler>` type of a `#[utoipa::path]`, turned into its route:
 /// `a::__path_get_allocations::route(a::get_allocations)`.
-pub trait ApiPath: Path + for<'t> Tags<'t> + SchemaReferences + Sized {
+pub(crate) trait ApiPath: Path + for<'t> Tags<'t> + SchemaReferences + Sized {
     /// The documented route, method and pattern as the attribute declares them.
     fn route<S>(handler: Handler<S>) -> Route<S> {
         let method = Self::methods().first().map_or("GET", method_name);

@@ -15,30 +15,30 @@ use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
 
 pub struct App {
-    pub config: Config,
+    pub(crate) config: Config,
     pub db: Db,
     pub metrics: Metrics,
     pub clock: Clock,
-    pub keys: Keys,
-    pub sms: Box<dyn SmsSender>,
-    pub limiter: RateLimiter,
+    pub(crate) keys: Keys,
+    pub(crate) sms: Box<dyn SmsSender>,
+    pub(crate) limiter: RateLimiter,
     /// Access tokens logged out before their expiry (by `jti`); they live no longer than
     /// an access token does.
     pub revoked_access: moka::sync::Cache<String, ()>,
     /// The allocation catalogue, loaded once at start.
-    pub catalog: Catalog,
+    pub(crate) catalog: Catalog,
     /// Computed month views, per user.
-    pub views: ViewCache,
+    pub(crate) views: ViewCache,
     /// Events for the users' notification sockets.
     pub events: Hub,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
-    pub answers: moka::sync::Cache<String, std::sync::Arc<String>>,
+    pub(crate) answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
 }
 
 impl App {
-    pub fn new(config: Config, db: Db) -> Result<App, String> {
+    pub(crate) fn new(config: Config, db: Db) -> Result<App, String> {
         let secret = config
             .tokens
             .secret
@@ -76,17 +76,17 @@ impl App {
     }
 
     /// Graceful stop has begun: loops finish what they hold and exit.
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 
-    pub fn begin_stop(&self) {
+    pub(crate) fn begin_stop(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
     /// Something the process cannot recover from (the accept loop died): `main` exits
     /// non-zero and systemd restarts the service.
-    pub fn fail(&self, why: String) {
+    pub(crate) fn fail(&self, why: String) {
         log::error!("fatal: {why}");
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -102,7 +102,7 @@ impl App {
     }
 
     /// Entries in the in-process caches, for `/health/detailed`.
-    pub fn cache_entries(&self) -> u64 {
+    pub(crate) fn cache_entries(&self) -> u64 {
         self.views.entries()
     }
 }

@@ -32,7 +32,7 @@ impl Clock {
 }
 
 /// `2025-10-18T00:00:00Z`.
-pub fn iso(t: jiff::Timestamp) -> String {
+pub(crate) fn iso(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Where the server runs: production turns on the strict start-up checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Environment {
+pub(crate) enum Environment {
     Development,
     Staging,
     Production,
@@ -18,7 +18,7 @@ pub enum Environment {
 }
 
 impl Environment {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Environment::Development => "development",
             Environment::Staging => "staging",
@@ -30,13 +30,13 @@ impl Environment {
 
 /// How hard SQLite flushes: NORMAL survives a process crash, FULL also a power loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Synchronous {
+pub(crate) enum Synchronous {
     Normal,
     Full,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SmsProvider {
+pub(crate) enum SmsProvider {
     Console,
     Webhook,
     BulkSmsInd,
@@ -44,7 +44,7 @@ pub enum SmsProvider {
 }
 
 impl SmsProvider {
-    pub fn as_str(&self) -> &'static str {
+    pub(crate) fn as_str(&self) -> &'static str {
         match self {
             SmsProvider::Console => "console",
             SmsProvider::Webhook => "webhook",
@@ -56,13 +56,13 @@ impl SmsProvider {
 
 /// The secret that signs tokens and keys OTP hashes. Never printed.
 #[derive(Clone)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(s: String) -> Secret {
+    pub(crate) fn new(s: String) -> Secret {
         Secret(s)
     }
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -84,10 +84,10 @@ const KNOWN_WEAK_SECRETS: &[&str] = &[
     "dev-secret",
     "development",
 ];
-pub const MIN_SECRET_LEN: usize = 32;
+pub(crate) const MIN_SECRET_LEN: usize = 32;
 /// 32 times `a` is long but guessable. (64 hex digits miss one of the 16 about 1 time in
 /// 40, so install.sh and the README generate base64 secrets.)
-pub const MIN_SECRET_DISTINCT: usize = 16;
+pub(crate) const MIN_SECRET_DISTINCT: usize = 16;
 
 fn distinct_chars(s: &str) -> usize {
     s.chars().collect::<std::collections::HashSet<_>>().len()
@@ -97,28 +97,27 @@ fn distinct_chars(s: &str) -> usize {
 /// (`OTP_*`, `WS_*`, `SMS_*`, …). The server's identity stays at the top.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub environment: Environment,
-    pub debug: bool,
+    pub(crate) environment: Environment,
     pub log_level: log::LevelFilter,
-    pub app_name: String,
+    pub(crate) app_name: String,
     pub host: IpAddr,
     pub port: u16,
     pub ws_port: u16,
-    pub app_timezone: jiff::tz::TimeZone,
-    pub app_timezone_name: String,
+    pub(crate) app_timezone: jiff::tz::TimeZone,
+    pub(crate) app_timezone_name: String,
     pub http: HttpSettings,
-    pub cors: CorsSettings,
+    pub(crate) cors: CorsSettings,
     pub db: DbSettings,
-    pub tokens: TokenSettings,
-    pub rate_limit: RateLimits,
-    pub ws: WsSettings,
-    pub features: Features,
-    pub cache: CacheSettings,
+    pub(crate) tokens: TokenSettings,
+    pub(crate) rate_limit: RateLimits,
+    pub(crate) ws: WsSettings,
+    pub(crate) features: Features,
+    pub(crate) cache: CacheSettings,
     pub sms: SmsSettings,
-    pub otp: OtpRules,
-    pub login: LoginRules,
-    pub llm: LlmSettings,
-    pub chat: ChatLimits,
+    pub(crate) otp: OtpRules,
+    pub(crate) login: LoginRules,
+    pub(crate) llm: LlmSettings,
+    pub(crate) chat: ChatLimits,
     /// Warnings to log once logging is up (e.g. REDIS_URL ignored).
     pub warnings: Vec<String>,
 }
@@ -127,152 +126,152 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
     /// Handler threads for the HTTP listener (the bounded pool): `HTTP_WORKERS`.
-    pub workers: usize,
+    pub(crate) workers: usize,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<IpAddr>,
-    pub metrics_token: Option<Secret>,
-    pub shutdown_timeout: Duration,
-    pub watchdog_interval: Duration,
+    pub(crate) metrics_token: Option<Secret>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) watchdog_interval: Duration,
 }
 
 /// `CORS_*`.
 #[derive(Clone, Debug)]
-pub struct CorsSettings {
-    pub origins: Vec<String>,
-    pub allow_credentials: bool,
+pub(crate) struct CorsSettings {
+    pub(crate) origins: Vec<String>,
+    pub(crate) allow_credentials: bool,
 }
 
 /// `DATABASE_URL`, `DB_*`.
 #[derive(Clone, Debug)]
 pub struct DbSettings {
     pub path: PathBuf,
-    pub synchronous: Synchronous,
-    pub pool_size: u32,
+    pub(crate) synchronous: Synchronous,
+    pub(crate) pool_size: u32,
 }
 
 /// `JWT_SECRET_KEY` and the token lifetimes.
 #[derive(Clone, Debug)]
-pub struct TokenSettings {
+pub(crate) struct TokenSettings {
     /// Signs tokens and keys OTP hashes. `None` until start-up fills it (from the environment,
     /// or a generated development key).
-    pub secret: Option<Secret>,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
+    pub(crate) secret: Option<Secret>,
+    pub(crate) access_ttl: Duration,
+    pub(crate) refresh_ttl: Duration,
 }
 
 /// `RATE_LIMIT_*` and `CHAT_RATE_LIMIT_PER_MINUTE`.
 #[derive(Clone, Debug)]
-pub struct RateLimits {
-    pub enabled: bool,
-    pub per_minute: u32,
-    pub per_hour: u32,
-    pub per_day: u32,
-    pub chat_per_minute: u32,
+pub(crate) struct RateLimits {
+    pub(crate) enabled: bool,
+    pub(crate) per_minute: u32,
+    pub(crate) per_hour: u32,
+    pub(crate) per_day: u32,
+    pub(crate) chat_per_minute: u32,
 }
 
 /// `WS_*`.
 #[derive(Clone, Debug)]
-pub struct WsSettings {
-    pub max_connections_per_user: usize,
-    pub max_connections: usize,
-    pub heartbeat_interval: Duration,
-    pub auth_timeout: Duration,
-    pub max_frame_bytes: usize,
+pub(crate) struct WsSettings {
+    pub(crate) max_connections_per_user: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) heartbeat_interval: Duration,
+    pub(crate) auth_timeout: Duration,
+    pub(crate) max_frame_bytes: usize,
     /// Upgrades per client address per minute, while rate limiting is on.
-    pub upgrades_per_minute: u32,
+    pub(crate) upgrades_per_minute: u32,
     /// Sockets one address may hold open before they authenticate.
-    pub max_pending_per_ip: usize,
+    pub(crate) max_pending_per_ip: usize,
 }
 
 /// `ENABLE_*`.
 #[derive(Clone, Debug)]
-pub struct Features {
-    pub user_registration: bool,
-    pub email_registration: bool,
-    pub chat: bool,
-    pub docs: bool,
+pub(crate) struct Features {
+    pub(crate) user_registration: bool,
+    pub(crate) email_registration: bool,
+    pub(crate) chat: bool,
+    pub(crate) docs: bool,
 }
 
 /// `CACHE_ENABLED`, `QUERY_CACHE_TTL`.
 #[derive(Clone, Debug)]
-pub struct CacheSettings {
-    pub enabled: bool,
-    pub query_ttl: Duration,
+pub(crate) struct CacheSettings {
+    pub(crate) enabled: bool,
+    pub(crate) query_ttl: Duration,
 }
 
 /// `SMS_*`, `DEFAULT_COUNTRY_CODE` and the providers' own settings.
 #[derive(Clone, Debug)]
 pub struct SmsSettings {
     pub default_country_code: String,
-    pub allowed_countries: Vec<String>,
-    pub provider: SmsProvider,
+    pub(crate) allowed_countries: Vec<String>,
+    pub(crate) provider: SmsProvider,
     pub webhook_url: Option<String>,
-    pub webhook_token: Option<Secret>,
-    pub template: Option<String>,
-    pub timeout: Duration,
-    pub daily_limit: u32,
-    pub bulksms: BulkSmsSettings,
-    pub twilio: TwilioSettings,
+    pub(crate) webhook_token: Option<Secret>,
+    pub(crate) template: Option<String>,
+    pub(crate) timeout: Duration,
+    pub(crate) daily_limit: u32,
+    pub(crate) bulksms: BulkSmsSettings,
+    pub(crate) twilio: TwilioSettings,
 }
 
 /// `BULKSMS_*`. Missing ones are reported by the sender (only the chosen provider needs them).
 #[derive(Clone, Debug)]
-pub struct BulkSmsSettings {
-    pub base_url: Option<String>,
-    pub username: Option<String>,
-    pub sendername: Option<String>,
-    pub apikey: Option<Secret>,
-    pub peid: Option<String>,
-    pub templateid: Option<String>,
+pub(crate) struct BulkSmsSettings {
+    pub(crate) base_url: Option<String>,
+    pub(crate) username: Option<String>,
+    pub(crate) sendername: Option<String>,
+    pub(crate) apikey: Option<Secret>,
+    pub(crate) peid: Option<String>,
+    pub(crate) templateid: Option<String>,
 }
 
 /// `TWILIO_*`. Missing ones are reported by the sender (only the chosen provider needs them).
 #[derive(Clone, Debug)]
-pub struct TwilioSettings {
-    pub base_url: Option<String>,
-    pub account_sid: Option<String>,
-    pub auth_token: Option<Secret>,
-    pub from_number: Option<String>,
+pub(crate) struct TwilioSettings {
+    pub(crate) base_url: Option<String>,
+    pub(crate) account_sid: Option<String>,
+    pub(crate) auth_token: Option<Secret>,
+    pub(crate) from_number: Option<String>,
 }
 
 /// `OTP_*`.
 #[derive(Clone, Debug)]
-pub struct OtpRules {
-    pub ttl: Duration,
-    pub max_attempts: u32,
-    pub attempt_window: Duration,
-    pub resend_cooldown: Duration,
-    pub max_sends_per_hour: u32,
-    pub max_sends_per_day: u32,
-    pub max_sends_per_ip_per_hour: u32,
+pub(crate) struct OtpRules {
+    pub(crate) ttl: Duration,
+    pub(crate) max_attempts: u32,
+    pub(crate) attempt_window: Duration,
+    pub(crate) resend_cooldown: Duration,
+    pub(crate) max_sends_per_hour: u32,
+    pub(crate) max_sends_per_day: u32,
+    pub(crate) max_sends_per_ip_per_hour: u32,
 }
 
 /// `LOGIN_*`.
 #[derive(Clone, Debug)]
-pub struct LoginRules {
-    pub max_failures: u32,
-    pub max_failures_any_ip: u32,
+pub(crate) struct LoginRules {
+    pub(crate) max_failures: u32,
+    pub(crate) max_failures_any_ip: u32,
 }
 
 /// `OPENAI_*`: the upstream model.
 #[derive(Clone, Debug)]
-pub struct LlmSettings {
-    pub api_key: Option<Secret>,
-    pub base_url: String,
-    pub model: String,
-    pub max_tokens: u32,
-    pub temperature: f64,
-    pub timeout: Duration,
+pub(crate) struct LlmSettings {
+    pub(crate) api_key: Option<Secret>,
+    pub(crate) base_url: String,
+    pub(crate) model: String,
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f64,
+    pub(crate) timeout: Duration,
     /// USD per million prompt / completion tokens, for the cost estimate.
-    pub price_prompt_per_mtok: f64,
-    pub price_completion_per_mtok: f64,
+    pub(crate) price_prompt_per_mtok: f64,
+    pub(crate) price_completion_per_mtok: f64,
 }
 
 /// `CHAT_*_TOKEN_LIMIT`.
 #[derive(Clone, Debug)]
-pub struct ChatLimits {
-    pub daily_token_limit: u64,
-    pub global_daily_token_limit: u64,
+pub(crate) struct ChatLimits {
+    pub(crate) daily_token_limit: u64,
+    pub(crate) global_daily_token_limit: u64,
 }
 
 /// Reads settings out of a name → value map and remembers every problem.
@@ -367,7 +366,7 @@ impl<'a> Reader<'a> {
 }
 
 /// `DATABASE_URL` is a path or a `sqlite://` URL (`sqlite:///abs/path`, `sqlite:///./rel`).
-pub fn database_path_from_url(url: &str) -> Result<PathBuf, String> {
+pub(crate) fn database_path_from_url(url: &str) -> Result<PathBuf, String> {
     let rest = if let Some(r) = url.strip_prefix("sqlite+aiosqlite://") {
         r
     } else if let Some(r) = url.strip_prefix("sqlite://") {
@@ -754,7 +753,7 @@ impl ChatLimits {
 
 impl Config {
     /// The process environment plus `.env` (the environment wins), as a map.
-    pub fn environment_map() -> HashMap<String, String> {
+    pub(crate) fn environment_map() -> HashMap<String, String> {
         let mut vars: HashMap<String, String> = HashMap::new();
         if let Ok(iter) = dotenvy::from_path_iter(Path::new(".env")) {
             for (k, v) in iter.flatten() {
@@ -827,7 +826,6 @@ impl Config {
         }
         Ok(Config {
             environment,
-            debug,
             log_level,
             app_name,
             host,
@@ -857,7 +855,7 @@ impl Config {
     }
 
     /// The folder that holds the database (and the generated development secret).
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         match self.db.path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

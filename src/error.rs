@@ -6,13 +6,13 @@ use serde_json::{Value, json};
 /// One problem with one input field, FastAPI style: `{"loc":["body","otp"],"msg":..,"type":..}`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FieldError {
-    pub loc: Vec<Value>,
-    pub msg: String,
-    pub kind: &'static str,
+    pub(crate) loc: Vec<Value>,
+    pub(crate) msg: String,
+    pub(crate) kind: &'static str,
 }
 
 impl FieldError {
-    pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> FieldError {
+    pub(crate) fn new(loc: Vec<Value>, msg: impl Into<String>, kind: &'static str) -> FieldError {
         FieldError {
             loc,
             msg: msg.into(),
@@ -96,7 +96,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn validation(loc: &[&str], msg: impl Into<String>, kind: &'static str) -> Error {
+    pub(crate) fn validation(loc: &[&str], msg: impl Into<String>, kind: &'static str) -> Error {
         Error::Validation(vec![FieldError::new(
             loc.iter().map(|s| Value::from(*s)).collect(),
             msg,
@@ -104,25 +104,25 @@ impl Error {
         )])
     }
 
-    pub fn not_found(detail: impl Into<String>) -> Error {
+    pub(crate) fn not_found(detail: impl Into<String>) -> Error {
         Error::NotFound {
             code: "not_found",
             detail: detail.into(),
         }
     }
 
-    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Error {
+    pub(crate) fn bad_request(code: &'static str, detail: impl Into<String>) -> Error {
         Error::BadRequest {
             code,
             detail: detail.into(),
         }
     }
 
-    pub fn internal(e: impl std::fmt::Display) -> Error {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Error {
         Error::Internal(e.to_string())
     }
 
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             Error::Validation(_) | Error::Unprocessable { .. } => 422,
             Error::BadRequest { .. } => 400,
@@ -147,7 +147,7 @@ impl Error {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Error::Validation(_) => "validation_error",
             Error::Unprocessable { code, .. }
@@ -169,7 +169,7 @@ impl Error {
     }
 
     /// `detail` of the JSON body: a list for 422 field errors, else a sentence.
-    pub fn detail(&self) -> Value {
+    pub(crate) fn detail(&self) -> Value {
         match self {
             Error::Validation(list) => Value::Array(list.iter().map(FieldError::to_json).collect()),
             Error::Unprocessable { detail, .. }
@@ -194,12 +194,12 @@ impl Error {
         }
     }
 
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         json!({"detail": self.detail(), "code": self.code()})
     }
 
     /// Headers that belong to this error's status.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
+    pub(crate) fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Error::Unauthorized { bearer: true, .. } => vec![("WWW-Authenticate", "Bearer".into())],
             Error::MethodNotAllowed { allow } => vec![("Allow", allow.join(", "))],
@@ -261,7 +261,7 @@ impl From<r2d2::Error> for Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {

@@ -99,7 +99,7 @@ impl<E: Clone> Hub<E> {
     }
 
     /// Delivers to every live subscriber of the user; forgets the ones whose socket is gone.
-    pub fn publish(&self, user: &str, event: E) {
+    pub(crate) fn publish(&self, user: &str, event: E) {
         let mut subs = self.lock();
         if let Some(list) = subs.get_mut(user) {
             list.retain(|(_, tx)| tx.send(event.clone()).is_ok());

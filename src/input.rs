@@ -19,13 +19,13 @@ use crate::error::{Error, FieldError};
 
 /// Why one field's value was refused: a message and a FastAPI error type.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Invalid {
-    pub msg: String,
-    pub kind: &'static str,
+pub(crate) struct Invalid {
+    pub(crate) msg: String,
+    pub(crate) kind: &'static str,
 }
 
 impl Invalid {
-    pub fn new(msg: impl Into<String>, kind: &'static str) -> Invalid {
+    pub(crate) fn new(msg: impl Into<String>, kind: &'static str) -> Invalid {
         Invalid {
             msg: msg.into(),
             kind,
@@ -34,11 +34,11 @@ impl Invalid {
 }
 
 /// A type that can be read from one JSON value.
-pub trait FromJson: Sized {
+pub(crate) trait FromJson: Sized {
     fn from_json(v: &Value) -> Result<Self, Invalid>;
 }
 
-pub struct Fields {
+pub(crate) struct Fields {
     obj: Map<String, Value>,
     loc: &'static str,
     errors: Vec<FieldError>,
@@ -52,7 +52,7 @@ fn already_reported() -> Error {
 
 /// Where fields come from: a request's JSON body and query. `http::Req` is one; the trait
 /// keeps this module free of the transport, so domain types never import `http`.
-pub trait Source {
+pub(crate) trait Source {
     /// The body parsed as JSON (a missing or broken body is already a 422 here).
     fn json(&self) -> Result<Value, Error>;
     fn raw_body(&self) -> &[u8];
@@ -61,7 +61,7 @@ pub trait Source {
 
 impl Fields {
     /// The JSON body, which must be an object.
-    pub fn body(req: &impl Source) -> Result<Fields, Error> {
+    pub(crate) fn body(req: &impl Source) -> Result<Fields, Error> {
         match req.json()? {
             Value::Object(obj) => Ok(Fields {
                 obj,
@@ -77,7 +77,7 @@ impl Fields {
     }
 
     /// The JSON body if there is one, else an empty object (routes whose body is optional).
-    pub fn body_or_empty(req: &impl Source) -> Result<Fields, Error> {
+    pub(crate) fn body_or_empty(req: &impl Source) -> Result<Fields, Error> {
         if req.raw_body().iter().all(u8::is_ascii_whitespace) {
             return Ok(Fields::from_map(Map::new(), "body"));
         }
@@ -85,7 +85,7 @@ impl Fields {
     }
 
     /// Query parameters, each a string value.
-    pub fn query(req: &impl Source) -> Fields {
+    pub(crate) fn query(req: &impl Source) -> Fields {
         let obj = req
             .query_pairs()
             .iter()
@@ -94,7 +94,7 @@ impl Fields {
         Fields::from_map(obj, "query")
     }
 
-    pub fn from_map(obj: Map<String, Value>, loc: &'static str) -> Fields {
+    pub(crate) fn from_map(obj: Map<String, Value>, loc: &'static str) -> Fields {
         Fields {
             obj,
             loc,
@@ -102,7 +102,7 @@ impl Fields {
         }
     }
 
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.obj.get(name).is_some_and(|v| !v.is_null())
     }
 
@@ -114,7 +114,7 @@ impl Fields {
         ));
     }
 
-    pub fn required<T: FromJson>(&mut self, name: &str) -> Result<T, Error> {
+    pub(crate) fn required<T: FromJson>(&mut self, name: &str) -> Result<T, Error> {
         match self.obj.get(name) {
             None | Some(Value::Null) => {
                 self.report(name, Invalid::new("Field required", "missing"));
@@ -131,7 +131,7 @@ impl Fields {
     }
 
     /// Absent or null is `Ok(None)`; a present but bad value is reported.
-    pub fn optional<T: FromJson>(&mut self, name: &str) -> Result<Option<T>, Error> {
+    pub(crate) fn optional<T: FromJson>(&mut self, name: &str) -> Result<Option<T>, Error> {
         match self.obj.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(v) => match T::from_json(v) {
@@ -145,11 +145,11 @@ impl Fields {
     }
 
     /// Adds a problem found by a cross-field rule (e.g. "one of email or mobile_number").
-    pub fn reject(&mut self, name: &str, msg: impl Into<String>, kind: &'static str) {
+    pub(crate) fn reject(&mut self, name: &str, msg: impl Into<String>, kind: &'static str) {
         self.report(name, Invalid::new(msg, kind));
     }
 
-    pub fn finish(self) -> Result<(), Error> {
+    pub(crate) fn finish(self) -> Result<(), Error> {
         if self.errors.is_empty() {
             Ok(())
         } else {
@@ -159,7 +159,7 @@ impl Fields {
 }
 
 /// A string with its length counted in characters, within bounds, trimmed of nothing.
-pub fn string_within(v: &Value, min: usize, max: usize) -> Result<String, Invalid> {
+pub(crate) fn string_within(v: &Value, min: usize, max: usize) -> Result<String, Invalid> {
     let Value::String(s) = v else {
         return Err(Invalid::new(
             "Input should be a valid string",
@@ -186,7 +186,7 @@ pub fn string_within(v: &Value, min: usize, max: usize) -> Result<String, Invali
 }
 
 /// A text field of `MIN..=MAX` characters; the bounds are written once, in the type.
-pub struct Text<const MIN: usize, const MAX: usize>(pub String);
+pub(crate) struct Text<const MIN: usize, const MAX: usize>(pub String);
 
 impl<const MIN: usize, const MAX: usize> FromJson for Text<MIN, MAX> {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -195,7 +195,7 @@ impl<const MIN: usize, const MAX: usize> FromJson for Text<MIN, MAX> {
 }
 
 /// A whole number in `MIN..=MAX`.
-pub struct Count<const MIN: u32, const MAX: u32>(pub u32);
+pub(crate) struct Count<const MIN: u32, const MAX: u32>(pub u32);
 
 impl<const MIN: u32, const MAX: u32> FromJson for Count<MIN, MAX> {
     fn from_json(v: &Value) -> Result<Self, Invalid> {

@@ -78,7 +78,7 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
 /// A started server: both listeners up, the database open.
 pub struct Running {
     pub app: Arc<App>,
-    http: http::server::HttpServer<App>,
+    http: http::server::HttpServer,
     ws: ws::WsServer,
 }
 

@@ -9,21 +9,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One limit: at most `limit` requests per `window` seconds.
 #[derive(Clone, Copy, Debug)]
-pub struct Quota {
-    pub limit: u32,
-    pub window: i64,
+pub(crate) struct Quota {
+    pub(crate) limit: u32,
+    pub(crate) window: i64,
 }
 
 /// Refused: the quota that was full and when its window ends (unix seconds).
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refusal {
-    pub limit: u32,
-    pub reset_at: i64,
-    pub retry_after: i64,
+pub(crate) struct Refusal {
+    pub(crate) limit: u32,
+    pub(crate) reset_at: i64,
+    pub(crate) retry_after: i64,
 }
 
 #[derive(Default)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     /// (key, window length) → (window start, count).
     counters: Mutex<HashMap<(String, i64), (i64, u32)>>,
     calls: AtomicU64,
@@ -31,7 +31,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// Counts one request against every quota, or refuses without counting.
-    pub fn check(&self, key: &str, quotas: &[Quota], now: i64) -> Result<(), Refusal> {
+    pub(crate) fn check(&self, key: &str, quotas: &[Quota], now: i64) -> Result<(), Refusal> {
         let mut map = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         for q in quotas {
             let start = now - now.rem_euclid(q.window);
@@ -64,18 +64,10 @@ impl RateLimiter {
         }
         Ok(())
     }
-
-    pub fn len(&self) -> usize {
-        self.counters.lock().map(|m| m.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The key for a client address: IPv6 clients by their /64, which one host usually owns.
-pub fn ip_key(ip: IpAddr) -> String {
+pub(crate) fn ip_key(ip: IpAddr) -> String {
     match ip {
         IpAddr::V4(v4) => format!("ip:{v4}"),
         IpAddr::V6(v6) => {

@@ -11,24 +11,24 @@ const WINDOW: usize = 4096;
 pub struct Metrics {
     started: Instant,
     pub requests_total: AtomicU64,
-    pub requests_success: AtomicU64,
-    pub requests_errors: AtomicU64,
-    pub requests_rate_limited: AtomicU64,
+    pub(crate) requests_success: AtomicU64,
+    pub(crate) requests_errors: AtomicU64,
+    pub(crate) requests_rate_limited: AtomicU64,
     /// Latencies in microseconds, a ring of the last `WINDOW`.
     latencies: Mutex<(Vec<u32>, usize)>,
-    pub ws_connections: AtomicI64,
-    pub llm_requests: AtomicU64,
-    pub llm_tokens: AtomicU64,
-    pub llm_errors: AtomicU64,
+    pub(crate) ws_connections: AtomicI64,
+    pub(crate) llm_requests: AtomicU64,
+    pub(crate) llm_tokens: AtomicU64,
+    pub(crate) llm_errors: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
+pub(crate) struct Percentiles {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
 }
 
 impl Default for Metrics {
@@ -38,7 +38,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         Metrics {
             started: Instant::now(),
             requests_total: AtomicU64::new(0),
@@ -55,11 +55,11 @@ impl Metrics {
         }
     }
 
-    pub fn uptime(&self) -> Duration {
+    pub(crate) fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
 
-    pub fn record(&self, status: u16, elapsed: Duration) {
+    pub(crate) fn record(&self, status: u16, elapsed: Duration) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
         if status < 400 {
             self.requests_success.fetch_add(1, Ordering::Relaxed);
@@ -81,7 +81,7 @@ impl Metrics {
     }
 
     /// Milliseconds, nearest-rank over the window; zeros before any request.
-    pub fn latency_ms(&self) -> Percentiles {
+    pub(crate) fn latency_ms(&self) -> Percentiles {
         let mut v = {
             let guard = self.latencies.lock().unwrap_or_else(|p| p.into_inner());
             guard.0.clone()
@@ -89,7 +89,7 @@ impl Metrics {
         percentiles(&mut v)
     }
 
-    pub fn cache_hit_rate(&self) -> f64 {
+    pub(crate) fn cache_hit_rate(&self) -> f64 {
         let h = self.cache_hits.load(Ordering::Relaxed) as f64;
         let m = self.cache_misses.load(Ordering::Relaxed) as f64;
         if h + m == 0.0 {
@@ -100,7 +100,7 @@ impl Metrics {
     }
 }
 
-pub fn percentiles(v: &mut [u32]) -> Percentiles {
+pub(crate) fn percentiles(v: &mut [u32]) -> Percentiles {
     if v.is_empty() {
         return Percentiles {
             p50: 0.0,

@@ -9,7 +9,7 @@ pub fn fill(buf: &mut [u8]) {
     }
 }
 
-pub fn bytes<const N: usize>() -> [u8; N] {
+pub(crate) fn bytes<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     fill(&mut b);
     b
@@ -21,7 +21,7 @@ pub fn hex(n_bytes: usize) -> String {
     to_hex(&b)
 }
 
-pub fn to_hex(bytes: &[u8]) -> String {
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -31,14 +31,14 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 /// A random (v4) UUID string: every id we hand out.
-pub fn uuid() -> String {
+pub(crate) fn uuid() -> String {
     uuid::Builder::from_random_bytes(bytes::<16>())
         .into_uuid()
         .to_string()
 }
 
 /// A number in 0..bound without modulo bias.
-pub fn below(bound: u32) -> u32 {
+pub(crate) fn below(bound: u32) -> u32 {
     let zone = u32::MAX - (u32::MAX % bound);
     loop {
         let v = u32::from_le_bytes(bytes::<4>());

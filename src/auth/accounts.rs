@@ -19,7 +19,7 @@ use crate::db::{Db, Outcome};
 use crate::error::{Error, Result};
 
 /// How the request shows that its number belongs to the caller.
-pub enum Verification {
+pub(crate) enum Verification {
     /// The live code, sent inline: checked and used up like verify-otp would.
     Otp(OtpCode),
     /// The `verification_token` verify-otp answered.
@@ -28,13 +28,13 @@ pub enum Verification {
     Address(String),
 }
 
-pub struct NewAccount {
-    pub mobile: Option<MobileNumber>,
-    pub email: Option<Email>,
+pub(crate) struct NewAccount {
+    pub(crate) mobile: Option<MobileNumber>,
+    pub(crate) email: Option<Email>,
     /// `None` only with `Verification::Otp` (the handler's shape check): OTP sign-in only.
-    pub password: Option<String>,
-    pub full_name: String,
-    pub verification: Verification,
+    pub(crate) password: Option<String>,
+    pub(crate) full_name: String,
+    pub(crate) verification: Verification,
 }
 
 fn not_verified() -> Error {
@@ -121,7 +121,7 @@ fn gate(
 }
 
 /// `/register`: creates the account and its first session. The caller has checked the shape.
-pub fn register(db: &Db, ctx: &Ctx<'_>, a: &NewAccount) -> Result<TokenResponse> {
+pub(crate) fn register(db: &Db, ctx: &Ctx<'_>, a: &NewAccount) -> Result<TokenResponse> {
     open_for(ctx.config, a)?;
     db.write_or_refuse(|tx| gate(ctx, tx, a, false))?;
     // The KDF runs outside the writer, so registrations never hold up other writes.
@@ -151,22 +151,26 @@ pub fn register(db: &Db, ctx: &Ctx<'_>, a: &NewAccount) -> Result<TokenResponse>
 }
 
 /// Who signs in with a password; with both in the body, the number is used.
-pub enum LoginId {
+pub(crate) enum LoginId {
     Mobile(MobileNumber),
     Email(Email),
 }
 
-pub struct PasswordLogin {
-    pub id: LoginId,
-    pub password: String,
+pub(crate) struct PasswordLogin {
+    pub(crate) id: LoginId,
+    pub(crate) password: String,
     /// The client address, which the lockout counts per.
-    pub ip: String,
+    pub(crate) ip: String,
 }
 
 /// `/login`: the lockout on a reader, the KDF outside the writer, the lockout again in the
 /// writer (the state may have changed meanwhile), then the failure or the success is recorded.
 /// A wrong password is counted, so that refusal commits.
-pub fn login_with_password(db: &Db, ctx: &Ctx<'_>, login: &PasswordLogin) -> Result<TokenResponse> {
+pub(crate) fn login_with_password(
+    db: &Db,
+    ctx: &Ctx<'_>,
+    login: &PasswordLogin,
+) -> Result<TokenResponse> {
     let (identifier, wrong) = match &login.id {
         LoginId::Mobile(m) => (m.e164.clone(), "Invalid mobile number or password"),
         LoginId::Email(Email(e)) => (e.to_lowercase(), "Invalid email or password"),
@@ -218,7 +222,7 @@ pub fn login_with_password(db: &Db, ctx: &Ctx<'_>, login: &PasswordLogin) -> Res
 /// `DELETE /users/me`: every row that belongs to the user cascades from `users`; the live
 /// code and verifications of the number go too, and the login counts of its identifiers.
 /// The OTP send and wrong-try counts stay (see [`otp::forget_number`]).
-pub fn delete(tx: &Transaction<'_>, user: &users::User) -> Result<()> {
+pub(crate) fn delete(tx: &Transaction<'_>, user: &users::User) -> Result<()> {
     if let Some(m) = &user.mobile_e164 {
         otp::forget_number(tx, m)?;
         lockout::forget(tx, m)?;
@@ -233,7 +237,7 @@ pub fn delete(tx: &Transaction<'_>, user: &users::User) -> Result<()> {
 /// `all` ends every session, which is for the owner only: an old, stolen refresh token must
 /// not log the user out everywhere, so that is refused before anything is written. The
 /// caller puts its `jti` in the fast path once this committed.
-pub fn logout(
+pub(crate) fn logout(
     now: i64,
     tx: &Transaction<'_>,
     caller: Option<&AuthUser>,

@@ -79,11 +79,11 @@ fn mobile_and_otp(app: &App, req: &Req) -> Result<(MobileNumber, OtpCode)> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct OtpSentResponse {
-    pub success: bool,
-    pub message: String,
-    pub expires_in: u64,
-    pub resend_after: u64,
+pub(crate) struct OtpSentResponse {
+    pub(crate) success: bool,
+    pub(crate) message: String,
+    pub(crate) expires_in: u64,
+    pub(crate) resend_after: u64,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/send-otp", tag = "auth", request_body = MobileRequest,
@@ -91,7 +91,7 @@ pub struct OtpSentResponse {
               (status = 422, description = "Bad number, or `country_not_allowed`"),
               (status = 429, description = "Cooldown, hourly/daily/IP caps or `sms_daily_limit`"),
               (status = 502, description = "The SMS gateway failed"), (status = 504, description = "The SMS gateway timed out")))]
-pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn send_otp(app: &App, req: &Req) -> Result<Resp> {
     let mobile = mobile_body(app, req)?;
     let ip = req.client_ip.to_string();
     otp::send(&app.db, &Ctx::of(app), app.sms.as_ref(), &mobile, &ip)?;
@@ -112,20 +112,20 @@ pub fn send_otp(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct VerifyOtpResponse {
-    pub success: bool,
-    pub message: String,
+pub(crate) struct VerifyOtpResponse {
+    pub(crate) success: bool,
+    pub(crate) message: String,
     /// On success only: pass it to `/register` as `verification_token` (single use, valid 10
     /// minutes). Without it, only a registration from the address that verified counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")]
-    pub verification_token: Option<String>,
+    pub(crate) verification_token: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/verify-otp", tag = "auth", request_body = VerifyOtpRequest,
     responses((status = 200, description = "`success` says whether the code was right", body = VerifyOtpResponse),
               (status = 422), (status = 429, description = "`otp_locked`: too many wrong codes")))]
-pub fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
     let ip = req.client_ip.to_string();
     let now = app.clock.unix();
@@ -159,7 +159,7 @@ pub fn verify_otp(app: &App, req: &Req) -> Result<Resp> {
     responses((status = 200, body = TokenResponse), (status = 401, description = "Expired or invalid code"),
               (status = 403, description = "`account_deactivated`"), (status = 404, description = "No such user"),
               (status = 422), (status = 429, description = "`otp_locked`, or `rate_limited`: 10 a minute per address, shared with check-mobile")))]
-pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn login_otp(app: &App, req: &Req) -> Result<Resp> {
     let (mobile, code) = mobile_and_otp(app, req)?;
     let pair = app
         .db
@@ -173,7 +173,7 @@ pub fn login_otp(app: &App, req: &Req) -> Result<Resp> {
               (status = 401, description = "`invalid_otp`: the inline `otp` is wrong or expired"),
               (status = 403, description = "Registration disabled, or `mobile_not_verified`"), (status = 422),
               (status = 429, description = "`otp_locked`: too many wrong codes")))]
-pub fn register(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn register(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
     let (mobile, email) = identifiers(app, &mut f);
     let password = f.optional::<PasswordInput>("password");
@@ -211,7 +211,7 @@ pub fn register(app: &App, req: &Req) -> Result<Resp> {
     responses((status = 200, body = TokenResponse), (status = 401, description = "Wrong identifier or password"),
               (status = 403, description = "`account_deactivated`"), (status = 422),
               (status = 429, description = "`login_locked`")))]
-pub fn login(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn login(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
     let (mobile, email) = identifiers(app, &mut f);
     let password = f.required::<PasswordInput>("password");
@@ -252,7 +252,7 @@ impl crate::input::FromJson for RefreshTokenInput {
                 which revokes the whole family). Within 30 s of a rotation, while its successor is unused, the \
                 old token answers 200 with that same successor and a fresh access token"),
               (status = 403, description = "`account_deactivated`"), (status = 422)))]
-pub fn refresh(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn refresh(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body(req)?;
     let token = f.required::<RefreshTokenInput>("refresh_token");
     f.finish()?;
@@ -264,8 +264,8 @@ pub fn refresh(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MessageResponse {
-    pub message: String,
+pub(crate) struct MessageResponse {
+    pub(crate) message: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", request_body = LogoutRequest,
@@ -273,7 +273,7 @@ pub struct MessageResponse {
               (status = 401, description = "`logout_all_unauthorized`: `all:true` with neither a valid bearer \
                 nor a refresh token that is still live (not rotated, revoked or expired); nothing was changed"),
               (status = 422)))]
-pub fn logout(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn logout(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::body_or_empty(req)?;
     let token = f.optional::<String>("refresh_token");
     let all = f.optional::<bool>("all");
@@ -296,14 +296,14 @@ pub fn logout(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CheckMobileResponse {
-    pub exists: bool,
-    pub message: String,
+pub(crate) struct CheckMobileResponse {
+    pub(crate) exists: bool,
+    pub(crate) message: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/check-mobile", tag = "auth", request_body = MobileRequest,
     responses((status = 200, body = CheckMobileResponse), (status = 422), (status = 429)))]
-pub fn check_mobile(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn check_mobile(app: &App, req: &Req) -> Result<Resp> {
     let mobile = mobile_body(app, req)?;
     let exists = app
         .db
@@ -319,7 +319,7 @@ pub fn check_mobile(app: &App, req: &Req) -> Result<Resp> {
 
 #[utoipa::path(get, path = "/api/v1/auth/password-requirements", tag = "auth",
     responses((status = 200, body = PasswordRequirements)))]
-pub fn password_requirements(_app: &App, _req: &Req) -> Result<Resp> {
+pub(crate) fn password_requirements(_app: &App, _req: &Req) -> Result<Resp> {
     Ok(Resp::ok(json!({
         "min_length": password::MIN_LENGTH,
         "requires_uppercase": true,

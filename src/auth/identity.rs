@@ -9,13 +9,13 @@ use crate::input::{FromJson, Invalid, string_within};
 /// `e164` is the canonical form we store and key on; `typed` is what the client sent, which
 /// messages and `/users/me` echo back.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MobileNumber {
-    pub e164: String,
-    pub typed: String,
+pub(crate) struct MobileNumber {
+    pub(crate) e164: String,
+    pub(crate) typed: String,
 }
 
 impl MobileNumber {
-    pub fn parse(raw: &str, default_country: &str) -> Result<MobileNumber, Invalid> {
+    pub(crate) fn parse(raw: &str, default_country: &str) -> Result<MobileNumber, Invalid> {
         let typed = raw.trim();
         let bad = || {
             Invalid::new(
@@ -44,7 +44,7 @@ impl MobileNumber {
 
     /// `parse`, then the national numbering rule of its country when that country is one we
     /// send SMS to (`SMS_ALLOWED_COUNTRIES`): `+9109000000032` is no Indian mobile number.
-    pub fn parse_in(
+    pub(crate) fn parse_in(
         raw: &str,
         default_country: &str,
         allowed: &[String],
@@ -78,7 +78,7 @@ impl MobileNumber {
     }
 
     /// Is the number in one of these country codes (`["91"]`)?
-    pub fn in_countries(&self, countries: &[String]) -> bool {
+    pub(crate) fn in_countries(&self, countries: &[String]) -> bool {
         countries.iter().any(|cc| {
             self.e164
                 .strip_prefix('+')
@@ -126,7 +126,7 @@ const NUMBER_PLANS: &[NumberPlan] = &[
 
 /// Parsing a mobile number needs the configured default country; the JSON layer reads the
 /// string and the handler finishes with `MobileNumber::parse`.
-pub struct RawMobile(pub String);
+pub(crate) struct RawMobile(pub String);
 
 impl FromJson for RawMobile {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -136,7 +136,7 @@ impl FromJson for RawMobile {
 
 /// An email address: one `@`, something on each side, a dot in the domain, no spaces.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Email(pub String);
+pub(crate) struct Email(pub String);
 
 impl FromJson for Email {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -159,7 +159,7 @@ impl FromJson for Email {
 }
 
 /// `full_name`: 2 to 100 characters.
-pub struct FullName(pub String);
+pub(crate) struct FullName(pub String);
 
 impl FromJson for FullName {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -176,7 +176,7 @@ impl FromJson for FullName {
 
 /// A 6-digit code as a string (`"042137"`); a JSON number would lose leading zeros.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OtpCode(pub String);
+pub(crate) struct OtpCode(pub String);
 
 impl FromJson for OtpCode {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -204,7 +204,7 @@ impl FromJson for OtpCode {
 }
 
 /// `verification_token` as sent; only its hash is ever compared or stored.
-pub struct VerificationToken(pub String);
+pub(crate) struct VerificationToken(pub String);
 
 impl FromJson for VerificationToken {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -213,7 +213,7 @@ impl FromJson for VerificationToken {
 }
 
 /// A password as sent; its rules are checked by `password::check_rules` (a 400, not a 422).
-pub struct PasswordInput(pub String);
+pub(crate) struct PasswordInput(pub String);
 
 impl FromJson for PasswordInput {
     fn from_json(v: &Value) -> Result<Self, Invalid> {

@@ -19,7 +19,7 @@ fn locked(retry_after: i64) -> Error {
 }
 
 /// A 429 `login_locked` if `identifier` is locked at `now`, from `ip` or from everywhere.
-pub fn ensure_not_locked(
+pub(crate) fn ensure_not_locked(
     c: &Config,
     now: i64,
     tx: &Connection,
@@ -46,7 +46,12 @@ pub fn ensure_not_locked(
     Ok(())
 }
 
-pub fn record_failure(now: i64, tx: &Transaction<'_>, identifier: &str, ip: &str) -> Result<()> {
+pub(crate) fn record_failure(
+    now: i64,
+    tx: &Transaction<'_>,
+    identifier: &str,
+    ip: &str,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO login_failures (identifier, client_ip, failed_at) VALUES (?1, ?2, ?3)",
         params![identifier, ip, now],
@@ -59,7 +64,7 @@ pub fn record_failure(now: i64, tx: &Transaction<'_>, identifier: &str, ip: &str
 }
 
 /// A success clears this address's count (not the count from other addresses).
-pub fn record_success(tx: &Transaction<'_>, identifier: &str, ip: &str) -> Result<()> {
+pub(crate) fn record_success(tx: &Transaction<'_>, identifier: &str, ip: &str) -> Result<()> {
     tx.execute(
         "DELETE FROM login_failures WHERE identifier = ?1 AND client_ip = ?2",
         params![identifier, ip],
@@ -68,7 +73,7 @@ pub fn record_success(tx: &Transaction<'_>, identifier: &str, ip: &str) -> Resul
 }
 
 /// The account of `identifier` is gone: so is its count.
-pub fn forget(tx: &Transaction<'_>, identifier: &str) -> Result<()> {
+pub(crate) fn forget(tx: &Transaction<'_>, identifier: &str) -> Result<()> {
     tx.execute(
         "DELETE FROM login_failures WHERE identifier = ?1",
         [identifier],

@@ -13,24 +13,24 @@ use crate::input::Fields;
 
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserResponse), (status = 401), (status = 403)))]
-pub fn get_me(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_me(app: &App, req: &Req) -> Result<Resp> {
     let me = super::require_user(app, req)?;
     Ok(Resp::json(200, &UserResponse::from(&me.user)))
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct UpdateMeRequest {
+pub(crate) struct UpdateMeRequest {
     #[schema(min_length = 2, max_length = 100)]
-    pub full_name: Option<String>,
+    pub(crate) full_name: Option<String>,
     #[schema(min_length = 3, max_length = 254)]
-    pub email: Option<String>,
+    pub(crate) email: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     request_body = UpdateMeRequest,
     responses((status = 200, body = UserResponse), (status = 400, description = "Email already registered"),
               (status = 401), (status = 422)))]
-pub fn patch_me(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn patch_me(app: &App, req: &Req) -> Result<Resp> {
     let me = super::require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let name = f.optional::<FullName>("full_name");
@@ -46,14 +46,14 @@ pub fn patch_me(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeletedResponse {
+pub(crate) struct DeletedResponse {
     #[schema(example = "Account deleted")]
-    pub message: String,
+    pub(crate) message: String,
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = DeletedResponse), (status = 401)))]
-pub fn delete_me(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn delete_me(app: &App, req: &Req) -> Result<Resp> {
     let me = super::require_user(app, req)?;
     app.db.write(|tx| accounts::delete(tx, &me.user))?;
     revocation::remember(&app.revoked_access, &me.jti);

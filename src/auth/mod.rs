@@ -1,15 +1,15 @@
 //! Authentication: phone OTP, passwords, rotating refresh tokens, and the guard every
 //! protected route calls.
 
-pub mod accounts;
-pub mod handlers;
-pub mod identity;
-pub mod lockout;
-pub mod me;
-pub mod otp;
-pub mod password;
-pub mod revocation;
-pub mod schemas;
+pub(crate) mod accounts;
+pub(crate) mod handlers;
+pub(crate) mod identity;
+pub(crate) mod lockout;
+pub(crate) mod me;
+pub(crate) mod otp;
+pub(crate) mod password;
+pub(crate) mod revocation;
+pub(crate) mod schemas;
 pub mod sms;
 pub mod tokens;
 pub mod users;
@@ -27,9 +27,9 @@ use tokens::TokenError;
 /// that read it at several steps (before and after a KDF, a token and its row).
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
-    pub config: &'a Config,
-    pub keys: &'a tokens::Keys,
-    pub clock: &'a Clock,
+    pub(crate) config: &'a Config,
+    pub(crate) keys: &'a tokens::Keys,
+    pub(crate) clock: &'a Clock,
 }
 
 impl<'a> Ctx<'a> {
@@ -42,12 +42,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Unix seconds.
-    pub fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.unix()
     }
 
     /// The contract's timestamp format, for the `*_at` text columns.
-    pub fn iso(&self) -> String {
+    pub(crate) fn iso(&self) -> String {
         self.clock.iso()
     }
 }
@@ -69,7 +69,7 @@ pub fn routes() -> Vec<Route<App>> {
     ]
 }
 
-pub fn deactivated() -> Error {
+pub(crate) fn deactivated() -> Error {
     Error::Forbidden {
         code: "account_deactivated",
         detail: "This account has been deactivated".into(),
@@ -78,15 +78,15 @@ pub fn deactivated() -> Error {
 
 /// The caller of a protected route.
 #[derive(Clone, Debug)]
-pub struct AuthUser {
-    pub user: users::User,
+pub(crate) struct AuthUser {
+    pub(crate) user: users::User,
     /// The access token's id, for logout.
-    pub jti: String,
-    pub expires_at: i64,
+    pub(crate) jti: String,
+    pub(crate) expires_at: i64,
 }
 
 /// The bearer token of a request, if it sent one.
-pub fn bearer(req: &Req) -> Option<&str> {
+pub(crate) fn bearer(req: &Req) -> Option<&str> {
     let h = req.header("authorization")?;
     let (scheme, token) = h.split_once(' ')?;
     scheme
@@ -96,7 +96,7 @@ pub fn bearer(req: &Req) -> Option<&str> {
 }
 
 /// Checks an access token fully: signature, expiry, type, revocation, the user's state.
-pub fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result<AuthUser> {
+pub(crate) fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result<AuthUser> {
     let refuse = |code: &'static str, detail: &str| Error::Unauthorized {
         code,
         detail: detail.into(),
@@ -135,7 +135,7 @@ pub fn authenticate_token(app: &App, token: &str, bearer_header: bool) -> Result
 
 /// The guard of every protected route: 401 with `WWW-Authenticate: Bearer` for a missing,
 /// bad, expired, revoked or wrong-type token; 403 for a deactivated account.
-pub fn require_user(app: &App, req: &Req) -> Result<AuthUser> {
+pub(crate) fn require_user(app: &App, req: &Req) -> Result<AuthUser> {
     let Some(token) = bearer(req) else {
         return Err(Error::Unauthorized {
             code: "not_authenticated",

@@ -14,14 +14,14 @@ use crate::config::Config;
 use crate::db::{Db, Outcome};
 use crate::error::{Error, Result};
 
-pub const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
-pub const MSG_INVALID: &str = "Invalid OTP. Please check and try again.";
+pub(crate) const MSG_EXPIRED: &str = "OTP expired or not found. Please request a new OTP.";
+pub(crate) const MSG_INVALID: &str = "Invalid OTP. Please check and try again.";
 const DAY: i64 = 86_400;
 const HOUR: i64 = 3_600;
 /// How long a verified number may be used to register.
-pub const VERIFIED_TTL_SECS: i64 = 600;
+pub(crate) const VERIFIED_TTL_SECS: i64 = 600;
 
-pub fn generate() -> OtpCode {
+pub(crate) fn generate() -> OtpCode {
     OtpCode(format!("{:06}", crate::random::below(1_000_000)))
 }
 
@@ -70,7 +70,7 @@ fn window_full(
 
 /// Checks every send limit, then stores a fresh code (replacing a live one) and counts the
 /// send. Returns the code to deliver. The caller sends it after this transaction commits.
-pub fn prepare_send(
+pub(crate) fn prepare_send(
     c: &Config,
     now: i64,
     tx: &Transaction<'_>,
@@ -191,7 +191,7 @@ pub fn prepare_send(
 /// `/send-otp` after parsing: the country, then every send limit and a fresh code in one
 /// transaction, then the SMS once that committed (network I/O never runs inside a
 /// transaction). A code the gateway did not take is retired at once.
-pub fn send(
+pub(crate) fn send(
     db: &Db,
     ctx: &Ctx<'_>,
     sms: &dyn SmsSender,
@@ -234,7 +234,7 @@ fn mask(e164: &str) -> String {
 }
 
 /// After a failed delivery the code must not be usable: retire it if it is still the live one.
-pub fn discard(
+pub(crate) fn discard(
     c: &Config,
     now: i64,
     tx: &Transaction<'_>,
@@ -266,7 +266,7 @@ fn retire(now: i64, tx: &Transaction<'_>, mobile: &MobileNumber, hash: &str) -> 
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     Valid,
     /// No live code (never sent, used, replaced, expired, undelivered, or killed by too many
     /// tries), or the code given is one of those.
@@ -275,7 +275,7 @@ pub enum Check {
 }
 
 /// A 429 if the number is locked for OTP checks.
-pub fn ensure_not_locked(
+pub(crate) fn ensure_not_locked(
     c: &Config,
     now: i64,
     tx: &Transaction<'_>,
@@ -303,7 +303,7 @@ pub fn ensure_not_locked(
 
 /// Checks a code. A wrong one is counted against the number; reaching the limit kills the
 /// live code too. A right one is used up and clears the count.
-pub fn check(
+pub(crate) fn check(
     c: &Config,
     now: i64,
     tx: &Transaction<'_>,
@@ -315,7 +315,7 @@ pub fn check(
 
 /// `check` that leaves a right code live (wrong ones still count): `/register` checks the
 /// code before its other rules, and a registration refused by them must not use it up.
-pub fn peek(
+pub(crate) fn peek(
     c: &Config,
     now: i64,
     tx: &Transaction<'_>,
@@ -382,7 +382,7 @@ fn check_code(
 }
 
 /// How a `/register` request shows that its number was verified.
-pub enum Proof<'a> {
+pub(crate) enum Proof<'a> {
     /// The `verification_token` that verify-otp answered.
     Token(&'a str),
     /// Neither token nor code: only a verification from this client address counts (the
@@ -397,7 +397,7 @@ fn token_hash(token: &str) -> String {
 
 /// `verify-otp` success: for the next 10 minutes the number may register, from this client
 /// address or with the returned token (single use, stored only as its hash).
-pub fn mark_verified(
+pub(crate) fn mark_verified(
     now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
@@ -420,7 +420,7 @@ pub fn mark_verified(
 }
 
 /// Is there a live verification of this number that `proof` may use?
-pub fn is_verified(
+pub(crate) fn is_verified(
     now: i64,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,
@@ -442,7 +442,7 @@ pub fn is_verified(
 }
 
 /// A registration used the number: every verification of it ends, tokens included.
-pub fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
+pub(crate) fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<()> {
     tx.execute(
         "DELETE FROM verified_numbers WHERE mobile_number = ?1",
         [&mobile.e164],
@@ -454,7 +454,7 @@ pub fn consume_verified(tx: &Transaction<'_>, mobile: &MobileNumber) -> Result<(
 /// verifications. The send and wrong-try counts (`otp_sends`, `otp_failures`) stay: they are
 /// caps, not account data, and expire on their own; erasing them let a delete-and-register
 /// loop pump SMS past every cap.
-pub fn forget_number(tx: &Transaction<'_>, e164: &str) -> Result<()> {
+pub(crate) fn forget_number(tx: &Transaction<'_>, e164: &str) -> Result<()> {
     for table in ["otp_codes", "otp_retired", "verified_numbers"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE mobile_number = ?1"),
@@ -466,7 +466,7 @@ pub fn forget_number(tx: &Transaction<'_>, e164: &str) -> Result<()> {
 
 /// `/login-otp`: the number's lock first, then the account, then the code (a wrong one is
 /// counted, so the refusal commits), then the account's state.
-pub fn login(
+pub(crate) fn login(
     ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
     mobile: &MobileNumber,

@@ -8,11 +8,11 @@ use std::cell::RefCell;
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 
-pub const SPECIAL_CHARACTERS: &str = "!@#$%^&*()_+-=[]{}|;:,.<>?";
-pub const MIN_LENGTH: usize = 8;
+pub(crate) const SPECIAL_CHARACTERS: &str = "!@#$%^&*()_+-=[]{}|;:,.<>?";
+pub(crate) const MIN_LENGTH: usize = 8;
 
 /// The first rule the password breaks, as the message the app shows.
-pub fn check_rules(p: &str) -> Result<(), &'static str> {
+pub(crate) fn check_rules(p: &str) -> Result<(), &'static str> {
     if p.chars().count() < MIN_LENGTH {
         return Err("Password must be at least 8 characters");
     }
@@ -92,7 +92,7 @@ fn on_kdf_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 }
 
 /// An argon2id hash in the PHC string format (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`).
-pub fn hash(password: &str) -> Result<String, String> {
+pub(crate) fn hash(password: &str) -> Result<String, String> {
     let salt_bytes = crate::random::bytes::<16>();
     let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| e.to_string())?;
     let params = params();
@@ -112,7 +112,7 @@ pub fn hash(password: &str) -> Result<String, String> {
 }
 
 /// Checks a password against a stored PHC string, with the parameters written in it.
-pub fn verify(password: &str, stored: &str) -> bool {
+pub(crate) fn verify(password: &str, stored: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return false;
     };
@@ -140,7 +140,7 @@ pub fn verify(password: &str, stored: &str) -> bool {
 
 /// Checks a password against a hash nobody's password matches, so a login for an unknown
 /// user takes as long as one for a known user.
-pub fn verify_dummy(password: &str) {
+pub(crate) fn verify_dummy(password: &str) {
     static DUMMY: OnceLock<String> = OnceLock::new();
     let stored = DUMMY.get_or_init(|| hash("not-a-real-password-Aa1!").unwrap_or_default());
     let _ = verify(password, stored);

@@ -11,12 +11,12 @@ use super::tokens::TOLERANCE_SECS;
 use crate::error::Result;
 
 /// The fast path: `jti`s of access tokens logged out, kept as long as an access token lives.
-pub type Revoked = moka::sync::Cache<String, ()>;
+pub(crate) type Revoked = moka::sync::Cache<String, ()>;
 
 /// Records the caller's access token as revoked, in the caller's transaction; the cache
 /// learns it from [`remember`] once that transaction committed. Expired rows go on the way:
 /// one indexed delete per logout keeps the table as small as the set of live revocations.
-pub fn revoke(now: i64, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
+pub(crate) fn revoke(now: i64, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES (?1, ?2)
          ON CONFLICT (jti) DO NOTHING",
@@ -29,7 +29,7 @@ pub fn revoke(now: i64, tx: &Transaction<'_>, caller: &AuthUser) -> Result<()> {
 }
 
 /// Puts a committed revocation in the fast path.
-pub fn remember(cache: &Revoked, jti: &str) {
+pub(crate) fn remember(cache: &Revoked, jti: &str) {
     cache.insert(jti.to_string(), ());
 }
 
@@ -37,7 +37,7 @@ pub fn remember(cache: &Revoked, jti: &str) {
 /// a "no": the cache starts empty after a restart and may drop entries when full, so the table
 /// decides, with one primary-key probe on the connection the caller already holds for the
 /// user row. A "yes" from the table is cached for the next request.
-pub fn is_revoked(cache: &Revoked, c: &Connection, jti: &str) -> Result<bool> {
+pub(crate) fn is_revoked(cache: &Revoked, c: &Connection, jti: &str) -> Result<bool> {
     if cache.contains_key(jti) {
         return Ok(true);
     }

@@ -20,8 +20,8 @@ const LOGGED_BODY_CHARS: usize = 200;
 /// At most this much of a gateway's answer is read.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// Used when `BULKSMS_BASE_URL` is not set: the host the bulksmsind.in HTTP API is served from.
-pub const BULKSMS_DEFAULT_BASE_URL: &str = "https://sms.bulksmsind.in";
-pub const TWILIO_DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+pub(crate) const BULKSMS_DEFAULT_BASE_URL: &str = "https://sms.bulksmsind.in";
+pub(crate) const TWILIO_DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
 /// Sends one text message. Implementations block for at most the configured SMS timeout.
 pub trait SmsSender: Send + Sync {
@@ -493,7 +493,7 @@ impl Gateway {
 
 /// Percent-encodes everything but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`),
 /// UTF-8 byte by byte: safe in a query value and in a path segment.
-pub fn percent_encode(value: &str) -> String {
+pub(crate) fn percent_encode(value: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(value.len());
     for &b in value.as_bytes() {

@@ -24,11 +24,11 @@ use crate::error::{Error, Result};
 const ISSUER: &str = "wealthcoach";
 const AUDIENCE: &str = "wealthcoach-app";
 /// Clock skew we forgive between machines.
-pub const TOLERANCE_SECS: u64 = 30;
+pub(crate) const TOLERANCE_SECS: u64 = 30;
 /// A client that lost the answer to a refresh may present the old token this long after.
-pub const REFRESH_GRACE_SECS: i64 = 30;
+pub(crate) const REFRESH_GRACE_SECS: i64 = 30;
 
-pub struct Keys {
+pub(crate) struct Keys {
     key: HS256Key,
     /// Derives a rotated refresh token's successor nonce from its plaintext; a key of its own
     /// (from the same secret) so the nonce is never a value the JWT key signed elsewhere.
@@ -36,7 +36,7 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(secret: &str) -> Keys {
+    pub(crate) fn new(secret: &str) -> Keys {
         Keys {
             key: HS256Key::from_bytes(secret.as_bytes()),
             successor: hmac_sha256::HMAC::mac(b"wealthcoach refresh successor v1", secret),
@@ -46,7 +46,7 @@ impl Keys {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     Access,
     Refresh,
 }
@@ -54,30 +54,30 @@ pub enum Kind {
 /// Our claims beside the registered ones (`iat`, `exp`, `jti`, `iss`, `aud`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TokenClaims {
-    pub user_id: String,
-    pub mobile_number: Option<String>,
-    pub email: Option<String>,
+    pub(crate) user_id: String,
+    pub(crate) mobile_number: Option<String>,
+    pub(crate) email: Option<String>,
     #[serde(rename = "type")]
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     /// The user's `token_version` when issued.
-    pub ver: i64,
+    pub(crate) ver: i64,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
-    pub access_token: String,
+    pub(crate) access_token: String,
     pub refresh_token: String,
     #[schema(example = "bearer")]
-    pub token_type: String,
+    pub(crate) token_type: String,
     /// Seconds until the access token expires.
-    pub expires_in: u64,
+    pub(crate) expires_in: u64,
 }
 
 /// A verified token: our claims and its id.
-pub struct Verified {
-    pub claims: TokenClaims,
-    pub jti: String,
-    pub expires_at: i64,
+pub(crate) struct Verified {
+    pub(crate) claims: TokenClaims,
+    pub(crate) jti: String,
+    pub(crate) expires_at: i64,
 }
 
 /// Everything of a token beside our claims. Nothing in here comes from the system clock or
@@ -169,7 +169,7 @@ fn successor_nonce(keys: &Keys, predecessor: &str) -> String {
     ))
 }
 
-pub fn invalid_token(bearer: bool) -> Error {
+pub(crate) fn invalid_token(bearer: bool) -> Error {
     Error::Unauthorized {
         code: "invalid_token",
         detail: "Invalid token".into(),
@@ -179,7 +179,7 @@ pub fn invalid_token(bearer: bool) -> Error {
 
 /// Why a token was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// Well signed, but past its `exp` (and the clock leeway).
     Expired,
     /// Well signed and live, but an access token where a refresh token was due, or back.
@@ -189,7 +189,7 @@ pub enum TokenError {
 }
 
 /// Checks signature, issuer, audience, expiry (required) and type at `now` (unix seconds).
-pub fn verify(
+pub(crate) fn verify(
     keys: &Keys,
     now: i64,
     token: &str,
@@ -229,7 +229,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// Issues an access token and a refresh token stored in `family` (a new family if `None`).
-pub fn issue_pair(
+pub(crate) fn issue_pair(
     ctx: &Ctx<'_>,
     tx: &Transaction<'_>,
     user: &User,
@@ -463,14 +463,14 @@ fn replay(
 }
 
 /// The refresh token a logout names, as far as logout cares.
-pub struct Named {
-    pub user_id: String,
+pub(crate) struct Named {
+    pub(crate) user_id: String,
     /// Neither rotated nor revoked nor expired.
-    pub live: bool,
+    pub(crate) live: bool,
 }
 
 /// Looks up the refresh token a logout names; `None` if it is not one of ours.
-pub fn named(now: i64, c: &Connection, token: &str) -> Result<Option<Named>> {
+pub(crate) fn named(now: i64, c: &Connection, token: &str) -> Result<Option<Named>> {
     Ok(load(c, &hash_token(token))?.map(|row| Named {
         live: row.is_live(now),
         user_id: row.user_id,
@@ -478,7 +478,7 @@ pub fn named(now: i64, c: &Connection, token: &str) -> Result<Option<Named>> {
 }
 
 /// Revokes one refresh token (logout), if it is ours.
-pub fn revoke_one(now: i64, tx: &Transaction<'_>, token: &str) -> Result<()> {
+pub(crate) fn revoke_one(now: i64, tx: &Transaction<'_>, token: &str) -> Result<()> {
     tx.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at = ?2, revoked_reason = 'logout'
          WHERE token_hash = ?1 AND revoked_at IS NULL",

@@ -9,33 +9,33 @@ use utoipa::ToSchema;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
-pub struct User {
-    pub id: String,
+pub(crate) struct User {
+    pub(crate) id: String,
     /// E.164, the lookup key.
-    pub mobile_e164: Option<String>,
+    pub(crate) mobile_e164: Option<String>,
     /// As the user typed it at registration: what we echo back.
-    pub mobile_display: Option<String>,
-    pub email: Option<String>,
-    pub full_name: String,
+    pub(crate) mobile_display: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) full_name: String,
     /// `None`: the account registered with an OTP and no password, and signs in by OTP only.
-    pub password_hash: Option<String>,
-    pub is_active: bool,
-    pub token_version: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) password_hash: Option<String>,
+    pub(crate) is_active: bool,
+    pub(crate) token_version: i64,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 /// `/users/me` and friends.
 #[derive(Serialize, ToSchema)]
-pub struct UserResponse {
-    pub user_id: String,
+pub(crate) struct UserResponse {
+    pub(crate) user_id: String,
     #[schema(example = "9876543210")]
-    pub mobile_number: Option<String>,
-    pub email: Option<String>,
-    pub full_name: String,
-    pub is_active: bool,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) mobile_number: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) full_name: String,
+    pub(crate) is_active: bool,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 impl From<&User> for UserResponse {
@@ -75,7 +75,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     })
 }
 
-pub fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
+pub(crate) fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE id = ?1"))?
             .query_row([id], from_row)
@@ -83,7 +83,7 @@ pub fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
     )
 }
 
-pub fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
+pub(crate) fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
     Ok(c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM users WHERE mobile_number = ?1"
     ))?
@@ -92,7 +92,7 @@ pub fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
 }
 
 /// Case-insensitive: the column is `COLLATE NOCASE`.
-pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>> {
+pub(crate) fn by_email(c: &Connection, email: &str) -> Result<Option<User>> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLUMNS} FROM users WHERE email = ?1"))?
             .query_row([email], from_row)
@@ -100,16 +100,16 @@ pub fn by_email(c: &Connection, email: &str) -> Result<Option<User>> {
     )
 }
 
-pub struct NewUser<'a> {
-    pub mobile_e164: Option<&'a str>,
-    pub mobile_display: Option<&'a str>,
-    pub email: Option<&'a str>,
-    pub full_name: &'a str,
+pub(crate) struct NewUser<'a> {
+    pub(crate) mobile_e164: Option<&'a str>,
+    pub(crate) mobile_display: Option<&'a str>,
+    pub(crate) email: Option<&'a str>,
+    pub(crate) full_name: &'a str,
     /// `None`: OTP sign-in only.
-    pub password_hash: Option<&'a str>,
+    pub(crate) password_hash: Option<&'a str>,
 }
 
-pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
+pub(crate) fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
     let id = crate::random::uuid();
     c.prepare_cached(
         "INSERT INTO users (id, mobile_number, mobile_display, email, full_name, password_hash,
@@ -130,7 +130,7 @@ pub fn insert(c: &Connection, u: &NewUser<'_>, now: &str) -> Result<User> {
 
 /// `PATCH /users/me`: `email_exists` if another account has the address. A changed address
 /// is not verified any more.
-pub fn update_profile(
+pub(crate) fn update_profile(
     c: &Connection,
     id: &str,
     full_name: Option<&str>,
@@ -162,19 +162,24 @@ pub fn update_profile(
 }
 
 /// Deletes the account; every row that belongs to the user cascades from `users`.
-pub fn delete(c: &Connection, id: &str) -> Result<()> {
+pub(crate) fn delete(c: &Connection, id: &str) -> Result<()> {
     c.execute("DELETE FROM users WHERE id = ?1", [id])?;
     Ok(())
 }
 
-pub fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
+pub(crate) fn touch_last_seen(c: &Connection, id: &str, now: &str) -> Result<()> {
     c.prepare_cached("UPDATE users SET last_seen_at = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     Ok(())
 }
 
 /// Bumping the version kills every access token issued before; every refresh token goes too.
-pub fn revoke_all_sessions(c: &Connection, id: &str, now_unix: i64, reason: &str) -> Result<()> {
+pub(crate) fn revoke_all_sessions(
+    c: &Connection,
+    id: &str,
+    now_unix: i64,
+    reason: &str,
+) -> Result<()> {
     c.prepare_cached("UPDATE users SET token_version = token_version + 1 WHERE id = ?1")?
         .execute([id])?;
     c.prepare_cached(
@@ -186,13 +191,16 @@ pub fn revoke_all_sessions(c: &Connection, id: &str, now_unix: i64, reason: &str
 }
 
 /// What a live socket is checked against: the user's state as the database has it now.
-pub struct SessionState {
-    pub active: bool,
-    pub token_version: i64,
+pub(crate) struct SessionState {
+    pub(crate) active: bool,
+    pub(crate) token_version: i64,
 }
 
 /// The state of these users in one query; a user missing from the answer was deleted.
-pub fn session_states(c: &Connection, ids: &[&str]) -> Result<HashMap<String, SessionState>> {
+pub(crate) fn session_states(
+    c: &Connection,
+    ids: &[&str],
+) -> Result<HashMap<String, SessionState>> {
     let list = serde_json::Value::from(ids).to_string();
     let mut stmt = c.prepare_cached(
         "SELECT id, is_active, token_version FROM users
@@ -211,7 +219,7 @@ pub fn session_states(c: &Connection, ids: &[&str]) -> Result<HashMap<String, Se
 }
 
 /// How many accounts there are (`None`), or were seen since an ISO time: `/stats`.
-pub fn count(c: &Connection, seen_since: Option<&str>) -> Result<i64> {
+pub(crate) fn count(c: &Connection, seen_since: Option<&str>) -> Result<i64> {
     Ok(match seen_since {
         None => c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?,
         Some(t) => c.query_row(
@@ -223,7 +231,10 @@ pub fn count(c: &Connection, seen_since: Option<&str>) -> Result<i64> {
 }
 
 /// The user's rows in the tables auth owns, for the data export; secrets left out.
-pub fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<serde_json::Value>)>> {
+pub(crate) fn export(
+    c: &Connection,
+    user: &str,
+) -> Result<Vec<(&'static str, Vec<serde_json::Value>)>> {
     Ok(vec![
         (
             "users",

@@ -13,68 +13,68 @@ use super::period::Period;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
-pub struct Row {
-    pub id: String,
-    pub budget: Money,
-    pub actual: Money,
+pub(crate) struct Row {
+    pub(crate) id: String,
+    pub(crate) budget: Money,
+    pub(crate) actual: Money,
 }
 
 #[derive(Serialize, ToSchema, Clone)]
-pub struct TypeLine {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    pub purpose: String,
-    pub sort_order: i64,
+pub(crate) struct TypeLine {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) purpose: String,
+    pub(crate) sort_order: i64,
     #[schema(value_type = f64)]
-    pub budget_amount: Money,
+    pub(crate) budget_amount: Money,
     #[schema(value_type = f64)]
-    pub actual_amount: Money,
+    pub(crate) actual_amount: Money,
     /// budget − actual
     #[schema(value_type = f64)]
-    pub difference: Money,
+    pub(crate) difference: Money,
     /// `null` when the user has no row for this type and month.
-    pub allocation_id: Option<String>,
+    pub(crate) allocation_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema, Clone)]
-pub struct CategoryLine {
-    pub id: String,
-    pub name: String,
-    pub label: String,
-    pub icon: String,
-    pub icon_color: String,
-    pub description: String,
+pub(crate) struct CategoryLine {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) label: String,
+    pub(crate) icon: String,
+    pub(crate) icon_color: String,
+    pub(crate) description: String,
     #[schema(value_type = f64)]
-    pub target_percentage: Percent,
-    pub sort_order: i64,
+    pub(crate) target_percentage: Percent,
+    pub(crate) sort_order: i64,
     #[schema(value_type = f64)]
-    pub total_budget: Money,
+    pub(crate) total_budget: Money,
     #[schema(value_type = f64)]
-    pub total_actual: Money,
+    pub(crate) total_actual: Money,
     #[schema(value_type = f64)]
-    pub total_difference: Money,
-    pub allocation_types: Vec<TypeLine>,
+    pub(crate) total_difference: Money,
+    pub(crate) allocation_types: Vec<TypeLine>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AllocationSummaryResponse {
-    pub month: u32,
-    pub year: i32,
+pub(crate) struct AllocationSummaryResponse {
+    pub(crate) month: u32,
+    pub(crate) year: i32,
     #[schema(value_type = f64)]
-    pub total_budget: Money,
+    pub(crate) total_budget: Money,
     #[schema(value_type = f64)]
-    pub total_actual: Money,
+    pub(crate) total_actual: Money,
     #[schema(value_type = f64)]
-    pub total_difference: Money,
+    pub(crate) total_difference: Money,
     /// The sum of the category targets.
     #[schema(value_type = f64)]
-    pub target_allocation_percentage: Percent,
-    pub categories: Vec<CategoryLine>,
+    pub(crate) target_allocation_percentage: Percent,
+    pub(crate) categories: Vec<CategoryLine>,
 }
 
 /// The user's rows for a month, by allocation type id.
-pub fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row>> {
+pub(crate) fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row>> {
     let mut stmt = c.prepare_cached(
         "SELECT allocation_type_id, id, budget_amount, actual_amount FROM user_allocations
          WHERE user_id = ?1 AND year = ?2 AND month = ?3",
@@ -134,7 +134,7 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<Category
 }
 
 /// The (budget, actual) pairs summed, and budget − actual.
-pub fn totals(
+pub(crate) fn totals(
     pairs: impl Iterator<Item = (Money, Money)> + Clone,
 ) -> Result<(Money, Money, Money)> {
     let budget = Money::total(pairs.clone().map(|(b, _)| b)).ok_or_else(money::overflow)?;
@@ -143,7 +143,7 @@ pub fn totals(
     Ok((budget, actual, difference))
 }
 
-pub fn summary(
+pub(crate) fn summary(
     c: &Connection,
     catalog: &Catalog,
     user: &str,
@@ -169,7 +169,7 @@ pub fn summary(
 }
 
 /// One category's line for a month, or `None` for an unknown category id.
-pub fn one_category(
+pub(crate) fn one_category(
     c: &Connection,
     catalog: &Catalog,
     user: &str,
@@ -183,7 +183,7 @@ pub fn one_category(
 }
 
 /// A category's (budget, actual) totals, to notice a write pushing it over budget.
-pub fn category_totals(
+pub(crate) fn category_totals(
     c: &Connection,
     user: &str,
     p: Period,
@@ -199,13 +199,13 @@ pub fn category_totals(
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Set,
     Add,
 }
 
 /// A change to one type's row for a month (upserting it).
-pub enum Change<'a> {
+pub(crate) enum Change<'a> {
     Budget(Money),
     Actual {
         amount: Money,
@@ -222,7 +222,7 @@ fn amount_overflow() -> Error {
 }
 
 /// Upserts the row of (user, type, month). Returns the period touched.
-pub fn upsert(
+pub(crate) fn upsert(
     tx: &Transaction<'_>,
     catalog: &Catalog,
     user: &str,
@@ -277,7 +277,11 @@ pub fn upsert(
 }
 
 /// Where an allocation row lives: its type and month. `None` if it is not this user's.
-pub fn locate(c: &Connection, user: &str, allocation_id: &str) -> Result<Option<(String, Period)>> {
+pub(crate) fn locate(
+    c: &Connection,
+    user: &str,
+    allocation_id: &str,
+) -> Result<Option<(String, Period)>> {
     Ok(c.query_row(
         "SELECT allocation_type_id, year, month FROM user_allocations WHERE id = ?1 AND user_id = ?2",
         params![allocation_id, user],
@@ -286,7 +290,7 @@ pub fn locate(c: &Connection, user: &str, allocation_id: &str) -> Result<Option<
     .optional()?)
 }
 
-pub fn not_found() -> Error {
+pub(crate) fn not_found() -> Error {
     Error::NotFound {
         code: "allocation_not_found",
         detail: "Allocation not found".into(),
@@ -294,7 +298,7 @@ pub fn not_found() -> Error {
 }
 
 /// `PUT /allocations/{id}`: sets the given fields of one of the user's rows.
-pub fn update(
+pub(crate) fn update(
     tx: &Transaction<'_>,
     user: &str,
     allocation_id: &str,
@@ -315,7 +319,7 @@ pub fn update(
     Ok(())
 }
 
-pub fn delete(tx: &Transaction<'_>, user: &str, allocation_id: &str) -> Result<()> {
+pub(crate) fn delete(tx: &Transaction<'_>, user: &str, allocation_id: &str) -> Result<()> {
     let n = tx.execute(
         "DELETE FROM user_allocations WHERE id = ?1 AND user_id = ?2",
         params![allocation_id, user],
@@ -327,20 +331,20 @@ pub fn delete(tx: &Transaction<'_>, user: &str, allocation_id: &str) -> Result<(
 }
 
 #[derive(Serialize, ToSchema, Debug, PartialEq)]
-pub struct MonthTotals {
-    pub month: u32,
-    pub year: i32,
+pub(crate) struct MonthTotals {
+    pub(crate) month: u32,
+    pub(crate) year: i32,
     #[schema(value_type = f64)]
-    pub total_budget: Money,
+    pub(crate) total_budget: Money,
     #[schema(value_type = f64)]
-    pub total_actual: Money,
+    pub(crate) total_actual: Money,
     /// budget − actual
     #[schema(value_type = f64)]
-    pub difference: Money,
+    pub(crate) difference: Money,
 }
 
 /// The `months` months ending with `newest`, newest first, empty months as zeros.
-pub fn history(
+pub(crate) fn history(
     c: &Connection,
     user: &str,
     newest: Period,
@@ -384,7 +388,7 @@ pub fn history(
 }
 
 /// `actual / budget × 100` rounded half-even to 2 decimals, in basis points; 0 without a budget.
-pub fn utilization(actual: Money, budget: Money) -> Percent {
+pub(crate) fn utilization(actual: Money, budget: Money) -> Percent {
     if budget <= Money::ZERO {
         return Percent(0);
     }

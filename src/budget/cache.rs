@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::metrics::Metrics;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum View {
+pub(crate) enum View {
     Allocations,
     Monthly,
 }
@@ -23,7 +23,7 @@ type Key = (String, Period, View);
 /// A computed view and the write generation it was computed at.
 type Stamped = (u64, Arc<Vec<u8>>);
 
-pub struct ViewCache {
+pub(crate) struct ViewCache {
     enabled: bool,
     // The generation lives in the value, not the key: with it in the key (as before) every
     // write left the user's earlier views behind as entries nobody could reach again, about
@@ -35,7 +35,7 @@ pub struct ViewCache {
 }
 
 impl ViewCache {
-    pub fn new(enabled: bool) -> ViewCache {
+    pub(crate) fn new(enabled: bool) -> ViewCache {
         ViewCache {
             enabled,
             views: moka::sync::Cache::builder()
@@ -53,12 +53,12 @@ impl ViewCache {
     }
 
     /// Call after a write for this user has committed.
-    pub fn invalidate_user(&self, user: &str) {
+    pub(crate) fn invalidate_user(&self, user: &str) {
         let mut g = self.generations.lock().unwrap_or_else(|p| p.into_inner());
         *g.entry(user.to_string()).or_insert(0) += 1;
     }
 
-    pub fn get_or_compute(
+    pub(crate) fn get_or_compute(
         &self,
         metrics: &Metrics,
         user: &str,
@@ -85,7 +85,7 @@ impl ViewCache {
         Ok(value)
     }
 
-    pub fn entries(&self) -> u64 {
+    pub(crate) fn entries(&self) -> u64 {
         // moka counts entries lazily: without this, /health/detailed reported 0 until its
         // housekeeping happened to run.
         self.views.run_pending_tasks();

@@ -8,39 +8,39 @@ use rusqlite::Connection;
 use super::money::Percent;
 
 #[derive(Clone, Debug)]
-pub struct AllocationType {
-    pub id: String,
-    pub category_id: String,
-    pub name: String,
-    pub description: String,
-    pub purpose: String,
-    pub sort_order: i64,
+pub(crate) struct AllocationType {
+    pub(crate) id: String,
+    pub(crate) category_id: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) purpose: String,
+    pub(crate) sort_order: i64,
 }
 
 #[derive(Clone, Debug)]
-pub struct Category {
-    pub id: String,
-    pub name: String,
-    pub label: String,
-    pub icon: String,
-    pub icon_color: String,
-    pub description: String,
-    pub target: Percent,
-    pub sort_order: i64,
+pub(crate) struct Category {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) label: String,
+    pub(crate) icon: String,
+    pub(crate) icon_color: String,
+    pub(crate) description: String,
+    pub(crate) target: Percent,
+    pub(crate) sort_order: i64,
     /// In `sort_order`.
-    pub types: Vec<AllocationType>,
+    pub(crate) types: Vec<AllocationType>,
 }
 
 #[derive(Debug, Default)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     /// In `sort_order`.
-    pub categories: Vec<Category>,
+    pub(crate) categories: Vec<Category>,
     /// Type id → (category index, type index).
     by_type: HashMap<String, (usize, usize)>,
 }
 
 impl Catalog {
-    pub fn load(c: &Connection) -> rusqlite::Result<Catalog> {
+    pub(crate) fn load(c: &Connection) -> rusqlite::Result<Catalog> {
         let mut stmt = c.prepare(
             "SELECT id, name, label, icon, icon_color, description, target_percentage_bp, sort_order
              FROM allocation_categories ORDER BY sort_order, name",
@@ -92,22 +92,22 @@ impl Catalog {
         })
     }
 
-    pub fn category_of_type(&self, type_id: &str) -> Option<&Category> {
+    pub(crate) fn category_of_type(&self, type_id: &str) -> Option<&Category> {
         self.by_type
             .get(type_id)
             .map(|(ci, _)| &self.categories[*ci])
     }
 
-    pub fn has_type(&self, type_id: &str) -> bool {
+    pub(crate) fn has_type(&self, type_id: &str) -> bool {
         self.by_type.contains_key(type_id)
     }
 
-    pub fn category(&self, id: &str) -> Option<&Category> {
+    pub(crate) fn category(&self, id: &str) -> Option<&Category> {
         self.categories.iter().find(|c| c.id == id)
     }
 
     /// The sum of the targets (90 % in the shipped data; reported, not corrected).
-    pub fn target_sum(&self) -> Percent {
+    pub(crate) fn target_sum(&self) -> Percent {
         Percent(self.categories.iter().map(|c| c.target.0).sum())
     }
 }

@@ -17,24 +17,24 @@ use crate::error::{Error, Result};
 use crate::input::{Fields, FromJson, Invalid};
 
 /// The years every date must fall in, as `year` does.
-pub const YEARS: std::ops::RangeInclusive<i16> = 2020..=2100;
+pub(crate) const YEARS: std::ops::RangeInclusive<i16> = 2020..=2100;
 
 /// The widest `from`..`to` window: `to` at most this many days after `from`.
-pub const MAX_SPAN_DAYS: i64 = 366;
+pub(crate) const MAX_SPAN_DAYS: i64 = 366;
 
 /// The instant a local wall-clock time names in `tz` (see the module comment for DST).
-pub fn local_instant(tz: &TimeZone, dt: DateTime) -> Result<Timestamp> {
+pub(crate) fn local_instant(tz: &TimeZone, dt: DateTime) -> Result<Timestamp> {
     tz.to_timestamp(dt).map_err(Error::internal)
 }
 
 /// The first instant of a local date in `tz`.
-pub fn local_midnight(tz: &TimeZone, d: Date) -> Result<Timestamp> {
+pub(crate) fn local_midnight(tz: &TimeZone, d: Date) -> Result<Timestamp> {
     local_instant(tz, d.to_datetime(jiff::civil::Time::midnight()))
 }
 
 /// `YYYY-MM-DD`, exactly, in 2020..2100: a day on the user's calendar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LocalDate(pub Date);
+pub(crate) struct LocalDate(pub Date);
 
 impl FromJson for LocalDate {
     fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
@@ -71,13 +71,13 @@ impl FromJson for LocalDate {
 /// `from`..`to`, both local dates, inclusive, as the half-open instant range
 /// `[start, end)`: from `from`'s local midnight to the local midnight after `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DayRange {
-    pub start: Timestamp,
-    pub end: Timestamp,
+pub(crate) struct DayRange {
+    pub(crate) start: Timestamp,
+    pub(crate) end: Timestamp,
 }
 
 impl DayRange {
-    pub fn new(tz: &TimeZone, from: LocalDate, to: LocalDate) -> Result<DayRange> {
+    pub(crate) fn new(tz: &TimeZone, from: LocalDate, to: LocalDate) -> Result<DayRange> {
         let after = to.0.tomorrow().map_err(Error::internal)?;
         Ok(DayRange {
             start: local_midnight(tz, from.0)?,
@@ -88,7 +88,7 @@ impl DayRange {
     /// Reads `from` and `to` when either is given (`None` when neither is). Both are needed,
     /// `to` may not be before `from`, and they may be at most `MAX_SPAN_DAYS` apart; every
     /// problem is reported on `f`, naming the field.
-    pub fn from_fields(tz: &TimeZone, f: &mut Fields) -> Result<Option<DayRange>> {
+    pub(crate) fn from_fields(tz: &TimeZone, f: &mut Fields) -> Result<Option<DayRange>> {
         if !f.has("from") && !f.has("to") {
             return Ok(None);
         }

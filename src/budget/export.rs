@@ -35,7 +35,7 @@ fn in_major_units(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
-pub fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
+pub(crate) fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
     let own = |table| user_rows(c, table, "user_id", user, &[]).map(in_major_units);
     Ok(vec![
         ("user_allocations", own("user_allocations")?),

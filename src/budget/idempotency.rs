@@ -7,10 +7,10 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use crate::error::{Error, FieldError, Result};
 
 /// Keys are kept this long.
-pub const KEEP_SECS: i64 = 86_400;
+pub(crate) const KEEP_SECS: i64 = 86_400;
 
 /// A key as sent: 1 to 255 visible ASCII characters.
-pub fn parse_key(raw: Option<&str>) -> Result<Option<String>> {
+pub(crate) fn parse_key(raw: Option<&str>) -> Result<Option<String>> {
     let Some(k) = raw else { return Ok(None) };
     let k = k.trim();
     if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
@@ -25,12 +25,12 @@ pub fn parse_key(raw: Option<&str>) -> Result<Option<String>> {
 
 /// What identifies "the same request": the body as canonical JSON (key order and spaces do
 /// not matter), hashed.
-pub fn request_hash(body: &serde_json::Value) -> String {
+pub(crate) fn request_hash(body: &serde_json::Value) -> String {
     crate::random::to_hex(&hmac_sha256::Hash::hash(body.to_string().as_bytes()))
 }
 
 /// A stored response for this key, if any. A different request under the same key is a 422.
-pub fn replay(
+pub(crate) fn replay(
     tx: &Transaction<'_>,
     user: &str,
     key: &str,
@@ -63,13 +63,13 @@ pub fn replay(
 }
 
 /// A request's key and the hash of its body, if it sent an `Idempotency-Key`.
-pub struct Keyed {
-    pub key: String,
-    pub hash: String,
+pub(crate) struct Keyed {
+    pub(crate) key: String,
+    pub(crate) hash: String,
 }
 
 impl Keyed {
-    pub fn of(req: &crate::http::Req) -> Result<Option<Keyed>> {
+    pub(crate) fn of(req: &crate::http::Req) -> Result<Option<Keyed>> {
         let Some(key) = parse_key(req.header("idempotency-key"))? else {
             return Ok(None);
         };
@@ -83,7 +83,7 @@ impl Keyed {
 /// Runs `work` inside the caller's write transaction under the request's key: the stored
 /// response for a retry, else `work`'s response, stored with the key. `work` also returns a
 /// value only a first run has (`None` on a replay).
-pub fn run<T>(
+pub(crate) fn run<T>(
     tx: &Transaction<'_>,
     user: &str,
     keyed: Option<&Keyed>,
@@ -102,7 +102,7 @@ pub fn run<T>(
     Ok((status, body, Some(extra)))
 }
 
-pub fn store(
+pub(crate) fn store(
     tx: &Transaction<'_>,
     user: &str,
     key: &str,

@@ -1,19 +1,19 @@
 //! Money: the allocation catalogue, a user's monthly allocations, the monthly budget view and
 //! transactions, all in integer minor units.
 
-pub mod allocations;
-pub mod cache;
-pub mod catalog;
-pub mod dates;
-pub mod export;
-pub mod handlers;
-pub mod idempotency;
-pub mod money;
-pub mod monthly;
+pub(crate) mod allocations;
+pub(crate) mod cache;
+pub(crate) mod catalog;
+pub(crate) mod dates;
+pub(crate) mod export;
+pub(crate) mod handlers;
+pub(crate) mod idempotency;
+pub(crate) mod money;
+pub(crate) mod monthly;
 pub mod period;
 #[cfg(test)]
-pub mod testing;
-pub mod transactions;
+pub(crate) mod testing;
+pub(crate) mod transactions;
 
 use crate::api::ApiPath;
 use crate::app::App;

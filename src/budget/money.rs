@@ -15,33 +15,33 @@ use crate::error::Error;
 use crate::input::{FromJson, Invalid};
 
 /// Amounts above 10^13 (in major units) are refused.
-pub const MAX_MAJOR: i64 = 10_000_000_000_000;
+pub(crate) const MAX_MAJOR: i64 = 10_000_000_000_000;
 const MAX_MINOR: i64 = MAX_MAJOR * 100;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Money(i64);
+pub(crate) struct Money(i64);
 
 impl Money {
-    pub const ZERO: Money = Money(0);
+    pub(crate) const ZERO: Money = Money(0);
 
     /// An amount of `minor` paise, if it is within what a single amount may be (±10^13).
-    pub fn from_minor(minor: i64) -> Option<Money> {
+    pub(crate) fn from_minor(minor: i64) -> Option<Money> {
         (-MAX_MINOR..=MAX_MINOR)
             .contains(&minor)
             .then_some(Money(minor))
     }
 
-    pub fn minor(self) -> i64 {
+    pub(crate) fn minor(self) -> i64 {
         self.0
     }
 
     /// The same amount, if it is within what a single amount may be (±10^13).
-    pub fn capped(self) -> Option<Money> {
+    pub(crate) fn capped(self) -> Option<Money> {
         Money::from_minor(self.0)
     }
 
     /// Exact decimal text: `1250.5`, `50000`, `-0.05`.
-    pub fn to_decimal_string(self) -> String {
+    pub(crate) fn to_decimal_string(self) -> String {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
         let (whole, cents) = (abs / 100, abs % 100);
@@ -53,7 +53,7 @@ impl Money {
     }
 
     /// `₹12,34,567.50`: rupees with Indian digit grouping, for text meant for people.
-    pub fn to_inr(self) -> String {
+    pub(crate) fn to_inr(self) -> String {
         let sign = if self.0 < 0 { "-" } else { "" };
         let abs = self.0.unsigned_abs();
         let whole = (abs / 100).to_string();
@@ -78,7 +78,7 @@ impl Money {
     }
 
     /// Parses `"1250.50"`, `"1250"`, `"-3.1"`: digits, at most one point, at most two decimals.
-    pub fn parse_decimal(s: &str) -> Result<Money, Invalid> {
+    pub(crate) fn parse_decimal(s: &str) -> Result<Money, Invalid> {
         let s = s.trim();
         let bad = || {
             Invalid::new(
@@ -122,27 +122,27 @@ impl Money {
         Money::from_minor(if neg { -minor } else { minor }).ok_or_else(too_big)
     }
 
-    pub fn checked_add(self, o: Money) -> Option<Money> {
+    pub(crate) fn checked_add(self, o: Money) -> Option<Money> {
         self.0.checked_add(o.0).map(Money)
     }
 
-    pub fn checked_sub(self, o: Money) -> Option<Money> {
+    pub(crate) fn checked_sub(self, o: Money) -> Option<Money> {
         self.0.checked_sub(o.0).map(Money)
     }
 
-    pub fn checked_neg(self) -> Option<Money> {
+    pub(crate) fn checked_neg(self) -> Option<Money> {
         self.0.checked_neg().map(Money)
     }
 
     /// `self × basis_points / 10_000`, rounded half to even, in integers; `None` if the result
     /// does not fit.
-    pub fn percent_bp(self, bp: i64) -> Option<Money> {
+    pub(crate) fn percent_bp(self, bp: i64) -> Option<Money> {
         let scaled = div_half_even(i128::from(self.0) * i128::from(bp), 10_000);
         i64::try_from(scaled).ok().map(Money)
     }
 
     /// The sum of `amounts`, or `None` if it does not fit.
-    pub fn total(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {
+    pub(crate) fn total(amounts: impl IntoIterator<Item = Money>) -> Option<Money> {
         amounts
             .into_iter()
             .try_fold(Money::ZERO, |sum, m| sum.checked_add(m))
@@ -151,13 +151,13 @@ impl Money {
 
 /// A month's balance: income − expense. The one place it is computed (the balance route, the
 /// monthly view, the coach's context).
-pub fn balance(income: Money, expense: Money) -> Option<Money> {
+pub(crate) fn balance(income: Money, expense: Money) -> Option<Money> {
     income.checked_sub(expense)
 }
 
 /// What a failed money operation answers. Stored amounts are each at most 10^13 and SQLite
 /// refuses an overflowing sum, so this is a bug, not a client's doing: a 500.
-pub fn overflow() -> Error {
+pub(crate) fn overflow() -> Error {
     Error::internal("money arithmetic overflowed")
 }
 
@@ -175,7 +175,7 @@ impl ToSql for Money {
 }
 
 /// `num / den` rounded half to even (banker's rounding); `den` > 0.
-pub fn div_half_even(num: i128, den: i128) -> i128 {
+pub(crate) fn div_half_even(num: i128, den: i128) -> i128 {
     let q = num.div_euclid(den);
     let r = num.rem_euclid(den);
     match (2 * r).cmp(&den) {
@@ -192,7 +192,7 @@ fn too_big() -> Invalid {
 impl Money {
     /// Rupees as an exact JSON number: serde_json's `arbitrary_precision` keeps a number's
     /// text, so the exact decimal goes out with no float in between, however large the total.
-    pub fn to_number(self) -> serde_json::Number {
+    pub(crate) fn to_number(self) -> serde_json::Number {
         self.to_decimal_string()
             .parse()
             .unwrap_or_else(|_| serde_json::Number::from(self.0 / 100))
@@ -245,7 +245,7 @@ fn too_big_or_places(f: f64) -> Invalid {
 
 /// An amount that must be ≥ 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NonNegative(pub Money);
+pub(crate) struct NonNegative(pub Money);
 
 impl FromJson for NonNegative {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -262,7 +262,7 @@ impl FromJson for NonNegative {
 
 /// An amount that must be > 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Positive(pub Money);
+pub(crate) struct Positive(pub Money);
 
 impl FromJson for Positive {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -279,7 +279,7 @@ impl FromJson for Positive {
 
 /// A percentage held in basis points (10.0 % is 1000), written as a JSON number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Percent(pub i64);
+pub(crate) struct Percent(pub i64);
 
 impl Serialize for Percent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -300,9 +300,9 @@ impl Serialize for Percent {
 /// For unit tests elsewhere in the crate, which write amounts as `Money(paise)`: the tuple
 /// constructor is private, so they import this function under the same name.
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     #[allow(non_snake_case)]
-    pub fn Money(minor: i64) -> super::Money {
+    pub(crate) fn Money(minor: i64) -> super::Money {
         super::Money(minor)
     }
 }

@@ -13,38 +13,38 @@ use super::transactions;
 use crate::error::Result;
 
 #[derive(Serialize, ToSchema)]
-pub struct MonthlyCategory {
-    pub name: String,
-    pub label: String,
-    pub icon: String,
-    pub icon_color: String,
+pub(crate) struct MonthlyCategory {
+    pub(crate) name: String,
+    pub(crate) label: String,
+    pub(crate) icon: String,
+    pub(crate) icon_color: String,
     #[schema(value_type = f64)]
-    pub target_percentage: Percent,
+    pub(crate) target_percentage: Percent,
     /// current_balance × target_percentage / 100, rounded half-even to the paisa.
     #[schema(value_type = f64)]
-    pub allocated_amount: Money,
+    pub(crate) allocated_amount: Money,
     #[schema(value_type = f64)]
-    pub actual_invested: Money,
+    pub(crate) actual_invested: Money,
     /// actual_invested − allocated_amount
     #[schema(value_type = f64)]
-    pub difference: Money,
+    pub(crate) difference: Money,
     /// `perfect` (0), `under` (< 0) or `over` (> 0).
-    pub status: String,
+    pub(crate) status: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MonthlyBudgetResponse {
-    pub month: u32,
-    pub year: i32,
+pub(crate) struct MonthlyBudgetResponse {
+    pub(crate) month: u32,
+    pub(crate) year: i32,
     #[schema(value_type = f64)]
-    pub current_balance: Money,
+    pub(crate) current_balance: Money,
     #[schema(value_type = f64)]
-    pub total_income: Money,
+    pub(crate) total_income: Money,
     #[schema(value_type = f64)]
-    pub total_expense: Money,
-    pub categories: Vec<MonthlyCategory>,
+    pub(crate) total_expense: Money,
+    pub(crate) categories: Vec<MonthlyCategory>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// The month's actual amounts summed per category id.
@@ -62,7 +62,7 @@ fn actual_by_category(c: &Connection, user: &str, p: Period) -> Result<HashMap<S
     Ok(map)
 }
 
-pub fn monthly_budget(
+pub(crate) fn monthly_budget(
     c: &Connection,
     catalog: &Catalog,
     user: &str,

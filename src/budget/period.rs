@@ -17,8 +17,8 @@ pub struct Period {
 const YEARS: std::ops::RangeInclusive<i32> = 2020..=2100;
 const MONTHS: std::ops::RangeInclusive<u32> = 1..=12;
 
-pub struct MonthNumber(pub u32);
-pub struct YearNumber(pub i32);
+pub(crate) struct MonthNumber(pub u32);
+pub(crate) struct YearNumber(pub i32);
 
 impl FromJson for MonthNumber {
     fn from_json(v: &Value) -> Result<Self, Invalid> {
@@ -46,12 +46,12 @@ impl FromJson for YearNumber {
 
 impl Period {
     /// A month routes can address: `month` 1..12, `year` 2020..2100.
-    pub fn new(year: i32, month: u32) -> Option<Period> {
+    pub(crate) fn new(year: i32, month: u32) -> Option<Period> {
         (YEARS.contains(&year) && MONTHS.contains(&month)).then_some(Period { year, month })
     }
 
     /// The month an instant falls in, in the time zone `tz` (`APP_TIMEZONE`).
-    pub fn containing(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Period {
+    pub(crate) fn containing(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Period {
         let z = t.to_zoned(tz.clone());
         Period {
             year: i32::from(z.year()),
@@ -75,7 +75,7 @@ impl Period {
     }
 
     /// Reads optional `month`/`year` from these fields; a missing one is taken from `now`.
-    pub fn from_fields(f: &mut Fields, now: Period) -> Result<Period> {
+    pub(crate) fn from_fields(f: &mut Fields, now: Period) -> Result<Period> {
         let month = f.optional::<MonthNumber>("month")?;
         let year = f.optional::<YearNumber>("year")?;
         Ok(Period {
@@ -85,7 +85,7 @@ impl Period {
     }
 
     /// `?month=&year=` of a GET route.
-    pub fn from_query(req: &Req, now: Period) -> Result<Period> {
+    pub(crate) fn from_query(req: &Req, now: Period) -> Result<Period> {
         let mut f = Fields::query(req);
         let p = Period::from_fields(&mut f, now);
         f.finish()?;

@@ -6,7 +6,7 @@ use rusqlite::{Connection, Transaction};
 use crate::auth::users::{self, NewUser};
 
 /// An empty database at the current schema, foreign keys enforced as in the server.
-pub fn memory() -> Connection {
+pub(crate) fn memory() -> Connection {
     let mut c = Connection::open_in_memory().expect("memory db");
     c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
     crate::db::apply_migrations(&mut c).expect("migrations");
@@ -14,7 +14,7 @@ pub fn memory() -> Connection {
 }
 
 /// A new user with this email; returns its id.
-pub fn user(c: &Connection, email: &str) -> String {
+pub(crate) fn user(c: &Connection, email: &str) -> String {
     let u = NewUser {
         mobile_e164: None,
         mobile_display: None,
@@ -28,7 +28,7 @@ pub fn user(c: &Connection, email: &str) -> String {
 }
 
 /// Runs `f` in a transaction and commits it, as `Db::write` does.
-pub fn write<T>(c: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> T) -> T {
+pub(crate) fn write<T>(c: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> T) -> T {
     let tx = c.transaction().expect("begin");
     let out = f(&tx);
     tx.commit().expect("commit");
@@ -36,12 +36,12 @@ pub fn write<T>(c: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> T) -> T 
 }
 
 /// An instant, from ISO 8601.
-pub fn at(iso: &str) -> jiff::Timestamp {
+pub(crate) fn at(iso: &str) -> jiff::Timestamp {
     iso.parse().expect("timestamp")
 }
 
 /// Records a transaction of `paise` at the instant `iso`, in `APP_TIMEZONE` = `tz`.
-pub fn transaction(
+pub(crate) fn transaction(
     tx: &Transaction<'_>,
     tz: &jiff::tz::TimeZone,
     user: &str,
@@ -60,7 +60,7 @@ pub fn transaction(
 }
 
 /// Sets the budget and the actual amount of one allocation type for the month.
-pub fn allocate(
+pub(crate) fn allocate(
     tx: &Transaction<'_>,
     catalog: &super::catalog::Catalog,
     user: &str,
@@ -90,7 +90,7 @@ pub fn allocate(
 }
 
 /// The id of the allocation type at `index` in the category named `category`.
-pub fn type_id(catalog: &super::catalog::Catalog, category: &str, index: usize) -> String {
+pub(crate) fn type_id(catalog: &super::catalog::Catalog, category: &str, index: usize) -> String {
     let cat = catalog.categories.iter().find(|c| c.name == category);
     cat.expect("category").types[index].id.clone()
 }

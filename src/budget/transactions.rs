@@ -15,13 +15,13 @@ use crate::input::{FromJson, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     Income,
     Expense,
 }
 
 impl Kind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Kind::Income => "income",
             Kind::Expense => "expense",
@@ -49,7 +49,7 @@ impl FromJson for Kind {
 /// the user's wall clock in `APP_TIMEZONE` (a date alone is local midnight), resolved by
 /// `instant` once the zone is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TxDate {
+pub(crate) enum TxDate {
     Instant(jiff::Timestamp),
     Local(jiff::civil::DateTime),
 }
@@ -98,7 +98,7 @@ impl FromJson for TxDate {
 
 impl TxDate {
     /// The instant this date names, a local one read in `tz`.
-    pub fn instant(self, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp> {
+    pub(crate) fn instant(self, tz: &jiff::tz::TimeZone) -> Result<jiff::Timestamp> {
         match self {
             TxDate::Instant(t) => Ok(t),
             TxDate::Local(dt) => dates::local_instant(tz, dt),
@@ -107,38 +107,38 @@ impl TxDate {
 }
 
 #[derive(Serialize, ToSchema, Clone, Debug)]
-pub struct TransactionResponse {
-    pub id: String,
+pub(crate) struct TransactionResponse {
+    pub(crate) id: String,
     #[serde(rename = "type")]
     #[schema(rename = "type")]
-    pub kind: Kind,
-    pub category: String,
+    pub(crate) kind: Kind,
+    pub(crate) category: String,
     #[schema(value_type = f64)]
-    pub amount: Money,
-    pub label: String,
+    pub(crate) amount: Money,
+    pub(crate) label: String,
     #[schema(example = "2025-10-18T00:00:00Z")]
-    pub transaction_date: String,
-    pub month: u32,
-    pub year: i32,
-    pub created_at: String,
+    pub(crate) transaction_date: String,
+    pub(crate) month: u32,
+    pub(crate) year: i32,
+    pub(crate) created_at: String,
 }
 
-pub struct NewTransaction {
-    pub kind: Kind,
-    pub category: String,
-    pub amount: Money,
-    pub label: String,
-    pub date: TxDate,
+pub(crate) struct NewTransaction {
+    pub(crate) kind: Kind,
+    pub(crate) category: String,
+    pub(crate) amount: Money,
+    pub(crate) label: String,
+    pub(crate) date: TxDate,
 }
 
 /// The fields a PATCH may change.
 #[derive(Default)]
-pub struct Changes {
-    pub kind: Option<Kind>,
-    pub category: Option<String>,
-    pub amount: Option<Money>,
-    pub label: Option<String>,
-    pub date: Option<TxDate>,
+pub(crate) struct Changes {
+    pub(crate) kind: Option<Kind>,
+    pub(crate) category: Option<String>,
+    pub(crate) amount: Option<Money>,
+    pub(crate) label: Option<String>,
+    pub(crate) date: Option<TxDate>,
 }
 
 const COLUMNS: &str =
@@ -198,7 +198,7 @@ fn move_totals(
     Ok(())
 }
 
-pub fn get(c: &Connection, user: &str, id: &str) -> Result<Option<TransactionResponse>> {
+pub(crate) fn get(c: &Connection, user: &str, id: &str) -> Result<Option<TransactionResponse>> {
     Ok(c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM transactions WHERE id = ?1 AND user_id = ?2"
     ))?
@@ -206,14 +206,14 @@ pub fn get(c: &Connection, user: &str, id: &str) -> Result<Option<TransactionRes
     .optional()?)
 }
 
-pub fn not_found() -> Error {
+pub(crate) fn not_found() -> Error {
     Error::NotFound {
         code: "transaction_not_found",
         detail: "Transaction not found".into(),
     }
 }
 
-pub fn create(
+pub(crate) fn create(
     tx: &Transaction<'_>,
     tz: &jiff::tz::TimeZone,
     user: &str,
@@ -246,7 +246,7 @@ fn period_in_range(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Result<Period
     })
 }
 
-pub fn update(
+pub(crate) fn update(
     tx: &Transaction<'_>,
     tz: &jiff::tz::TimeZone,
     user: &str,
@@ -282,7 +282,7 @@ pub fn update(
     get(tx, user, id)?.ok_or_else(not_found)
 }
 
-pub fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
+pub(crate) fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
     tx.prepare_cached("DELETE FROM transactions WHERE id = ?1 AND user_id = ?2")?
         .execute(params![id, user])?;
@@ -302,21 +302,21 @@ fn take_out(tx: &Transaction<'_>, user: &str, old: &TransactionResponse, now: &s
 /// Which transactions a list covers: one month (by its stored `month`/`year`), or whole local
 /// days (by the `transaction_date` instant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Window {
+pub(crate) enum Window {
     Month(Period),
     Days(DayRange),
 }
 
-pub struct Filter {
-    pub window: Window,
-    pub kind: Option<Kind>,
-    pub category: Option<String>,
-    pub limit: u32,
-    pub offset: u32,
+pub(crate) struct Filter {
+    pub(crate) window: Window,
+    pub(crate) kind: Option<Kind>,
+    pub(crate) category: Option<String>,
+    pub(crate) limit: u32,
+    pub(crate) offset: u32,
 }
 
 /// Newest `transaction_date` first.
-pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionResponse>> {
+pub(crate) fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionResponse>> {
     // A window is two bounds: year/month (an index prefix), or a transaction_date range, whose
     // fixed-width `...Z` text orders as the instants do.
     let (column_a, column_b, a, b) = match f.window {
@@ -353,23 +353,23 @@ pub fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<TransactionRes
 }
 
 #[derive(Serialize, ToSchema, Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     #[schema(value_type = f64)]
-    pub total_income: Money,
+    pub(crate) total_income: Money,
     #[schema(value_type = f64)]
-    pub total_expense: Money,
-    pub transaction_count: i64,
+    pub(crate) total_expense: Money,
+    pub(crate) transaction_count: i64,
 }
 
 impl Totals {
     /// income − expense.
-    pub fn balance(&self) -> Result<Money> {
+    pub(crate) fn balance(&self) -> Result<Money> {
         money::balance(self.total_income, self.total_expense).ok_or_else(money::overflow)
     }
 }
 
 /// The month's totals as kept in `monthly_budgets` (zeros for a month without rows).
-pub fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
+pub(crate) fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
     Ok(c.query_row(
         "SELECT total_income, total_expense, transaction_count FROM monthly_budgets
          WHERE user_id = ?1 AND year = ?2 AND month = ?3",

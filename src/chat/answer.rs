@@ -22,30 +22,30 @@ use crate::metrics::Metrics;
 
 /// What answering uses of the shared state, and nothing else: the transports build it from
 /// `App` (`chat::coach`).
-pub struct Coach<'a> {
-    pub db: &'a Db,
-    pub config: &'a Config,
-    pub clock: &'a Clock,
-    pub catalog: &'a Catalog,
+pub(crate) struct Coach<'a> {
+    pub(crate) db: &'a Db,
+    pub(crate) config: &'a Config,
+    pub(crate) clock: &'a Clock,
+    pub(crate) catalog: &'a Catalog,
     /// Model answers by cache key, for `QUERY_CACHE_TTL`.
-    pub answers: &'a moka::sync::Cache<String, Arc<String>>,
-    pub metrics: &'a Metrics,
+    pub(crate) answers: &'a moka::sync::Cache<String, Arc<String>>,
+    pub(crate) metrics: &'a Metrics,
 }
 
 /// The error message every client shows when the model fails.
-pub const FAILED: &str = "Failed to generate response. Please try again.";
+pub(crate) const FAILED: &str = "Failed to generate response. Please try again.";
 
-pub struct Question {
-    pub user_id: String,
-    pub full_name: String,
-    pub session_id: String,
-    pub text: String,
+pub(crate) struct Question {
+    pub(crate) user_id: String,
+    pub(crate) full_name: String,
+    pub(crate) session_id: String,
+    pub(crate) text: String,
     /// History the client sent itself (HTTP), used when the session has none.
-    pub client_history: Vec<ChatMessage>,
+    pub(crate) client_history: Vec<ChatMessage>,
 }
 
 /// How a question is answered. `Cached` and `Fallback` are already saved.
-pub enum Plan {
+pub(crate) enum Plan {
     Cached(Arc<String>),
     /// No model call: `code` is `not_configured` or `quota_exceeded`.
     Fallback {
@@ -57,15 +57,15 @@ pub enum Plan {
 }
 
 /// Everything needed to finish a streamed answer.
-pub struct Pending {
-    pub messages: Vec<ChatMessage>,
-    pub cache_key: String,
-    pub numbers: Numbers,
-    pub prompt_chars: usize,
-    pub started: Instant,
+pub(crate) struct Pending {
+    pub(crate) messages: Vec<ChatMessage>,
+    pub(crate) cache_key: String,
+    pub(crate) numbers: Numbers,
+    pub(crate) prompt_chars: usize,
+    pub(crate) started: Instant,
 }
 
-pub fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
+pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
     let now = app.clock.now();
     let tz = &app.config.app_timezone;
     let ctx = app
@@ -177,7 +177,7 @@ fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
 /// saved in one write transaction (one trip through the writer per answer). Call before the
 /// final frame, so whoever sees the frame finds the answer in the history. Returns the usage
 /// the upstream reported, or an estimate when it sent none.
-pub fn finish_streamed(
+pub(crate) fn finish_streamed(
     app: &Coach<'_>,
     q: &Question,
     p: &Pending,
@@ -218,7 +218,7 @@ pub fn finish_streamed(
 }
 
 /// What the user saw before cancelling, if anything; not cached, no usage known.
-pub fn finish_cancelled(app: &Coach<'_>, q: &Question, content: &str) {
+pub(crate) fn finish_cancelled(app: &Coach<'_>, q: &Question, content: &str) {
     if !content.is_empty() {
         save_answer(app, q, plain(content, false, false));
     }
@@ -226,7 +226,12 @@ pub fn finish_cancelled(app: &Coach<'_>, q: &Question, content: &str) {
 
 /// A model failure: counted, and the fallback built from the numbers of this answer, saved
 /// (the user sees it) but never cached.
-pub fn finish_failed(app: &Coach<'_>, q: &Question, p: &Pending, why: &UpstreamError) -> String {
+pub(crate) fn finish_failed(
+    app: &Coach<'_>,
+    q: &Question,
+    p: &Pending,
+    why: &UpstreamError,
+) -> String {
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
     let answer = context::fallback_answer(&p.numbers);
@@ -237,7 +242,7 @@ pub fn finish_failed(app: &Coach<'_>, q: &Question, p: &Pending, why: &UpstreamE
 /// Runs a streamed answer to its end on this thread, calling `on_piece` for every piece
 /// (false: the reader is gone, so the answer is cancelled). Returns the whole answer, its
 /// tokens when it completed, and whether it is the fallback because the model failed.
-pub fn run_to_end(
+pub(crate) fn run_to_end(
     app: &Coach<'_>,
     q: &Question,
     p: &Pending,

@@ -14,23 +14,23 @@ use crate::profile::onboarding;
 
 /// One category's budget and actual for the month.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CategoryNumbers {
-    pub label: String,
-    pub budget: Money,
-    pub actual: Money,
+pub(crate) struct CategoryNumbers {
+    pub(crate) label: String,
+    pub(crate) budget: Money,
+    pub(crate) actual: Money,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Numbers {
-    pub period: Period,
-    pub income: Money,
-    pub expense: Money,
-    pub transaction_count: i64,
-    pub categories: Vec<CategoryNumbers>,
+pub(crate) struct Numbers {
+    pub(crate) period: Period,
+    pub(crate) income: Money,
+    pub(crate) expense: Money,
+    pub(crate) transaction_count: i64,
+    pub(crate) categories: Vec<CategoryNumbers>,
 }
 
 impl Numbers {
-    pub fn balance(&self) -> Option<Money> {
+    pub(crate) fn balance(&self) -> Option<Money> {
         money::balance(self.income, self.expense)
     }
 }
@@ -52,14 +52,14 @@ fn inr(m: Option<Money>) -> String {
     m.map_or_else(|| "(too large to show)".into(), Money::to_inr)
 }
 
-pub struct Context {
-    pub full_name: String,
-    pub profile_lines: Vec<String>,
-    pub numbers: Numbers,
-    pub today: String,
+pub(crate) struct Context {
+    pub(crate) full_name: String,
+    pub(crate) profile_lines: Vec<String>,
+    pub(crate) numbers: Numbers,
+    pub(crate) today: String,
 }
 
-pub fn month_name(p: Period) -> String {
+pub(crate) fn month_name(p: Period) -> String {
     const NAMES: [&str; 12] = [
         "January",
         "February",
@@ -79,7 +79,7 @@ pub fn month_name(p: Period) -> String {
 
 /// The user's income, expenses and per-category budget and actual for the month `p`, as the
 /// money routes show them (the transactions' totals and the allocation summary).
-pub fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Result<Numbers> {
+pub(crate) fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Result<Numbers> {
     let totals = transactions::totals(c, user, p)?;
     let categories = allocations::summary(c, catalog, user, p)?
         .categories
@@ -101,7 +101,7 @@ pub fn numbers(c: &Connection, catalog: &Catalog, user: &str, p: Period) -> Resu
 
 /// What the coach knows at `now`: the month is `now`'s in `tz` (`APP_TIMEZONE`), "today"
 /// is its UTC date.
-pub fn load(
+pub(crate) fn load(
     c: &Connection,
     catalog: &Catalog,
     tz: &jiff::tz::TimeZone,
@@ -145,7 +145,7 @@ pub fn load(
     })
 }
 
-pub fn system_prompt(app_name: &str, ctx: &Context) -> String {
+pub(crate) fn system_prompt(app_name: &str, ctx: &Context) -> String {
     let n = &ctx.numbers;
     let mut s = format!(
         "You are {app_name}, a friendly personal-finance coach inside the {app_name} app. \
@@ -190,7 +190,7 @@ pub fn system_prompt(app_name: &str, ctx: &Context) -> String {
 }
 
 /// The question as the cache sees it: trimmed, lower-case, single spaces.
-pub fn normalise(q: &str) -> String {
+pub(crate) fn normalise(q: &str) -> String {
     q.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
@@ -198,7 +198,7 @@ pub fn normalise(q: &str) -> String {
 }
 
 /// Covers the user, the model, the question, the profile, the numbers and the history.
-pub fn cache_key(
+pub(crate) fn cache_key(
     user: &str,
     model: &str,
     question: &str,
@@ -210,7 +210,7 @@ pub fn cache_key(
 }
 
 /// The short answer we give when the model cannot: where the user stands this month.
-pub fn fallback_answer(n: &Numbers) -> String {
+pub(crate) fn fallback_answer(n: &Numbers) -> String {
     let month = month_name(n.period);
     let has_budget = n.categories.iter().any(CategoryNumbers::has_numbers);
     if n.transaction_count == 0 && !has_budget {

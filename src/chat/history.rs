@@ -8,10 +8,10 @@ use super::upstream::ChatMessage;
 use crate::error::Result;
 
 /// How many earlier messages go with a question.
-pub const CONTEXT_MESSAGES: i64 = 10;
+pub(crate) const CONTEXT_MESSAGES: i64 = 10;
 
 /// Does this session exist and belong to the user?
-pub fn owns(c: &Connection, user: &str, session: &str) -> Result<bool> {
+pub(crate) fn owns(c: &Connection, user: &str, session: &str) -> Result<bool> {
     Ok(c.query_row(
         "SELECT 1 FROM chat_sessions WHERE id = ?1 AND user_id = ?2",
         params![session, user],
@@ -22,7 +22,7 @@ pub fn owns(c: &Connection, user: &str, session: &str) -> Result<bool> {
 }
 
 /// Is the id taken by someone else's session?
-pub fn taken_by_other(c: &Connection, user: &str, session: &str) -> Result<bool> {
+pub(crate) fn taken_by_other(c: &Connection, user: &str, session: &str) -> Result<bool> {
     Ok(c.query_row(
         "SELECT 1 FROM chat_sessions WHERE id = ?1 AND user_id <> ?2",
         params![session, user],
@@ -33,7 +33,7 @@ pub fn taken_by_other(c: &Connection, user: &str, session: &str) -> Result<bool>
 }
 
 /// The last `CONTEXT_MESSAGES` messages of the session, oldest first.
-pub fn recent(c: &Connection, session: &str) -> Result<Vec<ChatMessage>> {
+pub(crate) fn recent(c: &Connection, session: &str) -> Result<Vec<ChatMessage>> {
     let mut stmt = c.prepare_cached(
         "SELECT role, content FROM (SELECT rowid AS r, role, content FROM chat_messages
          WHERE session_id = ?1 ORDER BY rowid DESC LIMIT ?2) ORDER BY r",
@@ -50,7 +50,12 @@ pub fn recent(c: &Connection, session: &str) -> Result<Vec<ChatMessage>> {
 }
 
 /// Creates the session if it does not exist yet (a socket's session is born on first use).
-pub fn ensure_session(tx: &Transaction<'_>, user: &str, session: &str, now: &str) -> Result<()> {
+pub(crate) fn ensure_session(
+    tx: &Transaction<'_>,
+    user: &str,
+    session: &str,
+    now: &str,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO chat_sessions (id, user_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)
          ON CONFLICT(id) DO NOTHING",
@@ -59,20 +64,20 @@ pub fn ensure_session(tx: &Transaction<'_>, user: &str, session: &str, now: &str
     Ok(())
 }
 
-pub struct Saved<'a> {
-    pub role: &'a str,
-    pub content: &'a str,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cost_micros: i64,
-    pub cached: bool,
-    pub fallback: bool,
-    pub response_ms: Option<i64>,
+pub(crate) struct Saved<'a> {
+    pub(crate) role: &'a str,
+    pub(crate) content: &'a str,
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
+    pub(crate) cost_micros: i64,
+    pub(crate) cached: bool,
+    pub(crate) fallback: bool,
+    pub(crate) response_ms: Option<i64>,
 }
 
 impl<'a> Saved<'a> {
     /// A message that cost no model tokens: a question, or an answer not from the model.
-    pub fn plain(role: &'a str, content: &'a str) -> Saved<'a> {
+    pub(crate) fn plain(role: &'a str, content: &'a str) -> Saved<'a> {
         Saved {
             role,
             content,
@@ -86,7 +91,7 @@ impl<'a> Saved<'a> {
     }
 }
 
-pub fn save_message(
+pub(crate) fn save_message(
     tx: &Transaction<'_>,
     user: &str,
     session: &str,
@@ -122,25 +127,30 @@ pub fn save_message(
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SessionSummary {
-    pub session_id: String,
+pub(crate) struct SessionSummary {
+    pub(crate) session_id: String,
     /// The first user message, its first 100 characters; "New conversation" when none yet.
-    pub preview: String,
-    pub message_count: i64,
-    pub created_at: String,
-    pub updated_at: String,
+    pub(crate) preview: String,
+    pub(crate) message_count: i64,
+    pub(crate) created_at: String,
+    pub(crate) updated_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SessionsResponse {
-    pub sessions: Vec<SessionSummary>,
-    pub total: i64,
+pub(crate) struct SessionsResponse {
+    pub(crate) sessions: Vec<SessionSummary>,
+    pub(crate) total: i64,
 }
 
 /// Newest activity first. `updated_at` has whole seconds, so within one second the session
 /// with the latest message wins; ordering by creation there listed a session talked in a
 /// moment ago below one merely opened before it.
-pub fn sessions(c: &Connection, user: &str, skip: i64, limit: i64) -> Result<SessionsResponse> {
+pub(crate) fn sessions(
+    c: &Connection,
+    user: &str,
+    skip: i64,
+    limit: i64,
+) -> Result<SessionsResponse> {
     let total: i64 = c.query_row(
         "SELECT count(*) FROM chat_sessions WHERE user_id = ?1",
         [user],
@@ -175,25 +185,30 @@ pub fn sessions(c: &Connection, user: &str, skip: i64, limit: i64) -> Result<Ses
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MessageView {
-    pub role: String,
-    pub content: String,
-    pub timestamp: String,
-    pub tokens_used: i64,
-    pub sources_count: i64,
-    pub cached: bool,
+pub(crate) struct MessageView {
+    pub(crate) role: String,
+    pub(crate) content: String,
+    pub(crate) timestamp: String,
+    pub(crate) tokens_used: i64,
+    pub(crate) sources_count: i64,
+    pub(crate) cached: bool,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MessagesResponse {
-    pub session_id: String,
-    pub messages: Vec<MessageView>,
-    pub total: i64,
-    pub has_more: bool,
+pub(crate) struct MessagesResponse {
+    pub(crate) session_id: String,
+    pub(crate) messages: Vec<MessageView>,
+    pub(crate) total: i64,
+    pub(crate) has_more: bool,
 }
 
 /// A page of messages: `skip` counts back from the newest; the page is oldest first.
-pub fn messages(c: &Connection, session: &str, skip: i64, limit: i64) -> Result<MessagesResponse> {
+pub(crate) fn messages(
+    c: &Connection,
+    session: &str,
+    skip: i64,
+    limit: i64,
+) -> Result<MessagesResponse> {
     let total: i64 = c.query_row(
         "SELECT count(*) FROM chat_messages WHERE session_id = ?1",
         [session],
@@ -225,7 +240,7 @@ pub fn messages(c: &Connection, session: &str, skip: i64, limit: i64) -> Result<
     })
 }
 
-pub fn delete_session(tx: &Transaction<'_>, user: &str, session: &str) -> Result<bool> {
+pub(crate) fn delete_session(tx: &Transaction<'_>, user: &str, session: &str) -> Result<bool> {
     Ok(tx.execute(
         "DELETE FROM chat_sessions WHERE id = ?1 AND user_id = ?2",
         params![session, user],

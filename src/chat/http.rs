@@ -75,32 +75,33 @@ impl FromJson for SessionId {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HistoryItem {
+pub(crate) struct HistoryItem {
     /// `user` or `assistant`.
     #[schema(pattern = "^(user|assistant)$")]
-    pub role: String,
+    pub(crate) role: String,
     #[schema(max_length = 10000)]
-    pub content: String,
+    pub(crate) content: String,
     /// Read and ignored: any JSON value.
     #[schema(value_type = Option<serde_json::Value>)]
-    pub timestamp: Option<String>,
+    pub(crate) timestamp: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     #[schema(min_length = 1, max_length = 2000)]
-    pub message: String,
+    pub(crate) message: String,
     #[schema(max_items = 20)]
-    pub conversation_history: Option<Vec<HistoryItem>>,
-    pub use_rag: Option<bool>,
-    pub stream: Option<bool>,
+    pub(crate) conversation_history: Option<Vec<HistoryItem>>,
+    pub(crate) use_rag: Option<bool>,
+    pub(crate) stream: Option<bool>,
     /// Continues this session (404 if it is another user's); a new one when absent.
     #[schema(min_length = 1, max_length = 64)]
-    pub session_id: Option<String>,
+    pub(crate) session_id: Option<String>,
 }
 
 /// Parses a chat request and resolves its session (another user's is a 404).
 fn question(app: &App, req: &Req, me: &AuthUser) -> Result<Question> {
+    super::require_enabled(&app.config)?;
     let mut f = Fields::body(req)?;
     let text = f.required::<QuestionText>("message");
     let history = f.optional::<History>("conversation_history");
@@ -138,24 +139,25 @@ fn session_not_found() -> Error {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ChatResponse {
-    pub response: String,
-    pub sources: Vec<String>,
-    pub conversation_id: String,
-    pub timestamp: String,
-    pub cached: bool,
+pub(crate) struct ChatResponse {
+    pub(crate) response: String,
+    pub(crate) sources: Vec<String>,
+    pub(crate) conversation_id: String,
+    pub(crate) timestamp: String,
+    pub(crate) cached: bool,
     /// Prompt + completion tokens.
-    pub tokens_used: u64,
+    pub(crate) tokens_used: u64,
     /// Present and true when the model could not answer and this came from the user's numbers.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<bool>,
+    pub(crate) fallback: Option<bool>,
 }
 
 #[utoipa::path(post, path = "/api/v1/chat/message", tag = "chat", security(("bearer" = [])),
     request_body = ChatRequest,
-    responses((status = 200, body = ChatResponse), (status = 401), (status = 404, description = "Another user's session"),
-              (status = 422), (status = 429)))]
-pub fn message(app: &App, req: &Req) -> Result<Resp> {
+    responses((status = 200, body = ChatResponse), (status = 401),
+              (status = 403, description = "`chat_disabled`: ENABLE_CHAT is false"),
+              (status = 404, description = "Another user's session"), (status = 422), (status = 429)))]
+pub(crate) fn message(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let q = question(app, req, &me)?;
     let coach = super::coach(app);
@@ -204,8 +206,9 @@ fn event(w: &mut dyn Write, e: &SseEvent<'_>) -> bool {
     request_body = ChatRequest,
     responses((status = 200, description = "`text/event-stream`: a `session_id` event, `token` events, then `done`; on failure one `error` event and the fallback as tokens",
                content_type = "text/event-stream"),
-              (status = 401), (status = 404), (status = 422)))]
-pub fn message_stream(app: &App, req: &Req) -> Result<Resp> {
+              (status = 401), (status = 403, description = "`chat_disabled`: ENABLE_CHAT is false"),
+              (status = 404), (status = 422)))]
+pub(crate) fn message_stream(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let q = question(app, req, &me)?;
     Ok(Resp::stream(
@@ -314,7 +317,7 @@ fn page(req: &Req, default_limit: i64) -> Result<(i64, i64)> {
     params(("skip" = Option<i64>, Query, minimum = 0, maximum = 1000000),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 20")),
     responses((status = 200, body = history::SessionsResponse), (status = 401), (status = 422)))]
-pub fn sessions(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn sessions(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let (skip, limit) = page(req, 20)?;
     let body = app
@@ -328,7 +331,7 @@ pub fn sessions(app: &App, req: &Req) -> Result<Resp> {
            ("skip" = Option<i64>, Query, minimum = 0, maximum = 1000000, description = "counted back from the newest message"),
            ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "1..200, default 50")),
     responses((status = 200, body = history::MessagesResponse), (status = 401), (status = 404)))]
-pub fn session_messages(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn session_messages(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let (skip, limit) = page(req, 50)?;
     let id = req.param("session_id");
@@ -345,7 +348,7 @@ pub fn session_messages(app: &App, req: &Req) -> Result<Resp> {
     params(("conversation_id" = String, Path,)),
     responses((status = 200, description = "Deleted with its messages", body = crate::auth::handlers::MessageResponse),
               (status = 401), (status = 404)))]
-pub fn delete_conversation(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn delete_conversation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let id = req.param("conversation_id");
     if !app

@@ -2,19 +2,31 @@
 //! events), grounded in the user's own numbers, with history, an answer cache, cost limits and
 //! a fallback that always answers.
 
-pub mod answer;
-pub mod context;
-pub mod history;
-pub mod http;
-pub mod quota;
-pub mod records;
-pub mod sse;
-pub mod upstream;
-pub mod ws;
+pub(crate) mod answer;
+pub(crate) mod context;
+pub(crate) mod history;
+pub(crate) mod http;
+pub(crate) mod quota;
+pub(crate) mod records;
+pub(crate) mod sse;
+pub(crate) mod upstream;
+pub(crate) mod ws;
 
 use crate::api::ApiPath;
 use crate::app::App;
 use crate::http::Route;
+
+/// `ENABLE_CHAT=false` turns the coach off: questions are refused (403 `chat_disabled`, or
+/// an `error` frame on the socket) before anything reaches the model; history stays readable.
+fn require_enabled(config: &crate::config::Config) -> crate::error::Result<()> {
+    if config.features.chat {
+        return Ok(());
+    }
+    Err(crate::error::Error::Forbidden {
+        code: "chat_disabled",
+        detail: "The AI coach is turned off on this server".into(),
+    })
+}
 
 /// The slice of `App` an answer uses.
 fn coach(app: &App) -> answer::Coach<'_> {

@@ -9,9 +9,9 @@ use crate::error::Result;
 
 /// Refused: which limit, and when it resets (the next UTC midnight).
 #[derive(Debug, PartialEq, Eq)]
-pub struct OverQuota {
-    pub scope: &'static str,
-    pub resets_at: String,
+pub(crate) struct OverQuota {
+    pub(crate) scope: &'static str,
+    pub(crate) resets_at: String,
 }
 
 /// The UTC day `now` falls in, as the table keys it.
@@ -26,7 +26,7 @@ fn next_midnight(now: jiff::Timestamp) -> String {
 }
 
 /// Is the user, or the whole service, at its token limit for the day of `now`?
-pub fn check(
+pub(crate) fn check(
     c: &Connection,
     config: &Config,
     user: &str,
@@ -65,14 +65,14 @@ pub fn check(
 }
 
 /// Estimated cost in millionths of a dollar, from the configured prices per million tokens.
-pub fn cost_micros(config: &Config, u: Usage) -> i64 {
+pub(crate) fn cost_micros(config: &Config, u: Usage) -> i64 {
     (u.prompt_tokens as f64 * config.llm.price_prompt_per_mtok
         + u.completion_tokens as f64 * config.llm.price_completion_per_mtok)
         .round() as i64
 }
 
 /// Adds one answer's tokens and cost to the user's row for the day of `now`; returns the cost.
-pub fn record(
+pub(crate) fn record(
     tx: &Transaction<'_>,
     config: &Config,
     user: &str,
@@ -90,7 +90,7 @@ pub fn record(
 }
 
 /// When the upstream reports no usage: about four characters per token.
-pub fn estimate(prompt_chars: usize, answer_chars: usize) -> Usage {
+pub(crate) fn estimate(prompt_chars: usize, answer_chars: usize) -> Usage {
     Usage {
         prompt_tokens: prompt_chars.div_ceil(4) as u64,
         completion_tokens: answer_chars.div_ceil(4) as u64,

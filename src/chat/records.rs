@@ -8,23 +8,23 @@ use crate::db::user_rows;
 use crate::error::Result;
 
 /// Counts over every user, for `/api/v1/stats`.
-pub struct Totals {
-    pub sessions: i64,
-    pub sessions_today: i64,
+pub(crate) struct Totals {
+    pub(crate) sessions: i64,
+    pub(crate) sessions_today: i64,
     /// Messages per session, rounded to two places.
-    pub average_length: f64,
-    pub questions: i64,
-    pub questions_today: i64,
+    pub(crate) average_length: f64,
+    pub(crate) questions: i64,
+    pub(crate) questions_today: i64,
     /// Milliseconds, rounded to two places.
-    pub average_response_ms: f64,
-    pub tokens_today: i64,
-    pub cost_micros_today: i64,
-    pub cost_micros_month: i64,
+    pub(crate) average_response_ms: f64,
+    pub(crate) tokens_today: i64,
+    pub(crate) cost_micros_today: i64,
+    pub(crate) cost_micros_month: i64,
 }
 
 /// `day_start` is today's first instant (`YYYY-MM-DDT00:00:00Z`), `today` its date and
 /// `month` its `YYYY-MM`, all UTC as the usage table keeps them.
-pub fn totals(c: &Connection, day_start: &str, today: &str, month: &str) -> Result<Totals> {
+pub(crate) fn totals(c: &Connection, day_start: &str, today: &str, month: &str) -> Result<Totals> {
     let one = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<i64> {
         c.query_row(sql, p, |r| r.get::<_, Option<i64>>(0))
             .map(|v| v.unwrap_or(0))
@@ -68,7 +68,7 @@ pub fn totals(c: &Connection, day_start: &str, today: &str, month: &str) -> Resu
 }
 
 /// The user's rows in the chat tables, for `/users/me/export`.
-pub fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
+pub(crate) fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
     ["chat_sessions", "chat_messages", "llm_usage_daily"]
         .into_iter()
         .map(|t| Ok((t, user_rows(c, t, "user_id", user, &[])?)))

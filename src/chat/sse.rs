@@ -9,20 +9,20 @@ use std::io::{self, BufRead};
 const MAX_LINE: usize = 1024 * 1024;
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum SseEvent {
+pub(crate) enum SseEvent {
     /// One event's data (several `data:` lines joined with `\n`).
     Data(String),
     /// `data: [DONE]`.
     Done,
 }
 
-pub struct SseReader<R> {
+pub(crate) struct SseReader<R> {
     inner: R,
     line: Vec<u8>,
 }
 
 impl<R: BufRead> SseReader<R> {
-    pub fn new(inner: R) -> SseReader<R> {
+    pub(crate) fn new(inner: R) -> SseReader<R> {
         SseReader {
             inner,
             line: Vec::with_capacity(1024),
@@ -68,7 +68,7 @@ impl<R: BufRead> SseReader<R> {
     }
 
     /// The next event, or `None` when the stream ends (with or without `[DONE]`).
-    pub fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
+    pub(crate) fn next_event(&mut self) -> io::Result<Option<SseEvent>> {
         let mut data: Option<String> = None;
         loop {
             let Some(line) = self.read_line()? else {

@@ -15,19 +15,19 @@ use super::sse::{SseEvent, SseReader};
 use crate::config::Config;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
+pub(crate) struct ChatMessage {
+    pub(crate) role: String,
+    pub(crate) content: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+pub(crate) struct Usage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// No API key: nothing was sent.
     NotConfigured,
     /// The server answered with an error status (401, 429, 5xx…).
@@ -60,7 +60,7 @@ impl std::fmt::Display for UpstreamError {
 
 /// What the reading thread reports, in order: deltas, then one `Finished` or `Failed`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum StreamEvent {
+pub(crate) enum StreamEvent {
     Delta(String),
     Finished(Option<Usage>),
     Failed(UpstreamError),
@@ -68,14 +68,14 @@ pub enum StreamEvent {
 
 /// The pieces of one parsed chunk.
 #[derive(Debug, Default, PartialEq)]
-pub struct Chunk {
-    pub delta: Option<String>,
-    pub usage: Option<Usage>,
-    pub finished: bool,
+pub(crate) struct Chunk {
+    pub(crate) delta: Option<String>,
+    pub(crate) usage: Option<Usage>,
+    pub(crate) finished: bool,
 }
 
 /// Reads one `chat.completion.chunk` (or an error object).
-pub fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
+pub(crate) fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
     let v: Value = serde_json::from_str(data).map_err(|e| UpstreamError::Garbage(e.to_string()))?;
     if let Some(err) = v.get("error") {
         let msg = err
@@ -115,13 +115,13 @@ pub fn parse_chunk(data: &str) -> Result<Chunk, UpstreamError> {
 
 /// A running stream: cancel it from any thread.
 #[derive(Clone)]
-pub struct StreamHandle {
+pub(crate) struct StreamHandle {
     cancelled: Arc<AtomicBool>,
     agent: Arc<std::sync::Mutex<Option<ureq::Agent>>>,
 }
 
 impl StreamHandle {
-    pub fn cancel(&self) {
+    pub(crate) fn cancel(&self) {
         self.cancelled.store(true, Ordering::SeqCst);
         if let Some(agent) = self.agent.lock().unwrap_or_else(|p| p.into_inner()).take() {
             // Closes the connection under a blocked read, so the reader returns at once.
@@ -129,7 +129,7 @@ impl StreamHandle {
         }
     }
 
-    pub fn is_cancelled(&self) -> bool {
+    pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }
 }
@@ -150,7 +150,7 @@ fn agent(config: &Config) -> ureq::Agent {
         .into()
 }
 
-pub fn request_body(config: &Config, messages: &[ChatMessage]) -> Value {
+pub(crate) fn request_body(config: &Config, messages: &[ChatMessage]) -> Value {
     json!({
         "model": config.llm.model,
         "messages": messages,
@@ -184,7 +184,7 @@ fn classify(e: &ureq::Error) -> UpstreamError {
 /// Starts streaming an answer on a new thread. `sink` gets every event and returns `false`
 /// when nobody listens any more (the stream then stops). Retries once, on a fresh
 /// connection, when connecting fails or the server answers 5xx before the first token.
-pub fn start(
+pub(crate) fn start(
     config: &Config,
     messages: Vec<ChatMessage>,
     mut sink: impl FnMut(StreamEvent) -> bool + Send + 'static,

@@ -23,10 +23,10 @@ use crate::ws::{Ended, IDLE_WAIT, Socket, auth};
 
 /// While answering: how long the loop waits on its channel before looking at the socket.
 const WAIT: Duration = Duration::from_millis(25);
-pub const MAX_QUESTION_CHARS: usize = 2000;
+pub(crate) const MAX_QUESTION_CHARS: usize = 2000;
 
 /// Serves an authenticated `/ws/chat` socket until it ends (`crate::ws::ChatHandler`).
-pub fn serve(app: &App, sock: Socket, user: AuthUser, live: &Live) -> Ended {
+pub(crate) fn serve(app: &App, sock: Socket, user: AuthUser, live: &Live) -> Ended {
     ChatSocket::new(app, sock, user, live).run()
 }
 
@@ -206,6 +206,10 @@ impl<'a> ChatSocket<'a> {
     }
 
     fn on_question(&mut self, content: String, conversation: Conversation) -> Result<(), Ended> {
+        if let Err(e) = super::require_enabled(&self.app.config) {
+            let detail = e.detail();
+            return self.error(e.code(), detail.as_str().unwrap_or_default());
+        }
         if content.is_empty() {
             return self.error("empty_message", "Empty message");
         }

@@ -52,7 +52,7 @@ fn copy_all_pages(b: &Backup<'_, '_>) -> Result<(), String> {
 
 /// Copies the database behind `conn` page by page (consistent even while others write) into a
 /// temporary file, checks it, then renames it to `dest`, so `dest` is never half-written.
-pub fn backup_connection(conn: &Connection, dest: &Path) -> Result<(), String> {
+pub(crate) fn backup_connection(conn: &Connection, dest: &Path) -> Result<(), String> {
     let tmp = tmp_beside(dest);
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {

@@ -5,10 +5,11 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 /// (version, name, SQL), in order: every `sql/NNNN_name.sql`, gathered by `build.rs`. Add a
 /// new file with the next number; never edit an applied one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
+    include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Applies what is missing; returns the versions it applied.
-pub fn apply_migrations(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
+pub(crate) fn apply_migrations(conn: &mut Connection) -> rusqlite::Result<Vec<i64>> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              version INTEGER PRIMARY KEY,

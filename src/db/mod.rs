@@ -21,8 +21,8 @@ mod migrate;
 mod rows;
 
 pub use backup::{backup_rotate, backup_to, integrity_check, restore_from};
-pub use migrate::{MIGRATIONS, apply_migrations};
-pub use rows::user_rows;
+pub(crate) use migrate::apply_migrations;
+pub(crate) use rows::user_rows;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -51,7 +51,7 @@ pub enum Outcome<T> {
 
 impl<T> Outcome<T> {
     /// The refusal as the error the caller answers with, once its transaction committed.
-    pub fn into_result(self) -> Result<T> {
+    pub(crate) fn into_result(self) -> Result<T> {
         match self {
             Outcome::Done(v) => Ok(v),
             Outcome::Refused(e) => Err(e),
@@ -167,14 +167,14 @@ pub fn open_for_admin(path: &Path) -> std::result::Result<Connection, String> {
 }
 
 /// The lock file that marks a database as in use by a server.
-pub fn lock_path(db: &Path) -> PathBuf {
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".lock");
     PathBuf::from(name)
 }
 
 /// Takes the server's lock on the database, or says who holds it.
-pub fn take_lock(db: &Path) -> std::result::Result<File, String> {
+pub(crate) fn take_lock(db: &Path) -> std::result::Result<File, String> {
     let path = lock_path(db);
     let file = File::options()
         .create(true)
@@ -329,7 +329,7 @@ impl Db {
     }
 
     /// Is the database usable right now? Used by `/ready` and `/health/detailed`.
-    pub fn check(&self) -> std::result::Result<(), String> {
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
         if file_identity(&self.path) != self.identity {
             return Err("the database file was removed or replaced".into());
         }
@@ -343,12 +343,12 @@ impl Db {
         .map_err(|e| format!("{e:?}"))
     }
 
-    pub fn journal_mode(&self) -> Result<String> {
+    pub(crate) fn journal_mode(&self) -> Result<String> {
         self.read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
     }
 
     /// Bytes of the main file plus its WAL.
-    pub fn size_bytes(&self) -> u64 {
+    pub(crate) fn size_bytes(&self) -> u64 {
         let mut wal = self.path.as_os_str().to_owned();
         wal.push("-wal");
         [self.path.clone(), PathBuf::from(wal)]
@@ -379,7 +379,7 @@ pub(crate) mod testing {
     use super::*;
 
     /// A fresh in-memory database with every migration applied.
-    pub fn memory() -> Connection {
+    pub(crate) fn memory() -> Connection {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON")
             .expect("foreign keys");
@@ -388,8 +388,8 @@ pub(crate) mod testing {
     }
 
     /// A server-shaped [`Db`] (writer, readers, WAL) in a fresh folder, removed on drop.
-    pub struct TempDb {
-        pub db: Db,
+    pub(crate) struct TempDb {
+        pub(crate) db: Db,
         dir: PathBuf,
     }
 
@@ -400,7 +400,7 @@ pub(crate) mod testing {
     }
 
     /// The settings `pairs` (over the defaults), with the database in a fresh folder.
-    pub fn on_disk(pairs: &[(&str, &str)]) -> (TempDb, Config) {
+    pub(crate) fn on_disk(pairs: &[(&str, &str)]) -> (TempDb, Config) {
         let dir = std::env::temp_dir().join(format!("wealthcoach-unit-{}", crate::random::hex(8)));
         let url = dir.join("test.db").display().to_string();
         let mut all = pairs.to_vec();

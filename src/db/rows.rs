@@ -9,7 +9,7 @@ use crate::error::Result;
 
 /// Every row of `table` whose `owner` column is `user`, one JSON object per row, without the
 /// `hidden` columns and without blobs. `table` and `owner` are the caller's names, never input.
-pub fn user_rows(
+pub(crate) fn user_rows(
     c: &Connection,
     table: &str,
     owner: &str,

@@ -30,7 +30,7 @@ use tiny_http::{Header, Headers};
 const MARK_TTL: Duration = Duration::from_secs(60);
 
 /// Why a request's framing is refused, if it is.
-pub fn fault(headers: &Headers) -> Option<&'static str> {
+pub(crate) fn fault(headers: &Headers) -> Option<&'static str> {
     let lengths = values(headers, "Content-Length");
     let encodings = values(headers, "Transfer-Encoding");
     if lengths.len() > 1 {
@@ -75,7 +75,7 @@ fn values(headers: &Headers, name: &str) -> Vec<String> {
 
 /// What a worker does with a request it popped.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Admit,
     /// Answer 400 and close the connection.
     Refuse(&'static str),
@@ -85,12 +85,12 @@ pub enum Verdict {
 
 /// Connections whose framing was refused, by peer address. Only touched under the pop lock.
 #[derive(Default)]
-pub struct Intake {
+pub(crate) struct Intake {
     marked: HashMap<SocketAddr, Instant>,
 }
 
 impl Intake {
-    pub fn admit(&mut self, rq: &tiny_http::Request) -> Verdict {
+    pub(crate) fn admit(&mut self, rq: &tiny_http::Request) -> Verdict {
         let peer = rq.remote_addr().copied();
         let now = Instant::now();
         if let Some(peer) = peer
@@ -159,12 +159,12 @@ fn find_socket(local: SocketAddr, peer: SocketAddr) -> Option<socket2::Socket> {
 }
 
 /// The connection of a refused request, found before its answer is written.
-pub struct Closing(Option<socket2::Socket>);
+pub(crate) struct Closing(Option<socket2::Socket>);
 
 impl Closing {
     /// Stops reading first: tiny_http drains a declared body when the request is dropped, and
     /// with the read side shut that drain ends at once instead of waiting on the client.
-    pub fn begin(local: SocketAddr, peer: Option<SocketAddr>) -> Closing {
+    pub(crate) fn begin(local: SocketAddr, peer: Option<SocketAddr>) -> Closing {
         let sock = peer.and_then(|p| find_socket(local, p));
         match &sock {
             Some(s) => {
@@ -178,7 +178,7 @@ impl Closing {
     /// Sends FIN after our answer, while tiny_http still waits for our writer to finish, so
     /// nothing it writes on this connection afterwards (its own 400 for the cut-off stream)
     /// reaches the client.
-    pub fn finish(self) {
+    pub(crate) fn finish(self) {
         if let Some(s) = self.0 {
             let _ = s.shutdown(std::net::Shutdown::Write);
         }

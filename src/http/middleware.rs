@@ -9,10 +9,11 @@ use crate::config::Config;
 
 /// Headers weighing more than this (see `server::header_weight`: bytes plus about 60 per
 /// header) get a 431: room for a few dozen ordinary headers and long tokens.
-pub const MAX_HEADER_WEIGHT: usize = 32 * 1024;
+pub(crate) const MAX_HEADER_WEIGHT: usize = 32 * 1024;
 
-pub const CORS_ALLOW_HEADERS: &str = "authorization, content-type, idempotency-key, x-request-id";
-pub const CORS_ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+pub(crate) const CORS_ALLOW_HEADERS: &str =
+    "authorization, content-type, idempotency-key, x-request-id";
+pub(crate) const CORS_ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
 const CORS_EXPOSE_HEADERS: &str =
     "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset";
 
@@ -22,7 +23,7 @@ const CSP_DOCS: &str = "default-src 'self'; img-src 'self' data:; style-src 'sel
                         script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'";
 
 /// The client's id if it is a sane one (so it can go in logs), else a fresh one.
-pub fn request_id(given: Option<&str>) -> String {
+pub(crate) fn request_id(given: Option<&str>) -> String {
     match given {
         Some(id)
             if !id.is_empty()
@@ -39,7 +40,7 @@ pub fn request_id(given: Option<&str>) -> String {
 
 /// The address of the real client: the peer, or, when the peer is a trusted proxy, the last
 /// address in `X-Forwarded-For` that is not itself a trusted proxy.
-pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
     if !trusted.contains(&peer) {
         return peer;
     }
@@ -58,11 +59,11 @@ pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) 
 }
 
 /// The allowed origin to echo, if the request came from one we list.
-pub fn allowed_origin<'a>(config: &Config, origin: Option<&'a str>) -> Option<&'a str> {
+pub(crate) fn allowed_origin<'a>(config: &Config, origin: Option<&'a str>) -> Option<&'a str> {
     origin.filter(|o| config.cors.origins.iter().any(|allowed| allowed == o))
 }
 
-pub fn preflight(config: &Config, req_origin: Option<&str>) -> Resp {
+pub(crate) fn preflight(config: &Config, req_origin: Option<&str>) -> Resp {
     let mut r = Resp::empty(204)
         .with_header("Access-Control-Allow-Methods", CORS_ALLOW_METHODS)
         .with_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
@@ -77,7 +78,7 @@ pub fn preflight(config: &Config, req_origin: Option<&str>) -> Resp {
 }
 
 /// Adds what every response carries: request id, CORS for listed origins, security headers.
-pub fn finish(config: &Config, req: &Req, resp: &mut Resp) {
+pub(crate) fn finish(config: &Config, req: &Req, resp: &mut Resp) {
     let mut add = |k: &str, v: &str| {
         if resp.header(k).is_none() {
             resp.headers.push((k.to_string(), v.to_string()));
@@ -109,7 +110,7 @@ pub fn finish(config: &Config, req: &Req, resp: &mut Resp) {
 }
 
 /// The path and nothing of the query: queries can hold tokens (`/ws/chat?token=`).
-pub fn loggable_path(url: &str) -> &str {
+pub(crate) fn loggable_path(url: &str) -> &str {
     url.split('?').next().unwrap_or(url)
 }
 

@@ -1,14 +1,14 @@
 //! HTTP: the listener and its handler pool, routing, request parsing and the error mapping.
 
-pub mod framing;
-pub mod middleware;
-pub mod ratelimit;
+pub(crate) mod framing;
+pub(crate) mod middleware;
+pub(crate) mod ratelimit;
 pub mod request;
-pub mod response;
-pub mod router;
-pub mod server;
+pub(crate) mod response;
+pub(crate) mod router;
+pub(crate) mod server;
 
-pub use request::Req;
-pub use response::Resp;
-pub use router::{Route, Router, route};
-pub use server::State;
+pub(crate) use request::Req;
+pub(crate) use response::Resp;
+pub(crate) use router::{Route, Router, route};
+pub(crate) use server::State;

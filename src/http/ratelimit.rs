@@ -9,14 +9,14 @@ use crate::error::Error;
 use crate::limiter::{Quota, RateLimiter, Refusal, ip_key};
 
 /// The key of a signed-in user's counters.
-pub fn user_key(user_id: &str) -> String {
+pub(crate) fn user_key(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 
 /// The per-minute chat limit on `key` (a user's, or a client address's when the request has
 /// no valid token). The chat routes and the chat socket both call this with `user_key`, so a
 /// user has one chat bucket whichever way the questions come.
-pub fn chat_quota(
+pub(crate) fn chat_quota(
     limiter: &RateLimiter,
     config: &Config,
     key: &str,
@@ -42,7 +42,7 @@ fn refused(r: Refusal) -> Error {
 
 /// The checks that run after routing and before the handler: the request-rate limits, per
 /// user when the bearer token is valid, else per client address.
-pub fn before_handler<S: State>(state: &S, class: Class, req: &Req) -> Result<(), Error> {
+pub(crate) fn before_handler<S: State>(state: &S, class: Class, req: &Req) -> Result<(), Error> {
     let c = state.config();
     let limiter = state.limiter();
     let now = state.now();

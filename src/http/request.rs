@@ -7,39 +7,32 @@ use serde_json::Value;
 use crate::error::{Error, FieldError};
 
 #[derive(Debug)]
-pub struct Req {
-    pub method: String,
-    pub path: String,
+pub(crate) struct Req {
+    pub(crate) method: String,
+    pub(crate) path: String,
     /// Decoded query pairs in order; a repeated name keeps every value.
-    pub query: Vec<(String, String)>,
+    pub(crate) query: Vec<(String, String)>,
     /// Lower-cased names.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
     /// The client, after `X-Forwarded-For` from a trusted proxy.
-    pub client_ip: IpAddr,
+    pub(crate) client_ip: IpAddr,
     /// The TCP peer itself (a proxy, when there is one): what operator routes trust.
-    pub peer: IpAddr,
-    pub request_id: String,
+    pub(crate) peer: IpAddr,
+    pub(crate) request_id: String,
     /// Values of `{name}` segments of the matched route.
-    pub params: Vec<(&'static str, String)>,
+    pub(crate) params: Vec<(&'static str, String)>,
 }
 
 impl Req {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn query(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn param(&self, name: &str) -> &str {
+    pub(crate) fn param(&self, name: &str) -> &str {
         self.params
             .iter()
             .find(|(k, _)| *k == name)
@@ -48,7 +41,7 @@ impl Req {
     }
 
     /// The body as JSON. Empty, broken UTF-8 and broken JSON are 422s that say which.
-    pub fn json(&self) -> Result<Value, Error> {
+    pub(crate) fn json(&self) -> Result<Value, Error> {
         parse_json_body(&self.body)
     }
 }
@@ -67,7 +60,7 @@ impl crate::input::Source for Req {
     }
 }
 
-pub fn parse_json_body(body: &[u8]) -> Result<Value, Error> {
+pub(crate) fn parse_json_body(body: &[u8]) -> Result<Value, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::Validation(vec![FieldError::new(
             vec![Value::from("body")],
@@ -123,7 +116,7 @@ pub fn parse_query(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

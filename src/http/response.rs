@@ -8,22 +8,22 @@ use serde_json::Value;
 
 /// A body written piece by piece after the headers (server-sent events), given the server's
 /// state `S` and the connection.
-pub type StreamBody<S> = Box<dyn FnOnce(&S, &mut dyn Write) + Send>;
+pub(crate) type StreamBody<S> = Box<dyn FnOnce(&S, &mut dyn Write) + Send>;
 
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub content_type: &'static str,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: &'static str,
     /// When set, the server writes the headers, then hands this the connection (through a
     /// chunked encoder that sends every `write` as one chunk); `body` is unused. It is a
     /// `StreamBody<S>` for the state `S` of the server that answers (see `take_stream`): `Resp`
     /// stays one type for every handler whatever the state.
-    pub stream: Option<Box<dyn Any + Send>>,
+    pub(crate) stream: Option<Box<dyn Any + Send>>,
 }
 
 impl Resp {
-    pub fn json(status: u16, value: &impl Serialize) -> Resp {
+    pub(crate) fn json(status: u16, value: &impl Serialize) -> Resp {
         // Serializing our own types cannot fail (no maps with non-string keys); fall back to
         // an empty object rather than panic if it ever did.
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
@@ -36,11 +36,11 @@ impl Resp {
         }
     }
 
-    pub fn ok(value: Value) -> Resp {
+    pub(crate) fn ok(value: Value) -> Resp {
         Resp::json(200, &value)
     }
 
-    pub fn empty(status: u16) -> Resp {
+    pub(crate) fn empty(status: u16) -> Resp {
         Resp {
             status,
             headers: Vec::new(),
@@ -50,7 +50,7 @@ impl Resp {
         }
     }
 
-    pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Resp {
+    pub(crate) fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Resp {
         Resp {
             status,
             headers: Vec::new(),
@@ -61,7 +61,7 @@ impl Resp {
     }
 
     /// A 200 whose body `write` produces as it goes, given the server's state.
-    pub fn stream<S: 'static>(
+    pub(crate) fn stream<S: 'static>(
         content_type: &'static str,
         write: impl FnOnce(&S, &mut dyn Write) + Send + 'static,
     ) -> Resp {
@@ -77,7 +77,7 @@ impl Resp {
 
     /// The streamed body, if there is one written for state `S`. One server serves one state,
     /// so a body for another state is a programming error: it is dropped and logged.
-    pub fn take_stream<S: 'static>(&mut self) -> Option<StreamBody<S>> {
+    pub(crate) fn take_stream<S: 'static>(&mut self) -> Option<StreamBody<S>> {
         match self.stream.take()?.downcast::<StreamBody<S>>() {
             Ok(body) => Some(*body),
             Err(_) => {
@@ -87,12 +87,12 @@ impl Resp {
         }
     }
 
-    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
+    pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
         self.headers.push((name.to_string(), value.into()));
         self
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))

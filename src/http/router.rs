@@ -6,11 +6,11 @@ use super::request::Req;
 use super::response::Resp;
 use crate::error::Error;
 
-pub type Handler<S> = fn(&S, &Req) -> Result<Resp, Error>;
+pub(crate) type Handler<S> = fn(&S, &Req) -> Result<Resp, Error>;
 
 /// How the cross-cutting checks treat a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// Health, docs and metrics: never rate limited.
     Exempt,
     /// Everything else under the general limits.
@@ -24,18 +24,18 @@ pub enum Class {
 pub struct Route<S> {
     pub method: &'static str,
     pub pattern: &'static str,
-    pub handler: Handler<S>,
-    pub class: Class,
+    pub(crate) handler: Handler<S>,
+    pub(crate) class: Class,
     /// In the OpenAPI document; `doc` adds it there.
     pub documented: bool,
     /// Adds this route's operation to the OpenAPI document, from its handler's
     /// `#[utoipa::path]` (`ApiPath::route` in src/api.rs sets it).
-    pub doc: Option<fn(&mut utoipa::openapi::OpenApi)>,
+    pub(crate) doc: Option<fn(&mut utoipa::openapi::OpenApi)>,
 }
 
 /// A route the API document does not describe (Swagger UI's files behind `/docs`); the
 /// documented ones are built with `ApiPath::route` (src/api.rs).
-pub const fn route<S>(
+pub(crate) const fn route<S>(
     method: &'static str,
     pattern: &'static str,
     handler: Handler<S>,
@@ -51,29 +51,29 @@ pub const fn route<S>(
 }
 
 impl<S> Route<S> {
-    pub const fn exempt(mut self) -> Route<S> {
+    pub(crate) const fn exempt(mut self) -> Route<S> {
         self.class = Class::Exempt;
         self
     }
-    pub const fn undocumented(mut self) -> Route<S> {
+    pub(crate) const fn undocumented(mut self) -> Route<S> {
         self.documented = false;
         self.doc = None;
         self
     }
-    pub const fn sensitive(mut self) -> Route<S> {
+    pub(crate) const fn sensitive(mut self) -> Route<S> {
         self.class = Class::Sensitive;
         self
     }
-    pub const fn chat(mut self) -> Route<S> {
+    pub(crate) const fn chat(mut self) -> Route<S> {
         self.class = Class::Chat;
         self
     }
 }
 
 /// Values of a route's `{name}` segments.
-pub type Params = Vec<(&'static str, String)>;
+pub(crate) type Params = Vec<(&'static str, String)>;
 
-pub enum Match<'r, S> {
+pub(crate) enum Match<'r, S> {
     Found(&'r Route<S>, Params),
     MethodNotAllowed(Vec<&'static str>),
     NotFound,
@@ -110,7 +110,7 @@ fn fit(pattern: &'static str, path: &str) -> Option<(usize, Params)> {
 }
 
 impl<S> Router<S> {
-    pub fn new(routes: Vec<Route<S>>) -> Router<S> {
+    pub(crate) fn new(routes: Vec<Route<S>>) -> Router<S> {
         Router { routes }
     }
 
@@ -118,7 +118,7 @@ impl<S> Router<S> {
         &self.routes
     }
 
-    pub fn find(&self, method: &str, path: &str) -> Match<'_, S> {
+    pub(crate) fn find(&self, method: &str, path: &str) -> Match<'_, S> {
         // A trailing slash names the same resource (`/api/v1/health/`).
         let path = if path.len() > 1 {
             path.trim_end_matches('/')

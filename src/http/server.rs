@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 
 /// What the server needs from the state it serves. The application implements it where it
 /// wires the listeners together (`src/serve.rs`), so this layer names no application type.
-pub trait State: Send + Sync + 'static {
+pub(crate) trait State: Send + Sync + 'static {
     /// Workers, body and header limits, trusted proxies, CORS.
     fn config(&self) -> &Config;
     /// Where every answered request is counted.
@@ -54,7 +54,7 @@ const DRAINING_WARN: usize = 256;
 /// `TCP_USER_TIMEOUT` so dead peers are reaped, and a send timeout so a client that never
 /// reads cannot hold a thread forever. No receive timeout: on the listening socket it would
 /// also time out `accept()`, which ends tiny_http's accept loop.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_tcp_keepalive(
@@ -72,19 +72,18 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The HTTP listener, serving the routes of `router` with the state `S`.
-pub struct HttpServer<S> {
+pub(crate) struct HttpServer {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
-    router: Arc<Router<S>>,
 }
 
-impl<S: State> HttpServer<S> {
-    pub fn start(
+impl HttpServer {
+    pub(crate) fn start<S: State>(
         app: Arc<S>,
         router: Router<S>,
         listener: TcpListener,
-    ) -> Result<HttpServer<S>, String> {
+    ) -> Result<HttpServer, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let config = tiny_http::ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
         let server =
@@ -109,20 +108,15 @@ impl<S: State> HttpServer<S> {
             server,
             addr,
             workers,
-            router,
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub fn router(&self) -> &Router<S> {
-        &self.router
-    }
-
     /// Stops taking requests and waits (up to `deadline`) for the ones in flight.
-    pub fn stop(self, deadline: Instant) {
+    pub(crate) fn stop(self, deadline: Instant) {
         for w in self.workers {
             while !w.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -135,7 +129,7 @@ impl<S: State> HttpServer<S> {
 }
 
 /// The address to reach a listener bound to a wildcard address.
-pub fn local(addr: SocketAddr) -> SocketAddr {
+pub(crate) fn local(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
         IpAddr::V6(ip) if ip.is_unspecified() => {
@@ -195,7 +189,10 @@ fn worker<S: State>(
 
 /// Checks that the listener still accepts connections; after three failures in a row it
 /// marks the process failed, and `main` exits non-zero so systemd restarts it.
-pub fn spawn_watchdog<S: State>(app: Arc<S>, addr: SocketAddr) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn_watchdog<S: State>(
+    app: Arc<S>,
+    addr: SocketAddr,
+) -> std::io::Result<JoinHandle<()>> {
     let target = local(addr);
     std::thread::Builder::new()
         .name("watchdog".into())
@@ -539,7 +536,7 @@ fn dispatch<S: State>(
     (req, resp)
 }
 
-pub fn error_response(req: &Req, e: Error) -> Resp {
+pub(crate) fn error_response(req: &Req, e: Error) -> Resp {
     if let Error::Internal(msg) = &e {
         log::error!("{} {} rid={}: {msg}", req.method, req.path, req.request_id);
     }

@@ -33,35 +33,37 @@ impl utoipa::Modify for BearerAuth {
 
 /// The body of every error response.
 #[derive(Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// A sentence, or for a 422 with field errors the list of them.
-    pub detail: ErrorDetail,
+    pub(crate) detail: ErrorDetail,
     /// What went wrong, in snake_case: `not_found`, `validation_error`, `token_expired`, ...
     #[schema(example = "not_found")]
-    pub code: String,
+    pub(crate) code: String,
 }
 
+#[allow(dead_code)] // an OpenAPI schema of what `Error::body` writes
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum ErrorDetail {
+pub(crate) enum ErrorDetail {
     Message(String),
     Fields(Vec<FieldProblem>),
 }
 
 /// One field error, FastAPI style: `{"loc": ["body", "otp"], "msg": "Field required", "type": "missing"}`.
 #[derive(Serialize, ToSchema)]
-pub struct FieldProblem {
+pub(crate) struct FieldProblem {
     /// Where: `body`, `query` or `path`, then the field name (or a byte offset for broken JSON).
-    pub loc: Vec<LocPart>,
-    pub msg: String,
+    pub(crate) loc: Vec<LocPart>,
+    pub(crate) msg: String,
     #[serde(rename = "type")]
     #[schema(example = "missing")]
-    pub kind: String,
+    pub(crate) kind: String,
 }
 
+#[allow(dead_code)] // an OpenAPI schema of what `Error::body` writes
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub enum LocPart {
+pub(crate) enum LocPart {
     Name(String),
     Offset(u64),
 }
@@ -186,11 +188,11 @@ impl utoipa::Modify for ErrorResponses<'_> {
     ),
     components(schemas(ErrorBody, ErrorDetail, FieldProblem, LocPart))
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// The document of these routes: each documented route adds its operation, then the answers
 /// every route of its kind can give are added.
-pub fn build(routes: &Router<App>) -> utoipa::openapi::OpenApi {
+pub(crate) fn build(routes: &Router<App>) -> utoipa::openapi::OpenApi {
     let mut api = ApiDoc::openapi();
     for doc in routes.routes().iter().filter_map(|r| r.doc) {
         doc(&mut api);
@@ -211,7 +213,7 @@ pub fn document() -> &'static str {
 
 #[utoipa::path(get, path = "/openapi.json", tag = "service",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json")))]
-pub fn openapi_json(_app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn openapi_json(_app: &App, _req: &Req) -> Result<Resp, Error> {
     Ok(Resp::bytes(
         200,
         "application/json",
@@ -222,7 +224,7 @@ pub fn openapi_json(_app: &App, _req: &Req) -> Result<Resp, Error> {
 #[utoipa::path(get, path = "/docs", tag = "service",
     responses((status = 200, description = "Swagger UI", content_type = "text/html"),
               (status = 301, description = "To `/docs/`, so the page's relative links resolve")))]
-pub fn swagger(app: &App, req: &Req) -> Result<Resp, Error> {
+pub(crate) fn swagger(app: &App, req: &Req) -> Result<Resp, Error> {
     if !app.config.features.docs {
         return Err(Error::not_found("Not Found"));
     }

@@ -8,95 +8,95 @@ use crate::app::App;
 use crate::error::Error;
 use crate::http::{Req, Resp};
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 #[derive(Serialize, ToSchema)]
-pub struct RootResponse {
+pub(crate) struct RootResponse {
     #[schema(example = "Wealth Coach AI")]
-    pub name: String,
-    pub version: String,
+    pub(crate) name: String,
+    pub(crate) version: String,
     #[schema(example = "operational")]
-    pub status: String,
+    pub(crate) status: String,
     #[schema(example = "/docs")]
-    pub docs: String,
+    pub(crate) docs: String,
     #[schema(example = "/api/v1/health")]
-    pub health: String,
+    pub(crate) health: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SimpleHealth {
+pub(crate) struct SimpleHealth {
     #[schema(example = "healthy")]
-    pub status: String,
+    pub(crate) status: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct HealthResponse {
+pub(crate) struct HealthResponse {
     #[schema(example = "healthy")]
-    pub status: String,
-    pub service: String,
-    pub version: String,
+    pub(crate) status: String,
+    pub(crate) service: String,
+    pub(crate) version: String,
     #[schema(example = "2025-10-18T09:30:00Z")]
-    pub timestamp: String,
+    pub(crate) timestamp: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DatabaseStatus {
-    pub status: String,
-    pub journal_mode: String,
-    pub size_bytes: u64,
+pub(crate) struct DatabaseStatus {
+    pub(crate) status: String,
+    pub(crate) journal_mode: String,
+    pub(crate) size_bytes: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CacheStatus {
-    pub status: String,
-    pub entries: u64,
-    pub hit_rate: f64,
+pub(crate) struct CacheStatus {
+    pub(crate) status: String,
+    pub(crate) entries: u64,
+    pub(crate) hit_rate: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LlmStatus {
+pub(crate) struct LlmStatus {
     /// `configured` or `not_configured`.
-    pub status: String,
-    pub model: String,
-    pub has_api_key: bool,
+    pub(crate) status: String,
+    pub(crate) model: String,
+    pub(crate) has_api_key: bool,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SmsStatus {
-    pub status: String,
-    pub provider: String,
+pub(crate) struct SmsStatus {
+    pub(crate) status: String,
+    pub(crate) provider: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Dependencies {
-    pub database: DatabaseStatus,
-    pub cache: CacheStatus,
-    pub llm: LlmStatus,
-    pub sms: SmsStatus,
+pub(crate) struct Dependencies {
+    pub(crate) database: DatabaseStatus,
+    pub(crate) cache: CacheStatus,
+    pub(crate) llm: LlmStatus,
+    pub(crate) sms: SmsStatus,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DetailedHealth {
+pub(crate) struct DetailedHealth {
     /// `healthy` or `degraded`.
-    pub status: String,
-    pub service: String,
-    pub version: String,
-    pub timestamp: String,
-    pub environment: String,
-    pub dependencies: Dependencies,
+    pub(crate) status: String,
+    pub(crate) service: String,
+    pub(crate) version: String,
+    pub(crate) timestamp: String,
+    pub(crate) environment: String,
+    pub(crate) dependencies: Dependencies,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ReadyResponse {
-    pub ready: bool,
+pub(crate) struct ReadyResponse {
+    pub(crate) ready: bool,
     #[schema(value_type = Object)]
-    pub checks: serde_json::Value,
-    pub timestamp: String,
+    pub(crate) checks: serde_json::Value,
+    pub(crate) timestamp: String,
 }
 
 #[utoipa::path(get, path = "/", tag = "service",
     responses((status = 200, description = "Service identity", body = RootResponse)))]
-pub fn root(app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn root(app: &App, _req: &Req) -> Result<Resp, Error> {
     Ok(Resp::json(
         200,
         &RootResponse {
@@ -111,7 +111,7 @@ pub fn root(app: &App, _req: &Req) -> Result<Resp, Error> {
 
 #[utoipa::path(get, path = "/health", tag = "service",
     responses((status = 200, description = "Liveness", body = SimpleHealth)))]
-pub fn health(_app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn health(_app: &App, _req: &Req) -> Result<Resp, Error> {
     Ok(Resp::json(
         200,
         &SimpleHealth {
@@ -122,7 +122,7 @@ pub fn health(_app: &App, _req: &Req) -> Result<Resp, Error> {
 
 #[utoipa::path(get, path = "/api/v1/health", tag = "service",
     responses((status = 200, description = "Liveness with identity", body = HealthResponse)))]
-pub fn api_health(app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn api_health(app: &App, _req: &Req) -> Result<Resp, Error> {
     Ok(Resp::json(
         200,
         &HealthResponse {
@@ -136,7 +136,7 @@ pub fn api_health(app: &App, _req: &Req) -> Result<Resp, Error> {
 
 #[utoipa::path(get, path = "/api/v1/health/detailed", tag = "service",
     responses((status = 200, description = "Each dependency's state", body = DetailedHealth)))]
-pub fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
     let c = &app.config;
     let db_ok = app.db.check();
     let journal_mode = app.db.journal_mode().unwrap_or_else(|_| "unknown".into());
@@ -189,7 +189,7 @@ pub fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
 #[utoipa::path(get, path = "/api/v1/ready", tag = "service",
     responses((status = 200, description = "Ready to serve", body = ReadyResponse),
               (status = 503, description = "The database is not usable", body = ReadyResponse)))]
-pub fn ready(app: &App, _req: &Req) -> Result<Resp, Error> {
+pub(crate) fn ready(app: &App, _req: &Req) -> Result<Resp, Error> {
     let db = app.db.check();
     let ready = db.is_ok() && !app.is_stopping();
     let checks = json!({

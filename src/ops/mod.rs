@@ -1,8 +1,8 @@
 //! Operations: health, readiness, metrics, stats and the API documentation.
 
 pub mod docs;
-pub mod health;
-pub mod observe;
+pub(crate) mod health;
+pub(crate) mod observe;
 pub mod systemd;
 
 use crate::api::ApiPath;

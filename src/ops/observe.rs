@@ -22,11 +22,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Local means the TCP peer itself is loopback and is not a trusted proxy: whatever a proxy
 /// forwards (or a client claims in `X-Forwarded-For`) never makes a request local.
-pub fn is_local(peer: IpAddr, trusted_proxies: &[IpAddr]) -> bool {
+pub(crate) fn is_local(peer: IpAddr, trusted_proxies: &[IpAddr]) -> bool {
     peer.is_loopback() && !trusted_proxies.contains(&peer)
 }
 
-pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
+pub(crate) fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
     if is_local(req.peer, &app.config.http.trusted_proxies) {
         return Ok(());
     }
@@ -48,47 +48,47 @@ pub fn require_operator(app: &App, req: &Req) -> Result<(), Error> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct RequestCounts {
-    pub total: u64,
-    pub success: u64,
-    pub errors: u64,
+pub(crate) struct RequestCounts {
+    pub(crate) total: u64,
+    pub(crate) success: u64,
+    pub(crate) errors: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LatencyMs {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
+pub(crate) struct LatencyMs {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CacheMetrics {
-    pub enabled: bool,
-    pub hit_rate: f64,
+pub(crate) struct CacheMetrics {
+    pub(crate) enabled: bool,
+    pub(crate) hit_rate: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LlmMetrics {
-    pub model: String,
-    pub requests: u64,
-    pub total_tokens: u64,
-    pub errors: u64,
+pub(crate) struct LlmMetrics {
+    pub(crate) model: String,
+    pub(crate) requests: u64,
+    pub(crate) total_tokens: u64,
+    pub(crate) errors: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct WsMetrics {
-    pub connections: i64,
+pub(crate) struct WsMetrics {
+    pub(crate) connections: i64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct MetricsResponse {
-    pub timestamp: String,
-    pub uptime_seconds: u64,
-    pub requests: RequestCounts,
-    pub latency_ms: LatencyMs,
-    pub cache: CacheMetrics,
-    pub llm: LlmMetrics,
-    pub websocket: WsMetrics,
+pub(crate) struct MetricsResponse {
+    pub(crate) timestamp: String,
+    pub(crate) uptime_seconds: u64,
+    pub(crate) requests: RequestCounts,
+    pub(crate) latency_ms: LatencyMs,
+    pub(crate) cache: CacheMetrics,
+    pub(crate) llm: LlmMetrics,
+    pub(crate) websocket: WsMetrics,
 }
 
 fn snapshot(app: &App) -> MetricsResponse {
@@ -126,7 +126,7 @@ fn snapshot(app: &App) -> MetricsResponse {
 #[utoipa::path(get, path = "/api/v1/metrics", tag = "service",
     responses((status = 200, description = "Counters since start", body = MetricsResponse),
               (status = 403, description = "Not from loopback and no metrics token")))]
-pub fn metrics_json(app: &App, req: &Req) -> Result<Resp, Error> {
+pub(crate) fn metrics_json(app: &App, req: &Req) -> Result<Resp, Error> {
     require_operator(app, req)?;
     Ok(Resp::json(200, &snapshot(app)))
 }
@@ -134,7 +134,7 @@ pub fn metrics_json(app: &App, req: &Req) -> Result<Resp, Error> {
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "The same counters in Prometheus text format", content_type = "text/plain"),
               (status = 403, description = "Not from loopback and no metrics token")))]
-pub fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
+pub(crate) fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
     require_operator(app, req)?;
     let s = snapshot(app);
     let mut out = String::new();
@@ -207,45 +207,45 @@ pub fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct UserStats {
-    pub total: i64,
-    pub active_today: i64,
-    pub active_this_week: i64,
+pub(crate) struct UserStats {
+    pub(crate) total: i64,
+    pub(crate) active_today: i64,
+    pub(crate) active_this_week: i64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct ConversationStats {
-    pub total: i64,
-    pub today: i64,
-    pub average_length: f64,
+pub(crate) struct ConversationStats {
+    pub(crate) total: i64,
+    pub(crate) today: i64,
+    pub(crate) average_length: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct QueryStats {
-    pub total: i64,
-    pub today: i64,
-    pub average_response_time_ms: f64,
+pub(crate) struct QueryStats {
+    pub(crate) total: i64,
+    pub(crate) today: i64,
+    pub(crate) average_response_time_ms: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CostStats {
-    pub llm_tokens_today: i64,
-    pub estimated_cost_today: f64,
-    pub estimated_cost_month: f64,
+pub(crate) struct CostStats {
+    pub(crate) llm_tokens_today: i64,
+    pub(crate) estimated_cost_today: f64,
+    pub(crate) estimated_cost_month: f64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct StatsResponse {
-    pub users: UserStats,
-    pub conversations: ConversationStats,
-    pub queries: QueryStats,
-    pub costs: CostStats,
+pub(crate) struct StatsResponse {
+    pub(crate) users: UserStats,
+    pub(crate) conversations: ConversationStats,
+    pub(crate) queries: QueryStats,
+    pub(crate) costs: CostStats,
 }
 
 #[utoipa::path(get, path = "/api/v1/stats", tag = "service",
     responses((status = 200, description = "Real counts from the database", body = StatsResponse),
               (status = 403, description = "Not from loopback and no metrics token")))]
-pub fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
+pub(crate) fn stats(app: &App, req: &Req) -> Result<Resp, Error> {
     require_operator(app, req)?;
     let now = app.clock.now();
     let today = now.strftime("%Y-%m-%d").to_string();

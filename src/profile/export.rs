@@ -24,7 +24,7 @@ fn own(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
 
 /// Every user-owned table must be in one of these; tests/money_api.rs checks that each table
 /// with a `user_id` column appears in the document.
-pub fn export(c: &Connection, user: &str, now: &str) -> Result<Value> {
+pub(crate) fn export(c: &Connection, user: &str, now: &str) -> Result<Value> {
     let mut doc = Map::new();
     doc.insert("exported_at".into(), Value::from(now));
     doc.insert("user_id".into(), Value::from(user));

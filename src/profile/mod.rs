@@ -1,9 +1,9 @@
 //! What a user tells us about themselves: the onboarding profile, app preferences, and the
 //! export of everything we hold about them.
 
-pub mod export;
-pub mod onboarding;
-pub mod preferences;
+pub(crate) mod export;
+pub(crate) mod onboarding;
+pub(crate) mod preferences;
 pub mod routes;
 
 use crate::api::ApiPath;

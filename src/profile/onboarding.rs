@@ -14,32 +14,32 @@ const TEXT_MAX: usize = 2000;
 /// Every field optional; `""` in any field means not given (null, or false for
 /// `retirement_planning`), as a web form's untouched "Select…" sends it.
 #[derive(Serialize, ToSchema, Clone, Debug, Default, PartialEq)]
-pub struct OnboardingData {
+pub(crate) struct OnboardingData {
     #[schema(max_length = 20, example = "25-34")]
-    pub age_range: Option<String>,
+    pub(crate) age_range: Option<String>,
     #[schema(max_length = 100)]
-    pub occupation: Option<String>,
+    pub(crate) occupation: Option<String>,
     #[schema(max_length = 30)]
-    pub income_range: Option<String>,
+    pub(crate) income_range: Option<String>,
     /// Comma-separated.
     #[schema(max_length = 2000)]
-    pub financial_goals: Option<String>,
+    pub(crate) financial_goals: Option<String>,
     /// `beginner`, `intermediate` or `advanced`.
     #[schema(pattern = "^(|beginner|intermediate|advanced)$")]
-    pub investment_experience: Option<String>,
+    pub(crate) investment_experience: Option<String>,
     /// `low`, `medium`, `high`, or the web client's `conservative`, `moderate`, `aggressive`.
     #[schema(pattern = "^(|low|medium|high|conservative|moderate|aggressive)$")]
-    pub risk_tolerance: Option<String>,
+    pub(crate) risk_tolerance: Option<String>,
     #[schema(max_length = 2000)]
-    pub current_investments: Option<String>,
+    pub(crate) current_investments: Option<String>,
     /// `none`, `some` or `significant`.
     #[schema(pattern = "^(|none|some|significant)$")]
-    pub debt_status: Option<String>,
+    pub(crate) debt_status: Option<String>,
     /// Optional in a request (absent means false); a stored profile always has it.
     #[schema(value_type = Option<bool>, required = false)]
-    pub retirement_planning: bool,
+    pub(crate) retirement_planning: bool,
     #[schema(max_length = 2000)]
-    pub interests: Option<String>,
+    pub(crate) interests: Option<String>,
 }
 
 /// Free text of at most `MAX` characters.
@@ -108,7 +108,7 @@ fn given<T: FromJson>(f: &mut Fields, name: &str) -> Result<Option<T>> {
 }
 
 impl OnboardingData {
-    pub fn parse(f: &mut Fields) -> Result<OnboardingData> {
+    pub(crate) fn parse(f: &mut Fields) -> Result<OnboardingData> {
         let age = given::<Bounded<20>>(f, "age_range");
         let occupation = given::<Bounded<100>>(f, "occupation");
         let income = given::<Bounded<30>>(f, "income_range");
@@ -135,15 +135,20 @@ impl OnboardingData {
 }
 
 #[derive(Serialize, ToSchema, Clone, Debug)]
-pub struct Profile {
+pub(crate) struct Profile {
     #[serde(flatten)]
-    pub data: OnboardingData,
-    pub onboarding_completed: bool,
-    pub completed_at: Option<String>,
+    pub(crate) data: OnboardingData,
+    pub(crate) onboarding_completed: bool,
+    pub(crate) completed_at: Option<String>,
 }
 
 /// Overwrites the whole profile and marks onboarding completed.
-pub fn submit(tx: &Transaction<'_>, user: &str, d: &OnboardingData, now: &str) -> Result<()> {
+pub(crate) fn submit(
+    tx: &Transaction<'_>,
+    user: &str,
+    d: &OnboardingData,
+    now: &str,
+) -> Result<()> {
     tx.execute(
         "INSERT INTO user_profiles (user_id, age_range, occupation, income_range, financial_goals,
              investment_experience, risk_tolerance, current_investments, debt_status, retirement_planning,
@@ -173,7 +178,7 @@ pub fn submit(tx: &Transaction<'_>, user: &str, d: &OnboardingData, now: &str) -
     Ok(())
 }
 
-pub fn load(c: &Connection, user: &str) -> Result<Option<Profile>> {
+pub(crate) fn load(c: &Connection, user: &str) -> Result<Option<Profile>> {
     Ok(c.query_row(
         "SELECT age_range, occupation, income_range, financial_goals, investment_experience, risk_tolerance,
                 current_investments, debt_status, retirement_planning, interests, onboarding_completed, completed_at

@@ -9,14 +9,14 @@ use crate::error::Result;
 use crate::input::{Fields, FromJson, Invalid, string_within};
 
 #[derive(Serialize, ToSchema, Clone, Debug, PartialEq)]
-pub struct Preferences {
-    pub use_rag: bool,
+pub(crate) struct Preferences {
+    pub(crate) use_rag: bool,
     /// `light` or `dark`.
-    pub theme: String,
+    pub(crate) theme: String,
     #[schema(example = "en")]
-    pub language: String,
+    pub(crate) language: String,
     #[schema(example = "INR")]
-    pub currency: String,
+    pub(crate) currency: String,
 }
 
 impl Default for Preferences {
@@ -70,7 +70,7 @@ impl FromJson for Currency {
     }
 }
 
-pub fn load(c: &Connection, user: &str) -> Result<Preferences> {
+pub(crate) fn load(c: &Connection, user: &str) -> Result<Preferences> {
     Ok(c.query_row(
         "SELECT use_rag, theme, language, currency FROM user_preferences WHERE user_id = ?1",
         [user],
@@ -88,7 +88,7 @@ pub fn load(c: &Connection, user: &str) -> Result<Preferences> {
 }
 
 /// The fields a PATCH may set.
-pub struct PreferencesPatch {
+pub(crate) struct PreferencesPatch {
     use_rag: Option<bool>,
     theme: Option<String>,
     language: Option<String>,
@@ -96,7 +96,7 @@ pub struct PreferencesPatch {
 }
 
 impl PreferencesPatch {
-    pub fn parse(f: &mut Fields) -> Result<PreferencesPatch> {
+    pub(crate) fn parse(f: &mut Fields) -> Result<PreferencesPatch> {
         let use_rag = f.optional::<bool>("use_rag");
         let theme = f.optional::<Theme>("theme");
         let language = f.optional::<Language>("language");
@@ -111,7 +111,7 @@ impl PreferencesPatch {
 }
 
 /// Applies the patch over the stored (or default) preferences.
-pub fn patch(
+pub(crate) fn patch(
     tx: &Transaction<'_>,
     user: &str,
     patch: PreferencesPatch,

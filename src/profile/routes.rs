@@ -12,16 +12,16 @@ use crate::http::{Req, Resp};
 use crate::input::Fields;
 
 #[derive(Serialize, ToSchema)]
-pub struct SubmitResponse {
-    pub message: String,
-    pub profile_completed: bool,
-    pub user_id: String,
+pub(crate) struct SubmitResponse {
+    pub(crate) message: String,
+    pub(crate) profile_completed: bool,
+    pub(crate) user_id: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/onboarding/submit", tag = "onboarding", security(("bearer" = [])),
     request_body = OnboardingData,
     responses((status = 200, body = SubmitResponse), (status = 401), (status = 422)))]
-pub fn submit(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn submit(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let data = OnboardingData::parse(&mut f);
@@ -41,17 +41,17 @@ pub fn submit(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct StatusResponse {
-    pub onboarding_completed: bool,
+pub(crate) struct StatusResponse {
+    pub(crate) onboarding_completed: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub completed_at: Option<String>,
+    pub(crate) completed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/onboarding/status", tag = "onboarding", security(("bearer" = [])),
     responses((status = 200, body = StatusResponse), (status = 401)))]
-pub fn status(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn status(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let body = match app.db.read(|c| onboarding::load(c, &me.user.id))? {
         None => StatusResponse {
@@ -72,7 +72,7 @@ pub fn status(app: &App, req: &Req) -> Result<Resp> {
 
 #[utoipa::path(get, path = "/api/v1/onboarding/profile", tag = "onboarding", security(("bearer" = [])),
     responses((status = 200, body = Profile), (status = 401), (status = 404)))]
-pub fn profile(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn profile(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     match app.db.read(|c| onboarding::load(c, &me.user.id))? {
         Some(p) => Ok(Resp::json(200, &p)),
@@ -85,7 +85,7 @@ pub fn profile(app: &App, req: &Req) -> Result<Resp> {
 
 #[utoipa::path(get, path = "/api/v1/users/me/preferences", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = Preferences), (status = 401)))]
-pub fn get_preferences(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_preferences(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = app.db.read(|c| preferences::load(c, &me.user.id))?;
     Ok(Resp::json(200, &p))
@@ -93,23 +93,23 @@ pub fn get_preferences(app: &App, req: &Req) -> Result<Resp> {
 
 /// A PATCH of the preferences: only the fields sent change.
 #[derive(Serialize, ToSchema)]
-pub struct PreferencesUpdate {
-    pub use_rag: Option<bool>,
+pub(crate) struct PreferencesUpdate {
+    pub(crate) use_rag: Option<bool>,
     /// `light` or `dark`.
     #[schema(pattern = "^(light|dark)$")]
-    pub theme: Option<String>,
+    pub(crate) theme: Option<String>,
     /// A language tag: `en`, `hi`, `en-IN`.
     #[schema(pattern = "^[A-Za-z-]{2,10}$")]
-    pub language: Option<String>,
+    pub(crate) language: Option<String>,
     /// An ISO 4217 code.
     #[schema(pattern = "^[A-Z]{3}$", example = "INR")]
-    pub currency: Option<String>,
+    pub(crate) currency: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/me/preferences", tag = "users", security(("bearer" = [])),
     request_body = PreferencesUpdate,
     responses((status = 200, body = Preferences), (status = 401), (status = 422)))]
-pub fn patch_preferences(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn patch_preferences(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let patch = PreferencesPatch::parse(&mut f);
@@ -123,7 +123,7 @@ pub fn patch_preferences(app: &App, req: &Req) -> Result<Resp> {
 
 #[utoipa::path(get, path = "/api/v1/users/me/export", tag = "users", security(("bearer" = [])),
     responses((status = 200, description = "Every row of the user, by table", content_type = "application/json"), (status = 401)))]
-pub fn export(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn export(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let doc = app
         .db

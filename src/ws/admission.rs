@@ -12,7 +12,7 @@ use crate::limiter::{Quota, ip_key};
 
 /// Unauthenticated sockets per address key.
 #[derive(Default)]
-pub struct Pending {
+pub(crate) struct Pending {
     counts: Mutex<HashMap<String, usize>>,
 }
 
@@ -24,7 +24,7 @@ impl Pending {
 
 /// One unauthenticated socket's place in its address's count; dropped when it authenticates
 /// or ends.
-pub struct PendingSlot {
+pub(crate) struct PendingSlot {
     pending: Arc<Pending>,
     key: String,
 }
@@ -43,16 +43,20 @@ impl Drop for PendingSlot {
 
 /// Why an upgrade was refused, as the HTTP answer says it.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Refused {
-    pub code: &'static str,
-    pub detail: String,
-    pub retry_after: u64,
+pub(crate) struct Refused {
+    pub(crate) code: &'static str,
+    pub(crate) detail: String,
+    pub(crate) retry_after: u64,
     /// `X-RateLimit-*` headers: (limit, reset at).
-    pub rate: Option<(u32, i64)>,
+    pub(crate) rate: Option<(u32, i64)>,
 }
 
 /// Counts the upgrade and takes a pending place, or says why not.
-pub fn admit(app: &App, pending: &Arc<Pending>, client: IpAddr) -> Result<PendingSlot, Refused> {
+pub(crate) fn admit(
+    app: &App,
+    pending: &Arc<Pending>,
+    client: IpAddr,
+) -> Result<PendingSlot, Refused> {
     let key = ip_key(client);
     let c = &app.config;
     if c.rate_limit.enabled {

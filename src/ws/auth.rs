@@ -14,7 +14,11 @@ use crate::auth::{AuthUser, authenticate_token};
 
 /// Authenticates the socket: `?token=` from the upgrade, or a first `authenticate` message
 /// within `WS_AUTH_TIMEOUT_SECONDS`. On failure the socket is closed with 1008.
-pub fn authenticate(app: &App, sock: &mut Socket, query_token: Option<String>) -> Option<AuthUser> {
+pub(crate) fn authenticate(
+    app: &App,
+    sock: &mut Socket,
+    query_token: Option<String>,
+) -> Option<AuthUser> {
     let refuse = |sock: &mut Socket, reason: &str| {
         sock.close(CloseCode::Policy, reason);
         None
@@ -64,7 +68,7 @@ fn check_token(app: &App, token: &str) -> Result<AuthUser, &'static str> {
 
 /// An `authenticate` on a socket that is already open: a fresh token of the same user carries
 /// the socket past the old token's expiry; a bad one closes it like a failed first attempt.
-pub fn reauthenticate(
+pub(crate) fn reauthenticate(
     app: &App,
     live: &Live,
     token: Option<&str>,

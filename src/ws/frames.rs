@@ -11,7 +11,7 @@ use crate::events::Event;
 /// in snake case; optional fields that are `None` are left out, as each frame always did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum ServerFrame {
+pub(crate) enum ServerFrame {
     Connected {
         message: &'static str,
         timestamp: String,
@@ -43,19 +43,19 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
-    pub fn error(code: &'static str, message: impl Into<String>) -> ServerFrame {
+    pub(crate) fn error(code: &'static str, message: impl Into<String>) -> ServerFrame {
         ServerFrame::Error {
             code,
             message: message.into(),
         }
     }
 
-    pub fn invalid_json() -> ServerFrame {
+    pub(crate) fn invalid_json() -> ServerFrame {
         ServerFrame::error("invalid_json", "Invalid JSON format")
     }
 
     /// A `type` this endpoint does not serve; `None` when the frame had no string `type`.
-    pub fn unknown_type(kind: Option<&str>) -> ServerFrame {
+    pub(crate) fn unknown_type(kind: Option<&str>) -> ServerFrame {
         ServerFrame::error(
             "unknown_type",
             format!("Unknown message type: {}", kind.unwrap_or("None")),
@@ -63,7 +63,7 @@ impl ServerFrame {
     }
 
     /// The one place a frame becomes text.
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         // A derived `Serialize` of strings, numbers and options cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -71,25 +71,25 @@ impl ServerFrame {
 
 /// The token counts of an answer, as the chat frames carry them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct TokenUsage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+pub(crate) struct TokenUsage {
+    pub(crate) prompt_tokens: u64,
+    pub(crate) completion_tokens: u64,
 }
 
 /// A `response` frame: the answer so far (`content`), and how it came to be.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Response {
-    pub content: String,
+pub(crate) struct Response {
+    pub(crate) content: String,
     #[serde(flatten)]
-    pub state: Answer,
-    pub timestamp: String,
+    pub(crate) state: Answer,
+    pub(crate) timestamp: String,
 }
 
 /// What a `response` frame says about its answer. Every variant but `Piece` ends the answer
 /// (`done: true`) and names its conversation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// A streamed piece; `content` is the whole answer so far.
     Piece { delta: String, done: False },
     /// The client's `cancel`: what was streamed until then.
@@ -123,11 +123,11 @@ pub enum Answer {
 
 /// A JSON `true` that is always true: the frames' fixed flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct True;
+pub(crate) struct True;
 
 /// A JSON `false` that is always false.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct False;
+pub(crate) struct False;
 
 impl Serialize for True {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -142,11 +142,11 @@ impl Serialize for False {
 }
 
 impl Answer {
-    pub fn piece(delta: String) -> Answer {
+    pub(crate) fn piece(delta: String) -> Answer {
         Answer::Piece { delta, done: False }
     }
 
-    pub fn cancelled(session_id: String) -> Answer {
+    pub(crate) fn cancelled(session_id: String) -> Answer {
         Answer::Cancelled {
             done: True,
             cancelled: True,
@@ -154,7 +154,7 @@ impl Answer {
         }
     }
 
-    pub fn cached(session_id: String) -> Answer {
+    pub(crate) fn cached(session_id: String) -> Answer {
         Answer::Cached {
             done: True,
             cached: True,
@@ -163,7 +163,7 @@ impl Answer {
         }
     }
 
-    pub fn fallback(session_id: String) -> Answer {
+    pub(crate) fn fallback(session_id: String) -> Answer {
         Answer::Fallback {
             done: True,
             fallback: True,
@@ -172,7 +172,7 @@ impl Answer {
         }
     }
 
-    pub fn complete(session_id: String, usage: TokenUsage) -> Answer {
+    pub(crate) fn complete(session_id: String, usage: TokenUsage) -> Answer {
         Answer::Complete {
             done: True,
             cached: False,
@@ -184,7 +184,7 @@ impl Answer {
 
 /// A client's text frame, parsed. What it cannot be parsed into is the error frame to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientMessage {
+pub(crate) enum ClientMessage {
     /// `token` is `None` when it is missing, empty or not a string.
     Authenticate {
         token: Option<String>,
@@ -200,7 +200,7 @@ pub enum ClientMessage {
 
 /// The `conversation_id` of a `message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Conversation {
+pub(crate) enum Conversation {
     /// Missing or `null`: the socket's own conversation.
     Current,
     /// A string of 1 to 64 bytes.
@@ -211,7 +211,7 @@ pub enum Conversation {
 
 impl ClientMessage {
     /// Parses a text frame: invalid JSON and an unknown `type` are the error frames to send.
-    pub fn parse(text: &str) -> Result<ClientMessage, ServerFrame> {
+    pub(crate) fn parse(text: &str) -> Result<ClientMessage, ServerFrame> {
         let v: Value = serde_json::from_str(text).map_err(|_| ServerFrame::invalid_json())?;
         let string = |key: &str| v.get(key).and_then(Value::as_str);
         match string("type") {
@@ -237,7 +237,7 @@ impl ClientMessage {
     }
 
     /// The message's `type`, as the client wrote it.
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             ClientMessage::Authenticate { .. } => "authenticate",
             ClientMessage::Message { .. } => "message",

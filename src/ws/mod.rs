@@ -5,11 +5,11 @@
 //! handshake also admits or refuses the client's address (`admission`); authenticated sockets
 //! are listed per user (`sessions`), which replaces and ends them.
 
-pub mod admission;
-pub mod auth;
-pub mod frames;
-pub mod notifications;
-pub mod sessions;
+pub(crate) mod admission;
+pub(crate) mod auth;
+pub(crate) mod frames;
+pub(crate) mod notifications;
+pub(crate) mod sessions;
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,24 +32,24 @@ use sessions::Live;
 /// How long a client may take to finish the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// While idle: how long a read of the socket waits (bounds how late a server stop is seen).
-pub const IDLE_WAIT: Duration = Duration::from_millis(500);
+pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Serves an authenticated `/ws/chat` socket until it ends. The chat module provides it, so
 /// this module needs nothing of chat's.
-pub type ChatHandler = fn(&App, Socket, AuthUser, &Live) -> Ended;
+pub(crate) type ChatHandler = fn(&App, Socket, AuthUser, &Live) -> Ended;
 
 /// What the server keeps about its sockets, shared by its threads (not by the rest of the
 /// application).
 #[derive(Default)]
-pub struct Sockets {
+pub(crate) struct Sockets {
     /// Authenticated sockets per (user, endpoint): the per-user cap and the session watcher.
-    pub sessions: sessions::Sessions,
+    pub(crate) sessions: sessions::Sessions,
     /// Unauthenticated sockets per client address, for `WS_MAX_PENDING_PER_IP`.
-    pub pending: Arc<admission::Pending>,
+    pub(crate) pending: Arc<admission::Pending>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Chat,
     Notifications,
 }
@@ -67,20 +67,20 @@ impl Endpoint {
 /// What the handshake learned: where the client wants to go, the `?token=` it brought, and
 /// its place among its address's unauthenticated sockets.
 #[derive(Default)]
-pub struct Upgrade {
-    pub endpoint: Option<Endpoint>,
-    pub token: Option<String>,
-    pub pending: Option<admission::PendingSlot>,
+pub(crate) struct Upgrade {
+    pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) token: Option<String>,
+    pub(crate) pending: Option<admission::PendingSlot>,
 }
 
-pub struct WsServer {
+pub(crate) struct WsServer {
     addr: SocketAddr,
     accept: JoinHandle<()>,
     watcher: JoinHandle<()>,
 }
 
 impl WsServer {
-    pub fn start(
+    pub(crate) fn start(
         app: Arc<App>,
         listener: TcpListener,
         chat: ChatHandler,
@@ -100,12 +100,12 @@ impl WsServer {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Wakes the accept loop (it checks the stop flag after each accept) and waits for it.
-    pub fn stop(self, deadline: Instant) {
+    pub(crate) fn stop(self, deadline: Instant) {
         let _ = TcpStream::connect_timeout(
             &crate::http::server::local(self.addr),
             Duration::from_millis(200),
@@ -173,7 +173,7 @@ fn refuse(mut stream: TcpStream, status: u16, detail: &str) {
     let _ = stream.flush();
 }
 
-pub fn ws_config(app: &App) -> WebSocketConfig {
+pub(crate) fn ws_config(app: &App) -> WebSocketConfig {
     WebSocketConfig::default()
         // tungstenite's default 128 KiB read buffer (zeroed before reads) per socket would be
         // 125 MB for a thousand sockets; it still grows for a large frame.
@@ -308,9 +308,9 @@ fn run(
 }
 
 /// One accepted WebSocket and what it serves.
-pub struct Socket {
-    pub ws: WebSocket<TcpStream>,
-    pub endpoint: Endpoint,
+pub(crate) struct Socket {
+    pub(crate) ws: WebSocket<TcpStream>,
+    pub(crate) endpoint: Endpoint,
     /// The read timeout while blocking, `None` while reads do not wait.
     waiting: Option<Duration>,
     /// Held until the socket authenticates: it counts against `WS_MAX_PENDING_PER_IP`.
@@ -319,7 +319,8 @@ pub struct Socket {
 
 /// What ended a socket's loop.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Ended {
+#[allow(clippy::enum_variant_names)] // the variants say how a socket ended
+pub(crate) enum Ended {
     ClientClosed,
     Gone,
     ServerStopping,
@@ -336,14 +337,14 @@ pub enum Ended {
 
 impl Socket {
     /// The socket has authenticated: it no longer counts as pending for its address.
-    pub fn authenticated(&mut self) {
+    pub(crate) fn authenticated(&mut self) {
         self.pending = None;
     }
 
     /// Sends a frame. On a socket whose buffer is full the frame is queued and goes out with
     /// a later flush; a client that stops reading altogether fills the write buffer limit
     /// and is dropped.
-    pub fn send(&mut self, frame: &ServerFrame) -> Result<(), tungstenite::Error> {
+    pub(crate) fn send(&mut self, frame: &ServerFrame) -> Result<(), tungstenite::Error> {
         match self.ws.send(Message::text(frame.to_text())) {
             Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
             other => other,
@@ -351,7 +352,7 @@ impl Socket {
     }
 
     /// Closes as the way the loop ended asks: 1009 for an oversized frame.
-    pub fn close_for(&mut self, ended: &Ended) {
+    pub(crate) fn close_for(&mut self, ended: &Ended) {
         match ended {
             Ended::TooBig => self.close(CloseCode::Size, "Message too big"),
             Ended::ServerStopping => self.close(CloseCode::Away, "Server shutting down"),
@@ -367,7 +368,7 @@ impl Socket {
         }
     }
 
-    pub fn close(&mut self, code: CloseCode, reason: &str) {
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str) {
         let _ = self.ws.close(Some(CloseFrame {
             code,
             reason: reason.to_string().into(),
@@ -396,7 +397,7 @@ impl Socket {
     }
 
     /// Reads without waiting: `Ok(None)` when the client sent nothing yet.
-    pub fn poll(&mut self) -> Result<Option<Message>, Ended> {
+    pub(crate) fn poll(&mut self) -> Result<Option<Message>, Ended> {
         if self.waiting.is_some() {
             let _ = self.ws.get_ref().set_nonblocking(true);
             self.waiting = None;
@@ -406,7 +407,7 @@ impl Socket {
 
     /// Waits up to `timeout` for a frame: how an idle socket sleeps without polling, so a
     /// thousand idle sockets cost no CPU and a client's message is read the moment it lands.
-    pub fn wait(&mut self, timeout: Duration) -> Result<Option<Message>, Ended> {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Result<Option<Message>, Ended> {
         if self.waiting != Some(timeout) {
             let s = self.ws.get_ref();
             if s.set_nonblocking(false).is_err() || s.set_read_timeout(Some(timeout)).is_err() {

@@ -28,7 +28,7 @@ fn reply(app: &App, live: &Live, text: &str) -> Result<ServerFrame, Ended> {
     }
 }
 
-pub fn serve(app: &App, mut sock: Socket, user: &AuthUser, live: &Live) -> Ended {
+pub(crate) fn serve(app: &App, mut sock: Socket, user: &AuthUser, live: &Live) -> Ended {
     let ended = pump(app, &mut sock, user, live);
     sock.close_for(&ended);
     ended

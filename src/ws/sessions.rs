@@ -18,7 +18,7 @@ use crate::auth::tokens::TOLERANCE_SECS;
 use crate::auth::users;
 
 /// How often the watcher looks at every live socket's token and user.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
 const LIVE: u8 = 0;
 const REPLACED: u8 = 1;
@@ -26,7 +26,7 @@ const EXPIRED: u8 = 2;
 const ENDED: u8 = 3;
 
 /// One authenticated socket as the registry and the watcher see it.
-pub struct Live {
+pub(crate) struct Live {
     id: u64,
     user: String,
     /// The `token_version` and expiry (unix seconds) of the token it last authenticated with.
@@ -37,7 +37,7 @@ pub struct Live {
 
 impl Live {
     /// Why the socket must close, once someone decided it must.
-    pub fn ending(&self) -> Option<Ended> {
+    pub(crate) fn ending(&self) -> Option<Ended> {
         match self.ending.load(Ordering::Relaxed) {
             REPLACED => Some(Ended::Replaced),
             EXPIRED => Some(Ended::SessionExpired),
@@ -54,12 +54,12 @@ impl Live {
     }
 
     /// A fresh token for the same user (an in-band `authenticate`) carries the socket on.
-    pub fn renew(&self, user: &AuthUser) {
+    pub(crate) fn renew(&self, user: &AuthUser) {
         self.ver.store(user.user.token_version, Ordering::Relaxed);
         self.expires_at.store(user.expires_at, Ordering::Relaxed);
     }
 
-    pub fn user_id(&self) -> &str {
+    pub(crate) fn user_id(&self) -> &str {
         &self.user
     }
 }
@@ -67,14 +67,14 @@ impl Live {
 type Registry = HashMap<(String, Endpoint), Vec<Arc<Live>>>;
 
 #[derive(Default)]
-pub struct Sessions {
+pub(crate) struct Sessions {
     /// Oldest first.
     live: Mutex<Registry>,
     next_id: AtomicU64,
 }
 
 /// A socket's place in the registry; dropping it (the socket ended) gives the place back.
-pub struct Member<'a> {
+pub(crate) struct Member<'a> {
     sessions: &'a Sessions,
     key: (String, Endpoint),
     live: Arc<Live>,
@@ -108,7 +108,7 @@ impl Sessions {
     /// Registers a newly authenticated socket. Over `cap`, the user's oldest sockets on this
     /// endpoint are told to close (4000) and stop counting at once: a phone that changed
     /// networks leaves half-open sockets behind, and refusing the new one locked the app out.
-    pub fn join(&self, user: &AuthUser, endpoint: Endpoint, cap: usize) -> Member<'_> {
+    pub(crate) fn join(&self, user: &AuthUser, endpoint: Endpoint, cap: usize) -> Member<'_> {
         let live = Arc::new(Live {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             user: user.user.id.clone(),
@@ -138,7 +138,7 @@ impl Sessions {
 
 /// One look at every live socket: an expired token (past the leeway HTTP allows too), or a
 /// user logged out everywhere, deleted or deactivated, ends it. One query for all users.
-pub fn sweep(app: &App, sessions: &Sessions) {
+pub(crate) fn sweep(app: &App, sessions: &Sessions) {
     let live = sessions.snapshot();
     if live.is_empty() {
         return;
@@ -169,7 +169,10 @@ pub fn sweep(app: &App, sessions: &Sessions) {
 }
 
 /// The watcher: a sweep every [`SWEEP_EVERY`] until the server stops.
-pub fn spawn_watcher(app: Arc<App>, sockets: Arc<Sockets>) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn_watcher(
+    app: Arc<App>,
+    sockets: Arc<Sockets>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("ws-sessions".into())
         .spawn(move || {

@@ -725,3 +725,33 @@ fn messages_page_back_from_the_newest_and_conversations_delete() {
         0
     );
 }
+
+/// ENABLE_CHAT=false: both ways of asking over HTTP are refused with 403 `chat_disabled`
+/// before the model is called, and nothing is saved; reading the history still works.
+#[test]
+fn a_disabled_coach_refuses_questions_without_calling_the_model() {
+    let (fake, t, u) = coach(&[("ENABLE_CHAT", "false")], "off@example.com", "Off");
+    for path in ["/api/v1/chat/message", "/api/v1/chat/message/stream"] {
+        let r = t
+            .call("POST", path)
+            .auth(&u.token)
+            .json(&json!({"message": "How am I doing?"}))
+            .send();
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert_eq!(r.json()["code"], "chat_disabled", "{path}");
+    }
+    assert_eq!(fake.request_count(), 0);
+    let sessions = call_ok(
+        &t,
+        "GET",
+        "/api/v1/chat/sessions",
+        &u.token,
+        &Value::Null,
+        200,
+    );
+    assert_eq!(
+        sessions["sessions"].as_array().map(Vec::len),
+        Some(0),
+        "{sessions}"
+    );
+}

@@ -679,3 +679,20 @@ fn cancel_reaches_an_upstream_that_is_silent() {
     );
     ping(&mut ws);
 }
+
+/// ENABLE_CHAT=false: a question on the socket gets one `error` frame `chat_disabled`, the
+/// socket stays open (a ping is answered) and the model is never called.
+#[test]
+fn a_disabled_coach_answers_a_socket_question_with_an_error_frame() {
+    let (fake, t, u) = coach(&[("ENABLE_CHAT", "false")], "off-ws@example.com", "Off");
+    let (mut ws, _) = chat(&t, &u.token);
+    send(
+        &mut ws,
+        &json!({"type": "message", "content": "How am I doing?"}),
+    );
+    let f = next_json(&mut ws);
+    assert_eq!(f["type"], "error", "{f}");
+    assert_eq!(f["code"], "chat_disabled", "{f}");
+    ping(&mut ws);
+    assert_eq!(fake.request_count(), 0);
+}

@@ -22,7 +22,7 @@ use crate::input::{Count, Fields, FromJson, Invalid, Text};
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = allocations::AllocationSummaryResponse), (status = 401), (status = 422)))]
-pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let bytes =
@@ -37,25 +37,25 @@ pub fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct SummaryResponse {
-    pub month: u32,
-    pub year: i32,
+pub(crate) struct SummaryResponse {
+    pub(crate) month: u32,
+    pub(crate) year: i32,
     #[schema(value_type = f64)]
-    pub total_budget: Money,
+    pub(crate) total_budget: Money,
     #[schema(value_type = f64)]
-    pub total_actual: Money,
+    pub(crate) total_actual: Money,
     #[schema(value_type = f64)]
-    pub difference: Money,
-    pub on_track: bool,
+    pub(crate) difference: Money,
+    pub(crate) on_track: bool,
     #[schema(value_type = f64)]
-    pub utilization_percentage: crate::budget::money::Percent,
+    pub(crate) utilization_percentage: crate::budget::money::Percent,
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/summary", tag = "allocations", security(("bearer" = [])),
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = SummaryResponse), (status = 401), (status = 422)))]
-pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
@@ -78,8 +78,8 @@ pub fn get_summary(app: &App, req: &Req) -> Result<Resp> {
 type MonthsWindow = Count<1, 24>;
 
 #[derive(Serialize, ToSchema)]
-pub struct HistoryResponse {
-    pub history: Vec<allocations::MonthTotals>,
+pub(crate) struct HistoryResponse {
+    pub(crate) history: Vec<allocations::MonthTotals>,
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/history", tag = "allocations", security(("bearer" = [])),
@@ -87,7 +87,7 @@ pub struct HistoryResponse {
            ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "The newest month of the window (default: this month)"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = HistoryResponse), (status = 401), (status = 422)))]
-pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_history(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::query(req);
     let months = f.optional::<MonthsWindow>("months");
@@ -104,7 +104,7 @@ pub fn get_history(app: &App, req: &Req) -> Result<Resp> {
     params(("allocation_id" = String, Path, description = "On GET, a category id"), ("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = allocations::CategoryLine), (status = 401), (status = 404)))]
-pub fn get_category(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_category(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let id = req.param("allocation_id");
@@ -165,17 +165,17 @@ fn allocation_write(
 type TypeId = Text<1, 64>;
 
 #[derive(Serialize, ToSchema)]
-pub struct SetBudgetRequest {
+pub(crate) struct SetBudgetRequest {
     /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
     #[schema(format = "uuid")]
-    pub allocation_type_id: String,
+    pub(crate) allocation_type_id: String,
     /// A number or a numeric string, at most 2 decimals.
     #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
-    pub budget_amount: f64,
+    pub(crate) budget_amount: f64,
     #[schema(minimum = 1, maximum = 12)]
-    pub month: Option<u32>,
+    pub(crate) month: Option<u32>,
     #[schema(minimum = 2020, maximum = 2100)]
-    pub year: Option<i32>,
+    pub(crate) year: Option<i32>,
 }
 
 #[utoipa::path(post, path = "/api/v1/allocations/budget", tag = "allocations", security(("bearer" = [])),
@@ -183,7 +183,7 @@ pub struct SetBudgetRequest {
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
              description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
-pub fn set_budget(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn set_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let type_id = f.required::<TypeId>("allocation_type_id");
@@ -226,27 +226,28 @@ impl FromJson for Mode {
 type Notes = Text<0, 1000>;
 
 #[derive(Serialize, ToSchema)]
-pub struct RecordActualRequest {
+pub(crate) struct RecordActualRequest {
     /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
     #[schema(format = "uuid")]
-    pub allocation_type_id: String,
+    pub(crate) allocation_type_id: String,
     /// A number or a numeric string, at most 2 decimals.
     #[schema(value_type = f64, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
-    pub actual_amount: f64,
+    pub(crate) actual_amount: f64,
     #[schema(max_length = 1000)]
-    pub notes: Option<String>,
+    pub(crate) notes: Option<String>,
     /// `set` (default) replaces, `add` adds.
-    pub mode: Option<ActualMode>,
+    pub(crate) mode: Option<ActualMode>,
     #[schema(minimum = 1, maximum = 12)]
-    pub month: Option<u32>,
+    pub(crate) month: Option<u32>,
     #[schema(minimum = 2020, maximum = 2100)]
-    pub year: Option<i32>,
+    pub(crate) year: Option<i32>,
 }
 
 /// How `actual_amount` is recorded (documentation only; `Mode` is what the handler parses).
+#[allow(dead_code)] // built only as an OpenAPI schema
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ActualMode {
+pub(crate) enum ActualMode {
     Set,
     Add,
 }
@@ -256,7 +257,7 @@ pub enum ActualMode {
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
              description = "1 to 255 visible ASCII characters. A retry with the same key and body gets the first answer and changes nothing")),
     responses((status = 200, body = Message), (status = 401), (status = 404), (status = 422)))]
-pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn record_actual(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let type_id = f.required::<TypeId>("allocation_type_id");
@@ -291,7 +292,7 @@ pub fn record_actual(app: &App, req: &Req) -> Result<Resp> {
            ("actual_amount" = Option<f64>, Query, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01),
            ("notes" = Option<String>, Query, max_length = 1000)),
     responses((status = 200, body = Message), (status = 401), (status = 404, description = "Allocation not found (also another user's)"), (status = 422)))]
-pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     // The app sends query parameters; other clients a JSON body.
     let mut f = if req.body.iter().all(u8::is_ascii_whitespace) {
@@ -329,7 +330,7 @@ pub fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
 #[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations", security(("bearer" = [])),
     params(("allocation_id" = String, Path,)),
     responses((status = 200, body = Message), (status = 401), (status = 404)))]
-pub fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let id = req.param("allocation_id");
     allocation_write(

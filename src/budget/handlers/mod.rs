@@ -2,9 +2,9 @@
 //! Every route needs a bearer token and works on the caller's rows only. The files are named
 //! for their resource; the domain code they call lives beside this folder under the same names.
 
-pub mod allocations;
-pub mod monthly;
-pub mod transactions;
+pub(crate) mod allocations;
+pub(crate) mod monthly;
+pub(crate) mod transactions;
 
 use rusqlite::Transaction;
 use serde::Serialize;
@@ -15,8 +15,8 @@ use crate::budget::period::Period;
 use crate::error::{Error, Result};
 
 #[derive(Serialize, ToSchema)]
-pub struct Message {
-    pub message: String,
+pub(crate) struct Message {
+    pub(crate) message: String,
 }
 
 fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {

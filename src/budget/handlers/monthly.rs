@@ -13,7 +13,7 @@ use crate::http::{Req, Resp};
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = monthly::MonthlyBudgetResponse), (status = 401), (status = 422)))]
-pub fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let bytes = app

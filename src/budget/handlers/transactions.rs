@@ -71,21 +71,21 @@ fn tx_date_or_null_schema() -> utoipa::openapi::schema::Schema {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct CreateTransactionRequest {
+pub(crate) struct CreateTransactionRequest {
     #[serde(rename = "type")]
     #[schema(rename = "type")]
-    pub kind: Kind,
+    pub(crate) kind: Kind,
     #[schema(min_length = 1, max_length = 50)]
-    pub category: String,
+    pub(crate) category: String,
     /// A number or a numeric string, at most 2 decimals.
     #[schema(value_type = f64, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
-    pub amount: f64,
+    pub(crate) amount: f64,
     #[schema(min_length = 1, max_length = 200)]
-    pub label: String,
+    pub(crate) label: String,
     /// An ISO 8601 date or date-time, in 2020..2100. Without an offset it is the user's wall
     /// clock in `APP_TIMEZONE`; it is stored and echoed as the UTC instant.
     #[schema(schema_with = tx_date_schema, example = "2025-10-18")]
-    pub transaction_date: String,
+    pub(crate) transaction_date: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
@@ -94,7 +94,7 @@ pub struct CreateTransactionRequest {
              description = "1 to 255 visible ASCII characters. A retried POST with the same key returns the first response")),
     responses((status = 201, body = transactions::TransactionResponse), (status = 401),
               (status = 422, description = "Bad field, or `idempotency_key_reused`")))]
-pub fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let keyed = Keyed::of(req)?;
     let mut f = Fields::body(req)?;
@@ -142,7 +142,7 @@ type Offset = Count<0, 1_000_000>;
            ("offset" = Option<u32>, Query, minimum = 0, maximum = 1000000)),
     responses((status = 200, description = "A bare array, newest transaction_date first", body = [transactions::TransactionResponse]),
               (status = 401), (status = 422)))]
-pub fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::query(req);
     let window = list_window(app, &mut f);
@@ -187,23 +187,23 @@ fn list_window(app: &App, f: &mut Fields) -> Result<Window> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct BalanceResponse {
-    pub month: u32,
-    pub year: i32,
+pub(crate) struct BalanceResponse {
+    pub(crate) month: u32,
+    pub(crate) year: i32,
     #[schema(value_type = f64)]
-    pub current_balance: Money,
+    pub(crate) current_balance: Money,
     #[schema(value_type = f64)]
-    pub total_income: Money,
+    pub(crate) total_income: Money,
     #[schema(value_type = f64)]
-    pub total_expense: Money,
-    pub transaction_count: i64,
+    pub(crate) total_expense: Money,
+    pub(crate) transaction_count: i64,
 }
 
 #[utoipa::path(get, path = "/api/v1/transactions/balance", tag = "transactions", security(("bearer" = [])),
     params(("month" = Option<u32>, Query, minimum = 1, maximum = 12, description = "1..12, default: this month"),
            ("year" = Option<i32>, Query, minimum = 2020, maximum = 2100, description = "2020..2100, default: this year")),
     responses((status = 200, body = BalanceResponse), (status = 401), (status = 422)))]
-pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn get_balance(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let t = app.db.read(|c| transactions::totals(c, &me.user.id, p))?;
@@ -221,26 +221,26 @@ pub fn get_balance(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct PatchTransactionRequest {
+pub(crate) struct PatchTransactionRequest {
     #[serde(rename = "type")]
     #[schema(rename = "type")]
-    pub kind: Option<Kind>,
+    pub(crate) kind: Option<Kind>,
     #[schema(min_length = 1, max_length = 50)]
-    pub category: Option<String>,
+    pub(crate) category: Option<String>,
     #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
-    pub amount: Option<f64>,
+    pub(crate) amount: Option<f64>,
     #[schema(min_length = 1, max_length = 200)]
-    pub label: Option<String>,
+    pub(crate) label: Option<String>,
     /// As in a new transaction; null is the same as absent.
     #[schema(schema_with = tx_date_or_null_schema)]
-    pub transaction_date: Option<String>,
+    pub(crate) transaction_date: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
     params(("id" = String, Path,)), request_body = PatchTransactionRequest,
     responses((status = 200, body = transactions::TransactionResponse), (status = 401),
               (status = 404, description = "Transaction not found (also another user's)"), (status = 422)))]
-pub fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let kind = f.optional::<Kind>("type");
@@ -271,15 +271,15 @@ pub fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeletedTransaction {
-    pub message: String,
-    pub transaction_id: String,
+pub(crate) struct DeletedTransaction {
+    pub(crate) message: String,
+    pub(crate) transaction_id: String,
 }
 
 #[utoipa::path(delete, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
     params(("id" = String, Path,)),
     responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404)))]
-pub fn delete_transaction(app: &App, req: &Req) -> Result<Resp> {
+pub(crate) fn delete_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let id = req.param("id");
     write(app, &me.user.id, |tx| {
