@@ -5,7 +5,6 @@ pub(crate) mod accounts;
 pub(crate) mod handlers;
 pub(crate) mod identity;
 pub(crate) mod lockout;
-pub(crate) mod me;
 pub(crate) mod otp;
 pub(crate) mod password;
 pub(crate) mod revocation;
@@ -63,9 +62,9 @@ pub fn routes() -> Vec<Route<App>> {
         handlers::__path_logout::route(handlers::logout),
         handlers::__path_check_mobile::route(handlers::check_mobile).sensitive(),
         handlers::__path_password_requirements::route(handlers::password_requirements),
-        me::__path_get_me::route(me::get_me),
-        me::__path_patch_me::route(me::patch_me),
-        me::__path_delete_me::route(me::delete_me),
+        handlers::me::__path_get_me::route(handlers::me::get_me),
+        handlers::me::__path_patch_me::route(handlers::me::patch_me),
+        handlers::me::__path_delete_me::route(handlers::me::delete_me),
     ]
 }
 

@@ -4,8 +4,8 @@
 
 pub(crate) mod answer;
 pub(crate) mod context;
+pub(crate) mod handlers;
 pub(crate) mod history;
-pub(crate) mod http;
 pub(crate) mod quota;
 pub(crate) mod records;
 pub(crate) mod sse;
@@ -42,10 +42,10 @@ fn coach(app: &App) -> answer::Coach<'_> {
 
 pub fn routes() -> Vec<Route<App>> {
     vec![
-        http::__path_message::route(http::message).chat(),
-        http::__path_message_stream::route(http::message_stream).chat(),
-        http::__path_sessions::route(http::sessions),
-        http::__path_session_messages::route(http::session_messages),
-        http::__path_delete_conversation::route(http::delete_conversation),
+        handlers::__path_message::route(handlers::message).chat(),
+        handlers::__path_message_stream::route(handlers::message_stream).chat(),
+        handlers::__path_sessions::route(handlers::sessions),
+        handlers::__path_session_messages::route(handlers::session_messages),
+        handlers::__path_delete_conversation::route(handlers::delete_conversation),
     ]
 }

@@ -2,9 +2,9 @@
 //! export of everything we hold about them.
 
 pub(crate) mod export;
+pub(crate) mod handlers;
 pub(crate) mod onboarding;
 pub(crate) mod preferences;
-pub mod routes;
 
 use crate::api::ApiPath;
 use crate::app::App;
@@ -12,11 +12,11 @@ use crate::http::Route;
 
 pub fn routes() -> Vec<Route<App>> {
     vec![
-        routes::__path_submit::route(routes::submit),
-        routes::__path_status::route(routes::status),
-        routes::__path_profile::route(routes::profile),
-        routes::__path_get_preferences::route(routes::get_preferences),
-        routes::__path_patch_preferences::route(routes::patch_preferences),
-        routes::__path_export::route(routes::export),
+        handlers::__path_submit::route(handlers::submit),
+        handlers::__path_status::route(handlers::status),
+        handlers::__path_profile::route(handlers::profile),
+        handlers::__path_get_preferences::route(handlers::get_preferences),
+        handlers::__path_patch_preferences::route(handlers::patch_preferences),
+        handlers::__path_export::route(handlers::export),
     ]
 }

@@ -1,5 +1,7 @@
 //! `/api/v1/auth/*`: parse the input, call the domain, map the result.
 
+pub(crate) mod me;
+
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;

@@ -3,10 +3,10 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::identity::{Email, FullName};
-use super::users::{self, UserResponse};
-use super::{accounts, revocation};
 use crate::app::App;
+use crate::auth::identity::{Email, FullName};
+use crate::auth::users::{self, UserResponse};
+use crate::auth::{accounts, revocation};
 use crate::error::Result;
 use crate::http::{Req, Resp};
 use crate::input::Fields;
@@ -14,7 +14,7 @@ use crate::input::Fields;
 #[utoipa::path(get, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserResponse), (status = 401), (status = 403)))]
 pub(crate) fn get_me(app: &App, req: &Req) -> Result<Resp> {
-    let me = super::require_user(app, req)?;
+    let me = crate::auth::require_user(app, req)?;
     Ok(Resp::json(200, &UserResponse::from(&me.user)))
 }
 
@@ -31,7 +31,7 @@ pub(crate) struct UpdateMeRequest {
     responses((status = 200, body = UserResponse), (status = 400, description = "Email already registered"),
               (status = 401), (status = 422)))]
 pub(crate) fn patch_me(app: &App, req: &Req) -> Result<Resp> {
-    let me = super::require_user(app, req)?;
+    let me = crate::auth::require_user(app, req)?;
     let mut f = Fields::body(req)?;
     let name = f.optional::<FullName>("full_name");
     let email = f.optional::<Email>("email");
@@ -54,7 +54,7 @@ pub(crate) struct DeletedResponse {
 #[utoipa::path(delete, path = "/api/v1/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = DeletedResponse), (status = 401)))]
 pub(crate) fn delete_me(app: &App, req: &Req) -> Result<Resp> {
-    let me = super::require_user(app, req)?;
+    let me = crate::auth::require_user(app, req)?;
     app.db.write(|tx| accounts::delete(tx, &me.user))?;
     revocation::remember(&app.revoked_access, &me.jti);
     Ok(Resp::json(
