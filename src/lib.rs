@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod events;
+pub(crate) mod export;
 pub mod http;
 pub mod input;
 pub mod limiter;

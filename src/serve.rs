@@ -14,6 +14,7 @@ pub fn routes() -> Router<App> {
     routes.extend(crate::budget::routes());
     routes.extend(crate::profile::routes());
     routes.extend(crate::chat::routes());
+    routes.extend(crate::export::routes());
     Router::new(routes)
 }
 

@@ -1,4 +1,4 @@
-//! HTTP handlers for onboarding, preferences and the data export.
+//! HTTP handlers for onboarding and preferences.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -119,17 +119,4 @@ pub(crate) fn patch_preferences(app: &App, req: &Req) -> Result<Resp> {
         .db
         .write(|tx| preferences::patch(tx, &me.user.id, patch, &app.clock.iso()))?;
     Ok(Resp::json(200, &p))
-}
-
-#[utoipa::path(get, path = "/api/v1/users/me/export", tag = "users", security(("bearer" = [])),
-    responses((status = 200, description = "Every row of the user, by table", content_type = "application/json"), (status = 401)))]
-pub(crate) fn export(app: &App, req: &Req) -> Result<Resp> {
-    let me = require_user(app, req)?;
-    let doc = app
-        .db
-        .read(|c| super::export::export(c, &me.user.id, &app.clock.iso()))?;
-    Ok(Resp::json(200, &doc).with_header(
-        "Content-Disposition",
-        "attachment; filename=\"wealthcoach-export.json\"",
-    ))
 }

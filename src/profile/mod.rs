@@ -1,5 +1,5 @@
-//! What a user tells us about themselves: the onboarding profile, app preferences, and the
-//! export of everything we hold about them.
+//! What a user tells us about themselves: the onboarding profile and app preferences, and
+//! their rows for the data export (gathered by the top-level export module).
 
 pub(crate) mod export;
 pub(crate) mod handlers;
@@ -17,6 +17,5 @@ pub fn routes() -> Vec<Route<App>> {
         handlers::__path_profile::route(handlers::profile),
         handlers::__path_get_preferences::route(handlers::get_preferences),
         handlers::__path_patch_preferences::route(handlers::patch_preferences),
-        handlers::__path_export::route(handlers::export),
     ]
 }
