@@ -1,11 +1,9 @@
 //! Months: `month` 1..12 and `year` 2020..2100, defaulting to the current month in
 //! `APP_TIMEZONE`.
 
-use serde_json::Value;
-
 use crate::error::Result;
 use crate::http::Req;
-use crate::input::{Fields, FromJson, Invalid};
+use crate::input::{Count, Fields};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Period {
@@ -17,32 +15,9 @@ pub struct Period {
 const YEARS: std::ops::RangeInclusive<i32> = 2020..=2100;
 const MONTHS: std::ops::RangeInclusive<u32> = 1..=12;
 
-pub(crate) struct MonthNumber(pub u32);
-pub(crate) struct YearNumber(pub i32);
-
-impl FromJson for MonthNumber {
-    fn from_json(v: &Value) -> Result<Self, Invalid> {
-        match u32::try_from(i64::from_json(v)?) {
-            Ok(n) if MONTHS.contains(&n) => Ok(MonthNumber(n)),
-            _ => Err(Invalid::new(
-                "Input should be between 1 and 12",
-                "value_error",
-            )),
-        }
-    }
-}
-
-impl FromJson for YearNumber {
-    fn from_json(v: &Value) -> Result<Self, Invalid> {
-        match i32::try_from(i64::from_json(v)?) {
-            Ok(n) if YEARS.contains(&n) => Ok(YearNumber(n)),
-            _ => Err(Invalid::new(
-                "Input should be between 2020 and 2100",
-                "value_error",
-            )),
-        }
-    }
-}
+/// `month` and `year` as a route reads them (the same bounds as `MONTHS` and `YEARS`).
+pub(crate) type MonthNumber = Count<1, 12>;
+pub(crate) type YearNumber = Count<2020, 2100>;
 
 impl Period {
     /// A month routes can address: `month` 1..12, `year` 2020..2100.
@@ -79,7 +54,8 @@ impl Period {
         let month = f.optional::<MonthNumber>("month")?;
         let year = f.optional::<YearNumber>("year")?;
         Ok(Period {
-            year: year.map(|y| y.0).unwrap_or(now.year),
+            // 2020..=2100 fits an i32.
+            year: year.map(|y| y.0 as i32).unwrap_or(now.year),
             month: month.map(|m| m.0).unwrap_or(now.month),
         })
     }
@@ -96,7 +72,8 @@ impl Period {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::input::FromJson;
+    use serde_json::{Value, json};
 
     #[test]
     fn bounds() {

@@ -14,7 +14,7 @@ use crate::app::App;
 use crate::auth::{AuthUser, require_user};
 use crate::error::{Error, Result};
 use crate::http::{Req, Resp};
-use crate::input::{Fields, FromJson, Invalid, string_within};
+use crate::input::{Count, Fields, FromJson, Invalid, string_within};
 
 struct QuestionText(String);
 
@@ -274,33 +274,9 @@ pub(crate) fn message_stream(app: &App, req: &Req) -> Result<Resp> {
     ))
 }
 
-struct Skip(i64);
-impl FromJson for Skip {
-    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(0..=1_000_000).contains(&n) {
-            return Err(Invalid::new(
-                "Input should be between 0 and 1000000",
-                "value_error",
-            ));
-        }
-        Ok(Skip(n))
-    }
-}
-
-struct PageSize(i64);
-impl FromJson for PageSize {
-    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
-        let n = i64::from_json(v)?;
-        if !(1..=200).contains(&n) {
-            return Err(Invalid::new(
-                "Input should be between 1 and 200",
-                "value_error",
-            ));
-        }
-        Ok(PageSize(n))
-    }
-}
+/// `?skip=` and `?limit=` of the history routes.
+type Skip = Count<0, 1_000_000>;
+type PageSize = Count<1, 200>;
 
 fn page(req: &Req, default_limit: i64) -> Result<(i64, i64)> {
     let mut f = Fields::query(req);
@@ -308,8 +284,8 @@ fn page(req: &Req, default_limit: i64) -> Result<(i64, i64)> {
     let limit = f.optional::<PageSize>("limit");
     f.finish()?;
     Ok((
-        skip?.map(|s| s.0).unwrap_or(0),
-        limit?.map(|l| l.0).unwrap_or(default_limit),
+        skip?.map(|s| i64::from(s.0)).unwrap_or(0),
+        limit?.map(|l| i64::from(l.0)).unwrap_or(default_limit),
     ))
 }
 
