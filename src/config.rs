@@ -446,9 +446,19 @@ fn read_timezone(r: &mut Reader) -> (String, jiff::tz::TimeZone) {
     (name, zone)
 }
 
+/// Two handler threads per core: the money benchmark's best warm `/allocations` p99 with near
+/// its best throughput on 2 cores (README, Performance). More only time-slice the cores: the
+/// slow routes are on their own pool, so no handler thread waits on the outside world.
+fn default_workers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(2)
+}
+
 impl HttpSettings {
     fn read(r: &mut Reader, production: bool, warnings: &mut Vec<String>) -> HttpSettings {
-        let workers = r.count("HTTP_WORKERS", 16, 1) as usize;
+        let workers = r.count("HTTP_WORKERS", default_workers(), 1) as usize;
         let slow_workers = r.count("HTTP_SLOW_WORKERS", 64, 1) as usize;
         let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
         let mut trusted_proxies = Vec::new();
