@@ -21,7 +21,7 @@
 //! request, a cost that busy neighbours on a shared machine disturb far less than throughput.
 //! Prints every round, the median round, the POST stragglers, the targets and whether each was
 //! met. Exits 1 if any request got an unexpected status; a missed target is reported, not a
-//! failure. `BENCH_HTTP_WORKERS` sets the server's `HTTP_WORKERS` (default 16, its default).
+//! failure. `BENCH_HTTP_WORKERS` sets the server's `HTTP_WORKERS` (default two per core, its default).
 
 mod support;
 
@@ -286,8 +286,10 @@ fn cache_counters(server: &BenchServer) -> (u64, u64) {
 }
 
 fn main() {
-    let workers = std::env::var("BENCH_HTTP_WORKERS").unwrap_or_else(|_| "16".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The server's default, two per core.
+    let workers =
+        std::env::var("BENCH_HTTP_WORKERS").unwrap_or_else(|_| (2 * cores).max(2).to_string());
     println!(
         "money benchmark: {CLIENTS} clients, HTTP_WORKERS={workers}, {cores} cores, {ROUNDS} rounds"
     );

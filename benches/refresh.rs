@@ -3,7 +3,7 @@
 //! connection), the same 1,000 at concurrency 10, and 1,000 `GET /health` at concurrency 100
 //! as the yardstick. Exits 1 if any request did not get 200.
 //!
-//! `BENCH_HTTP_WORKERS` sets the server's `HTTP_WORKERS` (default 16, the server's default).
+//! `BENCH_HTTP_WORKERS` sets the server's `HTTP_WORKERS` (default two per core, the server's default).
 
 mod support;
 
@@ -97,8 +97,10 @@ fn median<S>(runs: &[Run<S>]) -> &Run<S> {
 }
 
 fn main() {
-    let workers = std::env::var("BENCH_HTTP_WORKERS").unwrap_or_else(|_| "16".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The server's default, two per core.
+    let workers =
+        std::env::var("BENCH_HTTP_WORKERS").unwrap_or_else(|_| (2 * cores).max(2).to_string());
     println!("refresh benchmark: HTTP_WORKERS={workers}, {cores} cores, {ROUNDS} rounds");
     let server = BenchServer::start(&[("HTTP_WORKERS", &workers)]);
 

@@ -29,6 +29,7 @@ pub(crate) trait ApiPath: Path + for<'t> Tags<'t> + SchemaReferences + Sized {
             pattern: intern(Self::path()),
             handler,
             class: Class::Api,
+            slow: false,
             documented: true,
             doc: Some(describe::<Self>),
         }

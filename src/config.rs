@@ -127,6 +127,9 @@ pub struct Config {
 pub struct HttpSettings {
     /// Handler threads for the HTTP listener (the bounded pool): `HTTP_WORKERS`.
     pub(crate) workers: usize,
+    /// Threads for the routes that wait on the outside world (chat answers, the SMS gateway),
+    /// at most this many at once; past it such a request is answered 503: `HTTP_SLOW_WORKERS`.
+    pub(crate) slow_workers: usize,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub(crate) metrics_token: Option<Secret>,
@@ -443,9 +446,20 @@ fn read_timezone(r: &mut Reader) -> (String, jiff::tz::TimeZone) {
     (name, zone)
 }
 
+/// Two handler threads per core: the money benchmark's best warm `/allocations` p99 with near
+/// its best throughput on 2 cores (README, Performance). More only time-slice the cores: the
+/// slow routes are on their own pool, so no handler thread waits on the outside world.
+fn default_workers() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    u32::try_from(cores.saturating_mul(2))
+        .unwrap_or(u32::MAX)
+        .max(2)
+}
+
 impl HttpSettings {
     fn read(r: &mut Reader, production: bool, warnings: &mut Vec<String>) -> HttpSettings {
-        let workers = r.count("HTTP_WORKERS", 16, 1) as usize;
+        let workers = r.count("HTTP_WORKERS", default_workers(), 1) as usize;
+        let slow_workers = r.count("HTTP_SLOW_WORKERS", 64, 1) as usize;
         let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
         let mut trusted_proxies = Vec::new();
         for p in r.list("TRUSTED_PROXIES", &[]) {
@@ -467,6 +481,7 @@ impl HttpSettings {
         }
         HttpSettings {
             workers,
+            slow_workers,
             max_body_bytes,
             trusted_proxies,
             metrics_token: r.opt_string("METRICS_TOKEN").map(Secret),

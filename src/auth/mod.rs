@@ -53,7 +53,7 @@ impl<'a> Ctx<'a> {
 
 pub fn routes() -> Vec<Route<App>> {
     vec![
-        handlers::__path_send_otp::route(handlers::send_otp),
+        handlers::__path_send_otp::route(handlers::send_otp).slow(),
         handlers::__path_verify_otp::route(handlers::verify_otp),
         handlers::__path_login_otp::route(handlers::login_otp).sensitive(),
         handlers::__path_register::route(handlers::register),

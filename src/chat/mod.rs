@@ -42,8 +42,12 @@ fn coach(app: &App) -> answer::Coach<'_> {
 
 pub fn routes() -> Vec<Route<App>> {
     vec![
-        handlers::__path_message::route(handlers::message).chat(),
-        handlers::__path_message_stream::route(handlers::message_stream).chat(),
+        handlers::__path_message::route(handlers::message)
+            .chat()
+            .slow(),
+        handlers::__path_message_stream::route(handlers::message_stream)
+            .chat()
+            .slow(),
         handlers::__path_sessions::route(handlers::sessions),
         handlers::__path_session_messages::route(handlers::session_messages),
         handlers::__path_delete_conversation::route(handlers::delete_conversation),

@@ -2,6 +2,7 @@
 
 pub(crate) mod framing;
 pub(crate) mod middleware;
+pub(crate) mod pool;
 pub(crate) mod ratelimit;
 pub mod request;
 pub(crate) mod response;

@@ -26,6 +26,9 @@ pub struct Route<S> {
     pub pattern: &'static str,
     pub(crate) handler: Handler<S>,
     pub(crate) class: Class,
+    /// Waits on the outside world (an upstream, the SMS gateway): after the checks, the
+    /// handler runs on the slow pool (`pool`), never on a handler thread.
+    pub(crate) slow: bool,
     /// In the OpenAPI document; `doc` adds it there.
     pub documented: bool,
     /// Adds this route's operation to the OpenAPI document, from its handler's
@@ -45,6 +48,7 @@ pub(crate) const fn route<S>(
         pattern,
         handler,
         class: Class::Api,
+        slow: false,
         documented: false,
         doc: None,
     }
@@ -66,6 +70,10 @@ impl<S> Route<S> {
     }
     pub(crate) const fn chat(mut self) -> Route<S> {
         self.class = Class::Chat;
+        self
+    }
+    pub(crate) const fn slow(mut self) -> Route<S> {
+        self.slow = true;
         self
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP listener: tiny_http's accept thread and per-connection readers, our bounded pool
 //! of handler threads, the dispatch that applies every cross-cutting rule in one place, and a
-//! watchdog for the accept loop.
+//! watchdog for the accept loop. A slow route's request is checked on a handler thread, then
+//! handed whole to the slow pool (`pool`), which runs its handler and writes its answer.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -14,10 +15,11 @@ use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use super::framing::{self, Intake, Verdict};
 use super::middleware;
+use super::pool::SlowPool;
 use super::ratelimit;
 use super::request::{Req, parse_query};
 use super::response::Resp;
-use super::router::{Match, Router};
+use super::router::{Handler, Match, Router};
 use crate::config::Config;
 use crate::error::Error;
 use crate::limiter::RateLimiter;
@@ -76,6 +78,7 @@ pub(crate) struct HttpServer {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
+    slow: Arc<SlowPool>,
 }
 
 impl HttpServer {
@@ -92,15 +95,17 @@ impl HttpServer {
         let server = Arc::new(server);
         let router = Arc::new(router);
         let intake = Arc::new(Mutex::new(Intake::default()));
+        let slow = Arc::new(SlowPool::new(app.config().http.slow_workers));
         let mut workers = Vec::new();
         for i in 0..app.config().http.workers {
             let app = app.clone();
             let router = router.clone();
             let server = server.clone();
             let intake = intake.clone();
+            let slow = slow.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&*app, &router, &server, &intake, addr))
+                .spawn(move || worker(&app, &router, &server, &intake, &slow, addr))
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
             workers.push(handle);
         }
@@ -108,6 +113,7 @@ impl HttpServer {
             server,
             addr,
             workers,
+            slow,
         })
     }
 
@@ -115,13 +121,15 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops taking requests and waits (up to `deadline`) for the ones in flight.
+    /// Stops taking requests and waits (up to `deadline`) for the ones in flight, on the
+    /// handler threads and then on the slow pool (which the handler threads feed).
     pub(crate) fn stop(self, deadline: Instant) {
         for w in self.workers {
             while !w.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        self.slow.close(deadline);
         // Dropping the server stops its accept thread once a connection wakes it.
         drop(self.server);
         let _ = TcpStream::connect_timeout(&local(self.addr), Duration::from_millis(200));
@@ -142,10 +150,11 @@ pub(crate) fn local(addr: SocketAddr) -> SocketAddr {
 /// Pops requests one worker at a time: the framing verdict on a request (and the mark on its
 /// connection) is taken before the request behind it can be popped (see `framing`).
 fn worker<S: State>(
-    app: &S,
+    app: &Arc<S>,
     router: &Router<S>,
     server: &tiny_http::Server,
     intake: &Mutex<Intake>,
+    slow: &Arc<SlowPool>,
     listen: SocketAddr,
 ) {
     loop {
@@ -178,8 +187,8 @@ fn worker<S: State>(
             }
         };
         match popped {
-            Some((rq, Verdict::Admit)) => handle(app, router, rq),
-            Some((rq, Verdict::Refuse(reason))) => refuse(app, rq, reason, listen),
+            Some((rq, Verdict::Admit)) => handle(app, router, slow, rq),
+            Some((rq, Verdict::Refuse(reason))) => refuse(&**app, rq, reason, listen),
             Some((rq, Verdict::Discard)) => discard(rq),
             None if stopping => return,
             None => {}
@@ -263,12 +272,66 @@ struct BodyState {
     fully_read: bool,
 }
 
-fn handle<S: State>(app: &S, router: &Router<S>, mut rq: tiny_http::Request) {
+fn handle<S: State>(
+    app: &Arc<S>,
+    router: &Router<S>,
+    slow: &Arc<SlowPool>,
+    mut rq: tiny_http::Request,
+) {
     let started = Instant::now();
     let mut body = BodyState { fully_read: false };
-    let (req, mut resp) = dispatch(app, router, &mut rq, &mut body);
-    middleware::finish(app.config(), &req, &mut resp);
-    access_log(app, &req, &resp, started);
+    let mut req = request_of(&**app, &rq);
+    let resp = match dispatch(&**app, router, &mut rq, &mut body, &mut req) {
+        Ok(Next::Answer(resp)) => resp,
+        Ok(Next::Run {
+            handler,
+            pattern,
+            slow: false,
+        }) => call(&**app, handler, pattern, &req),
+        Ok(Next::Run {
+            handler,
+            pattern,
+            slow: true,
+        }) => match slow.reserve() {
+            Some(slot) => {
+                let app = app.clone();
+                slot.run(Box::new(move || {
+                    let resp = call(&*app, handler, pattern, &req);
+                    answer(&*app, rq, &req, resp, &body, started);
+                }));
+                return;
+            }
+            None => error_response(&req, pool_full()),
+        },
+        Err(e) => error_response(&req, e),
+    };
+    answer(&**app, rq, &req, resp, &body, started);
+}
+
+/// Every slot of the slow pool is taken: the request is refused at once rather than queued
+/// behind answers that may take a minute.
+fn pool_full() -> Error {
+    static REFUSED: AtomicUsize = AtomicUsize::new(0);
+    if REFUSED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
+        log::warn!("the slow pool is full (HTTP_SLOW_WORKERS): answering 503");
+    }
+    Error::Unavailable {
+        code: "server_busy",
+        detail: "The server is busy with long requests; please retry".into(),
+    }
+}
+
+/// Finishes the response (CORS and security headers), logs it and writes it.
+fn answer<S: State>(
+    app: &S,
+    rq: tiny_http::Request,
+    req: &Req,
+    mut resp: Resp,
+    body: &BodyState,
+    started: Instant,
+) {
+    middleware::finish(app.config(), req, &mut resp);
+    access_log(app, req, &resp, started);
     if resp.stream.is_some() {
         stream(app, rq, resp);
         return;
@@ -493,47 +556,60 @@ fn request_of<S: State>(app: &S, rq: &tiny_http::Request) -> Req {
     }
 }
 
+/// What the checks decided: an answer already (a preflight), or the handler to run.
+enum Next<S> {
+    Answer(Resp),
+    Run {
+        handler: Handler<S>,
+        pattern: &'static str,
+        slow: bool,
+    },
+}
+
+/// Every check before the handler: header size, preflight, routing, content type, the body,
+/// the rate limits.
 fn dispatch<S: State>(
     app: &S,
     router: &Router<S>,
     rq: &mut tiny_http::Request,
     body: &mut BodyState,
-) -> (Req, Resp) {
-    let header_weight = header_weight(rq);
-    let mut req = request_of(app, rq);
-
-    let result = (|| -> Result<Resp, Error> {
-        if header_weight > middleware::MAX_HEADER_WEIGHT {
-            return Err(Error::HeadersTooLarge);
-        }
-        // Preflight comes before authentication and rate limiting, on any path.
-        if req.method == "OPTIONS" {
-            return Ok(middleware::preflight(app.config(), req.header("origin")));
-        }
-        let (route, params) = match router.find(&req.method, &req.path) {
-            Match::Found(route, params) => (route, params),
-            Match::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
-            Match::NotFound => return Err(Error::not_found("Not Found")),
-        };
-        req.params = params;
-        if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
-            check_content_type(req.header("content-type"))?;
-            req.body = read_body(rq, app.config().http.max_body_bytes, body)?;
-        }
-        ratelimit::before_handler(app, route.class, &req)?;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| (route.handler)(app, &req))) {
-            Ok(result) => result,
-            Err(_) => Err(Error::internal(format!(
-                "handler for {} panicked",
-                route.pattern
-            ))),
-        }
-    })();
-    let resp = match result {
-        Ok(resp) => resp,
-        Err(e) => error_response(&req, e),
+    req: &mut Req,
+) -> Result<Next<S>, Error> {
+    if header_weight(rq) > middleware::MAX_HEADER_WEIGHT {
+        return Err(Error::HeadersTooLarge);
+    }
+    // Preflight comes before authentication and rate limiting, on any path.
+    if req.method == "OPTIONS" {
+        return Ok(Next::Answer(middleware::preflight(
+            app.config(),
+            req.header("origin"),
+        )));
+    }
+    let (route, params) = match router.find(&req.method, &req.path) {
+        Match::Found(route, params) => (route, params),
+        Match::MethodNotAllowed(allow) => return Err(Error::MethodNotAllowed { allow }),
+        Match::NotFound => return Err(Error::not_found("Not Found")),
     };
-    (req, resp)
+    req.params = params;
+    if matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+        check_content_type(req.header("content-type"))?;
+        req.body = read_body(rq, app.config().http.max_body_bytes, body)?;
+    }
+    ratelimit::before_handler(app, route.class, req)?;
+    Ok(Next::Run {
+        handler: route.handler,
+        pattern: route.pattern,
+        slow: route.slow,
+    })
+}
+
+/// Runs the handler; its panic is a 500, not a lost thread.
+fn call<S: State>(app: &S, handler: Handler<S>, pattern: &str, req: &Req) -> Resp {
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(app, req))) {
+        Ok(result) => result,
+        Err(_) => Err(Error::internal(format!("handler for {pattern} panicked"))),
+    };
+    result.unwrap_or_else(|e| error_response(req, e))
 }
 
 pub(crate) fn error_response(req: &Req, e: Error) -> Resp {

@@ -25,6 +25,7 @@ mod auth_input;
 mod auth_register;
 mod chat_faults;
 mod chat_http;
+mod chat_slow_pool;
 mod chat_smoke;
 mod chat_ws;
 mod cli;
