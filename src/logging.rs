@@ -23,6 +23,10 @@ pub const DEFAULT_BUFFER_BYTES: usize = 1024 * 1024;
 /// How long `log::logger().flush()` waits for the writer.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
+/// The writer's pause after each batch: the most a line waits before it is written, if the
+/// writer is not already busy.
+const GATHER: Duration = Duration::from_millis(1);
+
 /// Lines dropped because the buffer was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -35,6 +39,10 @@ struct Pending {
     /// Lines appended since start, and lines the writer has written (or dropped writing).
     queued: u64,
     written: u64,
+    /// The writer sleeps on `appended` (so a line must wake it), and callers of `flush` wait
+    /// on `written`: without either, nobody pays for a wake-up call.
+    writer_asleep: bool,
+    flushers: usize,
 }
 
 struct Shared {
@@ -94,12 +102,11 @@ impl Shared {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let was_empty = p.bytes.is_empty();
         p.bytes.extend_from_slice(line);
         p.queued += 1;
+        let wake = std::mem::take(&mut p.writer_asleep);
         drop(p);
-        // The writer only sleeps on an empty buffer, so only the first line needs to wake it.
-        if was_empty {
+        if wake {
             self.appended.notify_one();
         }
     }
@@ -109,17 +116,21 @@ impl Shared {
         let deadline = Instant::now() + limit;
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let target = p.queued;
+        p.flushers += 1;
+        let mut done = true;
         while p.written < target {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                done = false;
+                break;
             }
             p = match self.written.wait_timeout(p, left) {
                 Ok((p, _)) => p,
                 Err(e) => e.into_inner().0,
             };
         }
-        true
+        p.flushers -= 1;
+        done
     }
 
     /// The writer thread: takes everything gathered (swapping buffers, so the lock is held for
@@ -131,6 +142,7 @@ impl Shared {
             let upto = {
                 let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 while p.bytes.is_empty() {
+                    p.writer_asleep = true;
                     p = self.appended.wait(p).unwrap_or_else(|e| e.into_inner());
                 }
                 std::mem::swap(&mut p.bytes, &mut batch);
@@ -140,12 +152,12 @@ impl Shared {
             let dropped = DROPPED.load(Ordering::Relaxed);
             if dropped > reported {
                 let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S%.3fZ");
-                let _ = writeln!(
-                    out,
+                let notice = format!(
                     "{ts} WARN  {} log lines were dropped: the log could not keep up \
-                     ({dropped} since start)",
+                     ({dropped} since start)\n",
                     dropped - reported
                 );
+                let _ = out.write_all(notice.as_bytes());
                 reported = dropped;
             }
             // A failed write loses the batch; there is nowhere else to say so.
@@ -155,8 +167,14 @@ impl Shared {
             batch.shrink_to(64 * 1024);
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             p.written = upto;
+            let flushers = p.flushers > 0;
             drop(p);
-            self.written.notify_all();
+            if flushers {
+                self.written.notify_all();
+            }
+            // Let lines gather: under load the writer then wakes at most this often, and
+            // writes each time what many requests logged in the meantime.
+            std::thread::sleep(GATHER);
         }
     }
 }
@@ -172,6 +190,8 @@ pub fn init_buffered(level: log::LevelFilter, buffer_bytes: usize) {
             bytes: Vec::new(),
             queued: 0,
             written: 0,
+            writer_asleep: false,
+            flushers: 0,
         }),
         capacity: buffer_bytes,
         appended: Condvar::new(),
