@@ -99,6 +99,8 @@ fn distinct_chars(s: &str) -> usize {
 pub struct Config {
     pub(crate) environment: Environment,
     pub log_level: log::LevelFilter,
+    /// The log's buffer between the threads that log and its writer: `LOG_BUFFER_BYTES`.
+    pub log_buffer_bytes: usize,
     pub(crate) app_name: String,
     pub host: IpAddr,
     pub port: u16,
@@ -130,6 +132,9 @@ pub struct HttpSettings {
     /// Threads for the routes that wait on the outside world (chat answers, the SMS gateway),
     /// at most this many at once; past it such a request is answered 503: `HTTP_SLOW_WORKERS`.
     pub(crate) slow_workers: usize,
+    /// tiny_http reader threads kept alive while idle: `HTTP_READER_THREADS` (see
+    /// `http::server::HttpServer::start`).
+    pub(crate) reader_threads: usize,
     pub max_body_bytes: usize,
     pub trusted_proxies: Vec<IpAddr>,
     pub(crate) metrics_token: Option<Secret>,
@@ -460,6 +465,7 @@ impl HttpSettings {
     fn read(r: &mut Reader, production: bool, warnings: &mut Vec<String>) -> HttpSettings {
         let workers = r.count("HTTP_WORKERS", default_workers(), 1) as usize;
         let slow_workers = r.count("HTTP_SLOW_WORKERS", 64, 1) as usize;
+        let reader_threads = r.count("HTTP_READER_THREADS", 256, 1) as usize;
         let max_body_bytes = r.count("MAX_BODY_BYTES", 1024 * 1024, 1024) as usize;
         let mut trusted_proxies = Vec::new();
         for p in r.list("TRUSTED_PROXIES", &[]) {
@@ -482,6 +488,7 @@ impl HttpSettings {
         HttpSettings {
             workers,
             slow_workers,
+            reader_threads,
             max_body_bytes,
             trusted_proxies,
             metrics_token: r.opt_string("METRICS_TOKEN").map(Secret),
@@ -806,6 +813,7 @@ impl Config {
         let production = environment == Environment::Production;
         let debug = r.flag("DEBUG", false);
         let log_level = read_log_level(&mut r);
+        let log_buffer_bytes = r.count("LOG_BUFFER_BYTES", 1024 * 1024, 1024) as usize;
         let host = r.parse(
             "HOST",
             IpAddr::from([127, 0, 0, 1]),
@@ -842,6 +850,7 @@ impl Config {
         Ok(Config {
             environment,
             log_level,
+            log_buffer_bytes,
             app_name,
             host,
             port,

@@ -76,6 +76,9 @@ fn write_private(path: &Path, contents: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
+/// How long a stop waits for queued log lines (longer only if stderr is blocked).
+const LOG_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A started server: both listeners up, the database open.
 pub struct Running {
     pub app: Arc<App>,
@@ -110,6 +113,8 @@ impl Running {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         self.app.db.checkpoint();
+        // The log is written by its own thread: what is queued is written before we return.
+        logging::flush(LOG_FLUSH_WAIT);
     }
 }
 

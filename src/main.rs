@@ -34,7 +34,7 @@ Configuration comes from the environment and an optional .env file; see README.m
 fn load_config() -> Result<Config, ExitCode> {
     match Config::from_env() {
         Ok(c) => {
-            logging::init(c.log_level);
+            logging::init_buffered(c.log_level, c.log_buffer_bytes);
             for w in &c.warnings {
                 log::warn!("{w}");
             }
@@ -105,6 +105,14 @@ fn with_db_path(f: impl FnOnce(&Config) -> Result<String, String>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // The log's writer thread ends with the process: let it write what is queued first
+    // ("stopped", or why the server exits).
+    log::logger().flush();
+    code
+}
+
+fn run() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| args.get(i).map(String::as_str);
     match (arg(0), arg(1)) {

@@ -262,9 +262,11 @@ fn many_unsent_bodies_do_not_take_the_handler_threads() {
         sc.threads_before,
     );
     assert!(took < HEALTH_BOUND, "/health took {took:?}");
-    // Each held connection costs its tiny_http thread and a drain thread, until it leaves.
+    // Each held connection costs a drain thread until it leaves, and a tiny_http reader
+    // thread: those are taken first from the `HTTP_READER_THREADS` (256) kept idle, which
+    // are counted in `threads_before`, so only the drains are sure to be new.
     assert!(
-        threads_held >= sc.threads_before + 500,
+        threads_held >= sc.threads_before + 300,
         "threads {threads_held}"
     );
     sc.release();

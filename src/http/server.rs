@@ -88,7 +88,18 @@ impl HttpServer {
         listener: TcpListener,
     ) -> Result<HttpServer, String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let config = tiny_http::ServerConfig::new_http(addr).map_err(|e| e.to_string())?;
+        // tiny_http reads each connection on a thread of its own pool for the connection's
+        // whole life. Its pool (0.12.17, `util/task_pool_legacy.rs`) hands a new connection
+        // to an idle thread if its count of idle threads is above zero, but that count only
+        // drops once a woken thread runs: a burst of K connections against N < K idle threads
+        // queues K - N of them behind keep-alive connections, until one closes (seconds;
+        // forever under steady keep-alive). Idle threads above the minimum exit after 5 s, so
+        // the stall came back after every pause. Kept alive, `HTTP_READER_THREADS` idle
+        // threads take a burst of that many new connections at once; a larger burst can
+        // still wait. Each costs a parked stack (a few kB resident; benches/burst.rs).
+        let config = tiny_http::ServerConfig::new_http(addr)
+            .map_err(|e| e.to_string())?
+            .set_min_threads(app.config().http.reader_threads);
         let server =
             tiny_http::Server::from_listener(listener, tiny_http::ListenAddr::IP(addr), config)
                 .map_err(|e| format!("cannot start the HTTP server: {e}"))?;

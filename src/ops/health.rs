@@ -68,11 +68,18 @@ pub(crate) struct SmsStatus {
 }
 
 #[derive(Serialize, ToSchema)]
+pub(crate) struct LogStatus {
+    /// Lines dropped since start because the log could not keep up (see `logging`).
+    pub(crate) dropped_lines: u64,
+}
+
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Dependencies {
     pub(crate) database: DatabaseStatus,
     pub(crate) cache: CacheStatus,
     pub(crate) llm: LlmStatus,
     pub(crate) sms: SmsStatus,
+    pub(crate) log: LogStatus,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -180,6 +187,9 @@ pub(crate) fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
             sms: SmsStatus {
                 status: "configured".into(),
                 provider: c.sms.provider.as_str().into(),
+            },
+            log: LogStatus {
+                dropped_lines: crate::logging::dropped_lines(),
             },
         },
     };

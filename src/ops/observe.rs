@@ -81,6 +81,12 @@ pub(crate) struct WsMetrics {
 }
 
 #[derive(Serialize, ToSchema)]
+pub(crate) struct LogMetrics {
+    /// Log lines dropped since start because the log could not keep up (see `logging`).
+    pub(crate) dropped_lines: u64,
+}
+
+#[derive(Serialize, ToSchema)]
 pub(crate) struct MetricsResponse {
     pub(crate) timestamp: String,
     pub(crate) uptime_seconds: u64,
@@ -89,6 +95,7 @@ pub(crate) struct MetricsResponse {
     pub(crate) cache: CacheMetrics,
     pub(crate) llm: LlmMetrics,
     pub(crate) websocket: WsMetrics,
+    pub(crate) log: LogMetrics,
 }
 
 fn snapshot(app: &App) -> MetricsResponse {
@@ -119,6 +126,9 @@ fn snapshot(app: &App) -> MetricsResponse {
         },
         websocket: WsMetrics {
             connections: m.ws_connections.load(Ordering::Relaxed),
+        },
+        log: LogMetrics {
+            dropped_lines: crate::logging::dropped_lines(),
         },
     }
 }
@@ -198,6 +208,12 @@ pub(crate) fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
         "gauge",
         "Open WebSocket connections.",
         &[("", s.websocket.connections.to_string())],
+    );
+    metric(
+        "wealthcoach_log_lines_dropped_total",
+        "counter",
+        "Log lines dropped because the log could not keep up.",
+        &[("", s.log.dropped_lines.to_string())],
     );
     Ok(Resp::bytes(
         200,
