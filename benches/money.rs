@@ -7,6 +7,7 @@
 //! `GET /transactions` lists), then 10,016 over all 32 users dated last month. Then `ROUNDS`
 //! rounds, each of:
 //!
+//! - a bare tiny_http_fork server (2 threads, 200 "ok"), 32 clients: issue 11's ceiling;
 //! - `GET /health`, 32 clients: the baseline;
 //! - `GET /api/v1/allocations` warm, 32 clients (client k reads user k; every view was computed
 //!   before, so each request is a cache hit);
@@ -50,6 +51,14 @@ const WARM_P99_MS: f64 = 5.0;
 const COLD_P99_MS: f64 = 20.0;
 const POSTS_PER_SECOND: f64 = 2_000.0;
 const RATIO: f64 = 0.25;
+/// Issue 11's bars, against a bare tiny_http_fork server measured in the same rounds.
+const HEALTH_OF_BARE: f64 = 0.70;
+const WARM_OF_HEALTH: f64 = 0.60;
+const LIST_OF_HEALTH: f64 = 0.50;
+const POSTS_PER_SECOND_11: f64 = 5_000.0;
+const POST_P99_MS: f64 = 20.0;
+/// Threads of the bare server: what the issue's comparison used.
+const BARE_THREADS: usize = 2;
 
 const CATEGORIES: [&str; 8] = [
     "groceries",
@@ -159,6 +168,29 @@ fn post_transaction(client: &mut Client, p: &mut Poster) -> Result<(), String> {
     )?;
     p.sent += 1;
     Ok(())
+}
+
+/// A bare tiny_http_fork server on `BARE_THREADS` threads that answers every request with
+/// 200 "ok": the ceiling our `/health` is compared with. It lives until the process ends.
+fn start_bare() -> std::net::SocketAddr {
+    let server = tiny_http::Server::http("127.0.0.1:0").expect("bare server");
+    let addr = *server
+        .server_addr()
+        .to_ip()
+        .expect("the bare server listens on an IP address");
+    let server = std::sync::Arc::new(server);
+    for _ in 0..BARE_THREADS {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            // A request tiny_http could not read is dropped, as any server would.
+            while let Ok(next) = server.recv() {
+                if let Ok(rq) = next {
+                    let _ = rq.respond(tiny_http::Response::from_string("ok"));
+                }
+            }
+        });
+    }
+    addr
 }
 
 fn health(client: &mut Client, _: &mut ()) -> Result<(), String> {
@@ -418,12 +450,18 @@ fn main() {
 
     let (mut health_runs, mut warm_runs, mut list_runs) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cold_runs, mut health_burst_runs) = (Vec::new(), Vec::new());
+    let bare = start_bare();
+    let mut bare_runs = Vec::new();
     let (mut warm_misses, mut cold_hits) = (0, 0);
     let mut cold_states: Vec<(User, Vec<String>)> =
         users.iter().map(|u| (u.clone(), types.clone())).collect();
     let main_user = vec![users[0].clone(); CLIENTS];
     for round in 1..=ROUNDS {
         println!("round {round}");
+        let b = measure(|| support::run(bare, vec![(); CLIENTS], HEALTH_PER_CLIENT, health));
+        b.run.print("  bare tiny_http, 2 threads");
+        failures.add(&b.run);
+        bare_runs.push(b);
         let h = measure(|| support::run(addr, vec![(); CLIENTS], HEALTH_PER_CLIENT, health));
         h.run.print("  GET /health");
 
@@ -480,8 +518,10 @@ fn main() {
     let ((h, h_cpu), (w, w_cpu)) = (median(&health_runs), median(&warm_runs));
     let ((l, l_cpu), (c, c_cpu)) = (median(&list_runs), median(&cold_runs));
     let (hb, _) = median(&health_burst_runs);
+    let (bare_run, _) = median(&bare_runs);
     println!();
     println!("median round of {ROUNDS}, by throughput (each line its own median round):");
+    bare_run.print("bare tiny_http, 2 threads");
     h.print("GET /health");
     w.print("GET /allocations warm");
     l.print("GET /transactions?l=50");
@@ -552,6 +592,36 @@ fn main() {
         h_cpu / w_cpu * 100.0,
         h_cpu / l_cpu * 100.0
     );
+
+    println!("issue 11 bars (same run; the 64-connection bar is benches/burst.rs):");
+    let of_bare = health / bare_run.throughput();
+    println!(
+        "  GET /health >= {:.0}% of the bare server's req/s: {:.1}% ({health:.0} of {:.0}/s), {}",
+        HEALTH_OF_BARE * 100.0,
+        of_bare * 100.0,
+        bare_run.throughput(),
+        verdict(of_bare >= HEALTH_OF_BARE)
+    );
+    println!(
+        "  GET /allocations warm p99 <= {WARM_P99_MS} ms and >= {:.0}% of /health: {warm_p99:.2} ms, \
+         {:.1}%, {}",
+        WARM_OF_HEALTH * 100.0,
+        rw * 100.0,
+        verdict(warm_p99 <= WARM_P99_MS && rw >= WARM_OF_HEALTH)
+    );
+    println!(
+        "  GET /transactions?limit=50 >= {:.0}% of /health: {:.1}%, {}",
+        LIST_OF_HEALTH * 100.0,
+        rl * 100.0,
+        verdict(rl >= LIST_OF_HEALTH)
+    );
+    let post_p99 = post_spread.millis(99.0);
+    println!(
+        "  POST /transactions >= {POSTS_PER_SECOND_11:.0}/s and p99 <= {POST_P99_MS} ms: \
+         {spread:.0}/s, p99 {post_p99:.2} ms, {}",
+        verdict(spread >= POSTS_PER_SECOND_11 && post_p99 <= POST_P99_MS)
+    );
+    println!("  no non-2xx answers: {}", verdict(failures.0 == 0));
 
     if cold_hits > 0 {
         println!("WARNING: {cold_hits} cold reads hit the cache: the cold figures are too kind");

@@ -155,7 +155,7 @@ pub(crate) struct ChatResponse {
 #[utoipa::path(post, path = "/api/v1/chat/message", tag = "chat", security(("bearer" = [])),
     request_body = ChatRequest,
     responses((status = 200, body = ChatResponse), (status = 401),
-              (status = 403, description = "`chat_disabled`: ENABLE_CHAT is false"),
+              (status = 403, description = "Account deactivated (`account_deactivated`) or not allowed; `chat_disabled` when ENABLE_CHAT is false"),
               (status = 404, description = "Another user's session"), (status = 422), (status = 429)))]
 pub(crate) fn message(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -206,7 +206,7 @@ fn event(w: &mut dyn Write, e: &SseEvent<'_>) -> bool {
     request_body = ChatRequest,
     responses((status = 200, description = "`text/event-stream`: a `session_id` event, `token` events, then `done`; on failure one `error` event and the fallback as tokens",
                content_type = "text/event-stream"),
-              (status = 401), (status = 403, description = "`chat_disabled`: ENABLE_CHAT is false"),
+              (status = 401), (status = 403, description = "Account deactivated (`account_deactivated`) or not allowed; `chat_disabled` when ENABLE_CHAT is false"),
               (status = 404), (status = 422)))]
 pub(crate) fn message_stream(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
