@@ -8,20 +8,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
-
-/// Kills the child whatever happens, so a failing test leaves no server behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{ChildGuard as Guard, TempDir};
 
 impl Guard {
     /// SIGTERM (a clean shutdown), then the exit status within `limit`.

@@ -22,7 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The version ci/fuzz-deps.sh installs and this test was written against.
 const PINNED: &str = "4.32.5";
@@ -78,16 +78,6 @@ fn installed_version() -> Option<String> {
 struct Fixture {
     token: String,
     vars: Vec<(&'static str, String)>,
-}
-
-fn ok_json(r: Reply, what: &str) -> Value {
-    assert!(
-        (200..300).contains(&r.status),
-        "{what}: {} {}",
-        r.status,
-        r.text()
-    );
-    r.json()
 }
 
 fn make_fixture(t: &TestApp) -> Fixture {

@@ -9,20 +9,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::TempDir;
-
-/// Kills the child whatever happens, so a failing test leaves no server behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{ChildGuard as Guard, TempDir};
 
 impl Guard {
     fn exited(&mut self) -> Option<ExitStatus> {

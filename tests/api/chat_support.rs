@@ -3,7 +3,7 @@
 //! readers for what the fake recorded.
 
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tungstenite::{Message, WebSocket};
@@ -41,6 +41,7 @@ pub fn coach(extra: &[(&str, &str)], email: &str, name: &str) -> (FakeLlm, TestA
 }
 
 pub use crate::common::TestUser as User;
+pub use crate::common::wait_until;
 
 /// Registers by email with this full name.
 pub fn register(t: &TestApp, email: &str, name: &str) -> User {
@@ -227,20 +228,6 @@ pub fn assert_streamed(frames: &[Value]) -> String {
     assert!(f.get("fallback").is_none_or(|v| v == false), "{f}");
     assert_eq!(f["content"], so_far.as_str());
     so_far
-}
-
-/// Polls `cond` every 20 ms for up to `limit`.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn role_and_content(m: &Value) -> (String, String) {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::TempDir;
+use common::{TempDir, wait_until};
 use rusqlite::{Connection, OpenFlags};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wealthcoach");
@@ -27,20 +27,6 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-/// Polls `ok` every 20 ms until it holds or `limit` has passed; says whether it held.
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The status of `GET path`, or `None` if nothing answered properly (not listening yet, reset).

@@ -36,16 +36,6 @@ struct User {
     sessions: Vec<String>,
 }
 
-fn ok(r: Reply, what: &str) -> Value {
-    assert!(
-        (200..300).contains(&r.status),
-        "{what}: {} {}",
-        r.status,
-        r.text()
-    );
-    r.json()
-}
-
 /// Registers a user by email; their access token.
 fn register(t: &TestApp, email: &str, name: &str) -> String {
     t.register_as(email, name).token
@@ -61,7 +51,7 @@ fn make_user(t: &TestApp, email: &str, mark: &str, amounts: (&str, &str), types:
     for (kind, amount) in [("income", amounts.0), ("expense", amounts.1)] {
         let body = json!({"type": kind, "category": format!("cat-{mark}"), "amount": amount,
                           "label": format!("label-{mark}"), "transaction_date": "2025-10-18"});
-        let r = ok(
+        let r = ok_json(
             send_json(t.http, "POST", "/api/v1/transactions", tok, &body),
             "transaction",
         );
@@ -70,18 +60,18 @@ fn make_user(t: &TestApp, email: &str, mark: &str, amounts: (&str, &str), types:
 
     for ty in types {
         let body = json!({"allocation_type_id": ty, "budget_amount": amounts.0, "month": 10, "year": 2025});
-        ok(
+        ok_json(
             send_json(t.http, "POST", "/api/v1/allocations/budget", tok, &body),
             "budget",
         );
         let body = json!({"allocation_type_id": ty, "actual_amount": amounts.1,
                           "notes": format!("notes-{mark}"), "month": 10, "year": 2025});
-        ok(
+        ok_json(
             send_json(t.http, "POST", "/api/v1/allocations/actual", tok, &body),
             "actual",
         );
     }
-    let summary = ok(
+    let summary = ok_json(
         get_auth(t.http, &format!("/api/v1/allocations?{MONTH}"), &token),
         "allocations",
     );
@@ -93,7 +83,7 @@ fn make_user(t: &TestApp, email: &str, mark: &str, amounts: (&str, &str), types:
     let mut sessions = Vec::new();
     for question in ["first", "second"] {
         let body = json!({"message": format!("{question} question-{mark}")});
-        let r = ok(
+        let r = ok_json(
             send_json(t.http, "POST", "/api/v1/chat/message", tok, &body),
             "chat",
         );
@@ -102,7 +92,7 @@ fn make_user(t: &TestApp, email: &str, mark: &str, amounts: (&str, &str), types:
 
     let body = json!({"occupation": format!("occupation-{mark}"), "risk_tolerance": "high",
                       "interests": format!("interests-{mark}")});
-    ok(
+    ok_json(
         send_json(t.http, "POST", "/api/v1/onboarding/submit", tok, &body),
         "onboarding",
     );
@@ -125,7 +115,7 @@ fn all_types(summary: &Value) -> impl Iterator<Item = &Value> {
 /// The shared catalogue, as a third user sees it with no rows of their own.
 fn catalogue(t: &TestApp) -> Value {
     let token = register(t, "catalogue@example.com", "Catalogue");
-    ok(
+    ok_json(
         get_auth(t.http, &format!("/api/v1/allocations?{MONTH}"), &token),
         "catalogue",
     )
@@ -133,7 +123,7 @@ fn catalogue(t: &TestApp) -> Value {
 
 /// A's export without the one field that changes by itself.
 fn export(t: &TestApp, token: &str) -> Value {
-    let mut doc = ok(get_auth(t.http, "/api/v1/users/me/export", token), "export");
+    let mut doc = ok_json(get_auth(t.http, "/api/v1/users/me/export", token), "export");
     doc.as_object_mut().expect("object").remove("exported_at");
     doc
 }
@@ -290,7 +280,7 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
             if shared && route.method == "GET" && r.status == 200 {
                 // The shared catalogue: B sees B's own numbers for that category.
                 shared_views += 1;
-                let mine = ok(
+                let mine = ok_json(
                     get_auth(t.http, &format!("/api/v1/allocations?{MONTH}"), &b.token),
                     "B's allocations",
                 );
@@ -373,7 +363,7 @@ fn list_routes_show_only_the_callers_rows() {
         "/api/v1/users/me/export".to_string(),
     ];
     for path in &lists {
-        let body = ok(get_auth(t.http, path, &b.token), path).to_string();
+        let body = ok_json(get_auth(t.http, path, &b.token), path).to_string();
         for secret in a
             .transactions
             .iter()
@@ -390,14 +380,14 @@ fn list_routes_show_only_the_callers_rows() {
     }
 
     // B's lists hold exactly B's rows.
-    let txs = ok(
+    let txs = ok_json(
         get_auth(t.http, &format!("/api/v1/transactions?{MONTH}"), &b.token),
         "transactions",
     );
     let ids = txs.as_array().expect("array").iter().map(|t| &t["id"]);
     assert_eq!(sorted(ids), sorted(&b.transactions));
 
-    let sessions = ok(
+    let sessions = ok_json(
         get_auth(t.http, "/api/v1/chat/sessions", &b.token),
         "sessions",
     );
@@ -405,7 +395,7 @@ fn list_routes_show_only_the_callers_rows() {
     assert_eq!(sorted(ids.map(|s| &s["session_id"])), sorted(&b.sessions));
     assert_eq!(sessions["total"], 2);
 
-    let summary = ok(
+    let summary = ok_json(
         get_auth(t.http, &format!("/api/v1/allocations?{MONTH}"), &b.token),
         "allocations",
     );

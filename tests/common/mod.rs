@@ -564,3 +564,41 @@ pub fn register_user(addr: SocketAddr, email: &str, full_name: &str) -> TestUser
         refresh,
     }
 }
+
+// ---- shared by several binaries: polling, child processes, 2xx replies ----
+
+/// Polls `ok` every 20 ms until it holds or `limit` has passed; says whether it held.
+pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if ok() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed and reaped whatever happens, so a failing test leaves no server
+/// behind.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The JSON of a reply that must be a 2xx; `what` names the call in the failure.
+pub fn ok_json(r: Reply, what: &str) -> Value {
+    assert!(
+        (200..300).contains(&r.status),
+        "{what}: {} {}",
+        r.status,
+        r.text()
+    );
+    r.json()
+}

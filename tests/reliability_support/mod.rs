@@ -9,12 +9,12 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
+pub use crate::common::wait_until;
 use crate::common::{Call, CallError, register_user};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_wealthcoach");
@@ -66,20 +66,6 @@ pub fn free_port_pair() -> (u16, u16) {
     let (a, b) = (bind(), bind());
     let port = |l: &TcpListener| l.local_addr().expect("local addr").port();
     (port(&a), port(&b))
-}
-
-/// Polls `ok` every 25 ms until it holds or `limit` has passed; says whether it held.
-pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if ok() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(25));
-    }
 }
 
 /// A deterministic generator (splitmix64): the same seed gives the same kill moments and the
