@@ -25,6 +25,8 @@ pub struct App {
     /// Access tokens logged out before their expiry (by `jti`); they live no longer than
     /// an access token does.
     pub revoked_access: moka::sync::Cache<String, ()>,
+    /// Access tokens already verified (signature, claims), see `tokens::VerifiedAccess`.
+    pub(crate) verified_access: crate::auth::tokens::VerifiedAccess,
     /// The allocation catalogue, loaded once at start.
     pub(crate) catalog: Catalog,
     /// Computed month views, per user.
@@ -62,6 +64,7 @@ impl App {
             keys: Keys::new(&secret),
             sms: crate::auth::sms::from_config(&config),
             limiter: RateLimiter::default(),
+            verified_access: crate::auth::tokens::VerifiedAccess::new(config.tokens.access_ttl),
             revoked_access: moka::sync::Cache::builder()
                 .time_to_live(config.tokens.access_ttl)
                 .max_capacity(1_000_000)

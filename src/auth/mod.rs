@@ -101,7 +101,10 @@ pub(crate) fn authenticate_token(app: &App, token: &str, bearer_header: bool) ->
         detail: detail.into(),
         bearer: bearer_header,
     };
-    let verified = match tokens::verify(&app.keys, app.clock.unix(), token, tokens::Kind::Access) {
+    let verified = match app
+        .verified_access
+        .verify(&app.keys, app.clock.unix(), token)
+    {
         Ok(v) => v,
         Err(TokenError::Expired) => return Err(refuse("token_expired", "Token has expired")),
         Err(TokenError::WrongKind) => {
@@ -110,11 +113,12 @@ pub(crate) fn authenticate_token(app: &App, token: &str, bearer_header: bool) ->
         Err(TokenError::Invalid) => return Err(tokens::invalid_token(bearer_header)),
     };
     let (user, revoked) = app.db.read(|c| {
-        let user = users::by_id(c, &verified.claims.user_id)?;
-        Ok((
-            user,
-            revocation::is_revoked(&app.revoked_access, c, &verified.jti)?,
-        ))
+        revocation::user_unless_revoked(
+            &app.revoked_access,
+            c,
+            &verified.claims.user_id,
+            &verified.jti,
+        )
     })?;
     let user = user.ok_or_else(|| tokens::invalid_token(bearer_header))?;
     // The account state comes before revocation: deactivating bumps `token_version`, and the
@@ -127,7 +131,7 @@ pub(crate) fn authenticate_token(app: &App, token: &str, bearer_header: bool) ->
     }
     Ok(AuthUser {
         user,
-        jti: verified.jti,
+        jti: verified.jti.clone(),
         expires_at: verified.expires_at,
     })
 }

@@ -224,6 +224,43 @@ pub(crate) fn verify(
     })
 }
 
+/// Access tokens whose signature and claims were already checked, so a client sending the same
+/// bearer on every request pays for base64, HMAC and JSON once (a tenth of a warm
+/// `/allocations` request's samples under perf, README "Performance"). Only expiry depends on
+/// the time, and it is checked again on every hit; the key and the rest of the claims cannot
+/// change. Only valid tokens get in, so nobody without the secret can fill it.
+pub(crate) struct VerifiedAccess(moka::sync::Cache<String, std::sync::Arc<Verified>>);
+
+impl VerifiedAccess {
+    pub(crate) fn new(idle: std::time::Duration) -> VerifiedAccess {
+        VerifiedAccess(
+            moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(idle)
+                .build(),
+        )
+    }
+
+    /// `verify(keys, now, token, Kind::Access)`, remembered.
+    pub(crate) fn verify(
+        &self,
+        keys: &Keys,
+        now: i64,
+        token: &str,
+    ) -> std::result::Result<std::sync::Arc<Verified>, TokenError> {
+        if let Some(v) = self.0.get(token) {
+            // jwt-simple's rule: valid while now - tolerance <= exp.
+            if now - TOLERANCE_SECS as i64 > v.expires_at {
+                return Err(TokenError::Expired);
+            }
+            return Ok(v);
+        }
+        let v = std::sync::Arc::new(verify(keys, now, token, Kind::Access)?);
+        self.0.insert(token.to_string(), v.clone());
+        Ok(v)
+    }
+}
+
 pub fn hash_token(token: &str) -> String {
     crate::random::to_hex(&hmac_sha256::Hash::hash(token.as_bytes()))
 }

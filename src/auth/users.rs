@@ -54,6 +54,8 @@ impl From<&User> for UserResponse {
 
 const COLUMNS: &str = "id, mobile_number, mobile_display, email, full_name, password_hash, \
                        is_active, token_version, created_at, updated_at";
+/// How many columns `COLUMNS` names: the index of a column appended after them.
+const COLUMN_COUNT: usize = 10;
 
 /// What `password_hash` holds for an account without a password. It is no PHC string, so no
 /// password can ever verify against it, even on a path that forgot to check for `None`.
@@ -81,6 +83,20 @@ pub(crate) fn by_id(c: &Connection, id: &str) -> Result<Option<User>> {
             .query_row([id], from_row)
             .optional()?,
     )
+}
+
+/// `by_id`, with one more boolean column computed from `?2 = arg` in the same statement.
+pub(crate) fn by_id_with(
+    c: &Connection,
+    id: &str,
+    extra: &'static str,
+    arg: &str,
+) -> Result<Option<(User, bool)>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLUMNS}, {extra} FROM users WHERE id = ?1"
+    ))?
+    .query_row([id, arg], |r| Ok((from_row(r)?, r.get(COLUMN_COUNT)?)))
+    .optional()?)
 }
 
 pub(crate) fn by_mobile(c: &Connection, e164: &str) -> Result<Option<User>> {
@@ -274,4 +290,12 @@ pub fn set_active(
         revoke_all_sessions(c, &user.id, now_unix, "deactivated").map_err(|e| format!("{e:?}"))?;
     }
     Ok(user.id)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn column_count_counts_the_columns() {
+        assert_eq!(super::COLUMNS.split(',').count(), super::COLUMN_COUNT);
+    }
 }

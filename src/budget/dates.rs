@@ -70,7 +70,7 @@ impl FromJson for LocalDate {
 
 /// `from`..`to`, both local dates, inclusive, as the half-open instant range
 /// `[start, end)`: from `from`'s local midnight to the local midnight after `to`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct DayRange {
     pub(crate) start: Timestamp,
     pub(crate) end: Timestamp,

@@ -13,7 +13,7 @@ use super::period::Period;
 use crate::error::{Error, Result};
 use crate::input::{FromJson, Invalid};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Kind {
     Income,
@@ -301,12 +301,13 @@ fn take_out(tx: &Transaction<'_>, user: &str, old: &TransactionResponse, now: &s
 
 /// Which transactions a list covers: one month (by its stored `month`/`year`), or whole local
 /// days (by the `transaction_date` instant).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Window {
     Month(Period),
     Days(DayRange),
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Filter {
     pub(crate) window: Window,
     pub(crate) kind: Option<Kind>,

@@ -8,6 +8,7 @@ pub mod request;
 pub(crate) mod response;
 pub(crate) mod router;
 pub(crate) mod server;
+pub(crate) mod write;
 
 pub(crate) use request::Req;
 pub(crate) use response::Resp;

@@ -89,37 +89,62 @@ pub(crate) enum Match<'r, S> {
 
 pub struct Router<S> {
     routes: Vec<Route<S>>,
+    /// Each route's pattern split once at start: `find` runs on every request, and splitting
+    /// ~80 patterns per request showed in the profile (README "Performance").
+    segments: Vec<Vec<Segment>>,
 }
 
-/// Static segments matched, or `None` if the pattern does not fit the path.
-fn fit(pattern: &'static str, path: &str) -> Option<(usize, Params)> {
-    let mut params = Vec::new();
+#[derive(Clone, Copy)]
+enum Segment {
+    Static(&'static str),
+    Param(&'static str),
+}
+
+fn compile(pattern: &'static str) -> Vec<Segment> {
+    pattern
+        .split('/')
+        .map(
+            |p| match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) => Segment::Param(name),
+                None => Segment::Static(p),
+            },
+        )
+        .collect()
+}
+
+/// Static segments matched, or `None` if the pattern does not fit the path's segments.
+fn fit(pattern: &[Segment], path: &[&str]) -> Option<usize> {
+    if pattern.len() != path.len() {
+        return None;
+    }
     let mut statics = 0;
-    let mut pat = pattern.split('/');
-    let mut got = path.split('/');
-    loop {
-        match (pat.next(), got.next()) {
-            (None, None) => return Some((statics, params)),
-            (Some(p), Some(g)) => {
-                if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-                    if g.is_empty() {
-                        return None;
-                    }
-                    params.push((name, super::request::percent_decode(g)));
-                } else if p == g {
-                    statics += 1;
-                } else {
-                    return None;
-                }
-            }
-            _ => return None,
+    for (p, g) in pattern.iter().zip(path) {
+        match p {
+            Segment::Param(_) if g.is_empty() => return None,
+            Segment::Param(_) => {}
+            Segment::Static(s) if s == g => statics += 1,
+            Segment::Static(_) => return None,
         }
     }
+    Some(statics)
+}
+
+/// The values of a fitting pattern's `{name}` segments, percent-decoded.
+fn params(pattern: &[Segment], path: &[&str]) -> Params {
+    pattern
+        .iter()
+        .zip(path)
+        .filter_map(|(p, g)| match p {
+            Segment::Param(name) => Some((*name, super::request::percent_decode(g))),
+            Segment::Static(_) => None,
+        })
+        .collect()
 }
 
 impl<S> Router<S> {
     pub(crate) fn new(routes: Vec<Route<S>>) -> Router<S> {
-        Router { routes }
+        let segments = routes.iter().map(|r| compile(r.pattern)).collect();
+        Router { routes, segments }
     }
 
     pub fn routes(&self) -> &[Route<S>] {
@@ -134,23 +159,24 @@ impl<S> Router<S> {
             path
         };
         let path = if path.is_empty() { "/" } else { path };
+        let got: Vec<&str> = path.split('/').collect();
         // HEAD is answered like GET, without the body (tiny_http drops it).
         let method = if method == "HEAD" { "GET" } else { method };
-        let mut best: Option<(usize, &Route<S>, Params)> = None;
+        let mut best: Option<(usize, usize)> = None;
         let mut allow: Vec<&'static str> = Vec::new();
-        for r in &self.routes {
-            let Some((statics, params)) = fit(r.pattern, path) else {
+        for (i, (r, pattern)) in self.routes.iter().zip(&self.segments).enumerate() {
+            let Some(statics) = fit(pattern, &got) else {
                 continue;
             };
             if !allow.contains(&r.method) {
                 allow.push(r.method);
             }
-            if r.method == method && best.as_ref().is_none_or(|(s, _, _)| statics > *s) {
-                best = Some((statics, r, params));
+            if r.method == method && best.is_none_or(|(s, _)| statics > s) {
+                best = Some((statics, i));
             }
         }
         match best {
-            Some((_, r, params)) => Match::Found(r, params),
+            Some((_, i)) => Match::Found(&self.routes[i], params(&self.segments[i], &got)),
             None if allow.is_empty() => Match::NotFound,
             None => {
                 if allow.contains(&"GET") {

@@ -20,6 +20,7 @@ use super::ratelimit;
 use super::request::{Req, parse_query};
 use super::response::Resp;
 use super::router::{Handler, Match, Router};
+use super::write;
 use crate::config::Config;
 use crate::error::Error;
 use crate::limiter::RateLimiter;
@@ -413,21 +414,6 @@ fn discard(rq: tiny_http::Request) {
     let _ = w.flush();
 }
 
-fn to_tiny(resp: Resp) -> TinyResponse {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], resp.content_type.as_bytes())
-    {
-        out.add_header(h);
-    }
-    for (k, v) in resp.headers {
-        match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-            Ok(h) => out.add_header(h),
-            Err(_) => log::warn!("dropped an invalid response header {k:?}"),
-        }
-    }
-    out
-}
-
 /// Writes the response. If the client declared a body we never read, tiny_http drains it when
 /// the request is dropped (with a fixed buffer), which waits on the client for as long as it
 /// likes; do that on a side thread so a hostile `Content-Length` cannot hold a handler thread.
@@ -436,10 +422,9 @@ fn to_tiny(resp: Resp) -> TinyResponse {
 /// `HTTP_WORKERS` clients declaring a body and never sending it stopped every handler
 /// (tests/hostile_http.rs). tiny_http already keeps one uncapped thread per connection, so
 /// a small drain thread for such a connection adds little; the proxy bounds both.
-fn send(rq: tiny_http::Request, resp: Resp, unread: bool) {
-    let response = to_tiny(resp);
+fn send(rq: tiny_http::Request, response: Resp, unread: bool) {
     if !unread {
-        respond(rq, response);
+        write::respond(rq, response);
         return;
     }
     let now = DRAINING.fetch_add(1, Ordering::Relaxed) + 1;
@@ -448,13 +433,13 @@ fn send(rq: tiny_http::Request, resp: Resp, unread: bool) {
     }
     // The request reaches the thread through a channel, so it is still ours to answer if the
     // thread cannot be started.
-    let (tx, rx) = std::sync::mpsc::channel::<(tiny_http::Request, TinyResponse)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(tiny_http::Request, Resp)>();
     let spawned = std::thread::Builder::new()
         .name("drain".into())
         .stack_size(64 * 1024)
         .spawn(move || {
             if let Ok((rq, response)) = rx.recv() {
-                respond(rq, response);
+                write::respond(rq, response);
             }
             DRAINING.fetch_sub(1, Ordering::Relaxed);
         });
@@ -470,15 +455,7 @@ fn send(rq: tiny_http::Request, resp: Resp, unread: bool) {
             job
         }
     };
-    respond(job.0, job.1);
-}
-
-type TinyResponse = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
-
-fn respond(rq: tiny_http::Request, response: TinyResponse) {
-    if let Err(e) = rq.respond(response) {
-        log::debug!("writing a response failed: {e}");
-    }
+    write::respond(job.0, job.1);
 }
 
 /// Sends every `write` as one HTTP chunk, so an event leaves whole and at once.

@@ -32,6 +32,7 @@ mod cli;
 mod fake_llm_selftest;
 mod http_framing;
 mod isolation;
+mod latency_paths;
 mod money_api;
 mod money_dates;
 mod money_input;

@@ -27,7 +27,7 @@ pub(crate) fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
     let p = Period::from_query(req, this_month(app))?;
     let bytes =
         app.views
-            .get_or_compute(&app.metrics, &me.user.id, p, View::Allocations, || {
+            .get_or_compute(&app.metrics, &me.user.id, View::Allocations(p), || {
                 let s = app
                     .db
                     .read(|c| allocations::summary(c, &app.catalog, &me.user.id, p))?;

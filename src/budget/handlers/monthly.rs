@@ -18,7 +18,7 @@ pub(crate) fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
     let p = Period::from_query(req, this_month(app))?;
     let bytes = app
         .views
-        .get_or_compute(&app.metrics, &me.user.id, p, View::Monthly, || {
+        .get_or_compute(&app.metrics, &me.user.id, View::Monthly(p), || {
             let m = app
                 .db
                 .read(|c| monthly::monthly_budget(c, &app.catalog, &me.user.id, p))?;

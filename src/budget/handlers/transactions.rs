@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use super::{json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
+use crate::budget::cache::View;
 use crate::budget::dates::DayRange;
 use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, Positive};
@@ -158,10 +159,16 @@ pub(crate) fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
         limit: limit?.map(|l| l.0).unwrap_or(100),
         offset: offset?.map(|o| o.0).unwrap_or(0),
     };
-    let rows = app
-        .db
-        .read(|c| transactions::list(c, &me.user.id, &filter))?;
-    Ok(Resp::json(200, &rows))
+    let view = View::Transactions(Box::new(filter.clone()));
+    let bytes = app
+        .views
+        .get_or_compute(&app.metrics, &me.user.id, view, || {
+            let rows = app
+                .db
+                .read(|c| transactions::list(c, &me.user.id, &filter))?;
+            json_bytes(&rows)
+        })?;
+    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
 }
 
 /// `from`/`to` when either is given (never together with `month`/`year`), else the month.

@@ -1,0 +1,179 @@
+//! Issue 11's fast paths must answer exactly what the slow ones did: the remembered token
+//! verification still expires tokens, cached transaction pages follow every write, and the
+//! response written by hand is well-formed HTTP for HEAD, HTTP/1.0 and keep-alive clients.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::spawn_app;
+
+#[test]
+fn a_token_verified_once_still_expires_on_time() {
+    let t = spawn_app();
+    let u = t.register("expires@example.com");
+    let r = t.call("GET", "/api/v1/users/me").auth(&u.token).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Within the 30 s leeway past the 30-minute lifetime: still the same user.
+    t.app().clock.advance(30 * 60 + 25);
+    let r = t.call("GET", "/api/v1/users/me").auth(&u.token).send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["email"], "expires@example.com");
+    t.app().clock.advance(10);
+    let r = t.call("GET", "/api/v1/users/me").auth(&u.token).send();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "token_expired");
+}
+
+#[test]
+fn a_logged_out_token_is_refused_although_its_signature_was_remembered() {
+    let t = spawn_app();
+    let u = t.register("logout-cache@example.com");
+    assert_eq!(
+        t.call("GET", "/api/v1/users/me")
+            .auth(&u.token)
+            .send()
+            .status,
+        200
+    );
+    let r = t
+        .call("POST", "/api/v1/auth/logout")
+        .auth(&u.token)
+        .json(json!({}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = t.call("GET", "/api/v1/users/me").auth(&u.token).send();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.json()["code"], "token_revoked");
+}
+
+fn labels(t: &crate::common::TestApp, token: &str, query: &str) -> Vec<String> {
+    let r = t
+        .call("GET", &format!("/api/v1/transactions{query}"))
+        .auth(token)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|x| x["label"].as_str().expect("label").to_string())
+        .collect()
+}
+
+fn post(t: &crate::common::TestApp, token: &str, label: &str, day: u32) -> String {
+    let r = t
+        .call("POST", "/api/v1/transactions")
+        .auth(token)
+        .json(
+            json!({"type": "expense", "category": "Food", "amount": 12.5, "label": label,
+                     "transaction_date": format!("2026-03-{day:02}T10:00:00Z")}),
+        )
+        .send();
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn a_cached_transaction_page_follows_every_write_and_each_filter_is_its_own_page() {
+    let t = spawn_app();
+    let u = t.register("pages@example.com");
+    let other = t.register("pages-other@example.com");
+    let q = "?month=3&year=2026";
+    post(&t, &u.token, "first", 1);
+    assert_eq!(labels(&t, &u.token, q), ["first"]);
+    // Read twice (the second a cache hit), then a write must show at once.
+    assert_eq!(labels(&t, &u.token, q), ["first"]);
+    let second = post(&t, &u.token, "second", 2);
+    assert_eq!(labels(&t, &u.token, q), ["second", "first"]);
+    assert_eq!(labels(&t, &u.token, &format!("{q}&limit=1")), ["second"]);
+    assert_eq!(
+        labels(&t, &u.token, &format!("{q}&limit=1&offset=1")),
+        ["first"]
+    );
+    let r = t
+        .call("PUT", &format!("/api/v1/transactions/{second}"))
+        .auth(&u.token)
+        .json(json!({"label": "renamed"}))
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(labels(&t, &u.token, q), ["renamed", "first"]);
+    assert_eq!(labels(&t, &u.token, &format!("{q}&limit=1")), ["renamed"]);
+    let r = t
+        .call("DELETE", &format!("/api/v1/transactions/{second}"))
+        .auth(&u.token)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(labels(&t, &u.token, q), ["first"]);
+    // Same query, another user: never the first user's cached page.
+    assert!(labels(&t, &other.token, q).is_empty());
+    post(&t, &other.token, "theirs", 3);
+    assert_eq!(labels(&t, &other.token, q), ["theirs"]);
+    assert_eq!(labels(&t, &u.token, q), ["first"]);
+}
+
+/// Sends raw bytes and reads until the server closes or `timeout` passes.
+fn raw(t: &crate::common::TestApp, request: &str) -> String {
+    let mut s = TcpStream::connect(t.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    s.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8(out).expect("ascii answer")
+}
+
+#[test]
+fn head_http10_and_pipelined_keep_alive_answers_are_well_formed() {
+    let t = spawn_app();
+    let get = raw(
+        &t,
+        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let (head, body) = get.split_once("\r\n\r\n").expect("a head");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .expect("a length")
+        .parse()
+        .expect("a number");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nDate: ") && head.contains(" GMT"),
+        "{head}"
+    );
+    assert_eq!(body.len(), length);
+
+    let headed = raw(
+        &t,
+        "HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(headed.starts_with("HTTP/1.1 200 OK\r\n"), "{headed}");
+    assert!(
+        headed.contains(&format!("\r\nContent-Length: {length}\r\n")),
+        "{headed}"
+    );
+    assert!(headed.ends_with("\r\n\r\n"), "HEAD sent a body: {headed:?}");
+
+    let old = raw(&t, "GET /health HTTP/1.0\r\n\r\n");
+    assert!(old.starts_with("HTTP/1.0 200 OK\r\n"), "{old}");
+    assert!(old.ends_with(body), "{old}");
+
+    // Two requests in one write on one connection: two whole answers, in order.
+    let both = raw(
+        &t,
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let first = both.find("HTTP/1.1 200 OK").expect("first answer");
+    let second = both.find("HTTP/1.1 404 Not Found").expect("second answer");
+    assert!(first < second, "{both}");
+    assert_eq!(both.matches("HTTP/1.1 ").count(), 2, "{both}");
+}
