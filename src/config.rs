@@ -841,7 +841,9 @@ impl ReplicationSettings {
             .map_or_else(|| dir.join("litestream.sock"), PathBuf::from);
         ReplicationSettings {
             bucket,
-            restore_from: r.opt_string("REPLICA_RESTORE_FROM").or_else(|| path.clone()),
+            restore_from: r
+                .opt_string("REPLICA_RESTORE_FROM")
+                .or_else(|| path.clone()),
             path,
             endpoint,
             region: r.opt_string("REPLICA_REGION"),

@@ -404,7 +404,9 @@ fn row_counts(path: &Path) -> Result<Vec<(String, i64)>, String> {
     let mut out = Vec::new();
     for name in names {
         let n: i64 = c
-            .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))
+            .query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| {
+                r.get(0)
+            })
             .map_err(err)?;
         out.push((name, n));
     }

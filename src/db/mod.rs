@@ -177,7 +177,9 @@ fn last_resort(
         return;
     }
     *last_attempt = Some(std::time::Instant::now());
-    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
         Ok(0) => log::warn!(
             "Litestream silent for {} s and the WAL at {wal} bytes: truncated it (Litestream \
              will take a full snapshot)",
