@@ -129,7 +129,7 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Does a Litestream answer `GET /list` on `socket` right now?
-pub fn answers(socket: &Path) -> bool {
+pub(crate) fn answers(socket: &Path) -> bool {
     get(socket, "/list").is_ok()
 }
 
@@ -193,7 +193,7 @@ struct Heard {
 
 /// The replication state the server knows, shared by the poller, health and the checkpoint
 /// thread.
-pub struct Monitor {
+pub(crate) struct Monitor {
     enabled: bool,
     socket: PathBuf,
     db: PathBuf,
