@@ -120,6 +120,7 @@ pub struct Config {
     pub(crate) login: LoginRules,
     pub(crate) llm: LlmSettings,
     pub(crate) chat: ChatLimits,
+    pub replication: ReplicationSettings,
     /// Warnings to log once logging is up (e.g. REDIS_URL ignored).
     pub warnings: Vec<String>,
 }
@@ -280,6 +281,38 @@ pub(crate) struct LlmSettings {
 pub(crate) struct ChatLimits {
     pub(crate) daily_token_limit: u64,
     pub(crate) global_daily_token_limit: u64,
+}
+
+/// `REPLICA_*`, `LITESTREAM_*`: continuous replication by a Litestream process beside the
+/// server. The server never talks to the bucket: it only needs to know whether replication is
+/// on, where Litestream's control socket is, and what to hand `litestream restore` in the drill.
+#[derive(Clone, Debug)]
+pub struct ReplicationSettings {
+    /// `REPLICA_BUCKET`; `None` (empty or unset) = replication off.
+    pub(crate) bucket: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) endpoint: Option<String>,
+    pub(crate) region: Option<String>,
+    /// `REPLICA_RESTORE_FROM`, defaulting to `REPLICA_PATH`.
+    pub(crate) restore_from: Option<String>,
+    pub(crate) access_key_id: Option<Secret>,
+    pub(crate) secret_access_key: Option<Secret>,
+    /// `LITESTREAM_SOCKET`, default `<dir of the database>/litestream.sock`.
+    pub socket: PathBuf,
+    /// `LITESTREAM_BIN`, default `litestream` (from PATH).
+    pub(crate) bin: PathBuf,
+    /// `LITESTREAM_CONFIG`; unset = Litestream's own default.
+    pub(crate) config_file: Option<PathBuf>,
+    /// `REPLICA_POLL_SECONDS`: how often the socket is asked.
+    pub(crate) poll: Duration,
+    /// `REPLICA_LAG_SECONDS`: an older last sync is `lagging`.
+    pub(crate) lag: Duration,
+}
+
+impl ReplicationSettings {
+    pub fn enabled(&self) -> bool {
+        self.bucket.is_some()
+    }
 }
 
 /// Reads settings out of a name → value map and remembers every problem.
@@ -773,6 +806,58 @@ impl ChatLimits {
     }
 }
 
+impl ReplicationSettings {
+    fn read(r: &mut Reader, db_path: &Path) -> ReplicationSettings {
+        let bucket = r.opt_string("REPLICA_BUCKET");
+        let path = r.opt_string("REPLICA_PATH");
+        let endpoint = r.opt_string("REPLICA_ENDPOINT");
+        let access_key_id = r.opt_string("LITESTREAM_ACCESS_KEY_ID").map(Secret);
+        let secret_access_key = r.opt_string("LITESTREAM_SECRET_ACCESS_KEY").map(Secret);
+        if bucket.is_some() {
+            // Litestream would start and fail on every upload: name each gap now instead.
+            let missing = [
+                ("REPLICA_PATH", path.is_none()),
+                ("LITESTREAM_ACCESS_KEY_ID", access_key_id.is_none()),
+                ("LITESTREAM_SECRET_ACCESS_KEY", secret_access_key.is_none()),
+            ];
+            for (name, _) in missing.iter().filter(|(_, gap)| *gap) {
+                r.errors
+                    .push(format!("{name}: required when REPLICA_BUCKET is set"));
+            }
+        }
+        if let Some(e) = &endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            r.errors.push(format!(
+                "REPLICA_ENDPOINT: expected an http(s) URL or nothing (AWS), got {e:?}"
+            ));
+        }
+        let dir = match db_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let socket = r
+            .opt_string("LITESTREAM_SOCKET")
+            .map_or_else(|| dir.join("litestream.sock"), PathBuf::from);
+        ReplicationSettings {
+            bucket,
+            restore_from: r
+                .opt_string("REPLICA_RESTORE_FROM")
+                .or_else(|| path.clone()),
+            path,
+            endpoint,
+            region: r.opt_string("REPLICA_REGION"),
+            access_key_id,
+            secret_access_key,
+            socket,
+            bin: PathBuf::from(r.string("LITESTREAM_BIN", "litestream")),
+            config_file: r.opt_string("LITESTREAM_CONFIG").map(PathBuf::from),
+            poll: Duration::from_secs(u64::from(r.count("REPLICA_POLL_SECONDS", 5, 1))),
+            lag: Duration::from_secs(u64::from(r.count("REPLICA_LAG_SECONDS", 10, 1))),
+        }
+    }
+}
+
 impl Config {
     /// The process environment plus `.env` (the environment wins), as a map.
     pub(crate) fn environment_map() -> HashMap<String, String> {
@@ -842,6 +927,7 @@ impl Config {
         let login = LoginRules::read(&mut r);
         let llm = LlmSettings::read(&mut r);
         let chat = ChatLimits::read(&mut r);
+        let replication = ReplicationSettings::read(&mut r, &db.path);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
 
         if !r.errors.is_empty() {
@@ -870,6 +956,7 @@ impl Config {
             login,
             llm,
             chat,
+            replication,
             warnings,
         })
     }
@@ -906,6 +993,37 @@ impl Config {
                 self.rate_limit.enabled.to_string(),
             ),
             ("CORS_ORIGINS".into(), self.cors.origins.join(",")),
+            (
+                "REPLICA_BUCKET".into(),
+                self.replication
+                    .bucket
+                    .clone()
+                    .unwrap_or_else(|| "not set (replication off)".into()),
+            ),
+            (
+                "REPLICA_PATH".into(),
+                self.replication.path.clone().unwrap_or_default(),
+            ),
+            (
+                "REPLICA_RESTORE_FROM".into(),
+                self.replication.restore_from.clone().unwrap_or_default(),
+            ),
+            (
+                "REPLICA_ENDPOINT".into(),
+                self.replication.endpoint.clone().unwrap_or_default(),
+            ),
+            (
+                "LITESTREAM_ACCESS_KEY_ID".into(),
+                set(&self.replication.access_key_id),
+            ),
+            (
+                "LITESTREAM_SECRET_ACCESS_KEY".into(),
+                set(&self.replication.secret_access_key),
+            ),
+            (
+                "LITESTREAM_SOCKET".into(),
+                self.replication.socket.display().to_string(),
+            ),
         ]
     }
 }
@@ -1080,6 +1198,37 @@ mod tests {
         assert!(!c.warnings.iter().any(|w| w.contains("TRUSTED_PROXIES")));
         let dev = Config::from_pairs(&[]).expect("valid");
         assert!(!dev.warnings.iter().any(|w| w.contains("TRUSTED_PROXIES")));
+    }
+
+    #[test]
+    fn replication_is_off_without_a_bucket_and_names_each_gap_with_one() {
+        let off = Config::from_pairs(&[("DATABASE_URL", "/var/lib/w/x.db")]).expect("valid");
+        assert!(!off.replication.enabled());
+        assert_eq!(
+            off.replication.socket,
+            PathBuf::from("/var/lib/w/litestream.sock")
+        );
+        assert_eq!(off.replication.poll, Duration::from_secs(5));
+        assert_eq!(off.replication.lag, Duration::from_secs(10));
+        let errs = Config::from_pairs(&[("REPLICA_BUCKET", "b")]).expect_err("gaps");
+        for name in [
+            "REPLICA_PATH",
+            "LITESTREAM_ACCESS_KEY_ID",
+            "LITESTREAM_SECRET_ACCESS_KEY",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(name)), "{name}: {errs:?}");
+        }
+        let on = Config::from_pairs(&[
+            ("REPLICA_BUCKET", "b"),
+            ("REPLICA_PATH", "vm1"),
+            ("LITESTREAM_ACCESS_KEY_ID", "id"),
+            ("LITESTREAM_SECRET_ACCESS_KEY", "very-secret-value"),
+        ])
+        .expect("complete");
+        assert!(on.replication.enabled());
+        assert_eq!(on.replication.restore_from.as_deref(), Some("vm1"));
+        let printed = format!("{:?} {:?}", on.replication, on.summary());
+        assert!(!printed.contains("very-secret-value"), "{printed}");
     }
 
     #[test]

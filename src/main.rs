@@ -1,5 +1,5 @@
 //! The command line: `serve` (default), `migrate`, `backup <file>`, `restore <file>`,
-//! `check-config`.
+//! `check-config`, `replica-drill`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -22,6 +22,9 @@ Commands:
                    Write <dir>/wealthcoach-<time>.db and keep the newest BACKUP_KEEP (7)
   restore <file>   Replace the database with <file> after checking it (server stopped);
                    the current database is kept aside as <db>.pre-restore-<time>
+  replica-drill    Restore the Litestream replica to a temporary file, compare row counts
+                   with the live database, record the verdict in <db dir>/replica-drill.json
+                   (shown in /api/v1/health/detailed); exit 0 when it passes, 1 when not
   check-config     Validate the configuration, print a summary (no secrets) and exit
   user deactivate <mobile|email>
                    Block a user: every request and login gets 403, every session is revoked
@@ -140,7 +143,7 @@ fn run() -> ExitCode {
             ))
         }),
         (Some("restore"), Some(file)) => with_db_path(|c| {
-            let kept = db::restore_from(&c.db.path, Path::new(file))?;
+            let kept = db::restore_from(&c.db.path, Path::new(file), &c.replication.socket)?;
             Ok(match kept {
                 Some(p) => format!(
                     "restored {file}; the previous database is kept at {}",
@@ -148,6 +151,9 @@ fn run() -> ExitCode {
                 ),
                 None => format!("restored {file}"),
             })
+        }),
+        (Some("replica-drill"), _) => with_db_path(|c| {
+            wealthcoach::replication::drill(c).map(|d| format!("replica drill ok: {d}"))
         }),
         (Some("check-config"), _) => with_db_path(|c| {
             let mut out = String::from("configuration ok\n");

@@ -157,10 +157,27 @@ fn set_aside(db: &Path) -> Result<PathBuf, String> {
     Ok(aside)
 }
 
-/// `wealthcoach restore <file>`: refuses a damaged file and a running server, keeps the
-/// current database aside as `<db>.pre-restore-<unix time>`, then puts the copy in place.
-/// Returns where the previous database was kept, if there was one.
-pub fn restore_from(db: &Path, src: &Path) -> Result<Option<PathBuf>, String> {
+/// Litestream's local state beside a database: `.<name>-litestream/`.
+fn litestream_dir(db: &Path) -> Option<PathBuf> {
+    let name = db.file_name()?.to_string_lossy();
+    Some(
+        db.parent()
+            .unwrap_or(Path::new(""))
+            .join(format!(".{name}-litestream")),
+    )
+}
+
+/// `wealthcoach restore <file>`: refuses a damaged file, a running server and a running
+/// Litestream (its control socket `litestream_socket` answers), keeps the current database
+/// aside as `<db>.pre-restore-<unix time>`, then puts the copy in place and removes
+/// Litestream's local state for the old file (what `litestream reset` does), so its next start
+/// takes a clean snapshot of the restored one. Returns where the previous database was kept,
+/// if there was one.
+pub fn restore_from(
+    db: &Path,
+    src: &Path,
+    litestream_socket: &Path,
+) -> Result<Option<PathBuf>, String> {
     // Restoring the database onto itself used to move it aside and then fail to copy the
     // (moved) source, leaving nothing at DATABASE_URL for the next start to notice.
     if is_database_file(db, src) {
@@ -171,6 +188,14 @@ pub fn restore_from(db: &Path, src: &Path) -> Result<Option<PathBuf>, String> {
     }
     integrity_check(src)?;
     let _lock = super::take_lock(db).map_err(|e| format!("{e}; stop the server first"))?;
+    // Replacing the file under a running Litestream would have it replicate a mix of both.
+    if crate::replication::answers(litestream_socket) {
+        return Err(format!(
+            "Litestream is running (its control socket {} answers); stop it first \
+             (systemctl stop wealthcoach-replicate); the database is unchanged",
+            litestream_socket.display()
+        ));
+    }
     // Stage and check the copy beside the database before anything moves, so a copy that
     // fails (disk full, unreadable file) leaves the current database where it was.
     let tmp = tmp_beside(db);
@@ -199,6 +224,15 @@ pub fn restore_from(db: &Path, src: &Path) -> Result<Option<PathBuf>, String> {
             None => format!("cannot put the copy in place: {e}; the database is unchanged"),
             Some(b) => format!("cannot put the copy in place: {e}; and {b}"),
         });
+    }
+    if let Some(dir) = litestream_dir(db).filter(|d| d.exists())
+        && let Err(e) = std::fs::remove_dir_all(&dir)
+    {
+        return Err(format!(
+            "restored, but could not remove Litestream's state {}: {e}; remove it before \
+             starting Litestream",
+            dir.display()
+        ));
     }
     Ok(kept)
 }

@@ -35,11 +35,19 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::config::{Config, Synchronous};
 use crate::error::{Error, Result};
+use crate::replication::Monitor;
 
 const BUSY_TIMEOUT_MS: u32 = 5000;
 /// WAL frames (pages) past which the checkpoint thread stops being polite: 4096 frames is
 /// 16 MiB at the default 4 KiB page size.
 const WAL_TRUNCATE_FRAMES: i64 = 4096;
+/// With replication on, Litestream owns the WAL. Only if its socket has been silent this long
+/// and the WAL is past [`LAST_RESORT_WAL_BYTES`] do we truncate it ourselves, so a dead
+/// Litestream cannot let the WAL fill the disk.
+const LAST_RESORT_SILENCE: Duration = Duration::from_secs(5 * 60);
+const LAST_RESORT_WAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Between two last-resort attempts (each fails at once if Litestream holds the WAL).
+const LAST_RESORT_EVERY: Duration = Duration::from_secs(60);
 
 /// What a write that may refuse came to. A refusal is a value, not an `Err`, because
 /// [`Db::write`] rolls back on `Err` and the counters behind the refusal must stay written.
@@ -68,8 +76,10 @@ pub struct Db {
     _lock: File,
     /// (device, inode) of the file at open: if they change, someone replaced or deleted it.
     identity: Option<(u64, u64)>,
-    /// Tells the checkpoint thread to end.
+    /// Tells the checkpoint thread and the replication poller to end.
     stop: Arc<AtomicBool>,
+    /// What Litestream's control socket last said (off when `REPLICA_BUCKET` is empty).
+    replication: Arc<Monitor>,
 }
 
 impl Drop for Db {
@@ -81,7 +91,16 @@ impl Drop for Db {
 /// Folds the WAL into the database file every 100 ms from its own connection, so the fsyncs
 /// of a checkpoint never happen inside a write transaction while the writer lock is held
 /// (SQLite's automatic checkpoint would run them in whichever commit crossed the threshold).
-fn spawn_checkpointer(path: PathBuf, sync: Synchronous, stop: Arc<AtomicBool>) {
+///
+/// With replication on, Litestream holds a read transaction and runs its own checkpoints: a
+/// checkpoint from us would stall writers (TRUNCATE) or make it re-upload the whole database,
+/// so the thread only keeps the last resort ([`last_resort`]).
+fn spawn_checkpointer(
+    path: PathBuf,
+    sync: Synchronous,
+    stop: Arc<AtomicBool>,
+    replication: Arc<Monitor>,
+) {
     let spawned = std::thread::Builder::new()
         .name("checkpoint".into())
         .spawn(move || {
@@ -96,15 +115,27 @@ fn spawn_checkpointer(path: PathBuf, sync: Synchronous, stop: Arc<AtomicBool>) {
                 log::error!("checkpoint thread: {e}");
             }
             // A truncating checkpoint holds writers off while it waits: keep that wait well
-            // under the writers' own BUSY_TIMEOUT_MS, so they never time out behind it.
-            if let Err(e) = conn.busy_timeout(Duration::from_millis(1000)) {
+            // under the writers' own BUSY_TIMEOUT_MS, so they never time out behind it. Beside
+            // Litestream it never waits at all: a busy WAL means Litestream is alive.
+            let wait = if replication.enabled() { 0 } else { 1000 };
+            if let Err(e) = conn.busy_timeout(Duration::from_millis(wait)) {
                 log::error!("checkpoint thread: {e}");
             }
             // Every 100 ms: at 6,000 POST/s the WAL grows ~170 MB a second (3 pages a
             // commit), and a once-a-second TRUNCATE held writers off for ~100 ms while it
             // copied all of that (wrk p99 105-250 ms). Ten times as often, each one is short.
+            let mut ticks = 0u32;
+            let mut last_attempt: Option<std::time::Instant> = None;
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100));
+                ticks += 1;
+                if replication.enabled() {
+                    // Litestream checkpoints; ours is only the last resort, once a second.
+                    if ticks.is_multiple_of(10) {
+                        last_resort(&conn, &path, &replication, &mut last_attempt);
+                    }
+                    continue;
+                }
                 // PASSIVE: copies what no reader still needs, never waits for readers or the writer.
                 let passive =
                     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
@@ -127,6 +158,41 @@ fn spawn_checkpointer(path: PathBuf, sync: Synchronous, stop: Arc<AtomicBool>) {
         });
     if let Err(e) = spawned {
         log::error!("cannot start the checkpoint thread: {e}");
+    }
+}
+
+/// Replication on: `wal_checkpoint(TRUNCATE)` (busy_timeout 0, so it never waits and never
+/// stalls a writer) only when Litestream's socket has been silent for
+/// [`LAST_RESORT_SILENCE`] and the WAL is past [`LAST_RESORT_WAL_BYTES`]. Litestream takes one
+/// full snapshot when it comes back.
+fn last_resort(
+    conn: &Connection,
+    path: &Path,
+    replication: &Monitor,
+    last_attempt: &mut Option<std::time::Instant>,
+) {
+    let wal = crate::replication::wal_bytes(path);
+    let silent = replication.silent_for();
+    if silent < LAST_RESORT_SILENCE
+        || wal <= LAST_RESORT_WAL_BYTES
+        || last_attempt.is_some_and(|t| t.elapsed() < LAST_RESORT_EVERY)
+    {
+        return;
+    }
+    *last_attempt = Some(std::time::Instant::now());
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => log::warn!(
+            "Litestream silent for {} s and the WAL at {wal} bytes: truncated it (Litestream \
+             will take a full snapshot)",
+            silent.as_secs()
+        ),
+        Ok(_) => log::warn!(
+            "Litestream silent for {} s, WAL at {wal} bytes: truncation busy (a reader holds it)",
+            silent.as_secs()
+        ),
+        Err(e) => log::warn!("WAL checkpoint (last resort) failed: {e}"),
     }
 }
 
@@ -159,7 +225,9 @@ pub fn open_for_admin(path: &Path) -> std::result::Result<Connection, String> {
     check_existing_file(path)?;
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| format!("{}: {e}", path.display()))?;
+    // The server's checkpoint thread (or Litestream) folds the WAL, never this connection.
     conn.execute_batch(&pragmas(Synchronous::Full))
+        .and_then(|()| conn.execute_batch("PRAGMA wal_autocheckpoint = 0;"))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(conn)
 }
@@ -257,13 +325,21 @@ impl Db {
                 path.display()
             ));
         }
-        apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
-        // Checkpoints run on their own thread (`spawn_checkpointer`), not inside commits.
+        // Checkpoints run on their own thread (`spawn_checkpointer`) or in Litestream, never
+        // inside commits, migrations included.
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0;")
             .map_err(|e| format!("{}: {e}", path.display()))?;
+        apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
-        spawn_checkpointer(path.clone(), config.db.synchronous, stop.clone());
+        let replication = Arc::new(Monitor::new(&config.replication, &path));
+        crate::replication::spawn(replication.clone(), stop.clone());
+        spawn_checkpointer(
+            path.clone(),
+            config.db.synchronous,
+            stop.clone(),
+            replication.clone(),
+        );
 
         let reader_init = init.clone();
         let manager = SqliteConnectionManager::file(&path)
@@ -285,11 +361,17 @@ impl Db {
             _lock: lock,
             identity,
             stop,
+            replication,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Litestream as last heard by the poller.
+    pub(crate) fn replication(&self) -> &Monitor {
+        &self.replication
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
@@ -362,8 +444,13 @@ impl Db {
         backup::backup_connection(&conn, dest)
     }
 
-    /// Folds the WAL into the main file; called at shutdown.
+    /// Folds the WAL into the main file; called at shutdown. Not with replication on: beside a
+    /// running Litestream it would wait out the busy timeout, and with Litestream stopped it
+    /// would make it re-upload the whole database at its next start.
     pub fn checkpoint(&self) {
+        if self.replication.enabled() {
+            return;
+        }
         let conn = self.writer();
         if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
             log::warn!("WAL checkpoint at shutdown failed: {e}");

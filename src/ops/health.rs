@@ -91,6 +91,8 @@ pub(crate) struct DetailedHealth {
     pub(crate) timestamp: String,
     pub(crate) environment: String,
     pub(crate) dependencies: Dependencies,
+    /// Litestream's replication as last polled; does not change `status`.
+    pub(crate) replication: crate::replication::Report,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -192,6 +194,7 @@ pub(crate) fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
                 dropped_lines: crate::logging::dropped_lines(),
             },
         },
+        replication: app.db.replication().report(),
     };
     Ok(Resp::json(200, &body))
 }

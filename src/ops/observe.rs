@@ -215,6 +215,29 @@ pub(crate) fn metrics_prometheus(app: &App, req: &Req) -> Result<Resp, Error> {
         "Log lines dropped because the log could not keep up.",
         &[("", s.log.dropped_lines.to_string())],
     );
+    let repl = app.db.replication().report();
+    metric(
+        "wealthcoach_replication_up",
+        "gauge",
+        "1 when Litestream answers and its last upload is recent, else 0 (also when off).",
+        &[("", u8::from(repl.status == "ok").to_string())],
+    );
+    metric(
+        "wealthcoach_replication_last_sync_age_seconds",
+        "gauge",
+        "Seconds since Litestream's last successful upload; NaN when unknown or off.",
+        &[(
+            "",
+            repl.last_sync_age_seconds
+                .map_or_else(|| "NaN".to_string(), |a| a.to_string()),
+        )],
+    );
+    metric(
+        "wealthcoach_wal_bytes",
+        "gauge",
+        "Size of the database's WAL file.",
+        &[("", repl.wal_bytes.to_string())],
+    );
     Ok(Resp::bytes(
         200,
         "text/plain; version=0.0.4; charset=utf-8",

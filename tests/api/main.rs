@@ -40,5 +40,6 @@ mod money_invariant;
 mod money_smoke;
 mod onboarding_blank;
 mod operator_routes;
+mod replication_core;
 mod service;
 mod ws_sessions;
