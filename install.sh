@@ -547,7 +547,16 @@ elif real_system && systemctl is-active --quiet wealthcoach; then
 	note "configuration ok; migrations: the running server applied them at its start"
 else
 	note "configuration ok"
-	run_wealthcoach migrate 2>&1 | sed 's/^/    /'
+	# A new VM with replication on: a migration now would create an empty database, and the
+	# start would then find one and skip the restore. The service migrates after restoring.
+	DB_FILE=$(env_value LITESTREAM_DB)
+	real_system || DB_FILE=$STATE_DIR/wealthcoach.db
+	if [[ -n $(env_value REPLICA_BUCKET) && ! -e $ROOT${DB_FILE:-$STATE_DIR/wealthcoach.db} ]]; then
+		note "no database, replication on: not migrating. At its start the service restores the"
+		note "database from the replica ($RESTORE_PATH), then migrates it"
+	else
+		run_wealthcoach migrate 2>&1 | sed 's/^/    /'
+	fi
 fi
 
 say "start"

@@ -1154,3 +1154,51 @@ fn the_real_litestream_is_accepted_and_reads_the_shipped_config() {
     assert!(listed.contains(&db.display().to_string()), "{listed}");
     assert!(listed.contains("s3"), "{listed}");
 }
+
+#[test]
+fn a_new_vm_with_replication_on_is_left_without_a_database_for_the_restore() {
+    let dir = TempDir::new();
+    let tree = &dir.0;
+    install_ok(tree, &[]);
+    configure_sms(tree);
+    // The runbook: the saved settings, a new REPLICA_PATH, the old one to restore from.
+    let env_path = tree.join("etc/wealthcoach/env");
+    let edited = std::fs::read_to_string(&env_path)
+        .expect("env")
+        .replace("REPLICA_BUCKET=\n", "REPLICA_BUCKET=backups\n")
+        .replace("REPLICA_PATH=\n", "REPLICA_PATH=wealthcoach/vm2\n")
+        .replace(
+            "REPLICA_RESTORE_FROM=\n",
+            "REPLICA_RESTORE_FROM=wealthcoach/vm1\n",
+        )
+        .replace(
+            "LITESTREAM_ACCESS_KEY_ID=\n",
+            "LITESTREAM_ACCESS_KEY_ID=key\n",
+        )
+        .replace(
+            "LITESTREAM_SECRET_ACCESS_KEY=\n",
+            "LITESTREAM_SECRET_ACCESS_KEY=secret\n",
+        );
+    std::fs::write(&env_path, edited).expect("edit env");
+    assert_eq!(read_env(&env_path)["REPLICA_BUCKET"], "backups");
+
+    // A migration now would create an empty database, and the start would skip the restore.
+    let said = install_ok(tree, &[]);
+    assert!(said.contains("configuration ok"), "{said}");
+    assert!(said.contains("replication on: not migrating"), "{said}");
+    assert!(!said.contains("replication is off"), "{said}");
+    let db = tree.join("var/lib/wealthcoach/wealthcoach.db");
+    assert!(
+        !db.exists(),
+        "install.sh created a database before the restore"
+    );
+
+    // With replication off again it migrates as before.
+    let off = std::fs::read_to_string(&env_path)
+        .expect("env")
+        .replace("REPLICA_BUCKET=backups", "REPLICA_BUCKET=");
+    std::fs::write(&env_path, off).expect("edit env");
+    let said = install_ok(tree, &[]);
+    assert!(said.contains("is up to date"), "{said}");
+    assert!(db.exists());
+}
