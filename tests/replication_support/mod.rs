@@ -590,7 +590,12 @@ pub fn write_one(
     n: u64,
 ) -> Result<Ack, Exchange> {
     let body = tx_body(label, paise, period.0, period.1, n);
-    match post_keyed(addr, token, &format!("key-{}", label.replace(' ', "-")), &body) {
+    match post_keyed(
+        addr,
+        token,
+        &format!("key-{}", label.replace(' ', "-")),
+        &body,
+    ) {
         Exchange::Answered(r) if (200..300).contains(&r.status) => Ok(Ack {
             label: label.to_string(),
             id: r.json()["id"].as_str().expect("id").to_string(),
@@ -614,7 +619,12 @@ impl Writer {
     ) -> Writer {
         let shared = Arc::new(Mutex::new(Some(addr)));
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, s, token, tag) = (shared.clone(), stop.clone(), token.to_string(), tag.to_string());
+        let (a, s, token, tag) = (
+            shared.clone(),
+            stop.clone(),
+            token.to_string(),
+            tag.to_string(),
+        );
         let handle = thread::spawn(move || {
             let mut log = WriterLog::default();
             let mut next = Instant::now();
@@ -634,7 +644,8 @@ impl Writer {
                             log.acked.push(ack);
                         }
                         Err(Exchange::Answered(r)) if !tolerate || r.status != 503 => {
-                            log.failures.push(format!("{label}: {} {}", r.status, r.text()));
+                            log.failures
+                                .push(format!("{label}: {} {}", r.status, r.text()));
                         }
                         Err(Exchange::Answered(_)) => {}
                         Err(Exchange::NotSent(e)) => {
