@@ -41,7 +41,7 @@ fn a_logged_out_token_is_refused_although_its_signature_was_remembered() {
     let r = t
         .call("POST", "/api/v1/auth/logout")
         .auth(&u.token)
-        .json(json!({}))
+        .json(&json!({}))
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     let r = t.call("GET", "/api/v1/users/me").auth(&u.token).send();
@@ -68,7 +68,7 @@ fn post(t: &crate::common::TestApp, token: &str, label: &str, day: u32) -> Strin
         .call("POST", "/api/v1/transactions")
         .auth(token)
         .json(
-            json!({"type": "expense", "category": "Food", "amount": 12.5, "label": label,
+            &json!({"type": "expense", "category": "Food", "amount": 12.5, "label": label,
                      "transaction_date": format!("2026-03-{day:02}T10:00:00Z")}),
         )
         .send();
@@ -94,9 +94,9 @@ fn a_cached_transaction_page_follows_every_write_and_each_filter_is_its_own_page
         ["first"]
     );
     let r = t
-        .call("PUT", &format!("/api/v1/transactions/{second}"))
+        .call("PATCH", &format!("/api/v1/transactions/{second}"))
         .auth(&u.token)
-        .json(json!({"label": "renamed"}))
+        .json(&json!({"label": "renamed"}))
         .send();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(labels(&t, &u.token, q), ["renamed", "first"]);

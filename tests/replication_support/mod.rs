@@ -43,20 +43,6 @@ pub fn shipped_config() -> PathBuf {
     repo("deploy/litestream.yml")
 }
 
-/// True once helper R1's replication code (health field, restore refusal, no TRUNCATE while
-/// Litestream runs) is in the tree; before that the asserts on it are reported, not made.
-pub fn r1_merged() -> bool {
-    repo("src/replication.rs").exists()
-}
-
-/// Says loudly that an assert on R1's behaviour was not made on this tree.
-pub fn not_checked(what: &str) {
-    let _ = writeln!(
-        std::io::stderr(),
-        "NOTE: NOT CHECKED (src/replication.rs absent, R1's work not merged): {what}"
-    );
-}
-
 /// The venv ci/replication-deps.sh fills.
 #[derive(Clone)]
 pub struct Tools {
@@ -728,25 +714,21 @@ pub fn replication_status(addr: SocketAddr) -> Option<String> {
 }
 
 /// Waits until `replication.status` satisfies `want`; the time it took, or a panic naming
-/// `what` (a NOTE instead before R1's merge).
+/// `what`.
 pub fn await_status(
     addr: SocketAddr,
     limit: Duration,
     what: &str,
     want: impl Fn(&str) -> bool,
-) -> Option<Duration> {
+) -> Duration {
     let started = Instant::now();
-    if !r1_merged() && replication_status(addr).is_none() {
-        not_checked(what);
-        return None;
-    }
     let mut last = None;
     let ok = wait_until(limit, || {
         last = replication_status(addr);
         last.as_deref().is_some_and(&want)
     });
     assert!(ok, "{what}: replication.status is {last:?} after {limit:?}");
-    Some(started.elapsed())
+    started.elapsed()
 }
 
 /// The p-th percentile (0–100) of sorted values.
