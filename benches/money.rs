@@ -317,6 +317,139 @@ fn cache_counters(server: &BenchServer) -> (u64, u64) {
     )
 }
 
+/// One wrk run's figures: requests per second, p99 in ms, non-2xx answers and socket errors.
+struct WrkRun {
+    rps: f64,
+    p99_ms: f64,
+    bad: u64,
+}
+
+/// `wrk -t2 -c32 -d10s --latency` (issue 11's settings) against `url`; `None` without wrk.
+fn wrk(url: &str, token: Option<&str>, script: Option<&std::path::Path>) -> Option<WrkRun> {
+    let mut cmd = std::process::Command::new("wrk");
+    cmd.args(["-t2", "-c32", "-d10s", "--latency"]);
+    if let Some(t) = token {
+        cmd.arg("-H").arg(format!("Authorization: Bearer {t}"));
+    }
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd.arg(url).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim().to_string())
+    };
+    let p99 = field("99%")?;
+    let p99_ms = match p99.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => {
+            let v: f64 = p99[..i].parse().ok()?;
+            match &p99[i..] {
+                "us" => v / 1000.0,
+                "ms" => v,
+                "s" => v * 1000.0,
+                _ => return None,
+            }
+        }
+        None => return None,
+    };
+    // "Socket errors: connect 0, read 0, write 0, timeout 0"
+    let socket_errors: u64 = field("Socket errors:").map_or(0, |v| {
+        v.split(',')
+            .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    });
+    let non_2xx: u64 = field("Non-2xx or 3xx responses:").map_or(0, |v| v.parse().unwrap_or(1));
+    Some(WrkRun {
+        rps: field("Requests/sec:")?.parse().ok()?,
+        p99_ms,
+        bad: socket_errors + non_2xx,
+    })
+}
+
+/// Issue 11's table, measured with wrk as the issue did, in the same run as everything else:
+/// the bare server, /health, warm /allocations, the list and POSTs (into `post_month`, so the
+/// list's month is untouched), with their ratios and the bars. `None` when wrk is missing.
+fn wrk_table(
+    bare: std::net::SocketAddr,
+    addr: std::net::SocketAddr,
+    token: &str,
+    post_month: Period,
+) -> Option<Vec<String>> {
+    let dir = std::env::temp_dir().join(format!("money-wrk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let script = dir.join("post.lua");
+    // Distinct bodies (amount and label move with a counter), dated in `post_month`.
+    let lua = format!(
+        r#"local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{{"type":"expense","category":"groceries","amount":%d.%02d,"label":"wrk %d","transaction_date":"{}-{:02}-%02dT10:00:00Z"}}', 1 + n % 900, n % 100, n, 1 + n % 28)
+  return wrk.format("POST", "/api/v1/transactions", {{["Content-Type"]="application/json", ["Authorization"]="Bearer {token}"}}, body)
+end
+"#,
+        post_month.year, post_month.month
+    );
+    std::fs::write(&script, lua).ok()?;
+    let bare_run = wrk(&format!("http://{bare}/"), None, None)?;
+    let health = wrk(&format!("http://{addr}/health"), None, None)?;
+    let warm = wrk(
+        &format!("http://{addr}/api/v1/allocations"),
+        Some(token),
+        None,
+    )?;
+    let list = wrk(
+        &format!("http://{addr}/api/v1/transactions?limit=50"),
+        Some(token),
+        None,
+    )?;
+    let post = wrk(&format!("http://{addr}/"), None, Some(&script))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let cell = |r: &WrkRun| format!("{:.0} req/s, p99 {:.1} ms", r.rps, r.p99_ms);
+    let of = |a: &WrkRun, b: &WrkRun| a.rps / b.rps;
+    let bad = [&bare_run, &health, &warm, &list, &post]
+        .iter()
+        .map(|r| r.bad)
+        .sum::<u64>();
+    Some(vec![
+        String::new(),
+        "issue 11's table, wrk -t2 -c32 -d10s --latency (same run):".into(),
+        format!("  bare tiny_http_fork, 2 threads: {}", cell(&bare_run)),
+        format!(
+            "  GET /health: {} = {:.1}% of bare (bar >= {:.0}%): {}",
+            cell(&health),
+            of(&health, &bare_run) * 100.0,
+            HEALTH_OF_BARE * 100.0,
+            verdict(of(&health, &bare_run) >= HEALTH_OF_BARE)
+        ),
+        format!(
+            "  GET /allocations warm: {} = {:.1}% of /health (bars p99 <= {WARM_P99_MS} ms, >= {:.0}%): {}",
+            cell(&warm),
+            of(&warm, &health) * 100.0,
+            WARM_OF_HEALTH * 100.0,
+            verdict(warm.p99_ms <= WARM_P99_MS && of(&warm, &health) >= WARM_OF_HEALTH)
+        ),
+        format!(
+            "  GET /transactions?limit=50: {} = {:.1}% of /health (bar >= {:.0}%): {}",
+            cell(&list),
+            of(&list, &health) * 100.0,
+            LIST_OF_HEALTH * 100.0,
+            verdict(of(&list, &health) >= LIST_OF_HEALTH)
+        ),
+        format!(
+            "  POST /transactions: {} (bars >= {POSTS_PER_SECOND_11:.0}/s, p99 <= {POST_P99_MS} ms): {}",
+            cell(&post),
+            verdict(post.rps >= POSTS_PER_SECOND_11 && post.p99_ms <= POST_P99_MS)
+        ),
+        format!(
+            "  non-2xx answers and socket errors under wrk: {bad}, {}",
+            verdict(bad == 0)
+        ),
+    ])
+}
+
 fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     // The server's default, two per core.
@@ -513,6 +646,7 @@ fn main() {
         cold_runs.push(c);
         health_burst_runs.push(hb);
     }
+    let wrk = wrk_table(bare, addr, &users[0].token, this_month.prev());
     drop(server);
 
     let ((h, h_cpu), (w, w_cpu)) = (median(&health_runs), median(&warm_runs));
@@ -622,6 +756,12 @@ fn main() {
         verdict(spread >= POSTS_PER_SECOND_11 && post_p99 <= POST_P99_MS)
     );
     println!("  no non-2xx answers: {}", verdict(failures.0 == 0));
+    match &wrk {
+        Some(lines) => lines.iter().for_each(|l| println!("{l}")),
+        None => println!(
+            "(wrk is not installed: the issue's wrk table is skipped; apt-get install wrk)"
+        ),
+    }
 
     if cold_hits > 0 {
         println!("WARNING: {cold_hits} cold reads hit the cache: the cold figures are too kind");

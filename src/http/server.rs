@@ -349,7 +349,8 @@ fn answer<S: State>(
         return;
     }
     let unread = rq.body_length().unwrap_or(0) > 0 && !body.fully_read;
-    send(rq, resp, unread);
+    let settled = write::settled(&rq, body.fully_read);
+    send(rq, resp, unread, settled);
 }
 
 /// Counts the request and writes the access-log line, with the client address the rate
@@ -422,9 +423,9 @@ fn discard(rq: tiny_http::Request) {
 /// `HTTP_WORKERS` clients declaring a body and never sending it stopped every handler
 /// (tests/hostile_http.rs). tiny_http already keeps one uncapped thread per connection, so
 /// a small drain thread for such a connection adds little; the proxy bounds both.
-fn send(rq: tiny_http::Request, response: Resp, unread: bool) {
+fn send(rq: tiny_http::Request, response: Resp, unread: bool, settled: bool) {
     if !unread {
-        write::respond(rq, response);
+        write::respond(rq, response, settled);
         return;
     }
     let now = DRAINING.fetch_add(1, Ordering::Relaxed) + 1;
@@ -439,7 +440,7 @@ fn send(rq: tiny_http::Request, response: Resp, unread: bool) {
         .stack_size(64 * 1024)
         .spawn(move || {
             if let Ok((rq, response)) = rx.recv() {
-                write::respond(rq, response);
+                write::respond(rq, response, false);
             }
             DRAINING.fetch_sub(1, Ordering::Relaxed);
         });
@@ -455,7 +456,7 @@ fn send(rq: tiny_http::Request, response: Resp, unread: bool) {
             job
         }
     };
-    write::respond(job.0, job.1);
+    write::respond(job.0, job.1, false);
 }
 
 /// Sends every `write` as one HTTP chunk, so an event leaves whole and at once.

@@ -13,7 +13,17 @@ use super::response::Resp;
 
 /// Writes `resp` as the answer to `rq`. HEAD gets the head only (with the length the body
 /// would have); 1xx and 204 get neither body nor length (RFC 9110 8.6).
-pub(crate) fn respond(rq: tiny_http::Request, resp: Resp) {
+///
+/// `into_writer` drops the request, and dropping a request drains whatever of its body is
+/// still on the socket, waiting for the client: so this path is only for a request with
+/// nothing left to read (`settled`). Any other goes through tiny_http's `respond`, which
+/// writes first and drains after (tests/hostile_http.rs: a declared body never sent must
+/// still get its 413).
+pub(crate) fn respond(rq: tiny_http::Request, resp: Resp, settled: bool) {
+    if !settled {
+        respond_then_drain(rq, resp);
+        return;
+    }
     let version = rq.http_version().clone();
     let head_only = rq.method() == &tiny_http::Method::Head;
     let bytes = encode(version, resp, head_only);
@@ -22,6 +32,35 @@ pub(crate) fn respond(rq: tiny_http::Request, resp: Resp) {
         // The client went away; nothing to tell it.
         log::debug!("writing a response failed: {e}");
     }
+}
+
+fn respond_then_drain(rq: tiny_http::Request, resp: Resp) {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], resp.content_type.as_bytes())
+    {
+        out.add_header(h);
+    }
+    for (k, v) in resp.headers {
+        match tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+            Ok(h) => out.add_header(h),
+            Err(_) => log::warn!("dropped an invalid response header {k:?}"),
+        }
+    }
+    if let Err(e) = rq.respond(out) {
+        log::debug!("writing a response failed: {e}");
+    }
+}
+
+/// Nothing of the request's body is left on the socket: it was read to its end, or it had
+/// none, or tiny_http already buffered it (a `Content-Length` of at most 1 KiB).
+pub(crate) fn settled(rq: &tiny_http::Request, fully_read: bool) -> bool {
+    let headers = rq.headers();
+    fully_read
+        || (headers.get("Transfer-Encoding").is_none()
+            && headers
+                .get("Connection")
+                .is_none_or(|v| !v.as_str().to_ascii_lowercase().contains("upgrade"))
+            && rq.body_length().unwrap_or(0) <= 1024)
 }
 
 /// The bytes of the answer: status line, `Date`, `Content-Type`, `Content-Length`, our headers
