@@ -454,11 +454,11 @@ fn fault_run(fault: Fault) {
     );
     figure(&format!(
         "{test}: outage {:.1} s, {} writes all 2xx and all replicated; catch-up after recovery \
-         {:.1} s{}",
+         {:.1} s, health ok again after {:.1} s",
         secs(outage),
         log.acked.len(),
         secs(catch_up),
-        format!(", health ok again after {:.1} s", secs(ok_again))
+        secs(ok_again)
     ));
     let _ = &s.refresh;
 }

@@ -17,6 +17,7 @@
 //! `user_id`; the export reads each table through its owner (`profile/export.rs`).
 
 mod backup;
+mod group;
 mod migrate;
 mod rows;
 
@@ -69,7 +70,9 @@ impl<T> Outcome<T> {
 
 pub struct Db {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
+    /// Group commit for writes queued with [`Db::write_grouped`].
+    group: group::Group,
     readers: r2d2::Pool<SqliteConnectionManager>,
     /// Held for the life of the server so a second server or a `restore` cannot open the same
     /// file underneath it.
@@ -354,9 +357,13 @@ impl Db {
             .build(manager)
             .map_err(|e| format!("cannot open reader pool: {e}"))?;
         let identity = file_identity(&path);
+        let writer = Arc::new(Mutex::new(writer));
+        let group = group::Group::start(writer.clone())
+            .map_err(|e| format!("cannot start the group-commit thread: {e}"))?;
         Ok(Db {
             path,
-            writer: Mutex::new(writer),
+            writer,
+            group,
             readers,
             _lock: lock,
             identity,
@@ -389,6 +396,16 @@ impl Db {
         let out = f(&tx)?;
         tx.commit()?;
         Ok(out)
+    }
+
+    /// Queues `job` for the group-commit thread (`group.rs`), which runs queued jobs together
+    /// in one transaction, each in its own savepoint. The receiver gets the job's outcome once
+    /// it committed. Jobs run in the order they were queued.
+    pub(crate) fn write_grouped(
+        &self,
+        job: impl FnOnce(&Transaction<'_>) -> Result<()> + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<Result<()>> {
+        self.group.submit(Box::new(job))
     }
 
     /// [`Db::write`] for a rule that must commit what it counted even when it refuses (a wrong
