@@ -37,6 +37,15 @@ pub(crate) fn uuid() -> String {
         .to_string()
 }
 
+/// A UUID version 7: the current Unix time in milliseconds, then 74 random bits. Rows keyed
+/// by it are inserted in key order, at the right edge of the primary-key index, instead of
+/// on a random page of it: fewer pages written per commit and per checkpoint.
+pub(crate) fn uuid_v7(unix_millis: u64) -> String {
+    uuid::Builder::from_unix_timestamp_millis(unix_millis, &bytes::<10>())
+        .into_uuid()
+        .to_string()
+}
+
 /// A number in 0..bound without modulo bias.
 pub(crate) fn below(bound: u32) -> u32 {
     let zone = u32::MAX - (u32::MAX % bound);

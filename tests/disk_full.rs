@@ -496,16 +496,18 @@ fn disk_full_run(sync: &str) {
     }
 }
 
-/// The checkpoint thread truncates the WAL past 4096 frames (16 MiB of 4 KiB pages).
-const WAL_TRUNCATE_BYTES: u64 = 4096 * 4096;
-/// Without that truncation the WAL only grows while writes keep coming; give up here. With
-/// it, the WAL can still grow by a second or two of writes between checks (or when writers
-/// crowd out one truncation), hence the wide margin.
-const WAL_GIVE_UP_BYTES: u64 = 16 * WAL_TRUNCATE_BYTES;
-const WAL_TIME_LIMIT: Duration = Duration::from_secs(50);
+/// The checkpoint thread restarts the WAL (a checkpoint on the writer, after which the next
+/// commit writes from the start of the file again) once it holds 1024 frames, 4 MiB of 4 KiB
+/// pages; the file keeps its largest size for reuse. Without that, every commit appends at
+/// least one page and the file only grows (300 MB of WAL for 7 MB of data, once).
+const WAL_BOUND_BYTES: u64 = 32 * 1024 * 1024;
+/// Writes enough that a WAL that never restarts would pass the bound twice over (each commit
+/// appends at least one 4 KiB page).
+const WRITES_TO_TELL: usize = 2 * (WAL_BOUND_BYTES as usize) / 4096;
+const WAL_TIME_LIMIT: Duration = Duration::from_secs(90);
 
 #[test]
-fn the_wal_is_truncated_under_a_steady_stream_of_writes() {
+fn the_wal_stays_bounded_under_a_steady_stream_of_writes() {
     let started = Instant::now();
     let dir = TempDir::new("walgrowth");
     let db = dir.path("wc.db");
@@ -515,11 +517,12 @@ fn the_wal_is_truncated_under_a_steady_stream_of_writes() {
     let wal = dir.path("wc.db-wal");
     let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
     let stop = AtomicBool::new(false);
-    let (mut largest, mut truncated_at) = (0u64, None);
+    let written = std::sync::atomic::AtomicUsize::new(0);
+    let mut largest = 0u64;
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let writers: Vec<_> = (0..4)
             .map(|t| {
-                let (stop, token, addr) = (&stop, &token, server.addr);
+                let (stop, written, token, addr) = (&stop, &written, &token, server.addr);
                 s.spawn(move || {
                     let mut statuses = Vec::new();
                     for n in 0u64.. {
@@ -532,20 +535,19 @@ fn the_wal_is_truncated_under_a_steady_stream_of_writes() {
                         let r = call(addr, "POST", TXS, token, Some(&body), &[])
                             .reply("a write under steady load");
                         statuses.push(r.status);
+                        written.fetch_add(1, Ordering::Relaxed);
                     }
                     statuses
                 })
             })
             .collect();
-        // Watch the WAL file: with the fix it drops to nothing once it passes the limit.
-        while started.elapsed() < WAL_TIME_LIMIT && largest < WAL_GIVE_UP_BYTES {
+        // Watch the WAL file until enough was written to tell, or it passed the bound.
+        while started.elapsed() < WAL_TIME_LIMIT
+            && largest <= WAL_BOUND_BYTES
+            && written.load(Ordering::Relaxed) < WRITES_TO_TELL
+        {
             std::thread::sleep(Duration::from_millis(50));
-            let now = wal_size();
-            if largest >= WAL_TRUNCATE_BYTES && now < largest / 2 {
-                truncated_at = Some(largest);
-                break;
-            }
-            largest = largest.max(now);
+            largest = largest.max(wal_size());
         }
         stop.store(true, Ordering::Relaxed);
         writers
@@ -553,19 +555,23 @@ fn the_wal_is_truncated_under_a_steady_stream_of_writes() {
             .flat_map(|w| w.join().expect("writer thread"))
             .collect()
     });
-    let refused = statuses.iter().filter(|s| **s != 201).count();
     println!(
-        "{} writes in {:.1} s, {refused} not 201; WAL reached {largest} bytes, truncated: {}",
+        "{} writes in {:.1} s; the WAL file reached {largest} bytes (bound {WAL_BOUND_BYTES})",
         statuses.len(),
         started.elapsed().as_secs_f64(),
-        truncated_at.is_some()
     );
     assert!(
-        truncated_at.is_some(),
-        "the WAL grew to {largest} bytes under steady writes and was never truncated\nlog:\n{}",
+        largest <= WAL_BOUND_BYTES,
+        "the WAL grew to {largest} bytes under steady writes\nlog:\n{}",
         server.log_text()
     );
-    // The truncating checkpoint holds writers off for a moment; none may time out behind it.
+    assert!(
+        statuses.len() >= WRITES_TO_TELL,
+        "only {} writes in {WAL_TIME_LIMIT:?}: too few to tell a bounded WAL from a growing one",
+        statuses.len()
+    );
+    let refused = statuses.iter().filter(|s| **s != 201).count();
+    // The checkpoint on the writer holds writers off for a moment; none may time out behind it.
     assert_eq!(refused, 0, "writes refused under steady load: {statuses:?}");
     check_invariant(server.addr, &token, 2031, 7);
     assert_eq!(integrity_check(&db), "ok");

@@ -220,7 +220,9 @@ pub(crate) fn create(
     t: &NewTransaction,
     now: &str,
 ) -> Result<TransactionResponse> {
-    let id = crate::random::uuid();
+    // Time-ordered (the real clock, not the test clock: ids are opaque, only their order
+    // in the index matters).
+    let id = crate::random::uuid_v7(jiff::Timestamp::now().as_millisecond().max(0) as u64);
     let at = t.date.instant(tz)?;
     let p = period_in_range(tz, at)?;
     let date = crate::clock::iso(at);

@@ -8,19 +8,27 @@
 //! whatever jobs are queued, runs each inside its own savepoint of one transaction, commits
 //! once, and answers each job on its own channel, so the waiters wake in parallel.
 
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
-/// A write run by the group's thread.
-pub type Job = Box<dyn FnOnce(&Transaction<'_>) -> Result<()> + Send>;
+/// What a job hands back when it ran: called once the batch committed (`Ok`) or failed.
+pub type Deliver = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// A write run by the group's thread: `Ok` with its delivery, or its own error (its
+/// savepoint is then rolled back and the error delivered at once).
+pub type Job = Box<dyn FnOnce(&Transaction<'_>) -> std::result::Result<Deliver, Failed> + Send>;
+
+/// A job that failed, with the delivery of its error.
+pub struct Failed(pub Box<dyn FnOnce() + Send>);
 
 struct Queued {
     job: Job,
-    done: SyncSender<Result<()>>,
+    /// Delivers an error to a job that could not run (the batch could not begin).
+    fail: Box<dyn FnOnce(Error) + Send>,
 }
 
 /// The queue into the group's thread. Dropping it lets the thread finish what is queued and
@@ -54,19 +62,34 @@ impl Group {
         })
     }
 
-    /// Queues `job`; the receiver gets its outcome once its transaction committed (or failed).
-    pub(crate) fn submit(&self, job: Job) -> Receiver<Result<()>> {
-        let (done, outcome) = sync_channel(1);
-        let queued = Queued { job, done };
+    /// Queues `f`; the receiver gets its value once its transaction committed, or its error.
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Receiver<Result<T>> {
+        let (done, outcome) = sync_channel::<Result<T>>(1);
+        let failed = done.clone();
+        let unrun = done.clone();
+        let fail = Box::new(move |e: Error| {
+            let _ = unrun.send(Err(e));
+        });
+        let job: Job = Box::new(move |tx| match f(tx) {
+            Ok(v) => Ok(Box::new(move |committed: Result<()>| {
+                let _ = done.send(committed.map(|()| v));
+            })),
+            Err(e) => Err(Failed(Box::new(move || {
+                let _ = failed.send(Err(e));
+            }))),
+        });
         let sent = self
             .queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .send(queued);
-        if let Err(std::sync::mpsc::SendError(q)) = sent {
-            let _ = q
-                .done
-                .send(Err(Error::internal("the database writer has stopped")));
+            .send(Queued { job, fail });
+        if sent.is_err() {
+            // The thread is gone (the database is closing): the job was dropped with its
+            // sender, so the receiver sees a closed channel.
+            log::error!("a write was queued after the database writer stopped");
         }
         outcome
     }
@@ -80,38 +103,69 @@ fn run(writer: &Mutex<Connection>, batch: Vec<Queued>) {
         Ok(tx) => tx,
         Err(e) => {
             for q in batch {
-                let _ = q.done.send(Err(Error::internal(format!("begin: {e}"))));
+                (q.fail)(same_error(&e));
             }
             return;
         }
     };
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for q in batch {
-        let outcome = in_savepoint(&tx, q.job);
-        outcomes.push((q.done, outcome));
-    }
-    if let Err(e) = tx.commit() {
-        for (done, _) in outcomes {
-            let _ = done.send(Err(Error::internal(format!("commit: {e}"))));
+    let mut delivered = Vec::with_capacity(batch.len());
+    let mut queued = batch.into_iter();
+    while let Some(q) = queued.next() {
+        if let Some(deliver) = in_savepoint(&tx, q) {
+            delivered.push(deliver);
         }
-        return;
+        // Some errors (a full disk, I/O) make SQLite roll back the whole transaction: the
+        // jobs that ran are undone, and the rest must not run outside a transaction.
+        if tx.is_autocommit() {
+            let gone = || Error::Unavailable {
+                code: "database_busy",
+                detail: "The write was rolled back; please retry".into(),
+            };
+            delivered.into_iter().for_each(|d| d(Err(gone())));
+            queued.for_each(|q| (q.fail)(gone()));
+            return;
+        }
     }
+    let committed = tx.commit();
     drop(conn);
-    for (done, outcome) in outcomes {
-        let _ = done.send(outcome);
+    for deliver in delivered {
+        deliver(committed.as_ref().map(|_| ()).map_err(same_error));
     }
 }
 
-fn in_savepoint(tx: &Transaction<'_>, job: Job) -> Result<()> {
-    tx.execute_batch("SAVEPOINT job")?;
-    match job(tx) {
-        Ok(()) => {
-            tx.execute_batch("RELEASE job")?;
-            Ok(())
+/// The error each caller of a failed batch gets: what `Error::from` makes of SQLite's code
+/// (a full disk is 507 `storage_full`, not a 500), once per caller.
+fn same_error(e: &rusqlite::Error) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            Error::from(rusqlite::Error::SqliteFailure(*code, msg.clone()))
         }
-        Err(e) => {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
-            Err(e)
+        other => Error::internal(other),
+    }
+}
+
+/// Runs the job in its own savepoint; its delivery when it succeeded. A job that failed is
+/// rolled back to its savepoint and told at once.
+fn in_savepoint(tx: &Transaction<'_>, q: Queued) -> Option<Deliver> {
+    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+        (q.fail)(same_error(&e));
+        return None;
+    }
+    match (q.job)(tx) {
+        Ok(deliver) => match tx.execute_batch("RELEASE job") {
+            Ok(()) => Some(deliver),
+            Err(e) => {
+                deliver(Err(same_error(&e)));
+                let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
+                None
+            }
+        },
+        Err(failed) => {
+            if let Err(e) = tx.execute_batch("ROLLBACK TO job; RELEASE job") {
+                log::error!("group commit: rollback to a savepoint: {e}");
+            }
+            failed.0();
+            None
         }
     }
 }
@@ -142,19 +196,22 @@ mod tests {
         let (writer, group) = table();
         let mut outcomes = Vec::new();
         for v in 0..50i64 {
-            outcomes.push(group.submit(Box::new(move |tx: &Transaction<'_>| {
+            outcomes.push(group.submit(move |tx: &Transaction<'_>| {
                 tx.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
                 if v == 7 {
                     // Half-done work of a failing job must not survive.
                     tx.execute("INSERT INTO t (v) VALUES (?1)", [1000 + v])?;
                     return Err(Error::internal("refused"));
                 }
-                Ok(())
-            })));
+                Ok(v * 10)
+            }));
         }
         for (v, o) in outcomes.into_iter().enumerate() {
             let got = o.recv().unwrap();
-            assert_eq!(got.is_ok(), v != 7, "job {v}: {got:?}");
+            match got {
+                Ok(x) => assert_eq!(x, v as i64 * 10, "job {v}'s own value"),
+                Err(e) => assert_eq!(v, 7, "job {v} failed: {e:?}"),
+            }
         }
         assert_eq!(count(&writer, 7), 0);
         assert_eq!(count(&writer, 1007), 0);
@@ -175,10 +232,10 @@ mod tests {
         let (writer, group) = table();
         let outcomes: Vec<_> = (0..20i64)
             .map(|v| {
-                group.submit(Box::new(move |tx: &Transaction<'_>| {
+                group.submit(move |tx: &Transaction<'_>| {
                     tx.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
                     Ok(())
-                }))
+                })
             })
             .collect();
         drop(group);

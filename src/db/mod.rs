@@ -39,9 +39,17 @@ use crate::error::{Error, Result};
 use crate::replication::Monitor;
 
 const BUSY_TIMEOUT_MS: u32 = 5000;
-/// WAL frames (pages) past which the checkpoint thread stops being polite: 4096 frames is
-/// 16 MiB at the default 4 KiB page size.
-const WAL_TRUNCATE_FRAMES: i64 = 4096;
+/// WAL frames (pages) past which the checkpoint thread truncates the file: 64 MiB at the
+/// default 4 KiB page size. Normally the WAL restarts long before (`WAL_RESTART_FRAMES`);
+/// this is for when readers keep it from restarting.
+const WAL_TRUNCATE_FRAMES: i64 = 16384;
+/// After a restart the WAL file keeps its size for reuse, down to at most this.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+/// WAL frames past which the checkpoint thread finishes on the writer (`on_writer`), so the
+/// next commit restarts the WAL: 4 MiB.
+const WAL_RESTART_FRAMES: i64 = 1024;
+/// How long a checkpoint on the writer waits for readers, holding the writer's mutex.
+const CHECKPOINT_WAIT_MS: u64 = 50;
 /// With replication on, Litestream owns the WAL. Only if its socket has been silent this long
 /// and the WAL is past [`LAST_RESORT_WAL_BYTES`] do we truncate it ourselves, so a dead
 /// Litestream cannot let the WAL fill the disk.
@@ -103,6 +111,7 @@ fn spawn_checkpointer(
     sync: Synchronous,
     stop: Arc<AtomicBool>,
     replication: Arc<Monitor>,
+    writer: Arc<Mutex<Connection>>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("checkpoint".into())
@@ -143,17 +152,16 @@ fn spawn_checkpointer(
                 let passive =
                     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
                 match passive {
-                    // Under a steady stream of commits PASSIVE never catches up, so the WAL
-                    // never restarts and grew without bound (300 MB of WAL for 7 MB of data;
-                    // tests/disk_full.rs checks it). Past this size, one checkpoint that holds
-                    // writers off briefly (busy_timeout) and truncates the file.
+                    // Under a steady stream of commits PASSIVE never catches up (commits land
+                    // while it copies), so the WAL never restarted and grew without bound
+                    // (300 MB of WAL for 7 MB of data; tests/disk_full.rs checks it).
+                    // Finishing on the writer, with no commit in between, lets the next
+                    // commit restart the WAL from its start. If readers keep that from
+                    // happening, the file is truncated past WAL_TRUNCATE_FRAMES.
                     Ok(frames) if frames >= WAL_TRUNCATE_FRAMES => {
-                        if let Err(e) =
-                            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                        {
-                            log::warn!("WAL checkpoint (truncate) failed: {e}");
-                        }
+                        on_writer(&writer, "TRUNCATE");
                     }
+                    Ok(frames) if frames >= WAL_RESTART_FRAMES => on_writer(&writer, "RESTART"),
                     Ok(_) => {}
                     Err(e) => log::warn!("WAL checkpoint failed: {e}"),
                 }
@@ -161,6 +169,29 @@ fn spawn_checkpointer(
         });
     if let Err(e) = spawned {
         log::error!("cannot start the checkpoint thread: {e}");
+    }
+}
+
+/// A checkpoint run on the writer's own connection while holding its mutex, after the
+/// checkpoint thread's own PASSIVE copied the bulk concurrently: what is left is the last
+/// few milliseconds of commits and the database file's fsync.
+///
+/// From another connection, TRUNCATE made writers wait in SQLite's busy handler, which
+/// sleeps in growing steps (up to 100 ms); and TRUNCATE's ftruncate and fsync cost ~20 ms
+/// (strace). wrk's POST p99 was 40-130 ms at 6,000 POST/s. Writers now wait on the mutex and
+/// go the moment it is released, and the common case is a PASSIVE that lets the next commit
+/// restart the WAL (no ftruncate). Only readers can make it wait, and only
+/// `CHECKPOINT_WAIT_MS`: a reader still on old frames leaves the rest for the next tick.
+fn on_writer(writer: &Mutex<Connection>, mode: &str) {
+    let conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+    let set = |ms: u64| conn.busy_timeout(Duration::from_millis(ms));
+    let done = set(CHECKPOINT_WAIT_MS)
+        .and_then(|_| conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(())));
+    if let Err(e) = done {
+        log::warn!("WAL checkpoint ({mode}) failed: {e}");
+    }
+    if let Err(e) = set(u64::from(BUSY_TIMEOUT_MS)) {
+        log::error!("cannot restore the writer's busy timeout: {e}");
     }
 }
 
@@ -331,17 +362,21 @@ impl Db {
         // Checkpoints run on their own thread (`spawn_checkpointer`) or in Litestream, never
         // inside commits, migrations included.
         writer
-            .execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .execute_batch(&format!(
+                "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES};"
+            ))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
         let stop = Arc::new(AtomicBool::new(false));
         let replication = Arc::new(Monitor::new(&config.replication, &path));
         crate::replication::spawn(replication.clone(), stop.clone());
+        let writer = Arc::new(Mutex::new(writer));
         spawn_checkpointer(
             path.clone(),
             config.db.synchronous,
             stop.clone(),
             replication.clone(),
+            writer.clone(),
         );
 
         let reader_init = init.clone();
@@ -357,7 +392,6 @@ impl Db {
             .build(manager)
             .map_err(|e| format!("cannot open reader pool: {e}"))?;
         let identity = file_identity(&path);
-        let writer = Arc::new(Mutex::new(writer));
         let group = group::Group::start(writer.clone())
             .map_err(|e| format!("cannot start the group-commit thread: {e}"))?;
         Ok(Db {
@@ -401,11 +435,21 @@ impl Db {
     /// Queues `job` for the group-commit thread (`group.rs`), which runs queued jobs together
     /// in one transaction, each in its own savepoint. The receiver gets the job's outcome once
     /// it committed. Jobs run in the order they were queued.
-    pub(crate) fn write_grouped(
+    pub(crate) fn write_grouped<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&Transaction<'_>) -> Result<()> + Send + 'static,
-    ) -> std::sync::mpsc::Receiver<Result<()>> {
-        self.group.submit(Box::new(job))
+        job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> std::sync::mpsc::Receiver<Result<T>> {
+        self.group.submit(job)
+    }
+
+    /// [`Db::write_grouped`], waited for: the same answer as [`Db::write`], from a batch.
+    pub(crate) fn write_in_group<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.write_grouped(job)
+            .recv()
+            .unwrap_or_else(|_| Err(Error::internal("the database writer stopped")))
     }
 
     /// [`Db::write`] for a rule that must commit what it counted even when it refuses (a wrong

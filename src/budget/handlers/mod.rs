@@ -32,6 +32,19 @@ fn write<T>(app: &App, user: &str, f: impl FnOnce(&Transaction<'_>) -> Result<T>
     Ok(out)
 }
 
+/// `write` through the database's group commit (`db/group.rs`): concurrent calls share one
+/// commit instead of queueing on the writer's mutex one by one. For the hot path,
+/// `POST /transactions` (benches/money.rs).
+fn write_in_group<T: Send + 'static>(
+    app: &App,
+    user: &str,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let out = app.db.write_in_group(f)?;
+    app.views.invalidate_user(user);
+    Ok(out)
+}
+
 /// The month a request's missing `month`/`year` default to: today's, in `APP_TIMEZONE`.
 fn this_month(app: &App) -> Period {
     Period::containing(&app.config.app_timezone, app.clock.now())

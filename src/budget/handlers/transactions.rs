@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{json_bytes, this_month, write};
+use super::{json_bytes, this_month, write, write_in_group};
 use crate::app::App;
 use crate::auth::require_user;
 use crate::budget::cache::View;
@@ -112,15 +112,11 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
         label: label?.0,
         date: date?,
     };
-    let (status, bytes, _) = write(app, &me.user.id, |tx| {
-        idempotency::run(tx, &me.user.id, keyed.as_ref(), app.clock.unix(), || {
-            let created = transactions::create(
-                tx,
-                &app.config.app_timezone,
-                &me.user.id,
-                &new,
-                &app.clock.iso(),
-            )?;
+    let (user, tz) = (me.user.id.clone(), app.config.app_timezone.clone());
+    let (unix, iso) = (app.clock.unix(), app.clock.iso());
+    let (status, bytes, _) = write_in_group(app, &me.user.id, move |tx| {
+        idempotency::run(tx, &user, keyed.as_ref(), unix, || {
+            let created = transactions::create(tx, &tz, &user, &new, &iso)?;
             Ok((201, json_bytes(&created)?, ()))
         })
     })?;
