@@ -62,26 +62,16 @@ pub(crate) struct Pending {
     pub(crate) cache_key: String,
     pub(crate) numbers: Numbers,
     pub(crate) prompt_chars: usize,
-    /// When the question was asked (its `created_at`, saved by `start_stream`).
-    pub(crate) asked_at: String,
     pub(crate) started: Instant,
 }
 
-/// Decides how to answer `q`. Everything it reads comes from one read on one pooled
-/// connection, and a model answer reaches the upstream before anything is written: under a
-/// burst of 1,000 questions the writer and the pool are queues, and the question's own write
-/// waited its turn in front of the upstream call (benches/chat.rs: questions reached the
-/// upstream over 3 s). `start_stream` starts the call, then saves the question.
 pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
     let now = app.clock.now();
     let tz = &app.config.app_timezone;
-    let (ctx, mut recent, over) = app.db.read(|c| {
-        Ok((
-            context::load(c, app.catalog, tz, now, &q.user_id, &q.full_name)?,
-            history::recent(c, &q.session_id)?,
-            quota::check(c, app.config, &q.user_id, now)?,
-        ))
-    })?;
+    let ctx = app
+        .db
+        .read(|c| context::load(c, app.catalog, tz, now, &q.user_id, &q.full_name))?;
+    let mut recent = app.db.read(|c| history::recent(c, &q.session_id))?;
     if recent.is_empty() {
         let n = q
             .client_history
@@ -91,18 +81,27 @@ pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
     }
     let system = context::system_prompt(&app.config.app_name, &ctx);
     let key = context::cache_key(&q.user_id, &app.config.llm.model, &q.text, &system, &recent);
-    let asked_at = crate::clock::iso(now);
+    let now_iso = crate::clock::iso(now);
+    app.db.write(|tx| {
+        history::save_message(
+            tx,
+            &q.user_id,
+            &q.session_id,
+            &Saved::plain("user", &q.text),
+            &now_iso,
+        )
+    })?;
     if app.config.cache.enabled
         && let Some(hit) = app.answers.get(&key)
     {
         app.metrics.cache_hits.fetch_add(1, Ordering::Relaxed);
-        save_question(app, q, &asked_at, Some(plain(&hit, true, false)))?;
+        save_answer(app, q, plain(&hit, true, false));
         return Ok(Plan::Cached(hit));
     }
     app.metrics.cache_misses.fetch_add(1, Ordering::Relaxed);
     let fallback = |code, message| {
         let answer = context::fallback_answer(&ctx.numbers);
-        save_question(app, q, &asked_at, Some(plain(&answer, false, true)))?;
+        save_answer(app, q, plain(&answer, false, true));
         Ok(Plan::Fallback {
             code,
             message,
@@ -115,7 +114,10 @@ pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
             "The AI coach is not configured on this server".into(),
         );
     }
-    if let Some(over) = over {
+    if let Some(over) = app
+        .db
+        .read(|c| quota::check(c, app.config, &q.user_id, now))?
+    {
         return fallback(
             "quota_exceeded",
             format!(
@@ -144,107 +146,22 @@ pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
         cache_key: key,
         numbers: ctx.numbers,
         prompt_chars,
-        asked_at,
         started: Instant::now(),
     }))
 }
 
-/// The question, and the answer when it is already known, saved in one write.
-fn save_question(
-    app: &Coach<'_>,
-    q: &Question,
-    asked_at: &str,
-    answer: Option<Saved<'_>>,
-) -> Result<()> {
-    app.db.write(|tx| {
-        history::save_message(
-            tx,
-            &q.user_id,
-            &q.session_id,
-            &Saved::plain("user", &q.text),
-            asked_at,
-        )?;
-        if let Some(a) = answer {
-            let a = Saved {
-                role: "assistant",
-                ..a
-            };
-            history::save_message(
-                tx,
-                &q.user_id,
-                &q.session_id,
-                &a,
-                &crate::clock::iso(app.clock.now()),
-            )?;
-        }
-        Ok(())
-    })
-}
-
-/// Starts the model's answer to a `Plan::Stream`, then queues the question's save with the
-/// group-commit writer, without waiting: the question reaches the upstream first, and its
-/// save rides one shared transaction with the others of a burst. Every later write about
-/// this answer goes through the same queue (`queue_answer`), so it lands after the question.
-pub(crate) fn start_stream(
-    app: &Coach<'_>,
-    q: &Question,
-    p: &Pending,
-    sink: impl FnMut(StreamEvent) -> bool + Send + 'static,
-) -> upstream::StreamHandle {
-    let handle = upstream::start(app.config, p.messages.clone(), sink);
-    let (user, session, text, at) = (
-        q.user_id.clone(),
-        q.session_id.clone(),
-        q.text.clone(),
-        p.asked_at.clone(),
-    );
-    // Not waited for: a failure is logged by the job itself.
-    let _ = app.db.write_grouped(move |tx| {
-        let saved = history::save_message(tx, &user, &session, &Saved::plain("user", &text), &at);
-        if let Err(e) = &saved {
-            log::error!("could not save a chat question: {e:?}");
-        }
-        saved
-    });
-    handle
-}
-
-/// An answer to save, owned, for the group-commit writer.
-struct Answered {
-    content: String,
-    /// Counted in the day's usage (a model answer), with `usage` and `cost_micros`.
-    counted: bool,
-    usage: Usage,
-    cost_micros: i64,
-    cached: bool,
-    fallback: bool,
-    response_ms: Option<i64>,
-}
-
-/// Saves the answer (and its usage, when it has a cost) through the same queue as the
-/// question, and waits until it committed: the final frame goes out only after that.
-fn queue_answer(app: &Coach<'_>, q: &Question, a: Answered, now: jiff::Timestamp) {
-    let (user, session) = (q.user_id.clone(), q.session_id.clone());
-    let done = app.db.write_grouped(move |tx| {
-        if a.counted {
-            quota::add(tx, &user, a.usage, a.cost_micros, now)?;
-        }
-        let m = Saved {
-            role: "assistant",
-            content: &a.content,
-            prompt_tokens: a.usage.prompt_tokens,
-            completion_tokens: a.usage.completion_tokens,
-            cost_micros: a.cost_micros,
-            cached: a.cached,
-            fallback: a.fallback,
-            response_ms: a.response_ms,
-        };
-        history::save_message(tx, &user, &session, &m, &crate::clock::iso(now))
-    });
-    match done.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log::error!("could not save a chat answer: {e:?}"),
-        Err(_) => log::error!("could not save a chat answer: the writer stopped"),
+/// Saves an assistant message (`saved.role` is ignored: always "assistant").
+fn save_answer(app: &Coach<'_>, q: &Question, saved: Saved<'_>) {
+    let now = app.clock.iso();
+    let saved = Saved {
+        role: "assistant",
+        ..saved
+    };
+    if let Err(e) = app
+        .db
+        .write(|tx| history::save_message(tx, &q.user_id, &q.session_id, &saved, &now))
+    {
+        log::error!("could not save a chat answer: {e:?}");
     }
 }
 
@@ -278,40 +195,32 @@ pub(crate) fn finish_streamed(
         usage.prompt_tokens + usage.completion_tokens,
         Ordering::Relaxed,
     );
-    let answered = Answered {
-        content: content.to_string(),
-        counted: true,
-        usage,
-        cost_micros: quota::cost_micros(app.config, usage),
-        cached: false,
-        fallback: false,
-        response_ms: Some(p.started.elapsed().as_millis() as i64),
-    };
-    queue_answer(app, q, answered, app.clock.now());
+    let ms = p.started.elapsed().as_millis() as i64;
+    let now = app.clock.now();
+    let saved = app.db.write(|tx| {
+        let cost = quota::record(tx, app.config, &q.user_id, usage, now)?;
+        let m = Saved {
+            role: "assistant",
+            content,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost_micros: cost,
+            cached: false,
+            fallback: false,
+            response_ms: Some(ms),
+        };
+        history::save_message(tx, &q.user_id, &q.session_id, &m, &crate::clock::iso(now))
+    });
+    if let Err(e) = saved {
+        log::error!("could not save a chat answer and its usage: {e:?}");
+    }
     usage
-}
-
-/// An answer that cost no counted tokens (cancelled or the fallback), after the question.
-fn queue_plain(app: &Coach<'_>, q: &Question, content: &str, fallback: bool) {
-    let answered = Answered {
-        content: content.to_string(),
-        counted: false,
-        usage: Usage {
-            prompt_tokens: 0,
-            completion_tokens: 0,
-        },
-        cost_micros: 0,
-        cached: false,
-        fallback,
-        response_ms: None,
-    };
-    queue_answer(app, q, answered, app.clock.now());
 }
 
 /// What the user saw before cancelling, if anything; not cached, no usage known.
 pub(crate) fn finish_cancelled(app: &Coach<'_>, q: &Question, content: &str) {
     if !content.is_empty() {
-        queue_plain(app, q, content, false);
+        save_answer(app, q, plain(content, false, false));
     }
 }
 
@@ -326,7 +235,7 @@ pub(crate) fn finish_failed(
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
     let answer = context::fallback_answer(&p.numbers);
-    queue_plain(app, q, &answer, true);
+    save_answer(app, q, plain(&answer, false, true));
     answer
 }
 
@@ -340,7 +249,9 @@ pub(crate) fn run_to_end(
     mut on_piece: impl FnMut(&str) -> bool,
 ) -> (String, Option<u64>, bool) {
     let (tx, rx) = channel();
-    let handle = start_stream(app, q, p, move |ev| tx.send(ev).is_ok());
+    let handle = upstream::start(app.config, p.messages.clone(), move |ev| {
+        tx.send(ev).is_ok()
+    });
     let mut content = String::new();
     for ev in rx.iter() {
         match ev {

@@ -71,9 +71,7 @@ pub(crate) fn cost_micros(config: &Config, u: Usage) -> i64 {
         .round() as i64
 }
 
-/// Adds one answer's tokens and cost to the user's row for the day of `now`; returns the cost
-/// (the tests' shorthand for `cost_micros` and `add`).
-#[cfg(test)]
+/// Adds one answer's tokens and cost to the user's row for the day of `now`; returns the cost.
 pub(crate) fn record(
     tx: &Transaction<'_>,
     config: &Config,
@@ -82,25 +80,13 @@ pub(crate) fn record(
     now: jiff::Timestamp,
 ) -> Result<i64> {
     let cost = cost_micros(config, u);
-    add(tx, user, u, cost, now)?;
-    Ok(cost)
-}
-
-/// Adds one answer's tokens and its cost (already computed) to the user's row for the day.
-pub(crate) fn add(
-    tx: &Transaction<'_>,
-    user: &str,
-    u: Usage,
-    cost: i64,
-    now: jiff::Timestamp,
-) -> Result<()> {
     tx.execute(
         "INSERT INTO llm_usage_daily (day, user_id, tokens, cost_micros, requests) VALUES (?1, ?2, ?3, ?4, 1)
          ON CONFLICT(day, user_id) DO UPDATE SET tokens = tokens + excluded.tokens,
              cost_micros = cost_micros + excluded.cost_micros, requests = requests + 1",
         params![day(now), user, (u.prompt_tokens + u.completion_tokens) as i64, cost],
     )?;
-    Ok(())
+    Ok(cost)
 }
 
 /// When the upstream reports no usage: about four characters per token.

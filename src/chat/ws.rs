@@ -13,7 +13,7 @@ use tungstenite::Message;
 
 use super::answer::{self, Pending, Plan, Question};
 use super::history;
-use super::upstream::{StreamEvent, StreamHandle, UpstreamError, Usage};
+use super::upstream::{self, StreamEvent, StreamHandle, UpstreamError, Usage};
 use crate::app::App;
 use crate::auth::AuthUser;
 use crate::http::ratelimit::{chat_quota, user_key};
@@ -277,9 +277,10 @@ impl<'a> ChatSocket<'a> {
                 self.next_id += 1;
                 let id = self.next_id;
                 let tx = self.tx.clone();
-                let handle = answer::start_stream(&self.coach, &question, &pending, move |ev| {
-                    tx.send((id, ev)).is_ok()
-                });
+                let handle =
+                    upstream::start(&self.app.config, pending.messages.clone(), move |ev| {
+                        tx.send((id, ev)).is_ok()
+                    });
                 self.answering = Some(Answering {
                     id,
                     handle,
