@@ -52,11 +52,14 @@ fn respond_then_drain(rq: tiny_http::Request, resp: Resp) {
 }
 
 /// Nothing of the request's body is left on the socket: it was read to its end, or it had
-/// none, or tiny_http already buffered it (a `Content-Length` of at most 1 KiB).
+/// none, or tiny_http already buffered it (a `Content-Length` of at most 1 KiB without
+/// `Expect: 100-continue`: with it, the client sends the body only once asked, so tiny_http
+/// cannot have read it).
 pub(crate) fn settled(rq: &tiny_http::Request, fully_read: bool) -> bool {
     let headers = rq.headers();
     fully_read
         || (headers.get("Transfer-Encoding").is_none()
+            && headers.get("Expect").is_none()
             && headers
                 .get("Connection")
                 .is_none_or(|v| !v.as_str().to_ascii_lowercase().contains("upgrade"))

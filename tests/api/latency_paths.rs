@@ -177,3 +177,35 @@ fn head_http10_and_pipelined_keep_alive_answers_are_well_formed() {
     assert!(first < second, "{both}");
     assert_eq!(both.matches("HTTP/1.1 ").count(), 2, "{both}");
 }
+
+/// `Expect: 100-continue`: tiny_http says `100 Continue` itself, the client then sends its
+/// body, and the final answer follows on the same connection.
+#[test]
+fn an_expect_continue_request_gets_its_answer_after_the_body() {
+    let t = spawn_app();
+    let mut s = TcpStream::connect(t.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(
+        b"POST /api/v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .expect("write the head");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut sent_body = false;
+    while !String::from_utf8_lossy(&got).contains("not_authenticated") {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if !sent_body && String::from_utf8_lossy(&got).contains("100 Continue") {
+            s.write_all(b"{}").expect("write the body");
+            sent_body = true;
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 100 Continue\r\n"), "{text:?}");
+    assert!(text.contains("HTTP/1.1 401 "), "no final answer: {text:?}");
+    assert!(text.contains("not_authenticated"), "{text:?}");
+}
