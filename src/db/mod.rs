@@ -128,9 +128,10 @@ fn spawn_checkpointer(
             if let Err(e) = conn.execute_batch(&pragmas(sync)) {
                 log::error!("checkpoint thread: {e}");
             }
-            // A truncating checkpoint holds writers off while it waits: keep that wait well
-            // under the writers' own BUSY_TIMEOUT_MS, so they never time out behind it. Beside
-            // Litestream it never waits at all: a busy WAL means Litestream is alive.
+            // This connection only runs PASSIVE (which never waits) when replication is off;
+            // the checkpoints that hold writers off run on the writer (`on_writer`). Beside
+            // Litestream its last resort never waits at all: a busy WAL means Litestream is
+            // alive.
             let wait = if replication.enabled() { 0 } else { 1000 };
             if let Err(e) = conn.busy_timeout(Duration::from_millis(wait)) {
                 log::error!("checkpoint thread: {e}");
