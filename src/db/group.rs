@@ -1,12 +1,11 @@
 //! Group commit for writes that many threads make at once and that need not run on the
-//! caller's thread (the chat's question and answer saves).
+//! caller's thread (`POST /transactions`, through `Db::write_in_group`).
 //!
-//! Every `Db::write` caller takes the writer's mutex in turn. On 2 cores with a thousand
-//! threads runnable (a burst of chat questions, each with its socket thread and its upstream
-//! reader), each hand-over waits for the next owner to be scheduled: benches/chat.rs saw
-//! 1,000 one-row writes take over 2 s that way, a convoy, not SQLite. Here one thread takes
-//! whatever jobs are queued, runs each inside its own savepoint of one transaction, commits
-//! once, and answers each job on its own channel, so the waiters wake in parallel.
+//! Every `Db::write` caller takes the writer's mutex in turn, and each hand-over waits for the
+//! next owner to be scheduled; under load that queue, not SQLite, sets the pace (benches/chat.rs
+//! saw 1,000 one-row writes take over 2 s that way). Here one thread takes whatever jobs are
+//! queued, runs each inside its own savepoint of one transaction, commits once, and answers
+//! each job on its own channel, so the waiters wake in parallel.
 
 use std::sync::mpsc::{Receiver, channel, sync_channel};
 use std::sync::{Arc, Mutex};

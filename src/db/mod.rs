@@ -81,7 +81,7 @@ impl<T> Outcome<T> {
 pub struct Db {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
-    /// Group commit for writes queued with [`Db::write_grouped`].
+    /// Group commit for writes made with [`Db::write_in_group`].
     group: group::Group,
     readers: r2d2::Pool<SqliteConnectionManager>,
     /// Held for the life of the server so a second server or a `restore` cannot open the same
@@ -436,22 +436,15 @@ impl Db {
         Ok(out)
     }
 
-    /// Queues `job` for the group-commit thread (`group.rs`), which runs queued jobs together
-    /// in one transaction, each in its own savepoint. The receiver gets the job's outcome once
-    /// it committed. Jobs run in the order they were queued.
-    pub(crate) fn write_grouped<T: Send + 'static>(
-        &self,
-        job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
-    ) -> std::sync::mpsc::Receiver<Result<T>> {
-        self.group.submit(job)
-    }
-
-    /// [`Db::write_grouped`], waited for: the same answer as [`Db::write`], from a batch.
+    /// [`Db::write`] through the group-commit thread (`group.rs`): jobs queued together run
+    /// in one transaction, each in its own savepoint and in the order queued; this returns the
+    /// job's value once its batch committed, or its error.
     pub(crate) fn write_in_group<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.write_grouped(job)
+        self.group
+            .submit(job)
             .recv()
             .unwrap_or_else(|_| Err(Error::internal("the database writer stopped")))
     }

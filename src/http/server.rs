@@ -481,8 +481,8 @@ impl Write for Chunked<'_> {
 /// Appends our response headers to a head written by hand, and the blank line that ends it.
 fn push_headers(head: &mut String, headers: &[(String, String)]) {
     for (k, v) in headers {
-        // Our own header values; refuse anything that could split the head.
-        if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
+        // The same rule as every other answer's head (`write`): nothing that could split it.
+        if write::is_token(k) && write::is_field_value(v) {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
     }

@@ -1,7 +1,7 @@
 //! A whole response, head and body, written with one `write` on the connection.
 //!
 //! tiny_http's `Response` builds a `Header` object per header (each an allocation and a
-//! validation), then copies the body through an 8 KiB buffer into a 1 KiB `BufWriter`: a
+//! validation), then copies the body through an 8 KiB buffer into a 1 KiB `BufWriter`: an
 //! 11 KB `/allocations` answer left in three `sendto` calls. Profiled under wrk (README
 //! "Performance"), that path was a third of a warm read's samples. Here the head is one
 //! string and the body follows it in the same buffer, so the kernel sees one write.
@@ -103,14 +103,14 @@ fn encode(version: tiny_http::HTTPVersion, resp: Resp, head_only: bool) -> Vec<u
 }
 
 /// A header name: RFC 9110 `token`.
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A header value we send: visible ASCII and inner spaces or tabs, never CR or LF.
-fn is_field_value(s: &str) -> bool {
+pub(crate) fn is_field_value(s: &str) -> bool {
     s.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
 }
 
