@@ -1,4 +1,5 @@
-//! A user's allocations: a budget and an actual amount per allocation type per month.
+//! A user's allocations: per allocation type and month a budget, a recorded amount (typed by the
+//! user) and a spent amount (the month's linked expenses); `actual = recorded + spent`.
 //! A month's summary is one indexed query joined in memory with the catalogue.
 
 use std::collections::HashMap;
@@ -16,7 +17,16 @@ use crate::error::{Error, Result};
 pub(crate) struct Row {
     pub(crate) id: String,
     pub(crate) budget: Money,
-    pub(crate) actual: Money,
+    pub(crate) recorded: Money,
+    pub(crate) spent: Money,
+}
+
+impl Row {
+    pub(crate) fn actual(&self) -> Result<Money> {
+        self.recorded
+            .checked_add(self.spent)
+            .ok_or_else(money::overflow)
+    }
 }
 
 #[derive(Serialize, ToSchema, Clone)]
@@ -28,6 +38,13 @@ pub(crate) struct TypeLine {
     pub(crate) sort_order: i64,
     #[schema(value_type = f64)]
     pub(crate) budget_amount: Money,
+    /// What `POST /allocations/actual` and `PUT /allocations/{id}` maintain.
+    #[schema(value_type = f64)]
+    pub(crate) recorded_amount: Money,
+    /// The month's expenses linked to this type.
+    #[schema(value_type = f64)]
+    pub(crate) spent_amount: Money,
+    /// recorded + spent
     #[schema(value_type = f64)]
     pub(crate) actual_amount: Money,
     /// budget − actual
@@ -76,8 +93,8 @@ pub(crate) struct AllocationSummaryResponse {
 /// The user's rows for a month, by allocation type id.
 pub(crate) fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row>> {
     let mut stmt = c.prepare_cached(
-        "SELECT allocation_type_id, id, budget_amount, actual_amount FROM user_allocations
-         WHERE user_id = ?1 AND year = ?2 AND month = ?3",
+        "SELECT allocation_type_id, id, budget_amount, recorded_amount, spent_amount
+         FROM user_allocations WHERE user_id = ?1 AND year = ?2 AND month = ?3",
     )?;
     let rows = stmt
         .query_map(params![user, p.year, p.month], |r| {
@@ -86,7 +103,8 @@ pub(crate) fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<Stri
                 Row {
                     id: r.get(1)?,
                     budget: r.get(2)?,
-                    actual: r.get(3)?,
+                    recorded: r.get(3)?,
+                    spent: r.get(4)?,
                 },
             ))
         })?
@@ -101,7 +119,9 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<Category
         .map(|t| {
             let row = rows.get(&t.id);
             let budget = row.map(|r| r.budget).unwrap_or_default();
-            let actual = row.map(|r| r.actual).unwrap_or_default();
+            let recorded = row.map(|r| r.recorded).unwrap_or_default();
+            let spent = row.map(|r| r.spent).unwrap_or_default();
+            let actual = row.map(Row::actual).transpose()?.unwrap_or_default();
             Ok(TypeLine {
                 id: t.id.clone(),
                 name: t.name.clone(),
@@ -109,6 +129,8 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<Category
                 purpose: t.purpose.clone(),
                 sort_order: t.sort_order,
                 budget_amount: budget,
+                recorded_amount: recorded,
+                spent_amount: spent,
                 actual_amount: actual,
                 difference: budget.checked_sub(actual).ok_or_else(money::overflow)?,
                 allocation_id: row.map(|r| r.id.clone()),
@@ -190,7 +212,7 @@ pub(crate) fn category_totals(
     category_id: &str,
 ) -> Result<(Money, Money)> {
     Ok(c.query_row(
-        "SELECT coalesce(sum(ua.budget_amount), 0), coalesce(sum(ua.actual_amount), 0)
+        "SELECT coalesce(sum(ua.budget_amount), 0), coalesce(sum(ua.recorded_amount + ua.spent_amount), 0)
          FROM user_allocations ua JOIN allocation_types t ON t.id = ua.allocation_type_id
          WHERE ua.user_id = ?1 AND ua.year = ?2 AND ua.month = ?3 AND t.category_id = ?4",
         params![user, p.year, p.month, category_id],
@@ -239,13 +261,13 @@ pub(crate) fn upsert(
     }
     let existing: Option<(Money, Money)> = tx
         .query_row(
-            "SELECT budget_amount, actual_amount FROM user_allocations
+            "SELECT budget_amount, recorded_amount FROM user_allocations
              WHERE user_id = ?1 AND year = ?2 AND month = ?3 AND allocation_type_id = ?4",
             params![user, p.year, p.month, type_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let (mut budget, mut actual) = existing.unwrap_or_default();
+    let (mut budget, mut recorded) = existing.unwrap_or_default();
     let mut new_notes: Option<&str> = None;
     match change {
         Change::Budget(b) => budget = b,
@@ -254,9 +276,9 @@ pub(crate) fn upsert(
             mode,
             notes,
         } => {
-            actual = match mode {
+            recorded = match mode {
                 Mode::Set => amount,
-                Mode::Add => actual
+                Mode::Add => recorded
                     .checked_add(amount)
                     .and_then(Money::capped)
                     .ok_or_else(amount_overflow)?,
@@ -265,13 +287,13 @@ pub(crate) fn upsert(
         }
     }
     tx.execute(
-        "INSERT INTO user_allocations (id, user_id, allocation_type_id, year, month, budget_amount, actual_amount,
+        "INSERT INTO user_allocations (id, user_id, allocation_type_id, year, month, budget_amount, recorded_amount,
                                        notes, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT(user_id, year, month, allocation_type_id) DO UPDATE SET
-             budget_amount = excluded.budget_amount, actual_amount = excluded.actual_amount,
+             budget_amount = excluded.budget_amount, recorded_amount = excluded.recorded_amount,
              notes = coalesce(excluded.notes, user_allocations.notes), updated_at = excluded.updated_at",
-        params![crate::random::uuid(), user, type_id, p.year, p.month, budget, actual, new_notes, now],
+        params![crate::random::uuid(), user, type_id, p.year, p.month, budget, recorded, new_notes, now],
     )?;
     Ok(())
 }
@@ -303,15 +325,15 @@ pub(crate) fn update(
     user: &str,
     allocation_id: &str,
     budget: Option<Money>,
-    actual: Option<Money>,
+    recorded: Option<Money>,
     notes: Option<&str>,
     now: &str,
 ) -> Result<()> {
     let n = tx.execute(
         "UPDATE user_allocations SET budget_amount = coalesce(?3, budget_amount),
-             actual_amount = coalesce(?4, actual_amount), notes = coalesce(?5, notes), updated_at = ?6
+             recorded_amount = coalesce(?4, recorded_amount), notes = coalesce(?5, notes), updated_at = ?6
          WHERE id = ?1 AND user_id = ?2",
-        params![allocation_id, user, budget, actual, notes, now],
+        params![allocation_id, user, budget, recorded, notes, now],
     )?;
     if n == 0 {
         return Err(not_found());
@@ -358,7 +380,8 @@ pub(crate) fn history(
     let oldest = periods[periods.len() - 1];
     let key = |p: Period| i64::from(p.year) * 12 + i64::from(p.month);
     let mut stmt = c.prepare_cached(
-        "SELECT year, month, sum(budget_amount), sum(actual_amount) FROM user_allocations
+        "SELECT year, month, sum(budget_amount), sum(recorded_amount + spent_amount)
+         FROM user_allocations
          WHERE user_id = ?1 AND (year * 12 + month) BETWEEN ?2 AND ?3 GROUP BY year, month",
     )?;
     let found: HashMap<Period, (Money, Money)> = stmt

@@ -12,7 +12,8 @@ use crate::error::Result;
 const MONEY_COLUMNS: &[&str] = &[
     "amount",
     "budget_amount",
-    "actual_amount",
+    "recorded_amount",
+    "spent_amount",
     "total_income",
     "total_expense",
 ];

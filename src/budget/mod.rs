@@ -1,6 +1,7 @@
 //! Money: the allocation catalogue, a user's monthly allocations, the monthly budget view and
 //! transactions, all in integer minor units.
 
+pub(crate) mod alerts;
 pub(crate) mod allocations;
 pub(crate) mod cache;
 pub(crate) mod catalog;

@@ -50,7 +50,7 @@ pub(crate) struct MonthlyBudgetResponse {
 /// The month's actual amounts summed per category id.
 fn actual_by_category(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Money>> {
     let mut stmt = c.prepare_cached(
-        "SELECT t.category_id, sum(ua.actual_amount) FROM user_allocations ua
+        "SELECT t.category_id, sum(ua.recorded_amount + ua.spent_amount) FROM user_allocations ua
          JOIN allocation_types t ON t.id = ua.allocation_type_id
          WHERE ua.user_id = ?1 AND ua.year = ?2 AND ua.month = ?3 GROUP BY t.category_id",
     )?;

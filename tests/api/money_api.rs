@@ -37,6 +37,8 @@ const TYPE_FIELDS: &[&str] = &[
     "purpose",
     "sort_order",
     "budget_amount",
+    "recorded_amount",
+    "spent_amount",
     "actual_amount",
     "difference",
     "allocation_id",
@@ -520,7 +522,8 @@ fn budget_and_actual_posts_replace_add_and_keep_notes() {
     set_budget(&t, tok, &ty, 30_000, 6, 2025);
     let row = exported_row(&t, tok, &ty, 6, 2025);
     assert_eq!(row["notes"], "movie night");
-    assert_eq!(row["actual_amount"], json!(13));
+    // The stored column is `recorded_amount` (issue 13: actual = recorded + spent).
+    assert_eq!(row["recorded_amount"], json!(13));
     let new_notes = json!({"allocation_type_id": ty, "actual_amount": 13, "notes": "concert",
                            "month": 6, "year": 2025});
     expect(&t, "POST", ACTUAL, tok, Some(&new_notes), 200);

@@ -8,13 +8,13 @@ use utoipa::ToSchema;
 use super::{Message, json_bytes, this_month, write};
 use crate::app::App;
 use crate::auth::require_user;
+use crate::budget::alerts;
 use crate::budget::allocations::{self, Change, Mode};
 use crate::budget::cache::View;
 use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, NonNegative};
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, FromJson, Invalid, Text};
 
@@ -59,8 +59,11 @@ pub(crate) fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
     let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
-    let (budget, actual, difference) =
-        allocations::totals(rows.values().map(|r| (r.budget, r.actual)))?;
+    let pairs = rows
+        .values()
+        .map(|r| Ok((r.budget, r.actual()?)))
+        .collect::<Result<Vec<_>>>()?;
+    let (budget, actual, difference) = allocations::totals(pairs.into_iter())?;
     Ok(Resp::json(
         200,
         &SummaryResponse {
@@ -136,23 +139,9 @@ fn allocation_write(
     let (status, body, alert) = write(app, user, |tx| {
         idempotency::run(tx, user, keyed, app.clock.unix(), || {
             let (type_id, p) = locate(tx)?;
-            let category =
-                app.catalog
-                    .category_of_type(&type_id)
-                    .ok_or_else(|| Error::NotFound {
-                        code: "allocation_type_not_found",
-                        detail: format!("Allocation type with id '{type_id}' not found"),
-                    })?;
-            let (b0, a0) = allocations::category_totals(tx, user, p, &category.id)?;
+            let watch = alerts::watch(tx, &app.catalog, user, &type_id, p)?;
             change(tx, &type_id, p)?;
-            let (b1, a1) = allocations::category_totals(tx, user, p, &category.id)?;
-            let alert = (a0 <= b0 && a1 > b1).then(|| Event::BudgetAlert {
-                category: category.name.clone(),
-                month: p.month,
-                year: p.year,
-                budget: b1.to_number(),
-                actual: a1.to_number(),
-            });
+            let alert = alerts::check(tx, user, watch)?;
             Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
         })
     })?;
