@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ops;
 pub mod profile;
 pub mod random;
+pub(crate) mod recurring;
 pub mod replication;
 pub mod serve;
 pub mod ws;
