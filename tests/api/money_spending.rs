@@ -530,3 +530,31 @@ fn a_linked_expense_that_takes_a_category_over_budget_alerts() {
     assert_eq!(post_with_key(t.http, tok, "alert-key", &body).status, 201);
     nothing_more(&mut ws);
 }
+
+#[test]
+fn the_document_describes_the_link() {
+    let t = spawn_app();
+    let doc = get(t.http, "/openapi.json").json();
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "CreateTransactionRequest",
+        "PatchTransactionRequest",
+        "TransactionResponse",
+    ] {
+        let field = &schemas[name]["properties"]["allocation_type_id"];
+        assert_eq!(field["type"], json!(["string", "null"]), "{name}: {field}");
+    }
+    let list = &doc["paths"]["/api/v1/transactions"]["get"];
+    let param = list["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "allocation_type_id")
+        .expect("the filter is documented");
+    assert_eq!(param["in"], "query");
+    let transactions = &doc["paths"]["/api/v1/transactions"];
+    let patch = &doc["paths"]["/api/v1/transactions/{id}"]["patch"];
+    for op in [&transactions["get"], &transactions["post"], patch] {
+        assert!(op["responses"]["404"].is_object(), "{op}");
+    }
+}
