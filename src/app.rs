@@ -27,8 +27,9 @@ pub struct App {
     pub revoked_access: moka::sync::Cache<String, ()>,
     /// Access tokens already verified (signature, claims), see `tokens::VerifiedAccess`.
     pub(crate) verified_access: crate::auth::tokens::VerifiedAccess,
-    /// The allocation catalogue, loaded once at start.
-    pub(crate) catalog: Catalog,
+    /// The allocation catalogue, loaded once at start. Shared, so a group-commit job (which
+    /// must own what it uses) can hold it too.
+    pub(crate) catalog: std::sync::Arc<Catalog>,
     /// Computed month views, per user.
     pub(crate) views: ViewCache,
     /// Events for the users' notification sockets.
@@ -51,7 +52,7 @@ impl App {
             .read(|c| Ok(Catalog::load(c)?))
             .map_err(|e| format!("cannot load the allocation catalogue: {e:?}"))?;
         Ok(App {
-            catalog,
+            catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),
             answers: moka::sync::Cache::builder()

@@ -144,6 +144,15 @@ impl Fields {
         }
     }
 
+    /// For a field where `null` means something (clear it): absent is `Ok(None)`, `null` is
+    /// `Ok(Some(None))`, a bad value is reported.
+    pub(crate) fn nullable<T: FromJson>(&mut self, name: &str) -> Result<Option<Option<T>>, Error> {
+        match self.obj.get(name) {
+            Some(Value::Null) => Ok(Some(None)),
+            _ => self.optional(name).map(|v| v.map(Some)),
+        }
+    }
+
     /// Adds a problem found by a cross-field rule (e.g. "one of email or mobile_number").
     pub(crate) fn reject(&mut self, name: &str, msg: impl Into<String>, kind: &'static str) {
         self.report(name, Invalid::new(msg, kind));

@@ -10,7 +10,10 @@
 //! - a write that got no answer is there once or not at all: if listed, its key replays to
 //!   the listed id; if not, the replay creates it; either way it is then listed exactly once;
 //! - the month's totals (balance route) equal the sum of its listed transactions and
-//!   `transaction_count` their number, before and after those replays.
+//!   `transaction_count` their number, before and after those replays;
+//! - about half of the expenses are linked to an allocation type: that type's `spent_amount`
+//!   equals the sum of the month's expenses linked to it, before and after the replays, and
+//!   the linked rows are exactly the linked writes that are there.
 //!
 //! `WEALTHCOACH_CRASH_ROUNDS` sets the number of rounds (default 20),
 //! `WEALTHCOACH_CRASH_SEED` the seed (each test has its own default).
@@ -80,6 +83,8 @@ enum Write {
         body: Value,
         paise: i64,
         income: bool,
+        /// Linked to the round's linked allocation type.
+        linked: bool,
     },
     /// POST /allocations/actual, mode "add".
     Add { paise: i64 },
@@ -105,6 +110,8 @@ struct Tally {
     rounds_with_unanswered_add_applied: usize,
     /// Acknowledged transactions whose key was replayed.
     replayed: usize,
+    /// Linked expenses kept (acknowledged or completed by their replay).
+    linked: usize,
     /// Rounds in which a WAL checkpoint wrote to the main file while the clients wrote.
     rounds_with_checkpoint: usize,
 }
@@ -115,11 +122,18 @@ fn file_stamp(path: &Path) -> Option<(u64, SystemTime)> {
     Some((m.len(), m.modified().ok()?))
 }
 
+/// The allocation types of the run: `add` gets the "add" writes, `linked` the linked expenses.
+#[derive(Clone, Copy)]
+struct Types<'a> {
+    add: &'a str,
+    linked: &'a str,
+}
+
 /// One client: writes until `stop` is set or the server stops answering.
 fn client(
     addr: SocketAddr,
     token: &str,
-    type_id: &str,
+    types: Types<'_>,
     seed: u64,
     round: usize,
     thread: u64,
@@ -148,21 +162,26 @@ fn client(
                 n / 60 % 60,
                 n % 60
             );
-            let body = json!({"type": if income { "income" } else { "expense" },
+            let mut body = json!({"type": if income { "income" } else { "expense" },
                               "category": "crash", "amount": format!("{}.{:02}", paise / 100, paise % 100),
                               "label": label, "transaction_date": date});
+            let linked = !income && rng.range(0, 2) == 0;
+            if linked {
+                body["allocation_type_id"] = json!(types.linked);
+            }
             Write::Transaction {
                 key: format!("crash-{seed:x}-r{round}-t{thread}-n{n}"),
                 label,
                 body,
                 paise,
                 income,
+                linked,
             }
         };
         let outcome = match &write {
             Write::Transaction { key, body, .. } => post_keyed(addr, token, key, body),
             Write::Add { paise } => {
-                let body = json!({"allocation_type_id": type_id, "mode": "add",
+                let body = json!({"allocation_type_id": types.add, "mode": "add",
                                   "actual_amount": format!("{}.{:02}", paise / 100, paise % 100),
                                   "month": month, "year": year});
                 call(addr, "POST", ACTUAL, token, Some(&body), &[])
@@ -182,7 +201,7 @@ fn client(
 fn write_and_kill(
     server: &mut Server,
     token: &str,
-    type_id: &str,
+    types: Types<'_>,
     seed: u64,
     round: usize,
     kill_after: Duration,
@@ -193,7 +212,7 @@ fn write_and_kill(
         let clients: Vec<_> = (0..THREADS)
             .map(|t| {
                 let stop = &stop;
-                s.spawn(move || client(addr, token, type_id, seed, round, t, stop))
+                s.spawn(move || client(addr, token, types, seed, round, t, stop))
             })
             .collect();
         thread::sleep(kill_after);
@@ -211,11 +230,68 @@ fn assert_transient(r: &Reply, what: &str) {
     assert_eq!(r.status, 503, "{what}: refused: {}", r.text());
 }
 
+/// A type's (recorded_amount, spent_amount) in a month's allocation summary, in paise.
+fn type_figures(addr: SocketAddr, token: &str, year: i32, month: u32, type_id: &str) -> (i64, i64) {
+    let path = format!("/api/v1/allocations?month={month}&year={year}");
+    let v = expect(addr, "GET", &path, token, None, 200);
+    let line = v["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .flat_map(|c| c["allocation_types"].as_array().expect("types").iter())
+        .find(|t| t["id"] == type_id)
+        .unwrap_or_else(|| panic!("no type {type_id}"));
+    (
+        to_paise(&line["recorded_amount"]),
+        to_paise(&line["spent_amount"]),
+    )
+}
+
+/// The spending invariant for one type and month: its `spent_amount` equals the sum of the
+/// month's expenses linked to it (listed page by page with the filter). Their labels.
+fn check_spent(addr: SocketAddr, token: &str, year: i32, month: u32, type_id: &str) -> Vec<String> {
+    let (mut labels, mut sum) = (Vec::new(), 0);
+    for page in 0.. {
+        let path = format!(
+            "/api/v1/transactions?month={month}&year={year}&allocation_type_id={type_id}&limit=200&offset={}",
+            page * 200
+        );
+        let rows = expect(addr, "GET", &path, token, None, 200);
+        let rows = rows.as_array().expect("a bare array");
+        for r in rows {
+            assert_eq!(
+                r["type"], "expense",
+                "{year}-{month:02}: a linked income {r}"
+            );
+            assert_eq!(r["allocation_type_id"], type_id);
+            sum += to_paise(&r["amount"]);
+            labels.push(r["label"].as_str().expect("label").to_string());
+        }
+        if rows.len() < 200 {
+            break;
+        }
+    }
+    let (_, spent) = type_figures(addr, token, year, month, type_id);
+    assert_eq!(
+        spent, sum,
+        "{year}-{month:02}: spent_amount vs the linked expenses"
+    );
+    labels.sort_unstable();
+    labels
+}
+
 /// Every check of one round against the restarted server.
-fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt]) -> Tally {
+fn verify_round(
+    addr: SocketAddr,
+    token: &str,
+    types: Types<'_>,
+    round: usize,
+    attempts: &[Attempt],
+) -> Tally {
     let (year, month) = period(round);
     let at = |what: &str| format!("round {round} ({year}-{month:02}): {what}");
     let before = check_invariant(addr, token, year, month);
+    let linked_before = check_spent(addr, token, year, month, types.linked);
     let mut listed: HashMap<&str, Vec<&Listed>> = HashMap::new();
     for row in &before {
         listed.entry(row.label.as_str()).or_default().push(row);
@@ -229,6 +305,8 @@ fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt
     let replay_every = acked.div_ceil(REPLAYS_PER_ROUND).max(1);
     let (mut added_acked, mut added_unknown) = (0i64, 0i64);
     let mut expected_labels = Vec::new();
+    // Linked writes: all of them, and those listed before the replays.
+    let (mut linked_writes, mut linked_listed) = (HashSet::new(), Vec::new());
     for a in attempts {
         match (&a.write, &a.outcome) {
             (Write::Add { paise }, Exchange::Answered(r)) if (200..300).contains(&r.status) => {
@@ -251,12 +329,19 @@ fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt
                     body,
                     paise,
                     income,
+                    linked,
                 },
                 outcome,
             ) => {
                 let found = listed.remove(label.as_str()).unwrap_or_default();
                 assert!(found.len() <= 1, "{}", at(&format!("{label} listed twice")));
                 let row = found.first().copied();
+                if *linked {
+                    linked_writes.insert(label.as_str());
+                    if row.is_some() {
+                        linked_listed.push(label.clone());
+                    }
+                }
                 if let Some(row) = row {
                     assert_eq!(
                         (row.paise, row.income),
@@ -345,7 +430,31 @@ fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt
     expected_labels.sort_unstable();
     assert_eq!(labels, expected_labels, "{}", at("labels after replays"));
 
-    let actual = allocations_actual(addr, token, year, month);
+    // The linked rows are the linked writes that are there, before and after the replays, and
+    // spent_amount (checked in check_spent) is their sum.
+    linked_listed.sort_unstable();
+    assert_eq!(
+        linked_before,
+        linked_listed,
+        "{}",
+        at("linked rows before replays")
+    );
+    let linked_after = check_spent(addr, token, year, month, types.linked);
+    let linked_expected: Vec<String> = expected_labels
+        .iter()
+        .filter(|l| linked_writes.contains(l.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(
+        linked_after,
+        linked_expected,
+        "{}",
+        at("linked rows after replays")
+    );
+    tally.linked += linked_after.len();
+
+    // total_actual now holds the linked spending too: the adds are the type's recorded amount.
+    let (actual, _) = type_figures(addr, token, year, month, types.add);
     assert!(
         actual >= added_acked && actual <= added_acked + added_unknown,
         "{}",
@@ -355,6 +464,22 @@ fn verify_round(addr: SocketAddr, token: &str, round: usize, attempts: &[Attempt
     );
     tally.rounds_with_unanswered_add_applied = usize::from(actual > added_acked);
     tally
+}
+
+/// The first allocation type of the third category (not the category of `first_type_id`).
+fn linked_type_id(addr: SocketAddr, token: &str) -> String {
+    let v = expect(
+        addr,
+        "GET",
+        "/api/v1/allocations?month=1&year=2030",
+        token,
+        None,
+        200,
+    );
+    v["categories"][2]["allocation_types"][0]["id"]
+        .as_str()
+        .expect("an allocation type id")
+        .to_string()
 }
 
 /// The whole run for one `DB_SYNCHRONOUS` setting.
@@ -373,7 +498,12 @@ fn crash_rounds(sync: &str, default_seed: u64) {
         server.addr,
         &format!("crash-{}@example.com", sync.to_lowercase()),
     );
-    let type_id = first_type_id(server.addr, &token);
+    let add_type = first_type_id(server.addr, &token);
+    let linked_type = linked_type_id(server.addr, &token);
+    let types = Types {
+        add: &add_type,
+        linked: &linked_type,
+    };
     let mut rng = SeededRng::new(seed);
     let mut total = Tally::default();
     let mut acked_labels: Vec<(usize, String)> = Vec::new();
@@ -381,7 +511,7 @@ fn crash_rounds(sync: &str, default_seed: u64) {
     for round in 0..rounds {
         let kill_after = Duration::from_millis(rng.range(KILL_AFTER_MS.0, KILL_AFTER_MS.1));
         let main_file_before = file_stamp(&db);
-        let attempts = write_and_kill(&mut server, &token, &type_id, seed, round, kill_after);
+        let attempts = write_and_kill(&mut server, &token, types, seed, round, kill_after);
         // The main file changes only when a checkpoint copies WAL frames into it.
         let checkpointed = file_stamp(&db) != main_file_before;
         total.rounds_with_checkpoint += usize::from(checkpointed);
@@ -389,7 +519,7 @@ fn crash_rounds(sync: &str, default_seed: u64) {
         assert_eq!(integrity, "ok", "round {round}: after kill -9");
 
         server = Server::start(&dir.0, &vars, &format!("serve-{}", round + 1));
-        let t = verify_round(server.addr, &token, round, &attempts);
+        let t = verify_round(server.addr, &token, types, round, &attempts);
         println!(
             "round {round:>3}: kill after {:>4} ms{}: {:>3} acknowledged, {} refused, \
              {} unanswered ({} of them committed), {} not sent",
@@ -415,6 +545,7 @@ fn crash_rounds(sync: &str, default_seed: u64) {
         }
         total.acked += t.acked;
         total.replayed += t.replayed;
+        total.linked += t.linked;
         total.refused += t.refused;
         total.unanswered += t.unanswered;
         total.unanswered_committed += t.unanswered_committed;
@@ -427,6 +558,7 @@ fn crash_rounds(sync: &str, default_seed: u64) {
     for round in 0..rounds {
         let (year, month) = period(round);
         let rows = check_invariant(server.addr, &token, year, month);
+        check_spent(server.addr, &token, year, month, &linked_type);
         by_round.insert(round, rows.into_iter().map(|r| r.label).collect());
     }
     for (round, label) in &acked_labels {
@@ -441,12 +573,13 @@ fn crash_rounds(sync: &str, default_seed: u64) {
 
     println!(
         "DB_SYNCHRONOUS={sync}: {rounds} kills in {:.1} s ({} with a checkpoint during the \
-         writes): {} acknowledged writes all kept ({} replayed), {} refused, {} unanswered \
+         writes): {} acknowledged writes all kept ({} replayed, {} linked expenses kept), {} refused, {} unanswered \
          ({} committed), {} never sent; unanswered allocation adds applied in {} rounds",
         started.elapsed().as_secs_f64(),
         total.rounds_with_checkpoint,
         total.acked,
         total.replayed,
+        total.linked,
         total.refused,
         total.unanswered,
         total.unanswered_committed,
@@ -457,6 +590,7 @@ fn crash_rounds(sync: &str, default_seed: u64) {
         total.acked > 0,
         "no write was ever acknowledged: the test proved nothing"
     );
+    assert!(total.linked > 0, "no linked expense was ever kept");
     assert!(
         total.unanswered > 0,
         "no kill ever caught a request in flight: the test proved little"

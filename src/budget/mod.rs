@@ -12,6 +12,7 @@ pub(crate) mod idempotency;
 pub(crate) mod money;
 pub(crate) mod monthly;
 pub mod period;
+pub(crate) mod spending;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod transactions;

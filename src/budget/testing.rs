@@ -55,8 +55,12 @@ pub(crate) fn transaction(
         amount: super::money::testing::Money(paise),
         label: "test".into(),
         date: super::transactions::TxDate::Instant(at(iso)),
+        allocation_type_id: None,
     };
-    super::transactions::create(tx, tz, user, &t, "2025-10-01T00:00:00Z").expect("transaction");
+    // Unlinked: the catalogue is not consulted.
+    let catalog = super::catalog::Catalog::default();
+    super::transactions::create(tx, &catalog, tz, user, &t, "2025-10-01T00:00:00Z")
+        .expect("transaction");
 }
 
 /// Sets the budget and the actual amount of one allocation type for the month.

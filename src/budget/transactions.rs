@@ -7,10 +7,13 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::catalog::Catalog;
 use super::dates::{self, DayRange};
 use super::money::{self, Money};
 use super::period::Period;
+use super::spending::{self, Spend};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::input::{FromJson, Invalid};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
@@ -121,6 +124,10 @@ pub(crate) struct TransactionResponse {
     pub(crate) month: u32,
     pub(crate) year: i32,
     pub(crate) created_at: String,
+    /// The allocation type this expense counts against (its `spent_amount`); `null` when
+    /// unlinked.
+    #[schema(format = "uuid")]
+    pub(crate) allocation_type_id: Option<String>,
 }
 
 pub(crate) struct NewTransaction {
@@ -129,6 +136,14 @@ pub(crate) struct NewTransaction {
     pub(crate) amount: Money,
     pub(crate) label: String,
     pub(crate) date: TxDate,
+    pub(crate) allocation_type_id: Option<String>,
+}
+
+/// A write's result: the transaction as stored (absent after a delete), and the
+/// `budget_alert`s to publish once the write has committed.
+pub(crate) struct Written<T> {
+    pub(crate) value: T,
+    pub(crate) alerts: Vec<Event>,
 }
 
 /// The fields a PATCH may change.
@@ -139,10 +154,13 @@ pub(crate) struct Changes {
     pub(crate) amount: Option<Money>,
     pub(crate) label: Option<String>,
     pub(crate) date: Option<TxDate>,
+    /// `Some(None)`: unlink (`null` sent); `None`: keep the link as it is.
+    pub(crate) allocation_type_id: Option<Option<String>>,
 }
 
 const COLUMNS: &str =
-    "id, type, category, amount, label, transaction_date, month, year, created_at";
+    "id, type, category, amount, label, transaction_date, month, year, created_at,
+     allocation_type_id";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
     let kind: String = r.get(1)?;
@@ -156,6 +174,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
         month: r.get(6)?,
         year: r.get(7)?,
         created_at: r.get(8)?,
+        allocation_type_id: r.get(9)?,
     })
 }
 
@@ -215,23 +234,32 @@ pub(crate) fn not_found() -> Error {
 
 pub(crate) fn create(
     tx: &Transaction<'_>,
+    catalog: &Catalog,
     tz: &jiff::tz::TimeZone,
     user: &str,
     t: &NewTransaction,
     now: &str,
-) -> Result<TransactionResponse> {
+) -> Result<Written<TransactionResponse>> {
+    let link = t.allocation_type_id.as_deref();
+    spending::check_link(catalog, t.kind, link)?;
     // Time-ordered (the real clock, not the test clock: ids are opaque, only their order
     // in the index matters).
     let id = crate::random::uuid_v7(jiff::Timestamp::now().as_millisecond().max(0) as u64);
     let at = t.date.instant(tz)?;
     let p = period_in_range(tz, at)?;
     let date = crate::clock::iso(at);
+    let moves = spending::moves(None, Spend::of(t.kind, link, p, t.amount))?;
+    let watches = spending::watch(tx, catalog, user, &moves)?;
     tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
-                                   created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount, t.label, date, p.year, p.month, now],
+                                   created_at, updated_at, allocation_type_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount, t.label, date, p.year, p.month, now, link],
     )?;
     move_totals(tx, user, p, t.kind, t.amount, 1, now)?;
-    get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))
+    spending::apply(tx, user, &moves, now)?;
+    let alerts = spending::check(tx, user, watches)?;
+    let value =
+        get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))?;
+    Ok(Written { value, alerts })
 }
 
 /// The date's month in `APP_TIMEZONE`, refused when its year is outside 2020..2100: the year
@@ -250,14 +278,21 @@ fn period_in_range(tz: &jiff::tz::TimeZone, t: jiff::Timestamp) -> Result<Period
 
 pub(crate) fn update(
     tx: &Transaction<'_>,
+    catalog: &Catalog,
     tz: &jiff::tz::TimeZone,
     user: &str,
     id: &str,
     ch: &Changes,
     now: &str,
-) -> Result<TransactionResponse> {
+) -> Result<Written<TransactionResponse>> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
     let kind = ch.kind.unwrap_or(old.kind);
+    let link = match &ch.allocation_type_id {
+        Some(new) => new.as_deref(),
+        None => old.allocation_type_id.as_deref(),
+    };
+    // Also refuses making a linked expense an income while it stays linked.
+    spending::check_link(catalog, kind, link)?;
     let amount = ch.amount.unwrap_or(old.amount);
     let category = ch.category.clone().unwrap_or_else(|| old.category.clone());
     let label = ch.label.clone().unwrap_or_else(|| old.label.clone());
@@ -274,21 +309,28 @@ pub(crate) fn update(
             },
         ),
     };
+    let moves = spending::moves(Spend::stored(&old), Spend::of(kind, link, p, amount))?;
+    let watches = spending::watch(tx, catalog, user, &moves)?;
     // Take the old amount out of its month, put the new one into its (maybe other) month.
     take_out(tx, user, &old, now)?;
     move_totals(tx, user, p, kind, amount, 1, now)?;
+    spending::apply(tx, user, &moves, now)?;
     tx.prepare_cached("UPDATE transactions SET type = ?3, category = ?4, amount = ?5, label = ?6, transaction_date = ?7,
-             year = ?8, month = ?9, updated_at = ?10
-         WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount, label, date, p.year, p.month, now],
+             year = ?8, month = ?9, updated_at = ?10, allocation_type_id = ?11
+         WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount, label, date, p.year, p.month, now, link],
     )?;
-    get(tx, user, id)?.ok_or_else(not_found)
+    let alerts = spending::check(tx, user, watches)?;
+    let value = get(tx, user, id)?.ok_or_else(not_found)?;
+    Ok(Written { value, alerts })
 }
 
+/// Deleting can only lower a category's spending, so it never alerts.
 pub(crate) fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
     tx.prepare_cached("DELETE FROM transactions WHERE id = ?1 AND user_id = ?2")?
         .execute(params![id, user])?;
-    take_out(tx, user, &old, now)
+    take_out(tx, user, &old, now)?;
+    spending::apply(tx, user, &spending::moves(Spend::stored(&old), None)?, now)
 }
 
 /// Removes a stored transaction's amount and count from its month's totals.
@@ -314,6 +356,8 @@ pub(crate) struct Filter {
     pub(crate) window: Window,
     pub(crate) kind: Option<Kind>,
     pub(crate) category: Option<String>,
+    /// Only the expenses linked to this type.
+    pub(crate) allocation_type_id: Option<String>,
     pub(crate) limit: u32,
     pub(crate) offset: u32,
 }
@@ -342,13 +386,21 @@ pub(crate) fn list(c: &Connection, user: &str, f: &Filter) -> Result<Vec<Transac
         "SELECT {COLUMNS} FROM transactions
          WHERE user_id = ?1 AND {column_a} AND {column_b}
            AND (?4 IS NULL OR type = ?4) AND (?5 IS NULL OR category = ?5)
+           AND (?6 IS NULL OR allocation_type_id = ?6)
          ORDER BY transaction_date DESC, created_at DESC, id
          LIMIT {} OFFSET {}",
         f.limit, f.offset
     ))?;
     let rows = stmt
         .query_map(
-            params![user, a, b, f.kind.map(Kind::as_str), f.category],
+            params![
+                user,
+                a,
+                b,
+                f.kind.map(Kind::as_str),
+                f.category,
+                f.allocation_type_id
+            ],
             from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;

@@ -1,7 +1,8 @@
 //! The contract's invariant: for every user and month, `total_income`, `total_expense`,
 //! `current_balance` and `transaction_count` equal what that month's transactions add up to,
 //! after any sequence of creates, edits, deletes, retries and refused writes, and under
-//! concurrent writers.
+//! concurrent writers. And for every user, allocation type and month, `spent_amount` equals
+//! the sum of that month's expenses linked to the type.
 
 use crate::{common, money_support};
 
@@ -16,12 +17,22 @@ const OPERATIONS: usize = 300;
 /// Three months across a year boundary.
 const MONTHS: [(i32, u32); 3] = [(2025, 12), (2026, 1), (2026, 2)];
 
+/// The types the sequence links to: (category, index), two of them in one category.
+const LINKED_TYPES: [(&str, usize); 4] = [
+    ("spending", 0),
+    ("spending", 3),
+    ("health", 1),
+    ("entertainment", 2),
+];
+
 #[derive(Clone, Debug, PartialEq)]
 struct Model {
     user: usize,
     income: bool,
     amount: i64,
     period: (i32, u32),
+    /// An index into `World::types`, for a linked expense.
+    link: Option<usize>,
 }
 
 /// A create that carried an Idempotency-Key: what a retry must get back.
@@ -39,6 +50,8 @@ struct World<'a> {
     txs: HashMap<String, Model>,
     deleted: Vec<(usize, String)>,
     keyed: Vec<Keyed>,
+    /// The ids of `LINKED_TYPES`.
+    types: Vec<String>,
 }
 
 fn kind(income: bool) -> &'static str {
@@ -94,15 +107,30 @@ impl World<'_> {
         &self.users[user].token
     }
 
+    /// A link for an expense: one of the types, or (one time in four) none.
+    fn link(&mut self) -> Option<usize> {
+        let i = self.rng.below(self.types.len() as u64 + 1) as usize;
+        (i < self.types.len()).then_some(i)
+    }
+
+    fn link_value(&self, link: Option<usize>) -> Value {
+        json!(link.map(|i| self.types[i].as_str()))
+    }
+
     fn create(&mut self, op: usize) {
         let user = self.rng.below(2) as usize;
         let income = self.rng.chance(50);
         let period = self.month();
         let date = self.date_in(period);
         let (p, amount_value) = self.amount();
-        let body = json!({"type": kind(income), "category": format!("cat{}", self.rng.below(5)),
+        let mut body = json!({"type": kind(income), "category": format!("cat{}", self.rng.below(5)),
                           "amount": amount_value, "label": format!("op {op}"),
                           "transaction_date": date});
+        let link = if income { None } else { self.link() };
+        // Unlinked: the field absent, or (sometimes) null.
+        if link.is_some() || self.rng.chance(30) {
+            body["allocation_type_id"] = self.link_value(link);
+        }
         let keyed = self.rng.chance(40);
         let reply = if keyed {
             let key = format!("op-{op}-{}", self.rng.next());
@@ -120,6 +148,7 @@ impl World<'_> {
         assert_eq!(reply.status, 201, "op {op} create: {}", reply.text());
         let v = reply.json();
         assert_eq!(paise(&v["amount"]), p, "op {op}");
+        assert_eq!(v["allocation_type_id"], self.link_value(link), "op {op}");
         assert_eq!(
             (v["year"].as_i64(), v["month"].as_i64()),
             (Some(i64::from(period.0)), Some(i64::from(period.1))),
@@ -133,6 +162,7 @@ impl World<'_> {
                 income,
                 amount: p,
                 period,
+                link,
             },
         );
     }
@@ -176,8 +206,15 @@ impl World<'_> {
         if self.rng.chance(20) {
             body["label"] = json!(format!("patched at op {op}"));
         }
+        // Relink (another type, or null), or keep the link by not naming it. An income
+        // cannot stay linked: it is unlinked in the same PATCH.
+        if self.rng.chance(40) || (m.income && m.link.is_some()) {
+            m.link = if m.income { None } else { self.link() };
+            body["allocation_type_id"] = self.link_value(m.link);
+        }
         let v = patch_tx(self.t, self.token(user), &id, &body);
         assert_eq!(v["id"], id.as_str());
+        assert_eq!(v["allocation_type_id"], self.link_value(m.link), "op {op}");
         assert_eq!(paise(&v["amount"]), m.amount, "op {op}");
         assert_eq!(v["type"], kind(m.income), "op {op}");
         assert_eq!(v["month"].as_u64(), Some(u64::from(m.period.1)), "op {op}");
@@ -209,6 +246,48 @@ impl World<'_> {
         let post = "/api/v1/transactions".to_string();
         let path = |id: &str| format!("/api/v1/transactions/{id}");
         // (status, field named, who asks, method, path, body)
+        let unknown = "00000000-0000-4000-8000-00000000dead";
+        let linked_income = {
+            let mut b = with("type", json!("income"));
+            b["allocation_type_id"] = json!(self.types[0]);
+            b
+        };
+        // A linked expense of `user` made an income without unlinking it.
+        let linked_own = self
+            .txs
+            .iter()
+            .filter(|(_, m)| m.user == user && m.link.is_some())
+            .map(|(id, _)| id.clone())
+            .min();
+        // (status, code) of the refusals that are not field errors.
+        let coded = |status: u16, code: &str, r: &Reply| {
+            assert_eq!(r.status, status, "op {op}: {}", r.text());
+            assert_eq!(r.json()["code"], code, "op {op}");
+        };
+        match self.rng.below(13) {
+            9 => {
+                let r = call(
+                    self.t,
+                    "POST",
+                    &post,
+                    self.token(user),
+                    Some(&linked_income),
+                );
+                return coded(422, "allocation_requires_expense", &r);
+            }
+            10 => {
+                let b = with("allocation_type_id", json!(unknown));
+                let r = call(self.t, "POST", &post, self.token(user), Some(&b));
+                return coded(404, "allocation_type_not_found", &r);
+            }
+            11 => {
+                let Some(id) = linked_own else { return };
+                let b = json!({"type": "income", "amount": 5});
+                let r = call(self.t, "PATCH", &path(&id), self.token(user), Some(&b));
+                return coded(422, "allocation_requires_expense", &r);
+            }
+            _ => {}
+        }
         let (status, field, asker, method, url, body) = match self.rng.below(9) {
             0 => (
                 422,
@@ -335,10 +414,79 @@ impl World<'_> {
                         (u, paise(&x["amount"]), x["type"] == "income"),
                         "{at}"
                     );
+                    assert_eq!(x["allocation_type_id"], self.link_value(m.link), "{at}");
                 }
             }
+            self.check_spent(op, u);
         }
     }
+
+    /// `spent_amount` of every type in `user`'s months, as `GET /allocations` shows it, equals
+    /// the model's linked expenses of that type and month (0 for every other type).
+    fn check_spent(&self, op: usize, user: usize) {
+        for &(year, month) in &MONTHS {
+            let s = allocations(self.t, self.token(user), month, year);
+            let at = format!("after op {op}, user {user}, {year}-{month:02}");
+            let mut total = 0;
+            for c in s["categories"].as_array().expect("categories") {
+                for ty in c["allocation_types"].as_array().expect("types") {
+                    let want: i64 = self
+                        .txs
+                        .values()
+                        .filter(|m| m.user == user && m.period == (year, month) && !m.income)
+                        .filter(|m| m.link.is_some_and(|i| ty["id"] == self.types[i].as_str()))
+                        .map(|m| m.amount)
+                        .sum();
+                    assert_eq!(paise(&ty["spent_amount"]), want, "{at}: {}", ty["name"]);
+                    total += want;
+                }
+            }
+            assert_eq!(paise(&s["total_actual"]), total, "{at}: total_actual");
+        }
+    }
+}
+
+/// user_allocations.spent_amount against the sums of the linked expense rows, straight from
+/// the database.
+fn stored_spent_matches_rows(t: &TestApp, op: usize) {
+    type Sums = HashMap<(String, String, i64, i64), i64>;
+    let (kept, summed): (Sums, Sums) = t
+        .app()
+        .db
+        .read(|c| {
+            let collect = |sql: &str| -> rusqlite::Result<Sums> {
+                let mut stmt = c.prepare(sql)?;
+                stmt.query_map([], |r| {
+                    Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get(4)?))
+                })?
+                .collect()
+            };
+            let kept = collect(
+                "SELECT user_id, allocation_type_id, year, month, spent_amount
+                 FROM user_allocations WHERE spent_amount <> 0",
+            )?;
+            let summed = collect(
+                "SELECT user_id, allocation_type_id, year, month, sum(amount) FROM transactions
+                 WHERE type = 'expense' AND allocation_type_id IS NOT NULL
+                 GROUP BY user_id, allocation_type_id, year, month",
+            )?;
+            Ok((kept, summed))
+        })
+        .expect("read spent");
+    assert_eq!(kept, summed, "after op {op}");
+    let linked_incomes: i64 = t
+        .app()
+        .db
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM transactions
+                 WHERE type = 'income' AND allocation_type_id IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .expect("count");
+    assert_eq!(linked_incomes, 0, "after op {op}: a linked income");
 }
 
 /// monthly_budgets rows against the sums of the transaction rows, straight from the database.
@@ -382,6 +530,10 @@ fn totals_equal_the_transactions_after_a_random_sequence() {
         register(&t, "inv-a@example.com"),
         register(&t, "inv-b@example.com"),
     ];
+    let types = LINKED_TYPES
+        .iter()
+        .map(|(c, i)| type_id(&t, &users[0].token, c, *i))
+        .collect();
     let mut w = World {
         t: &t,
         users,
@@ -389,6 +541,7 @@ fn totals_equal_the_transactions_after_a_random_sequence() {
         txs: HashMap::new(),
         deleted: Vec::new(),
         keyed: Vec::new(),
+        types,
     };
     for op in 0..OPERATIONS {
         match w.rng.below(100) {
@@ -398,12 +551,21 @@ fn totals_equal_the_transactions_after_a_random_sequence() {
             68..80 => w.delete(op),
             _ => w.invalid(op),
         }
+        // After every step: the stored spent against the rows, and as the API shows it.
+        stored_spent_matches_rows(&t, op);
+        w.check_spent(op, 0);
+        w.check_spent(op, 1);
         if (op + 1) % 25 == 0 {
             w.check(op);
         }
     }
     w.check(OPERATIONS);
     stored_totals_match_rows(&t);
+    let linked = w.txs.values().filter(|m| m.link.is_some()).count();
+    assert!(
+        linked > 10,
+        "the sequence should leave linked rows: {linked}"
+    );
     assert!(
         w.txs.len() > 20,
         "the sequence should leave rows: {}",
@@ -543,4 +705,59 @@ fn concurrent_adds_to_one_allocation_are_all_counted() {
         160
     );
     assert_eq!(count_rows(&t, "user_allocations", "user_id", &u.id), 1);
+}
+
+#[test]
+fn concurrent_linked_writers_leave_exact_spent() {
+    let (t, u) = app_and_user("inv-linked-race@example.com");
+    let (a, b) = (
+        type_id(&t, &u.token, "spending", 0),
+        type_id(&t, &u.token, "spending", 1),
+    );
+    std::thread::scope(|s| {
+        for i in 0..8 {
+            let (addr, tok) = (t.http, u.token.as_str());
+            let (a, b) = (a.as_str(), b.as_str());
+            s.spawn(move || {
+                for n in 0..20 {
+                    let mut body = tx_body(
+                        "expense",
+                        "race",
+                        "0.07",
+                        &format!("t{i} n{n}"),
+                        "2025-10-15",
+                    );
+                    body["allocation_type_id"] = json!(a);
+                    let r = send_json(addr, "POST", TXS, Some(tok), &body);
+                    assert_eq!(r.status, 201, "{}", r.text());
+                    // Every fourth moves to the other type and to November.
+                    if n % 4 == 0 {
+                        let id = r.json()["id"].as_str().expect("id").to_string();
+                        let patch =
+                            json!({"allocation_type_id": b, "transaction_date": "2025-11-01"});
+                        let r = send_json(addr, "PATCH", &format!("{TXS}/{id}"), Some(tok), &patch);
+                        assert_eq!(r.status, 200, "{}", r.text());
+                    }
+                }
+            });
+        }
+    });
+    let spent_of = |month: u32, ty: &str| -> i64 {
+        let s = allocations(&t, &u.token, month, 2025);
+        let types = category(&s, "spending")["allocation_types"].clone();
+        let line = types
+            .as_array()
+            .expect("types")
+            .iter()
+            .find(|x| x["id"] == ty)
+            .expect("type")
+            .clone();
+        paise(&line["spent_amount"])
+    };
+    // 160 posted, 40 of them moved.
+    assert_eq!(spent_of(10, &a), 120 * 7);
+    assert_eq!(spent_of(11, &b), 40 * 7);
+    assert_eq!((spent_of(10, &b), spent_of(11, &a)), (0, 0));
+    stored_spent_matches_rows(&t, 0);
+    stored_totals_match_rows(&t);
 }

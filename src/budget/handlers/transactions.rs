@@ -11,12 +11,26 @@ use crate::budget::dates::DayRange;
 use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, Positive};
 use crate::budget::period::Period;
-use crate::budget::transactions::{self, Changes, Filter, Kind, NewTransaction, TxDate, Window};
+use crate::budget::spending;
+use crate::budget::transactions::{
+    self, Changes, Filter, Kind, NewTransaction, TxDate, Window, Written,
+};
 use crate::error::{Error, Result};
+use crate::events::Event;
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, Text};
 
 type Category = Text<1, 50>;
+
+/// As `POST /allocations/budget` reads it.
+type TypeId = Text<1, 64>;
+
+/// After the commit: the `budget_alert`s a linked expense write raised.
+fn publish(app: &App, user: &str, alerts: Vec<Event>) {
+    for event in alerts {
+        app.events.publish(user, event);
+    }
+}
 
 type Label = Text<1, 200>;
 
@@ -87,6 +101,11 @@ pub(crate) struct CreateTransactionRequest {
     /// clock in `APP_TIMEZONE`; it is stored and echoed as the UTC instant.
     #[schema(schema_with = tx_date_schema, example = "2025-10-18")]
     pub(crate) transaction_date: String,
+    /// Links an expense to an allocation type (`GET /allocations`): its amount counts in that
+    /// type's `spent_amount` for the month. An unknown type is a 404
+    /// `allocation_type_not_found`, a linked income a 422 `allocation_requires_expense`.
+    #[schema(format = "uuid")]
+    pub(crate) allocation_type_id: Option<String>,
 }
 
 #[utoipa::path(post, path = "/api/v1/transactions", tag = "transactions", security(("bearer" = [])),
@@ -94,7 +113,8 @@ pub(crate) struct CreateTransactionRequest {
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
              description = "1 to 255 visible ASCII characters. A retried POST with the same key returns the first response")),
     responses((status = 201, body = transactions::TransactionResponse), (status = 401),
-              (status = 422, description = "Bad field, or `idempotency_key_reused`")))]
+              (status = 404, description = "`allocation_type_not_found`"),
+              (status = 422, description = "Bad field, `allocation_requires_expense`, or `idempotency_key_reused`")))]
 pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let keyed = Keyed::of(req)?;
@@ -104,6 +124,7 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let amount = f.required::<Positive>("amount");
     let label = f.required::<Label>("label");
     let date = f.required::<TxDate>("transaction_date");
+    let link = f.optional::<TypeId>("allocation_type_id");
     f.finish()?;
     let new = NewTransaction {
         kind: kind?,
@@ -111,15 +132,20 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
         amount: amount?.0,
         label: label?.0,
         date: date?,
+        allocation_type_id: link?.map(|t| t.0),
     };
     let (user, tz) = (me.user.id.clone(), app.config.app_timezone.clone());
     let (unix, iso) = (app.clock.unix(), app.clock.iso());
-    let (status, bytes, _) = write_in_group(app, &me.user.id, move |tx| {
+    let catalog = app.catalog.clone();
+    let (status, bytes, alerts) = write_in_group(app, &me.user.id, move |tx| {
         idempotency::run(tx, &user, keyed.as_ref(), unix, || {
-            let created = transactions::create(tx, &tz, &user, &new, &iso)?;
-            Ok((201, json_bytes(&created)?, ()))
+            let Written { value, alerts } =
+                transactions::create(tx, &catalog, &tz, &user, &new, &iso)?;
+            Ok((201, json_bytes(&value)?, alerts))
         })
     })?;
+    // A replay (`None`) changed nothing, so it has nothing to tell.
+    publish(app, &me.user.id, alerts.unwrap_or_default());
     Ok(Resp::bytes(status, "application/json", bytes))
 }
 
@@ -135,23 +161,34 @@ type Offset = Count<0, 1_000_000>;
            ("to" = Option<String>, Query, format = Date, example = "2025-10-31",
             description = "Last day (YYYY-MM-DD, local), inclusive, not before `from` and at most 366 days after it. Needs `from`"),
            ("type" = Option<Kind>, Query,), ("category" = Option<String>, Query, min_length = 1, max_length = 50),
+           ("allocation_type_id" = Option<String>, Query, min_length = 1, max_length = 64,
+            description = "Only the expenses linked to this allocation type; an unknown type is a 404 `allocation_type_not_found`"),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1..200, default 100"),
            ("offset" = Option<u32>, Query, minimum = 0, maximum = 1000000)),
     responses((status = 200, description = "A bare array, newest transaction_date first", body = [transactions::TransactionResponse]),
-              (status = 401), (status = 422)))]
+              (status = 401), (status = 404, description = "`allocation_type_not_found`"), (status = 422)))]
 pub(crate) fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::query(req);
     let window = list_window(app, &mut f);
     let kind = f.optional::<Kind>("type");
     let category = f.optional::<Category>("category");
+    let link = f.optional::<TypeId>("allocation_type_id");
     let limit = f.optional::<Limit>("limit");
     let offset = f.optional::<Offset>("offset");
     f.finish()?;
+    let link = link?.map(|t| t.0);
+    // An unknown type is a mistake, not an empty list (as everywhere a type id is taken).
+    if let Some(t) = &link
+        && !app.catalog.has_type(t)
+    {
+        return Err(spending::type_not_found(t));
+    }
     let filter = Filter {
         window: window?,
         kind: kind?,
         category: category?.map(|c| c.0),
+        allocation_type_id: link,
         limit: limit?.map(|l| l.0).unwrap_or(100),
         offset: offset?.map(|o| o.0).unwrap_or(0),
     };
@@ -237,12 +274,18 @@ pub(crate) struct PatchTransactionRequest {
     /// As in a new transaction; null is the same as absent.
     #[schema(schema_with = tx_date_or_null_schema)]
     pub(crate) transaction_date: Option<String>,
+    /// Links the transaction to another allocation type; `null` unlinks it, absent keeps the
+    /// link. The result must be an expense if it is linked: a 422
+    /// `allocation_requires_expense` otherwise (also for `"type":"income"` on a linked expense).
+    #[schema(format = "uuid")]
+    pub(crate) allocation_type_id: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
     params(("id" = String, Path,)), request_body = PatchTransactionRequest,
     responses((status = 200, body = transactions::TransactionResponse), (status = 401),
-              (status = 404, description = "Transaction not found (also another user's)"), (status = 422)))]
+              (status = 404, description = "Transaction not found (also another user's), or `allocation_type_not_found`"),
+              (status = 422, description = "Bad field, or `allocation_requires_expense`")))]
 pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let mut f = Fields::body(req)?;
@@ -251,6 +294,7 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
     let amount = f.optional::<Positive>("amount");
     let label = f.optional::<Label>("label");
     let date = f.optional::<TxDate>("transaction_date");
+    let link = f.nullable::<TypeId>("allocation_type_id");
     f.finish()?;
     let changes = Changes {
         kind: kind?,
@@ -258,11 +302,13 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
         amount: amount?.map(|a| a.0),
         label: label?.map(|l| l.0),
         date: date?,
+        allocation_type_id: link?.map(|l| l.map(|t| t.0)),
     };
     let id = req.param("id");
-    let updated = write(app, &me.user.id, |tx| {
+    let Written { value, alerts } = write(app, &me.user.id, |tx| {
         transactions::update(
             tx,
+            &app.catalog,
             &app.config.app_timezone,
             &me.user.id,
             id,
@@ -270,7 +316,8 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
             &app.clock.iso(),
         )
     })?;
-    Ok(Resp::json(200, &updated))
+    publish(app, &me.user.id, alerts);
+    Ok(Resp::json(200, &value))
 }
 
 #[derive(Serialize, ToSchema)]
