@@ -12,6 +12,7 @@ pub(crate) mod idempotency;
 pub(crate) mod money;
 pub(crate) mod monthly;
 pub mod period;
+pub(crate) mod rollover;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod transactions;
@@ -26,6 +27,8 @@ pub fn routes() -> Vec<Route<App>> {
         a::__path_get_allocations::route(a::get_allocations),
         a::__path_get_summary::route(a::get_summary),
         a::__path_get_history::route(a::get_history),
+        a::__path_get_rollover::route(a::get_rollover),
+        a::__path_put_rollover::route(a::put_rollover),
         a::__path_set_budget::route(a::set_budget),
         a::__path_record_actual::route(a::record_actual),
         a::__path_get_category::route(a::get_category),
