@@ -16,13 +16,24 @@ use crate::input::{Fields, Text};
 
 type TypeId = Text<1, 64>;
 
+/// The body of `PUT /allocations/rollover`: a carrying setting, or `none` without a cap. For
+/// the document only (the handler reads `Fields`); two shapes, so the schema says that a cap
+/// with `none` is refused.
+#[allow(dead_code)] // built only as an OpenAPI schema
 #[derive(Serialize, ToSchema)]
-pub(crate) struct RolloverRequest {
+#[serde(untagged)]
+pub(crate) enum RolloverRequest {
+    Carry(CarryRequest),
+    Stop(StopRequest),
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CarryRequest {
     /// One of the catalogue's allocation types (`GET /allocations`); another UUID is a 404.
     #[schema(format = "uuid")]
     pub(crate) allocation_type_id: String,
-    pub(crate) mode: RolloverMode,
-    /// Bounds a positive carry (no bound when absent). Not allowed with `none`.
+    pub(crate) mode: CarryMode,
+    /// Bounds a positive carry (no bound when absent).
     #[schema(value_type = Option<f64>, minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
     pub(crate) cap: Option<f64>,
     /// The first month the setting applies to (default: this month).
@@ -30,6 +41,33 @@ pub(crate) struct RolloverRequest {
     pub(crate) month: Option<u32>,
     #[schema(minimum = 2020, maximum = 2100)]
     pub(crate) year: Option<i32>,
+}
+
+#[allow(dead_code)] // built only as an OpenAPI schema
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CarryMode {
+    Surplus,
+    Both,
+}
+
+/// Stops carrying from a month on. A `cap` here is a 422.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StopRequest {
+    #[schema(format = "uuid")]
+    pub(crate) allocation_type_id: String,
+    pub(crate) mode: StopMode,
+    #[schema(minimum = 1, maximum = 12)]
+    pub(crate) month: Option<u32>,
+    #[schema(minimum = 2020, maximum = 2100)]
+    pub(crate) year: Option<i32>,
+}
+
+#[allow(dead_code)] // built only as an OpenAPI schema
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StopMode {
+    None,
 }
 
 #[derive(Serialize, ToSchema)]
