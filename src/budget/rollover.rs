@@ -222,28 +222,30 @@ fn rows_between(c: &Connection, user: &str, from: Period, to: Period) -> Result<
          FROM user_allocations
          WHERE user_id = ?1 AND (year, month) >= (?2, ?3) AND (year, month) <= (?4, ?5)",
     )?;
-    let found = stmt.query_map(
-        params![user, from.year, from.month, to.year, to.month],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Period {
-                    year: r.get(1)?,
-                    month: r.get(2)?,
-                },
-                Row {
-                    id: r.get(3)?,
-                    budget: r.get(4)?,
-                    recorded: r.get(5)?,
-                    spent: r.get(6)?,
-                },
-            ))
-        },
-    )?;
+    let mut found = stmt.query(params![user, from.year, from.month, to.year, to.month])?;
     let mut rows = Rows::new();
-    for row in found {
-        let (type_id, p, row) = row?;
-        rows.entry(type_id).or_default().insert(p, row);
+    // Up to 34 rows per month asked: only the asked month's rows keep their id, and a type id
+    // is copied once per type, not once per row.
+    while let Some(r) = found.next()? {
+        let p = Period {
+            year: r.get(1)?,
+            month: r.get(2)?,
+        };
+        let row = Row {
+            id: if p == to { r.get(3)? } else { String::new() },
+            budget: r.get(4)?,
+            recorded: r.get(5)?,
+            spent: r.get(6)?,
+        };
+        let type_id = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        match rows.get_mut(type_id) {
+            Some(months) => {
+                months.insert(p, row);
+            }
+            None => {
+                rows.insert(type_id.to_string(), HashMap::from([(p, row)]));
+            }
+        }
     }
     Ok(rows)
 }
@@ -487,17 +489,17 @@ mod tests {
         let rows: Rows = [("t".to_string(), months.into_iter().collect())].into();
         let jan = setting(RolloverMode::Surplus, None, JAN);
         let at = month(2025, 4);
-        let c = carries(&[jan.clone()], at, &rows).expect("fold");
+        let c = carries(std::slice::from_ref(&jan), at, &rows).expect("fold");
         assert_eq!(c["t"].carry_in, Money(30_000));
         // A `both` from March starts a chain of its own: only March's 100 carries.
         let march = setting(RolloverMode::Both, None, month(2025, 3));
-        assert_eq!(earliest(&[march.clone()], at), month(2025, 3));
+        assert_eq!(earliest(std::slice::from_ref(&march), at), month(2025, 3));
         let c = carries(&[march], at, &rows).expect("fold");
         assert_eq!(c["t"].carry_in, Money(10_000));
         assert_eq!(c["t"].mode, RolloverMode::Both);
         // `none` from March: nothing, and no earlier month is read.
         let stop = setting(RolloverMode::None, None, month(2025, 3));
-        assert_eq!(earliest(&[stop.clone()], at), at);
+        assert_eq!(earliest(std::slice::from_ref(&stop), at), at);
         let c = carries(&[stop], at, &rows).expect("fold");
         assert_eq!(c["t"].carry_in, Money(0));
         assert_eq!(c["t"].mode, RolloverMode::None);
