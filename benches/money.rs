@@ -23,6 +23,15 @@
 //! Prints every round, the median round, the POST stragglers, the targets and whether each was
 //! met. Exits 1 if any request got an unexpected status; a missed target is reported, not a
 //! failure. `BENCH_HTTP_WORKERS` sets the server's `HTTP_WORKERS` (default two per core, its default).
+//!
+//! First, on a server of its own, the rollover comparison (issue 13): `ROLLOVER_USERS` users
+//! with rollover on for all 34 types from 24 months back and as many without, all with a
+//! budget and an actual for every type and month of those 24; warm `GET /allocations` (cache
+//! hits) and `GET /allocations/summary` (never cached: the settings, one range query and the
+//! fold on every request) of both sides in the same rounds, with their ratios. The target: with
+//! rollover within 20% of without. `BENCH_ROLLOVER_ONLY=1` runs only this part;
+//! `BENCH_ROLLOVER_PER_CLIENT` (default 500) and `BENCH_ROLLOVER_ROUNDS` (default `ROUNDS`)
+//! shorten it.
 
 mod support;
 
@@ -202,6 +211,29 @@ fn fetch_json(client: &mut Client, user: &User, path: &str) -> serde_json::Value
     let reply = expect(client.get_auth(path, &user.token), 200, path)
         .unwrap_or_else(|e| panic!("setup: {e}"));
     serde_json::from_slice(&reply.body).unwrap_or_else(|e| panic!("setup: {path}: {e}"))
+}
+
+/// A user's allocation summary of this month, the month, and the catalogue's type ids in order.
+fn catalogue(client: &mut Client, user: &User) -> (serde_json::Value, Period, Vec<String>) {
+    let summary = fetch_json(client, user, "/api/v1/allocations");
+    let this_month = Period {
+        year: summary["year"]
+            .as_i64()
+            .and_then(|y| i32::try_from(y).ok())
+            .expect("year"),
+        month: summary["month"]
+            .as_u64()
+            .and_then(|m| u32::try_from(m).ok())
+            .expect("month"),
+    };
+    let types: Vec<String> = summary["categories"]
+        .as_array()
+        .expect("categories")
+        .iter()
+        .flat_map(|c| c["allocation_types"].as_array().expect("types").iter())
+        .map(|t| t["id"].as_str().expect("type id").to_string())
+        .collect();
+    (summary, this_month, types)
 }
 
 /// An authenticated GET that must answer 200.
@@ -450,6 +482,187 @@ end
     ])
 }
 
+/// Months of history and users per side in the rollover comparison.
+const ROLLOVER_MONTHS: usize = 24;
+const ROLLOVER_USERS: usize = 4;
+/// With rollover, at least this share of the throughput without.
+const ROLLOVER_RATIO: f64 = 0.80;
+
+/// A number from the environment, or `default`.
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A client's work list for seeding months of history: a budget, then an actual, for every
+/// type of every month.
+struct HistorySeeder {
+    token: String,
+    types: Vec<String>,
+    months: Vec<Period>,
+    done: usize,
+}
+
+fn seed_history(client: &mut Client, s: &mut HistorySeeder) -> Result<(), String> {
+    let per_month = 2 * s.types.len();
+    let month = s.months[s.done / per_month];
+    let k = s.done % per_month;
+    let (type_id, n) = (&s.types[k / 2], s.done / 2);
+    let when = format!(r#""month":{},"year":{}"#, month.month, month.year);
+    let (path, body) = if k.is_multiple_of(2) {
+        let amount = format!("{}.{:02}", 500 + 250 * (n % 9), (n * 17) % 100);
+        (
+            "/api/v1/allocations/budget",
+            format!(r#"{{"allocation_type_id":"{type_id}","budget_amount":{amount},{when}}}"#),
+        )
+    } else {
+        // Some months over budget, so `both` carries debts too.
+        let amount = format!("{}.{:02}", 300 + 200 * (n % 11), (n * 29) % 100);
+        (
+            "/api/v1/allocations/actual",
+            format!(r#"{{"allocation_type_id":"{type_id}","actual_amount":{amount},{when}}}"#),
+        )
+    };
+    expect(client.post_json_auth(path, &s.token, &body), 200, path)?;
+    s.done += 1;
+    Ok(())
+}
+
+/// Rollover on for every type from `from`: `surplus` and `both` in turn, every third capped.
+fn roll_every_type(client: &mut Client, user: &User, types: &[String], from: Period) {
+    let bearer = format!("Bearer {}", user.token);
+    for (i, type_id) in types.iter().enumerate() {
+        let mode = if i.is_multiple_of(2) {
+            "surplus"
+        } else {
+            "both"
+        };
+        let cap = if i % 3 == 0 { r#","cap":1500"# } else { "" };
+        let body = format!(
+            r#"{{"allocation_type_id":"{type_id}","mode":"{mode}"{cap},"month":{},"year":{}}}"#,
+            from.month, from.year
+        );
+        let reply = client.send_with(
+            "PUT",
+            "/api/v1/allocations/rollover",
+            &[("Authorization", &bearer)],
+            Some(&body),
+        );
+        expect(reply, 200, "PUT /allocations/rollover").unwrap_or_else(|e| panic!("setup: {e}"));
+    }
+}
+
+fn get_summary(client: &mut Client, user: &mut User) -> Result<(), String> {
+    get_ok(client, user, "/api/v1/allocations/summary")
+}
+
+/// Issue 13's rollover comparison, on a server of its own (see the top of this file).
+/// Returns the number of requests that failed.
+fn rollover_comparison(workers: &str) -> usize {
+    let per_client = env_number("BENCH_ROLLOVER_PER_CLIENT", WARM_PER_CLIENT);
+    let rounds = env_number("BENCH_ROLLOVER_ROUNDS", ROUNDS).max(1);
+    println!(
+        "rollover comparison: {ROLLOVER_USERS} users with rollover on every type, {ROLLOVER_USERS} \
+         without, {ROLLOVER_MONTHS} months of history, {CLIENTS} clients, {rounds} rounds"
+    );
+    let server = BenchServer::start(&[("HTTP_WORKERS", workers)]);
+    let addr = server.addr();
+    let mut failures = Failures::default();
+    let states = (0..2).map(|t| (100 + t, Vec::new())).collect();
+    let run = support::run(addr, states, ROLLOVER_USERS, register);
+    assert!(
+        run.failures.is_empty(),
+        "registration failed: {:?}",
+        run.failures
+    );
+    let users: Vec<User> = run.states.into_iter().flat_map(|(_, u)| u).collect();
+    let (rolled, plain) = users.split_at(ROLLOVER_USERS);
+
+    let mut client = Client::connect(addr).expect("connect");
+    let (_, this_month, types) = catalogue(&mut client, &users[0]);
+    let mut months = vec![this_month];
+    while months.len() < ROLLOVER_MONTHS {
+        let last = months[months.len() - 1];
+        months.push(last.prev());
+    }
+    months.reverse();
+    let seeders = users
+        .iter()
+        .map(|u| HistorySeeder {
+            token: u.token.clone(),
+            types: types.clone(),
+            months: months.clone(),
+            done: 0,
+        })
+        .collect();
+    let per_user = 2 * types.len() * months.len();
+    let started = Instant::now();
+    let run = support::run(addr, seeders, per_user, seed_history);
+    failures.add(&run);
+    println!(
+        "seeded {} allocation writes in {:.1} s",
+        run.ok(),
+        started.elapsed().as_secs_f64()
+    );
+    for u in rolled {
+        roll_every_type(&mut client, u, &types, months[0]);
+    }
+    // Both sides answer (and are cached) before the timing; the rollover side carries.
+    for (side, want_carry) in [(rolled, true), (plain, false)] {
+        for u in side {
+            let view = fetch_json(&mut client, u, "/api/v1/allocations");
+            let carries = view["total_carry_in"] != serde_json::json!(0);
+            assert_eq!(
+                carries, want_carry,
+                "setup: total_carry_in {}",
+                view["total_carry_in"]
+            );
+        }
+    }
+    drop(client);
+
+    let clients = |side: &[User]| -> Vec<User> {
+        (0..CLIENTS).map(|i| side[i % side.len()].clone()).collect()
+    };
+    let (mut warm, mut summary) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()]);
+    for round in 1..=rounds {
+        println!("round {round}");
+        for (i, (side, label)) in [(rolled, "rollover"), (plain, "none")]
+            .into_iter()
+            .enumerate()
+        {
+            let w = measure(|| support::run(addr, clients(side), per_client, get_allocations));
+            w.run.print(&format!("  warm /allocations {label}"));
+            let s = measure(|| support::run(addr, clients(side), per_client, get_summary));
+            s.run.print(&format!("  /summary {label}"));
+            failures.add(&w.run);
+            failures.add(&s.run);
+            warm[i].push(w);
+            summary[i].push(s);
+        }
+    }
+    drop(server);
+    println!("rollover comparison, median round of {rounds}:");
+    for (label, [with, without]) in [
+        ("GET /allocations warm (cache hits)", &warm),
+        (
+            "GET /allocations/summary (computed on every request)",
+            &summary,
+        ),
+    ] {
+        let (with, without) = (median(with).0.throughput(), median(without).0.throughput());
+        let ratio = with / without;
+        println!(
+            "  {label}: {with:.0} req/s with rollover, {without:.0} req/s without, ratio {ratio:.3} \
+             (target >= {ROLLOVER_RATIO:.2}): {}",
+            verdict(ratio >= ROLLOVER_RATIO)
+        );
+    }
+    failures.0
+}
+
 fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     // The server's default, two per core.
@@ -458,9 +671,17 @@ fn main() {
     println!(
         "money benchmark: {CLIENTS} clients, HTTP_WORKERS={workers}, {cores} cores, {ROUNDS} rounds"
     );
+    let rollover_failures = rollover_comparison(&workers);
+    if std::env::var_os("BENCH_ROLLOVER_ONLY").is_some() {
+        if rollover_failures > 0 {
+            println!("FAILED: {rollover_failures} requests got an unexpected status");
+            std::process::exit(1);
+        }
+        return;
+    }
     let server = BenchServer::start(&[("HTTP_WORKERS", &workers)]);
     let addr = server.addr();
-    let mut failures = Failures::default();
+    let mut failures = Failures(rollover_failures);
 
     // Users, by email (argon2id: the slow part of the setup).
     let started = Instant::now();
@@ -477,24 +698,7 @@ fn main() {
 
     // The catalogue's type ids and this month, from the API itself.
     let mut client = Client::connect(addr).expect("connect");
-    let summary = fetch_json(&mut client, &users[0], "/api/v1/allocations");
-    let this_month = Period {
-        year: summary["year"]
-            .as_i64()
-            .and_then(|y| i32::try_from(y).ok())
-            .expect("year"),
-        month: summary["month"]
-            .as_u64()
-            .and_then(|m| u32::try_from(m).ok())
-            .expect("month"),
-    };
-    let types: Vec<String> = summary["categories"]
-        .as_array()
-        .expect("categories")
-        .iter()
-        .flat_map(|c| c["allocation_types"].as_array().expect("types").iter())
-        .map(|t| t["id"].as_str().expect("type id").to_string())
-        .collect();
+    let (summary, this_month, types) = catalogue(&mut client, &users[0]);
     println!(
         "month {}-{:02}, {} allocation types",
         this_month.year,

@@ -19,14 +19,20 @@ pub(crate) struct Watch {
     before: (Money, Money),
 }
 
-/// The category's limit and actual spending for a month: the limit is the budget.
+/// The category's limit and actual spending for a month: the limit is the budget plus what
+/// rollover carries into its types (`rollover.rs`).
 fn limit_and_actual(
     tx: &Transaction<'_>,
     user: &str,
     category_id: &str,
     p: Period,
 ) -> Result<(Money, Money)> {
-    super::allocations::category_totals(tx, user, p, category_id)
+    let (budget, actual) = super::allocations::category_totals(tx, user, p, category_id)?;
+    let carry_in = super::rollover::category_carry_in(tx, user, category_id, p)?;
+    let limit = budget
+        .checked_add(carry_in)
+        .ok_or_else(super::money::overflow)?;
+    Ok((limit, actual))
 }
 
 /// Takes the figures of the category that `type_id` belongs to, before a write in month `p`.

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::catalog::{Catalog, Category};
 use super::money::{self, Money, Percent};
 use super::period::Period;
+use super::rollover::{self, MonthView, RolloverMode};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug, Default)]
@@ -52,6 +53,14 @@ pub(crate) struct TypeLine {
     pub(crate) difference: Money,
     /// `null` when the user has no row for this type and month.
     pub(crate) allocation_id: Option<String>,
+    /// The rollover mode in force this month (`none` without a setting).
+    pub(crate) rollover: RolloverMode,
+    /// What the months before carry into this one (negative: overspending under `both`).
+    #[schema(value_type = f64)]
+    pub(crate) carry_in: Money,
+    /// budget + carry_in − actual
+    #[schema(value_type = f64)]
+    pub(crate) available: Money,
 }
 
 #[derive(Serialize, ToSchema, Clone)]
@@ -72,6 +81,11 @@ pub(crate) struct CategoryLine {
     #[schema(value_type = f64)]
     pub(crate) total_difference: Money,
     pub(crate) allocation_types: Vec<TypeLine>,
+    #[schema(value_type = f64)]
+    pub(crate) total_carry_in: Money,
+    /// total_budget + total_carry_in − total_actual
+    #[schema(value_type = f64)]
+    pub(crate) total_available: Money,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -88,36 +102,21 @@ pub(crate) struct AllocationSummaryResponse {
     #[schema(value_type = f64)]
     pub(crate) target_allocation_percentage: Percent,
     pub(crate) categories: Vec<CategoryLine>,
+    #[schema(value_type = f64)]
+    pub(crate) total_carry_in: Money,
+    /// total_budget + total_carry_in − total_actual
+    #[schema(value_type = f64)]
+    pub(crate) total_available: Money,
 }
 
-/// The user's rows for a month, by allocation type id.
-pub(crate) fn rows(c: &Connection, user: &str, p: Period) -> Result<HashMap<String, Row>> {
-    let mut stmt = c.prepare_cached(
-        "SELECT allocation_type_id, id, budget_amount, recorded_amount, spent_amount
-         FROM user_allocations WHERE user_id = ?1 AND year = ?2 AND month = ?3",
-    )?;
-    let rows = stmt
-        .query_map(params![user, p.year, p.month], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Row {
-                    id: r.get(1)?,
-                    budget: r.get(2)?,
-                    recorded: r.get(3)?,
-                    spent: r.get(4)?,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<HashMap<_, _>>>()?;
-    Ok(rows)
-}
-
-fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<CategoryLine> {
+fn category_line(cat: &Category, view: &MonthView) -> Result<CategoryLine> {
     let types: Vec<TypeLine> = cat
         .types
         .iter()
         .map(|t| {
-            let row = rows.get(&t.id);
+            let row = view.rows.get(&t.id);
+            let carry = view.carries.get(&t.id);
+            let carry_in = carry.map(|c| c.carry_in).unwrap_or_default();
             let budget = row.map(|r| r.budget).unwrap_or_default();
             let recorded = row.map(|r| r.recorded).unwrap_or_default();
             let spent = row.map(|r| r.spent).unwrap_or_default();
@@ -134,11 +133,16 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<Category
                 actual_amount: actual,
                 difference: budget.checked_sub(actual).ok_or_else(money::overflow)?,
                 allocation_id: row.map(|r| r.id.clone()),
+                rollover: carry.map_or(RolloverMode::None, |c| c.mode),
+                carry_in,
+                available: available(budget, carry_in, actual)?,
             })
         })
         .collect::<Result<_>>()?;
     let (total_budget, total_actual, total_difference) =
         totals(types.iter().map(|t| (t.budget_amount, t.actual_amount)))?;
+    let total_carry_in =
+        Money::total(types.iter().map(|t| t.carry_in)).ok_or_else(money::overflow)?;
     Ok(CategoryLine {
         id: cat.id.clone(),
         name: cat.name.clone(),
@@ -152,7 +156,17 @@ fn category_line(cat: &Category, rows: &HashMap<String, Row>) -> Result<Category
         total_actual,
         total_difference,
         allocation_types: types,
+        total_carry_in,
+        total_available: available(total_budget, total_carry_in, total_actual)?,
     })
+}
+
+/// budget + carry_in − actual
+pub(crate) fn available(budget: Money, carry_in: Money, actual: Money) -> Result<Money> {
+    budget
+        .checked_add(carry_in)
+        .and_then(|m| m.checked_sub(actual))
+        .ok_or_else(money::overflow)
 }
 
 /// The (budget, actual) pairs summed, and budget − actual.
@@ -171,14 +185,16 @@ pub(crate) fn summary(
     user: &str,
     p: Period,
 ) -> Result<AllocationSummaryResponse> {
-    let rows = rows(c, user, p)?;
+    let view = rollover::month_view(c, user, p)?;
     let categories: Vec<CategoryLine> = catalog
         .categories
         .iter()
-        .map(|cat| category_line(cat, &rows))
+        .map(|cat| category_line(cat, &view))
         .collect::<Result<_>>()?;
     let (total_budget, total_actual, total_difference) =
         totals(categories.iter().map(|c| (c.total_budget, c.total_actual)))?;
+    let total_carry_in =
+        Money::total(categories.iter().map(|c| c.total_carry_in)).ok_or_else(money::overflow)?;
     Ok(AllocationSummaryResponse {
         month: p.month,
         year: p.year,
@@ -187,6 +203,8 @@ pub(crate) fn summary(
         total_difference,
         target_allocation_percentage: catalog.target_sum(),
         categories,
+        total_carry_in,
+        total_available: available(total_budget, total_carry_in, total_actual)?,
     })
 }
 
@@ -201,7 +219,7 @@ pub(crate) fn one_category(
     let Some(cat) = catalog.category(id) else {
         return Ok(None);
     };
-    category_line(cat, &rows(c, user, p)?).map(Some)
+    category_line(cat, &rollover::month_view(c, user, p)?).map(Some)
 }
 
 /// A category's (budget, actual) totals, to notice a write pushing it over budget.

@@ -16,6 +16,7 @@ const MONEY_COLUMNS: &[&str] = &[
     "spent_amount",
     "total_income",
     "total_expense",
+    "cap",
 ];
 
 /// Integer paise in a money column become the contract's exact major-unit number.
@@ -40,6 +41,7 @@ pub(crate) fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Ve
     let own = |table| user_rows(c, table, "user_id", user, &[]).map(in_major_units);
     Ok(vec![
         ("user_allocations", own("user_allocations")?),
+        ("allocation_rollover", own("allocation_rollover")?),
         ("monthly_budgets", own("monthly_budgets")?),
         ("transactions", own("transactions")?),
         (

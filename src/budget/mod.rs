@@ -12,6 +12,7 @@ pub(crate) mod idempotency;
 pub(crate) mod money;
 pub(crate) mod monthly;
 pub mod period;
+pub(crate) mod rollover;
 pub(crate) mod spending;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -20,13 +21,15 @@ pub(crate) mod transactions;
 use crate::api::ApiPath;
 use crate::app::App;
 use crate::http::Route;
-use handlers::{allocations as a, monthly as m, transactions as t};
+use handlers::{allocations as a, monthly as m, rollover as r, transactions as t};
 
 pub fn routes() -> Vec<Route<App>> {
     vec![
         a::__path_get_allocations::route(a::get_allocations),
         a::__path_get_summary::route(a::get_summary),
         a::__path_get_history::route(a::get_history),
+        r::__path_get_rollover::route(r::get_rollover),
+        r::__path_put_rollover::route(r::put_rollover),
         a::__path_set_budget::route(a::set_budget),
         a::__path_record_actual::route(a::record_actual),
         a::__path_get_category::route(a::get_category),

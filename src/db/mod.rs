@@ -6,7 +6,8 @@
 //!   (`revocation.rs`), `otp_codes`, `otp_retired`, `otp_sends`, `otp_failures`,
 //!   `verified_numbers` (`otp.rs`), `login_failures` (`lockout.rs`).
 //! - `budget`: `allocation_categories`, `allocation_types` (`catalog.rs`), `user_allocations`
-//!   (`allocations.rs`, `monthly.rs`), `monthly_budgets`, `transactions` (`transactions.rs`),
+//!   (`allocations.rs`, `monthly.rs`), `allocation_rollover` (`rollover.rs`), `monthly_budgets`,
+//!   `transactions` (`transactions.rs`),
 //!   `idempotency_keys` (`idempotency.rs`).
 //! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
 //! - `chat`: `chat_sessions`, `chat_messages` (`history.rs`), `llm_usage_daily` (`quota.rs`);

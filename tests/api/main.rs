@@ -37,6 +37,7 @@ mod money_api;
 mod money_dates;
 mod money_input;
 mod money_invariant;
+mod money_rollover;
 mod money_smoke;
 mod money_spending;
 mod onboarding_blank;

@@ -28,6 +28,8 @@ const CATEGORY_FIELDS: &[&str] = &[
     "total_actual",
     "total_difference",
     "allocation_types",
+    "total_carry_in",
+    "total_available",
 ];
 
 const TYPE_FIELDS: &[&str] = &[
@@ -42,6 +44,9 @@ const TYPE_FIELDS: &[&str] = &[
     "actual_amount",
     "difference",
     "allocation_id",
+    "rollover",
+    "carry_in",
+    "available",
 ];
 
 fn keys(v: &Value) -> Vec<String> {
@@ -101,7 +106,7 @@ fn allocations_list_the_catalogue_in_order_with_every_field() {
     assert_keys(
         &s,
         "month year total_budget total_actual total_difference \
-         target_allocation_percentage categories",
+         target_allocation_percentage categories total_carry_in total_available",
     );
     assert_eq!((&s["month"], &s["year"]), (&json!(10), &json!(2025)));
     // The six targets add up to 90 %, kept as the catalogue has them.
@@ -285,7 +290,8 @@ fn summary_reports_on_track_and_utilization_rounded_to_two_decimals() {
     let empty = summary(3);
     assert_keys(
         &empty,
-        "month year total_budget total_actual difference on_track utilization_percentage",
+        "month year total_budget total_actual difference on_track utilization_percentage \
+         total_carry_in total_available",
     );
     assert_eq!((&empty["month"], &empty["year"]), (&json!(3), &json!(2024)));
     assert_eq!(empty["on_track"], true);
@@ -1339,7 +1345,7 @@ fn views_are_right_with_the_cache_disabled() {
 
 /// Every event received within a short wait.
 /// The events received, as the JSON the notifications socket sends.
-fn drain(rx: &std::sync::mpsc::Receiver<crate::internals::Event>) -> Vec<Value> {
+pub(crate) fn drain(rx: &std::sync::mpsc::Receiver<crate::internals::Event>) -> Vec<Value> {
     let mut out = Vec::new();
     while let Ok(v) = rx.recv_timeout(Duration::from_millis(100)) {
         out.push(serde_json::to_value(&v).expect("an event serialises"));
@@ -1543,6 +1549,15 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
     expect(t, "PATCH", PREFS, tok, Some(&json!({"theme": "dark"})), 200);
     let ty = type_id(t, tok, "health", 0);
     set_budget(t, tok, &ty, 5_000, 10, 2025);
+    let rollover = json!({"allocation_type_id": ty, "mode": "surplus", "month": 10, "year": 2025});
+    expect(
+        t,
+        "PUT",
+        "/api/v1/allocations/rollover",
+        tok,
+        Some(&rollover),
+        200,
+    );
     let body = tx_body("income", "salary", "1250.5", tag, "2025-10-01");
     assert_eq!(
         post_with_key(t.http, tok, &format!("key-{tag}"), &body).status,

@@ -86,7 +86,8 @@ fn allocations_transactions_and_the_monthly_budget() {
     assert_eq!(
         s,
         json!({"month": 10, "year": 2025, "total_budget": 1000.5, "total_actual": 400.25,
-        "difference": 600.25, "on_track": true, "utilization_percentage": 40.0})
+        "difference": 600.25, "on_track": true, "utilization_percentage": 40.0,
+        "total_carry_in": 0, "total_available": 600.25})
     );
 
     let r = send_json(

@@ -14,6 +14,7 @@ use crate::budget::cache::View;
 use crate::budget::idempotency::{self, Keyed};
 use crate::budget::money::{Money, NonNegative};
 use crate::budget::period::Period;
+use crate::budget::rollover;
 use crate::error::{Error, Result};
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, FromJson, Invalid, Text};
@@ -49,6 +50,12 @@ pub(crate) struct SummaryResponse {
     pub(crate) on_track: bool,
     #[schema(value_type = f64)]
     pub(crate) utilization_percentage: crate::budget::money::Percent,
+    /// Σ carry_in of the month's types (rollover).
+    #[schema(value_type = f64)]
+    pub(crate) total_carry_in: Money,
+    /// total_budget + total_carry_in − total_actual
+    #[schema(value_type = f64)]
+    pub(crate) total_available: Money,
 }
 
 #[utoipa::path(get, path = "/api/v1/allocations/summary", tag = "allocations", security(("bearer" = [])),
@@ -58,12 +65,15 @@ pub(crate) struct SummaryResponse {
 pub(crate) fn get_summary(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
-    let rows = app.db.read(|c| allocations::rows(c, &me.user.id, p))?;
-    let pairs = rows
+    let view = app.db.read(|c| rollover::month_view(c, &me.user.id, p))?;
+    let pairs = view
+        .rows
         .values()
         .map(|r| Ok((r.budget, r.actual()?)))
         .collect::<Result<Vec<_>>>()?;
     let (budget, actual, difference) = allocations::totals(pairs.into_iter())?;
+    let carry_in = Money::total(view.carries.values().map(|c| c.carry_in))
+        .ok_or_else(crate::budget::money::overflow)?;
     Ok(Resp::json(
         200,
         &SummaryResponse {
@@ -74,6 +84,8 @@ pub(crate) fn get_summary(app: &App, req: &Req) -> Result<Resp> {
             difference,
             on_track: actual <= budget,
             utilization_percentage: allocations::utilization(actual, budget),
+            total_carry_in: carry_in,
+            total_available: allocations::available(budget, carry_in, actual)?,
         },
     ))
 }

@@ -4,6 +4,7 @@
 
 pub(crate) mod allocations;
 pub(crate) mod monthly;
+pub(crate) mod rollover;
 pub(crate) mod transactions;
 
 use rusqlite::Transaction;
