@@ -359,12 +359,29 @@ pub(crate) fn update(
     Ok(())
 }
 
-pub(crate) fn delete(tx: &Transaction<'_>, user: &str, allocation_id: &str) -> Result<()> {
+/// `DELETE /allocations/{id}`: removes what the user typed (budget, recorded amount, notes). A
+/// row that still holds linked spending stays, zeroed but for `spent_amount`: that figure
+/// belongs to the linked transactions, and deleting it would break their invariant (a later
+/// edit of such a transaction would find no row to take its spending from).
+pub(crate) fn delete(
+    tx: &Transaction<'_>,
+    user: &str,
+    allocation_id: &str,
+    now: &str,
+) -> Result<()> {
     let n = tx.execute(
-        "DELETE FROM user_allocations WHERE id = ?1 AND user_id = ?2",
+        "DELETE FROM user_allocations WHERE id = ?1 AND user_id = ?2 AND spent_amount = 0",
         params![allocation_id, user],
     )?;
-    if n == 0 {
+    if n == 1 {
+        return Ok(());
+    }
+    let kept = tx.execute(
+        "UPDATE user_allocations SET budget_amount = 0, recorded_amount = 0, notes = NULL, updated_at = ?3
+         WHERE id = ?1 AND user_id = ?2",
+        params![allocation_id, user, now],
+    )?;
+    if kept == 0 {
         return Err(not_found());
     }
     Ok(())

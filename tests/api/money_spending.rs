@@ -558,3 +558,61 @@ fn the_document_describes_the_link() {
         assert!(op["responses"]["404"].is_object(), "{op}");
     }
 }
+
+/// `DELETE /allocations/{id}` on a row that holds linked spending removes what the user typed
+/// and keeps the spending, which belongs to the linked transactions: they stay editable and
+/// deletable, and the invariant holds.
+#[test]
+fn deleting_an_allocation_keeps_the_spending_of_its_linked_expenses() {
+    let (t, u) = app_and_user("spend-alloc-delete@example.com");
+    let tok = u.token.as_str();
+    let a = type_id(&t, tok, "spending", 1);
+    set_budget(&t, tok, &a, 50_000, 3, 2026);
+    record_actual(&t, tok, &a, 1_000, None, 3, 2026);
+    let x = create_tx(&t, tok, &linked("expense", "120", "2026-03-10", Some(&a)));
+    let (figs, row) = figures(&t, tok, &a, 3, 2026);
+    assert_eq!(figs, [50_000, 1_000, 12_000, 13_000, 37_000]);
+    let row = row.as_str().expect("allocation id").to_string();
+
+    let r = expect(
+        &t,
+        "DELETE",
+        &format!("/api/v1/allocations/{row}"),
+        tok,
+        None,
+        200,
+    );
+    assert_eq!(r["message"], "Allocation deleted successfully");
+    let (figs, kept) = figures(&t, tok, &a, 3, 2026);
+    assert_eq!(figs, [0, 0, 12_000, 12_000, -12_000]);
+    assert_eq!(
+        kept,
+        json!(row),
+        "the row stays while spending is linked to it"
+    );
+
+    // The linked expense still moves the figure, both ways.
+    patch_tx(&t, tok, &id_of(&x), &json!({"amount": "20"}));
+    assert_eq!(spent(&t, tok, &a, 3, 2026), 2_000);
+    delete_tx(&t, tok, &id_of(&x));
+    assert_eq!(figures(&t, tok, &a, 3, 2026).0, [0; 5]);
+
+    // A row without spending is removed as before.
+    expect(
+        &t,
+        "DELETE",
+        &format!("/api/v1/allocations/{row}"),
+        tok,
+        None,
+        200,
+    );
+    assert_eq!(figures(&t, tok, &a, 3, 2026).1, Value::Null);
+    let gone = call(
+        &t,
+        "DELETE",
+        &format!("/api/v1/allocations/{row}"),
+        tok,
+        None,
+    );
+    assert_eq!(gone.status, 404);
+}

@@ -334,12 +334,13 @@ pub(crate) fn put_allocation(app: &App, req: &Req) -> Result<Resp> {
 pub(crate) fn delete_allocation(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let id = req.param("allocation_id");
+    let now = app.clock.iso();
     allocation_write(
         app,
         &me.user.id,
         None,
         "Allocation deleted successfully",
         |tx| allocations::locate(tx, &me.user.id, id)?.ok_or_else(allocations::not_found),
-        |tx, _, _| allocations::delete(tx, &me.user.id, id),
+        |tx, _, _| allocations::delete(tx, &me.user.id, id, &now),
     )
 }
