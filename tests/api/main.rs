@@ -40,6 +40,7 @@ mod money_invariant;
 mod money_smoke;
 mod onboarding_blank;
 mod operator_routes;
+mod recurring;
 mod replication_core;
 mod service;
 mod ws_sessions;
