@@ -26,7 +26,10 @@ pub(crate) enum View {
     Transactions(Box<Filter>),
     /// `GET /recurring/upcoming`: the window around this local date. Rule writes go through
     /// the money handlers' `write`, so they invalidate it like any budget write.
-    Upcoming { today: jiff::civil::Date, days: u32 },
+    Upcoming {
+        today: jiff::civil::Date,
+        days: u32,
+    },
 }
 
 type Key = (String, View);

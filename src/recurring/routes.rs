@@ -244,14 +244,7 @@ pub(crate) fn patch_recurring(app: &App, req: &Req) -> Result<Resp> {
     let (today, now) = stamp(app);
     let at = Stamp { today, now: &now };
     let rule = write(app, &me.user.id, |tx| {
-        rules::update(
-            tx,
-            &app.catalog,
-            &me.user.id,
-            req.param("id"),
-            changes,
-            &at,
-        )
+        rules::update(tx, &app.catalog, &me.user.id, req.param("id"), changes, &at)
     })?;
     Ok(Resp::json(200, &rule))
 }

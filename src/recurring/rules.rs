@@ -265,18 +265,7 @@ fn taken_since(
     rule: Option<&str>,
     from: Date,
 ) -> Result<HashMap<String, HashSet<Date>>> {
-    // Both halves walk the rule's own index range ((recurring_id, occurrence_date) of the
-    // transactions, the skips' primary key) from `from` on.
-    let scope = if rule.is_some() { "AND r.id = ?3" } else { "" };
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT t.recurring_id, t.occurrence_date FROM recurring r
-           JOIN transactions t ON t.recurring_id = r.id AND t.occurrence_date >= ?2
-          WHERE r.user_id = ?1 AND t.user_id = ?1 {scope}
-         UNION ALL
-         SELECT s.recurring_id, s.occurrence_date FROM recurring r
-           JOIN recurring_skips s ON s.recurring_id = r.id AND s.occurrence_date >= ?2
-          WHERE r.user_id = ?1 {scope}"
-    ))?;
+    let mut stmt = c.prepare_cached(&taken_sql(rule.is_some()))?;
     let from = from.to_string();
     let rows = match rule {
         Some(id) => stmt.query_map(params![user, from, id], id_and_date)?,
@@ -288,6 +277,21 @@ fn taken_since(
         taken.entry(id).or_default().insert(date);
     }
     Ok(taken)
+}
+
+/// Both halves walk each rule's own index range ((recurring_id, occurrence_date) of the
+/// transactions, the skips' primary key) from `?2` on; `?3` narrows to one rule.
+fn taken_sql(one_rule: bool) -> String {
+    let scope = if one_rule { "AND r.id = ?3" } else { "" };
+    format!(
+        "SELECT t.recurring_id, t.occurrence_date FROM recurring r
+           JOIN transactions t ON t.recurring_id = r.id AND t.occurrence_date >= ?2
+          WHERE r.user_id = ?1 AND +t.user_id = ?1 {scope}
+         UNION ALL
+         SELECT s.recurring_id, s.occurrence_date FROM recurring r
+           JOIN recurring_skips s ON s.recurring_id = r.id AND s.occurrence_date >= ?2
+          WHERE r.user_id = ?1 {scope}"
+    )
 }
 
 fn id_and_date(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, Date)> {
@@ -549,6 +553,20 @@ pub(crate) fn due_status(date: Date, today: Date) -> Status {
     }
 }
 
+/// The user's posted occurrences in `?2..=?3`: per rule, a range of the transactions'
+/// (recurring_id, occurrence_date) index. The `+` keeps SQLite from walking all of the user's
+/// transactions by their user_id index instead (it did, without it).
+const POSTED_IN_WINDOW: &str =
+    "SELECT t.recurring_id, t.occurrence_date, t.id, t.type, t.category, t.label, t.amount
+       FROM recurring r
+       JOIN transactions t ON t.recurring_id = r.id AND t.occurrence_date BETWEEN ?2 AND ?3
+      WHERE r.user_id = ?1 AND +t.user_id = ?1";
+
+/// The user's skips in `?2..=?3`: per rule, a range of the skips' primary key.
+const SKIPPED_IN_WINDOW: &str = "SELECT s.recurring_id, s.occurrence_date FROM recurring r
+       JOIN recurring_skips s ON s.recurring_id = r.id AND s.occurrence_date BETWEEN ?2 AND ?3
+      WHERE r.user_id = ?1";
+
 /// Every occurrence of every rule of the user from `LOOK_BACK_DAYS` before `today` to `days`
 /// after it, both included, by date then rule id. Three queries, whatever the number of rules.
 pub(crate) fn upcoming(c: &Connection, user: &str, today: Date, days: u32) -> Result<Vec<Item>> {
@@ -562,13 +580,7 @@ pub(crate) fn upcoming(c: &Connection, user: &str, today: Date, days: u32) -> Re
     let rules = user_rules(c, user)?;
 
     let mut posted: HashMap<(String, Date), Posted> = HashMap::new();
-    let mut stmt = c.prepare_cached(
-        "SELECT t.recurring_id, t.occurrence_date, t.id, t.type, t.category, t.label, t.amount
-           FROM recurring r
-           JOIN transactions t ON t.recurring_id = r.id
-                AND t.occurrence_date BETWEEN ?2 AND ?3
-          WHERE r.user_id = ?1 AND t.user_id = ?1",
-    )?;
+    let mut stmt = c.prepare_cached(POSTED_IN_WINDOW)?;
     let rows = stmt.query_map(params![user, from_s, to_s], |r| {
         let (rule, date) = id_and_date(r)?;
         let kind: String = r.get(3)?;
@@ -593,12 +605,7 @@ pub(crate) fn upcoming(c: &Connection, user: &str, today: Date, days: u32) -> Re
     }
 
     let mut skipped: HashSet<(String, Date)> = HashSet::new();
-    let mut stmt = c.prepare_cached(
-        "SELECT s.recurring_id, s.occurrence_date FROM recurring r
-           JOIN recurring_skips s ON s.recurring_id = r.id
-                AND s.occurrence_date BETWEEN ?2 AND ?3
-          WHERE r.user_id = ?1",
-    )?;
+    let mut stmt = c.prepare_cached(SKIPPED_IN_WINDOW)?;
     for row in stmt.query_map(params![user, from_s, to_s], id_and_date)? {
         skipped.insert(row?);
     }
@@ -707,7 +714,7 @@ mod tests {
             kind: Kind::Expense,
             category: "bills".into(),
             label: "Rent".into(),
-            amount: crate::budget::money::testing::Money(1_000_00),
+            amount: crate::budget::money::testing::Money(100_000),
             allocation_type_id: None,
             frequency: Frequency::Monthly,
             start_date: date(2025, 1, 31),
@@ -716,6 +723,77 @@ mod tests {
             auto_post: false,
             remind_days_before: 2,
         }
+    }
+
+    /// The window's queries walk indexes: the user's rules, then per rule a range of its
+    /// posted occurrences and of its skips; never a scan of all transactions or skips.
+    #[test]
+    fn the_window_queries_use_indexes() {
+        let c = crate::budget::testing::memory();
+        let (all, one) = (taken_sql(false), taken_sql(true));
+        for sql in [POSTED_IN_WINDOW, SKIPPED_IN_WINDOW, &all, &one] {
+            let mut stmt = c
+                .prepare(
+                    &format!("EXPLAIN QUERY PLAN {sql}")
+                        .replace("?2", "'2025-01-01'")
+                        .replace("?3", "'x'")
+                        .replace("?1", "'u'"),
+                )
+                .expect("plan");
+            let plan: Vec<String> = stmt
+                .query_map([], |r| r.get::<_, String>(3))
+                .expect("rows")
+                .collect::<rusqlite::Result<_>>()
+                .expect("plan rows");
+            let steps = plan
+                .iter()
+                .filter(|l| l.starts_with("SEARCH") || l.starts_with("SCAN"));
+            for step in steps {
+                assert!(
+                    step.contains("idx_recurring_user")
+                        || step.contains("idx_transactions_occurrence")
+                        || step.contains("sqlite_autoindex_recurring_skips")
+                        || step.contains("sqlite_autoindex_recurring_1"),
+                    "{sql}: {plan:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_view_marks_skips_and_keeps_the_rule_figures() {
+        let mut c = crate::budget::testing::memory();
+        let user = crate::budget::testing::user(&c, "r@example.com");
+        let at = Stamp {
+            today: date(2025, 3, 15),
+            now: "2025-03-15T10:00:00Z",
+        };
+        let rule = crate::budget::testing::write(&mut c, |tx| {
+            let r = create(tx, &user, &spec(), &at).expect("create");
+            skip(tx, &user, &r.id, date(2025, 2, 28), &at).expect("skip");
+            r
+        });
+        assert_eq!(rule.next_date.as_deref(), Some("2025-03-31"));
+        let items = upcoming(&c, &user, at.today, 30).expect("upcoming");
+        let got: Vec<(String, Status)> = items.iter().map(|i| (i.date.clone(), i.status)).collect();
+        assert_eq!(
+            got,
+            [
+                ("2025-02-28".to_string(), Status::Skipped),
+                ("2025-03-31".to_string(), Status::Upcoming)
+            ]
+        );
+        assert!(
+            items
+                .iter()
+                .all(|i| i.label == "Rent" && i.transaction_id.is_none())
+        );
+        let other = crate::budget::testing::user(&c, "o@example.com");
+        assert!(
+            upcoming(&c, &other, at.today, 30)
+                .expect("other")
+                .is_empty()
+        );
     }
 
     fn field_of(e: Error) -> String {

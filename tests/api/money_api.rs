@@ -1551,7 +1551,10 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
     let rule = json!({"type": "expense", "category": "bills", "label": tag, "amount": "99.5",
                       "frequency": "monthly", "start_date": "2025-10-01"});
     let rule = expect(t, "POST", "/api/v1/recurring", tok, Some(&rule), 201);
-    let skip = format!("/api/v1/recurring/{}/skip", rule["id"].as_str().expect("id"));
+    let skip = format!(
+        "/api/v1/recurring/{}/skip",
+        rule["id"].as_str().expect("id")
+    );
     let day = json!({"date": "2025-10-01"});
     expect(t, "POST", &skip, tok, Some(&day), 200);
     let session = format!("session-{tag}");

@@ -177,10 +177,7 @@ fn next_date_crosses_month_ends_and_is_null_once_the_rule_is_over() {
         "2028-02-29"
     );
     // Today itself is the next date.
-    assert_eq!(
-        next(rule_body("sip", "weekly", "2028-01-25")),
-        "2028-02-01"
-    );
+    assert_eq!(next(rule_body("sip", "weekly", "2028-01-25")), "2028-02-01");
     // Over: by count, by end date; not started yet: its start.
     let mut once = rule_body("once", "monthly", "2028-01-15");
     once["occurrences"] = json!(1);
@@ -264,9 +261,11 @@ fn patch_changes_any_field_and_checks_the_merged_rule() {
         "PATCH",
         &path,
         tok,
-        Some(&json!({"end_date": null, "occurrences": 5, "label": "Flat rent",
+        Some(
+            &json!({"end_date": null, "occurrences": 5, "label": "Flat rent",
                      "amount": 99.99, "frequency": "quarterly", "category": "home",
-                     "allocation_type_id": ty, "auto_post": true, "remind_days_before": 0})),
+                     "allocation_type_id": ty, "auto_post": true, "remind_days_before": 0}),
+        ),
         200,
     );
     let mut want = r.clone();
@@ -314,7 +313,11 @@ fn delete_removes_the_rule_and_its_skips() {
     let (t, u, _) = server_at("UTC", NOON);
     let tok = &u.token;
     let id = id_of(&create(&t, tok, &rule_body("gym", "weekly", "2025-03-01")));
-    let keep = id_of(&create(&t, tok, &rule_body("rent", "monthly", "2025-03-01")));
+    let keep = id_of(&create(
+        &t,
+        tok,
+        &rule_body("rent", "monthly", "2025-03-01"),
+    ));
     assert_eq!(skip(&t, tok, &id, "2025-03-22").status, 200);
     assert_eq!(count_rows(&t, "recurring_skips", "recurring_id", &id), 1);
     let v = expect(&t, "DELETE", &rule_path(&id), tok, None, 200);
@@ -322,7 +325,12 @@ fn delete_removes_the_rule_and_its_skips() {
     assert_eq!(count_rows(&t, "recurring_skips", "recurring_id", &id), 0);
     for method in ["GET", "DELETE"] {
         let r = call(&t, method, &rule_path(&id), tok, None);
-        assert_error(&r, 404, "recurring_not_found", "Recurring transaction not found");
+        assert_error(
+            &r,
+            404,
+            "recurring_not_found",
+            "Recurring transaction not found",
+        );
     }
     let left: Vec<String> = rules(&t, tok).iter().map(id_of).collect();
     assert_eq!(left, vec![keep]);
@@ -520,7 +528,12 @@ fn skip_refuses_what_is_not_an_occurrence_and_changes_nothing() {
     assert_eq!(count_rows(&t, "recurring_skips", "recurring_id", &id), 0);
     assert_eq!(next_action(&t, &id).as_deref(), Some("2025-03-15"));
     let r = skip(&t, tok, "no-such-rule", "2025-03-31");
-    assert_error(&r, 404, "recurring_not_found", "Recurring transaction not found");
+    assert_error(
+        &r,
+        404,
+        "recurring_not_found",
+        "Recurring transaction not found",
+    );
 }
 
 #[test]
@@ -546,7 +559,10 @@ fn bad_rules_are_refused_naming_the_field_and_nothing_is_stored() {
         (with("start_date", json!("2019-12-31")), "start_date"),
         (with("start_date", json!("2101-01-01")), "start_date"),
         (with("start_date", json!("2025-02-29")), "start_date"),
-        (with("start_date", json!("2025-01-31T00:00:00")), "start_date"),
+        (
+            with("start_date", json!("2025-01-31T00:00:00")),
+            "start_date",
+        ),
         (with("end_date", json!("2025-01-30")), "end_date"),
         (with("end_date", json!("2101-01-01")), "end_date"),
         (with("occurrences", json!(0)), "occurrences"),
@@ -714,11 +730,7 @@ fn due_follows_the_local_date_of_app_timezone() {
     // 20:00 UTC on 15 March is 01:30 on 16 March in Kolkata.
     let (t, u, _) = server_at("Asia/Kolkata", "2025-03-15T20:00:00Z");
     let tok = &u.token;
-    let utc_today = id_of(&create(
-        &t,
-        tok,
-        &rule_body("utc", "monthly", "2025-03-15"),
-    ));
+    let utc_today = id_of(&create(&t, tok, &rule_body("utc", "monthly", "2025-03-15")));
     let local_today = id_of(&create(
         &t,
         tok,
@@ -742,16 +754,8 @@ fn due_follows_the_local_date_of_app_timezone() {
     );
     assert_eq!(next_action(&t, &local_today).as_deref(), Some("2025-03-16"));
     // The window starts 31 local days back: 13 February, not the 12th.
-    let id = id_of(&create(
-        &t,
-        tok,
-        &rule_body("edge", "yearly", "2025-02-13"),
-    ));
-    let early = id_of(&create(
-        &t,
-        tok,
-        &rule_body("out", "yearly", "2025-02-12"),
-    ));
+    let id = id_of(&create(&t, tok, &rule_body("edge", "yearly", "2025-02-13")));
+    let early = id_of(&create(&t, tok, &rule_body("out", "yearly", "2025-02-12")));
     let got = upcoming(&t, tok, 1);
     assert_eq!(got[0], (id, "2025-02-13".into(), "overdue".into()));
     assert!(got.iter().all(|(i, _, _)| *i != early));
