@@ -99,6 +99,7 @@ mod tests {
             "ops/mod",
             "auth/mod",
             "budget/mod",
+            "recurring/mod",
             "chat/mod",
             "profile/mod",
             "export",

@@ -106,6 +106,11 @@ impl Fields {
         self.obj.get(name).is_some_and(|v| !v.is_null())
     }
 
+    /// Sent as `null`: a PATCH clears a nullable field this way (absent leaves it alone).
+    pub(crate) fn is_null(&self, name: &str) -> bool {
+        self.obj.get(name).is_some_and(Value::is_null)
+    }
+
     fn report(&mut self, name: &str, invalid: Invalid) {
         self.errors.push(FieldError::new(
             vec![Value::from(self.loc), Value::from(name)],

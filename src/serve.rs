@@ -12,6 +12,7 @@ pub fn routes() -> Router<App> {
     let mut routes = crate::ops::routes();
     routes.extend(crate::auth::routes());
     routes.extend(crate::budget::routes());
+    routes.extend(crate::recurring::routes());
     routes.extend(crate::profile::routes());
     routes.extend(crate::chat::routes());
     routes.extend(crate::export::routes());

@@ -176,8 +176,21 @@ fn make_fixture(t: &TestApp) -> Fixture {
         "onboarding",
     );
 
+    let mut rules = Vec::new();
+    for label in ["Rent", "Gym"] {
+        let body = json!({"type": "expense", "category": "bills", "label": label, "amount": 1000,
+                          "frequency": "monthly", "start_date": "2025-10-01"});
+        let r = ok_json(
+            send_json(t.http, "POST", "/api/v1/recurring", tok, &body),
+            "create recurring rule",
+        );
+        rules.push(r["id"].as_str().expect("rule id").to_string());
+    }
+
     Fixture {
         vars: vec![
+            ("WC_FUZZ_RECURRING_ID", rules[0].clone()),
+            ("WC_FUZZ_DOOMED_RECURRING_ID", rules[1].clone()),
             ("WC_FUZZ_TRANSACTION_ID", tx_ids[0].clone()),
             ("WC_FUZZ_DOOMED_TRANSACTION_ID", tx_ids[1].clone()),
             (

@@ -24,6 +24,12 @@ pub(crate) enum View {
     /// every screen it opens; under perf a page cost ~35% of its request in SQLite row
     /// reads and ~10% in JSON (README "Performance").
     Transactions(Box<Filter>),
+    /// `GET /recurring/upcoming`: the window around this local date. Rule writes go through
+    /// the money handlers' `write`, so they invalidate it like any budget write.
+    Upcoming {
+        today: jiff::civil::Date,
+        days: u32,
+    },
 }
 
 type Key = (String, View);

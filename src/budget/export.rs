@@ -20,7 +20,7 @@ const MONEY_COLUMNS: &[&str] = &[
 ];
 
 /// Integer paise in a money column become the contract's exact major-unit number.
-fn in_major_units(mut rows: Vec<Value>) -> Vec<Value> {
+pub(crate) fn in_major_units(mut rows: Vec<Value>) -> Vec<Value> {
     for row in rows.iter_mut().filter_map(Value::as_object_mut) {
         for (name, v) in row.iter_mut() {
             if MONEY_COLUMNS.contains(&name.as_str())

@@ -9,6 +9,9 @@
 //!   (`allocations.rs`, `monthly.rs`), `allocation_rollover` (`rollover.rs`), `monthly_budgets`,
 //!   `transactions` (`transactions.rs`),
 //!   `idempotency_keys` (`idempotency.rs`).
+//! - `recurring`: `recurring`, `recurring_skips` (`rules.rs`). It also reads the posted
+//!   occurrences (`transactions.recurring_id`/`occurrence_date`, added by its migration) there,
+//!   joined with the rules, so a view costs one query per kind of row, not one per rule.
 //! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
 //! - `chat`: `chat_sessions`, `chat_messages` (`history.rs`), `llm_usage_daily` (`quota.rs`);
 //!   the operator's counts and the export read them through `records.rs`.

@@ -9,7 +9,8 @@
 use jiff::ToSpan;
 use jiff::civil::Date;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum Frequency {
     Weekly,
     EveryOtherWeek,

@@ -42,6 +42,7 @@ mod money_smoke;
 mod money_spending;
 mod onboarding_blank;
 mod operator_routes;
+mod recurring;
 mod replication_core;
 mod service;
 mod ws_sessions;

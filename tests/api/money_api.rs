@@ -1563,6 +1563,15 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
         post_with_key(t.http, tok, &format!("key-{tag}"), &body).status,
         201
     );
+    let rule = json!({"type": "expense", "category": "bills", "label": tag, "amount": "99.5",
+                      "frequency": "monthly", "start_date": "2025-10-01"});
+    let rule = expect(t, "POST", "/api/v1/recurring", tok, Some(&rule), 201);
+    let skip = format!(
+        "/api/v1/recurring/{}/skip",
+        rule["id"].as_str().expect("id")
+    );
+    let day = json!({"date": "2025-10-01"});
+    expect(t, "POST", &skip, tok, Some(&day), 200);
     let session = format!("session-{tag}");
     t.app()
         .db
@@ -1631,6 +1640,8 @@ fn export_holds_every_row_of_the_user_and_no_secrets() {
     assert_eq!(e["user_profiles"][0]["occupation"], "Engineer");
     assert_eq!(e["user_preferences"][0]["theme"], "dark");
     assert_eq!(e["user_allocations"][0]["budget_amount"], json!(50));
+    assert_eq!(e["recurring"][0]["amount"], json!(99.5));
+    assert_eq!(e["recurring_skips"][0]["occurrence_date"], "2025-10-01");
 
     let mut names = Vec::new();
     walk_keys(&e, &mut names);

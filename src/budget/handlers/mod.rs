@@ -20,14 +20,18 @@ pub(crate) struct Message {
     pub(crate) message: String,
 }
 
-fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
+pub(crate) fn json_bytes(v: &impl Serialize) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(Error::internal)
 }
 
 /// The one way a handler writes a user's budget rows: one database transaction, then (only
 /// once it has committed) the user's cached month views are invalidated, so the next read
 /// computes them again. A write route cannot forget the cache.
-fn write<T>(app: &App, user: &str, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+pub(crate) fn write<T>(
+    app: &App,
+    user: &str,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
     let out = app.db.write(f)?;
     app.views.invalidate_user(user);
     Ok(out)
