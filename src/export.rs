@@ -40,6 +40,7 @@ fn document(c: &Connection, user: &str, now: &str) -> Result<Value> {
         crate::profile::export::rows(c, user)?,
         crate::budget::export::export(c, user)?,
         crate::chat::records::export(c, user)?,
+        crate::notifications::store::export(c, user)?,
     ];
     for (table, rows) in parts.into_iter().flatten() {
         doc.insert(table.into(), Value::Array(rows));
