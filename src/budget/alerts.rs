@@ -75,6 +75,7 @@ pub(crate) fn check(tx: &Transaction<'_>, user: &str, w: Watch) -> Result<Option
     );
     // The callers hold no clock here; the app's clock differs from it only in tests.
     let now = crate::clock::iso(jiff::Timestamp::now());
-    let stored = crate::notifications::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
+    let stored =
+        crate::notifications::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
     Ok(stored.map(|s| s.event()))
 }

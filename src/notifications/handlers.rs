@@ -29,20 +29,31 @@ impl FromJson for After {
     }
 }
 
-/// A boolean written as one: `true`/`false` (JSON, or the words in a query string), and
-/// nothing else, so a typo never silently means one of them.
+/// A query string's boolean: the words `true` or `false` and nothing else, so a typo never
+/// silently means one of them.
+struct QueryFlag(bool);
+
+impl FromJson for QueryFlag {
+    fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
+        match v.as_str() {
+            Some("true") => Ok(QueryFlag(true)),
+            Some("false") => Ok(QueryFlag(false)),
+            _ => Err(Invalid::new(
+                "Input should be true or false",
+                "bool_parsing",
+            )),
+        }
+    }
+}
+
+/// A JSON boolean (not a string or a number that looks like one).
 struct Flag(bool);
 
 impl FromJson for Flag {
     fn from_json(v: &Value) -> std::result::Result<Self, Invalid> {
         match v {
             Value::Bool(b) => Ok(Flag(*b)),
-            Value::String(s) if s == "true" => Ok(Flag(true)),
-            Value::String(s) if s == "false" => Ok(Flag(false)),
-            _ => Err(Invalid::new(
-                "Input should be true or false",
-                "bool_parsing",
-            )),
+            _ => Err(Invalid::new("Input should be a valid boolean", "bool_type")),
         }
     }
 }
@@ -94,7 +105,7 @@ pub(crate) fn list_notifications(app: &App, req: &Req) -> Result<Resp> {
     let mut f = Fields::query(req);
     let after = f.optional::<After>("after");
     let limit = f.optional::<Limit>("limit");
-    let unread = f.optional::<Flag>("unread");
+    let unread = f.optional::<QueryFlag>("unread");
     f.finish()?;
     let page = Page {
         after: after?.map_or(0, |a| a.0),

@@ -72,7 +72,9 @@ pub(crate) fn notify(
     now: &str,
 ) -> Result<Option<Stored>> {
     let Value::Object(payload) = payload else {
-        return Err(Error::internal("a notification's payload must be an object"));
+        return Err(Error::internal(
+            "a notification's payload must be an object",
+        ));
     };
     // The frame is `{"type", "id", ...payload}`: a payload of those names would clash.
     if payload.contains_key("type") || payload.contains_key("id") {
@@ -209,8 +211,15 @@ mod tests {
         let p = || json!({"category": "spending", "budget": 100});
         let first = notify(&tx, "a", "budget_alert", p(), Some("k"), t).expect("notify");
         let first = first.expect("stored");
-        assert_eq!(notify(&tx, "a", "budget_alert", p(), Some("k"), t).ok(), Some(None));
-        assert!(notify(&tx, "b", "budget_alert", p(), Some("k"), t).expect("b").is_some());
+        assert_eq!(
+            notify(&tx, "a", "budget_alert", p(), Some("k"), t).ok(),
+            Some(None)
+        );
+        assert!(
+            notify(&tx, "b", "budget_alert", p(), Some("k"), t)
+                .expect("b")
+                .is_some()
+        );
         // No key: every call stores.
         let n1 = notify(&tx, "a", "bill_due", json!({}), None, t).expect("1");
         let n2 = notify(&tx, "a", "bill_due", json!({}), None, t).expect("2");

@@ -316,7 +316,8 @@ mod tests {
                     kind: "budget_alert".into(),
                     id: 7,
                     payload: match json!({"category": "Food", "month": 3, "year": 2026,
-                                          "budget": 100, "actual": 100.5}) {
+                                          "budget": 100, "actual": 100.5})
+                    {
                         Value::Object(m) => m,
                         _ => serde_json::Map::new(),
                     },

@@ -38,6 +38,7 @@ mod money_dates;
 mod money_input;
 mod money_invariant;
 mod money_smoke;
+mod notifications;
 mod onboarding_blank;
 mod operator_routes;
 mod replication_core;
