@@ -87,6 +87,13 @@ fn table(t: &TestApp) -> Vec<(i64, Option<String>)> {
         .expect("read notifications")
 }
 
+/// A server with two users, `inbox-<tag>-a` and `-b`.
+fn two_users(tag: &str) -> (TestApp, User, User) {
+    let t = spawn_app();
+    let [a, b] = ["a", "b"].map(|x| register(&t, &format!("inbox-{tag}-{x}@example.com")));
+    (t, a, b)
+}
+
 #[test]
 fn an_alert_is_stored_and_pushed_with_the_same_id() {
     let (t, u) = app_and_user("inbox-push@example.com");
@@ -189,9 +196,7 @@ fn a_budget_alert_goes_out_at_most_once_per_category_and_month() {
 
 #[test]
 fn the_inbox_pages_by_id_oldest_first() {
-    let t = spawn_app();
-    let a = register(&t, "inbox-page-a@example.com");
-    let b = register(&t, "inbox-page-b@example.com");
+    let (t, a, b) = two_users("page");
     let now = days_ago(&t, 0.0);
     let mut mine = Vec::new();
     for i in 0..55 {
@@ -228,9 +233,7 @@ fn the_inbox_pages_by_id_oldest_first() {
 
 #[test]
 fn unread_filter_and_marking_count_exactly_and_only_the_callers() {
-    let t = spawn_app();
-    let a = register(&t, "inbox-read-a@example.com");
-    let b = register(&t, "inbox-read-b@example.com");
+    let (t, a, b) = two_users("read");
     let now = days_ago(&t, 0.0);
     let mine: Vec<i64> = (0..5).map(|_| insert(&t, &a.id, &now)).collect();
     let theirs: Vec<i64> = (0..2).map(|_| insert(&t, &b.id, &now)).collect();
@@ -282,9 +285,7 @@ fn unread_filter_and_marking_count_exactly_and_only_the_callers() {
 
 #[test]
 fn a_daily_sweep_deletes_what_is_older_than_90_days_only() {
-    let t = spawn_app();
-    let a = register(&t, "inbox-sweep-a@example.com");
-    let b = register(&t, "inbox-sweep-b@example.com");
+    let (t, a, b) = two_users("sweep");
     let old = insert(&t, &a.id, &days_ago(&t, 91.0));
     let almost = insert(&t, &a.id, &days_ago(&t, 89.5));
     let recent = insert(&t, &a.id, &days_ago(&t, 88.0));
