@@ -128,10 +128,26 @@ pub(crate) fn list_notifications(app: &App, req: &Req) -> Result<Resp> {
 
 /// `true`, and nothing else.
 fn true_schema() -> utoipa::openapi::schema::Object {
-    utoipa::openapi::schema::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::schema::Type::Boolean)
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Boolean)
         .enum_values(Some([true]))
         .build()
+}
+
+/// Beside `ids`, `all` may only be absent, `false` or null.
+fn false_or_null_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Boolean, Type::Null]))
+        .enum_values(Some([Value::Bool(false), Value::Null]))
+        .build()
+}
+
+/// Beside `all: true`, `ids` may only be absent or null.
+fn null_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new().schema_type(Type::Null).build()
 }
 
 /// Either `ids` or `all: true`, not both.
@@ -143,11 +159,15 @@ pub(crate) enum MarkReadRequest {
     Ids {
         #[schema(max_items = 500)]
         ids: Vec<i64>,
+        #[schema(schema_with = false_or_null_schema)]
+        all: Option<bool>,
     },
     /// Every unread notification of the caller.
     All {
         #[schema(schema_with = true_schema)]
         all: bool,
+        #[schema(schema_with = null_schema)]
+        ids: Option<Vec<i64>>,
     },
 }
 

@@ -15,6 +15,7 @@ pub(crate) const KEEP_DAYS: i64 = 90;
 
 /// One stored notification, as `GET /notifications` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(as = Notification)]
 pub(crate) struct Stored {
     /// Grows with every notification: the paging cursor (`after`).
     pub(crate) id: i64,
@@ -28,6 +29,8 @@ pub(crate) struct Stored {
     pub(crate) payload: Map<String, Value>,
     /// UTC, `2026-12-04T19:08:17Z`.
     pub(crate) created_at: String,
+    /// When it was marked read; null while unread.
+    #[schema(required = true)]
     pub(crate) read_at: Option<String>,
 }
 
