@@ -74,15 +74,35 @@ impl FromJson for Ids {
         }
         items
             .iter()
-            .map(|x| match x {
-                Value::Number(n) => n.as_i64().ok_or_else(|| {
-                    Invalid::new("Input should be a valid integer", "int_from_float")
-                }),
-                _ => Err(Invalid::new("Input should be a valid integer", "int_type")),
-            })
+            .map(id)
             .collect::<std::result::Result<_, _>>()
             .map(Ids)
     }
+}
+
+/// One id: an integer within int64, also when written with a zero fraction (`5.0`) or an
+/// exponent (`1e3`), as JSON Schema's `integer` allows. Read from the number's exact text
+/// (`arbitrary_precision`), so nothing out of range is rounded into it.
+fn id(v: &Value) -> std::result::Result<i64, Invalid> {
+    // Floats are exact integers up to 2^53; an exponent form past that is refused.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let Value::Number(n) = v else {
+        return Err(Invalid::new("Input should be a valid integer", "int_type"));
+    };
+    let text = n.to_string();
+    let whole = match text.split_once('.') {
+        Some((whole, frac)) if frac.bytes().all(|b| b == b'0') => whole.parse().ok(),
+        Some(_) => None,
+        None => text.parse().ok(),
+    };
+    let exponent = || {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+            .map(|f| f as i64)
+    };
+    whole
+        .or_else(exponent)
+        .ok_or_else(|| Invalid::new("Input should be a valid integer", "int_from_float"))
 }
 
 type Limit = Count<1, 200>;
