@@ -9,18 +9,21 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use serde::Serialize;
 
 /// What a write tells the user's open notification sockets. Serialises as the frame the
-/// socket sends: an object whose `type` is the variant's name in snake case.
+/// socket sends: an object with its `type`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// A category's actual spending went over its budget for a month.
-    BudgetAlert {
-        category: String,
-        month: u32,
-        year: i32,
-        /// Rupees, as exact JSON numbers (`Money::to_number`).
-        budget: serde_json::Number,
-        actual: serde_json::Number,
+    /// A notification that was stored in the user's inbox (`crate::notifications`):
+    /// `{"type": <kind>, "id": <its id>, ...payload}`, so a `budget_alert` frame carries
+    /// `category`, `month`, `year`, `budget` and `actual` beside its `id`.
+    #[serde(untagged)]
+    Notification {
+        #[serde(rename = "type")]
+        kind: String,
+        id: i64,
+        /// Never holds `type` or `id` (`notifications::store::notify` refuses those).
+        #[serde(flatten)]
+        payload: serde_json::Map<String, serde_json::Value>,
     },
 }
 

@@ -17,6 +17,7 @@ pub mod input;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
+pub mod notifications;
 pub mod ops;
 pub mod profile;
 pub mod random;
@@ -133,6 +134,8 @@ pub fn start(mut config: Config) -> Result<Running, String> {
     let ws = ws::WsServer::start(app.clone(), ws_listener, chat::ws::serve)?;
     http::server::spawn_watchdog(app.clone(), http.addr())
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
+    notifications::sweep::spawn(app.clone())
+        .map_err(|e| format!("cannot start the notification sweep: {e}"))?;
     log::info!(
         "{} {} serving HTTP on {} and WebSocket on {} ({})",
         app.config.app_name,

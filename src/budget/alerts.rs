@@ -58,18 +58,30 @@ pub(crate) fn watch(
 }
 
 /// After the write: the alert to publish once committed, if the category went from within its
-/// limit to over it.
+/// limit to over it and had not already done so this month (the alert is stored in the
+/// user's inbox, and the event carries its id).
 pub(crate) fn check(tx: &Transaction<'_>, user: &str, w: Watch) -> Result<Option<Event>> {
     let (limit0, actual0) = w.before;
     let (limit1, actual1) = limit_and_actual(tx, user, &w.category_id, w.period)?;
     if !(actual0 <= limit0 && actual1 > limit1) {
         return Ok(None);
     }
-    Ok(Some(Event::BudgetAlert {
-        category: w.category_name,
-        month: w.period.month,
-        year: w.period.year,
-        budget: limit1.to_number(),
-        actual: actual1.to_number(),
-    }))
+    // Kept in the inbox, and at most once per category and month: a category that dips back
+    // under its limit and crosses it again in the same month does not alert twice.
+    let payload = serde_json::json!({
+        "category": w.category_name,
+        "month": w.period.month,
+        "year": w.period.year,
+        "budget": limit1.to_number(),
+        "actual": actual1.to_number(),
+    });
+    let key = format!(
+        "budget_alert:{}:{}-{:02}",
+        w.category_id, w.period.year, w.period.month
+    );
+    // The callers hold no clock here; the app's clock differs from it only in tests.
+    let now = crate::clock::iso(jiff::Timestamp::now());
+    let stored =
+        crate::notifications::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
+    Ok(stored.map(|s| s.event()))
 }

@@ -15,6 +15,7 @@
 //! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
 //! - `chat`: `chat_sessions`, `chat_messages` (`history.rs`), `llm_usage_daily` (`quota.rs`);
 //!   the operator's counts and the export read them through `records.rs`.
+//! - `notifications`: `notifications` (`store.rs`).
 //! - `db`: `schema_migrations`.
 //!
 //! Deleting a user cascades (`ON DELETE CASCADE` in the schema) to every table with a

@@ -312,15 +312,18 @@ mod tests {
                        "usage": {"prompt_tokens": 3, "completion_tokens": 4}, "timestamp": t()}),
             ),
             (
-                ServerFrame::Event(Event::BudgetAlert {
-                    category: "Food".into(),
-                    month: 3,
-                    year: 2026,
-                    budget: serde_json::Number::from(100),
-                    actual: "100.5".parse().unwrap_or_else(|_| 0.into()),
+                ServerFrame::Event(Event::Notification {
+                    kind: "budget_alert".into(),
+                    id: 7,
+                    payload: match json!({"category": "Food", "month": 3, "year": 2026,
+                                          "budget": 100, "actual": 100.5})
+                    {
+                        Value::Object(m) => m,
+                        _ => serde_json::Map::new(),
+                    },
                 }),
-                json!({"type": "budget_alert", "category": "Food", "month": 3, "year": 2026,
-                       "budget": 100, "actual": 100.5}),
+                json!({"type": "budget_alert", "id": 7, "category": "Food", "month": 3,
+                       "year": 2026, "budget": 100, "actual": 100.5}),
             ),
             (
                 ServerFrame::Heartbeat { timestamp: t() },

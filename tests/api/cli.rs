@@ -800,6 +800,38 @@ fn back_to_back_restores_keep_every_previous_database() {
     assert_eq!(user_count(&s.db), 5);
 }
 
+/// The inbox is in the backup: a notification deleted after it comes back with the restore.
+#[test]
+fn a_notification_survives_backup_and_restore() {
+    let s = Setup::test();
+    make_database(&s, 1, 10);
+    let row = "SELECT id || ' ' || user_id || ' ' || type || ' ' || payload || ' ' || \
+               dedupe_key || ' ' || created_at || ' ' || ifnull(read_at, '-') FROM notifications";
+    Connection::open(&s.db)
+        .expect("open")
+        .execute(
+            "INSERT INTO notifications (user_id, type, payload, dedupe_key, created_at)
+             VALUES ('user-0', 'budget_alert', '{\"actual\":120.5}', 'k', '2026-01-02T03:04:05Z')",
+            [],
+        )
+        .expect("insert a notification");
+    let stored: String = query_one(&s.db, row);
+    let backup = backup_here(&s);
+    assert_eq!(query_one::<String>(&backup, row), stored);
+    Connection::open(&s.db)
+        .expect("open")
+        .execute("DELETE FROM notifications", [])
+        .expect("delete");
+
+    let out = s.run(&["restore", backup.to_str().expect("utf-8")]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(query_one::<String>(&s.db, row), stored);
+    assert_eq!(
+        stored,
+        "1 user-0 budget_alert {\"actual\":120.5} k 2026-01-02T03:04:05Z -"
+    );
+}
+
 // --- 7. damaged database at start-up ------------------------------------------------------
 
 /// `serve` on whatever is at the database path: must refuse, leaving the file as it was.

@@ -40,6 +40,7 @@ mod money_invariant;
 mod money_rollover;
 mod money_smoke;
 mod money_spending;
+mod notifications;
 mod onboarding_blank;
 mod operator_routes;
 mod recurring;

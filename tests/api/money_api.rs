@@ -1370,10 +1370,17 @@ fn budget_alert_fires_once_when_a_category_goes_over() {
     // One type over its own budget, the category (150 of 200) within: nothing.
     record_actual(&t, tok, &s0, 15_000, None, 10, 2025);
     assert_eq!(drain(&rx), Vec::<Value>::new());
-    // The category goes to 210 of 200: one alert with the category totals.
+    // The category goes to 210 of 200: one alert with the category totals, and the id it is
+    // stored under in the inbox (the newest one there).
     let alert = |category: &str, month: u32, budget: Value, actual: Value| {
+        let inbox = get_ok(&t, "/api/v1/notifications?limit=200", tok);
+        let newest = inbox["notifications"]
+            .as_array()
+            .and_then(|l| l.last())
+            .cloned();
+        let id = newest.expect("a stored notification")["id"].clone();
         vec![
-            json!({"type": "budget_alert", "category": category, "month": month,
+            json!({"type": "budget_alert", "id": id, "category": category, "month": month,
                     "year": 2025, "budget": budget, "actual": actual}),
         ]
     };
@@ -1391,11 +1398,16 @@ fn budget_alert_fires_once_when_a_category_goes_over() {
     };
     put("actual_amount=170");
     assert_eq!(drain(&rx), Vec::<Value>::new());
-    // Back within budget (100 + 65 of 200), then over again: a new alert.
+    // Back within budget (100 + 65 of 200), then over again: at most one alert per category
+    // and month, so nothing.
     put("actual_amount=100");
     assert_eq!(drain(&rx), Vec::<Value>::new());
     record_actual(&t, tok, &s1, 4_000, Some("add"), 10, 2025);
-    assert_eq!(drain(&rx), alert("spending", 10, json!(200), json!(205)));
+    assert_eq!(drain(&rx), Vec::<Value>::new());
+    // The same category in another month alerts again.
+    set_budget(&t, tok, &s0, 10_000, 11, 2025);
+    record_actual(&t, tok, &s0, 10_001, None, 11, 2025);
+    assert_eq!(drain(&rx), alert("spending", 11, json!(100), json!(100.01)));
 
     // Lowering the budget under what was spent pushes the category over too.
     let l0 = type_id(&t, tok, "learning", 0);
@@ -1558,6 +1570,8 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
         Some(&rollover),
         200,
     );
+    // Over the budget: a budget_alert in the notifications table.
+    record_actual(t, tok, &ty, 6_000, None, 10, 2025);
     let body = tx_body("income", "salary", "1250.5", tag, "2025-10-01");
     assert_eq!(
         post_with_key(t.http, tok, &format!("key-{tag}"), &body).status,
