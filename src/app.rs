@@ -10,9 +10,9 @@ use crate::budget::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
-use crate::events::Hub;
 use crate::limiter::RateLimiter;
 use crate::metrics::Metrics;
+use crate::notify::hub::Hub;
 
 pub struct App {
     pub(crate) config: Config,

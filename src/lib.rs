@@ -10,14 +10,13 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod events;
 pub(crate) mod export;
 pub mod http;
 pub mod input;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
-pub mod notifications;
+pub mod notify;
 pub mod ops;
 pub mod profile;
 pub mod random;
@@ -134,7 +133,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
     let ws = ws::WsServer::start(app.clone(), ws_listener, chat::ws::serve)?;
     http::server::spawn_watchdog(app.clone(), http.addr())
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
-    notifications::sweep::spawn(app.clone())
+    notify::sweep::spawn(app.clone())
         .map_err(|e| format!("cannot start the notification sweep: {e}"))?;
     log::info!(
         "{} {} serving HTTP on {} and WebSocket on {} ({})",

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Modules every layer may use: they import nothing above them.
 const LEAVES: &[&str] = &[
-    "clock", "config", "error", "events", "input", "limiter", "logging", "metrics", "random",
+    "clock", "config", "error", "input", "limiter", "logging", "metrics", "random",
 ];
 /// The transports and the operator routes: `app` must not know them.
 const TRANSPORTS: &[&str] = &["http", "ws", "ops"];

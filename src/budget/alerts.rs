@@ -9,7 +9,7 @@ use super::catalog::Catalog;
 use super::money::Money;
 use super::period::Period;
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::notify::hub::Event;
 
 /// A category's (limit, actual) for a month, taken before a write.
 pub(crate) struct Watch {
@@ -81,7 +81,6 @@ pub(crate) fn check(tx: &Transaction<'_>, user: &str, w: Watch) -> Result<Option
     );
     // The callers hold no clock here; the app's clock differs from it only in tests.
     let now = crate::clock::iso(jiff::Timestamp::now());
-    let stored =
-        crate::notifications::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
+    let stored = crate::notify::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
     Ok(stored.map(|s| s.event()))
 }

@@ -12,7 +12,7 @@ use super::money::{self, Money};
 use super::period::Period;
 use super::transactions::{Kind, TransactionResponse};
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::notify::hub::Event;
 
 /// Where a transaction's amount counts as spent: a linked expense's type and month.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use super::money::{self, Money};
 use super::period::Period;
 use super::spending::{self, Spend};
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::input::{FromJson, Invalid};
+use crate::notify::hub::Event;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::Event;
+use crate::notify::hub::Event;
 
 /// A frame the server sends. Each serialises as an object whose `type` is the variant's name
 /// in snake case; optional fields that are `None` are left out, as each frame always did.

@@ -1,4 +1,4 @@
-//! `/ws/notifications`: the user's in-process events (`crate::events`) as they happen, a
+//! `/ws/notifications`: the user's in-process events (`crate::notify::hub`) as they happen, a
 //! heartbeat, and answers to `ping` and `authenticate`.
 
 use std::sync::mpsc::RecvTimeoutError;

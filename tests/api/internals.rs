@@ -5,7 +5,7 @@
 
 pub use wealthcoach::auth::tokens::{TokenClaims, hash_token};
 pub use wealthcoach::auth::users::set_active;
-pub use wealthcoach::events::Event;
+pub use wealthcoach::notify::hub::Event;
 pub use wealthcoach::ops::docs::document as openapi_document;
 pub use wealthcoach::random;
 pub use wealthcoach::routes;

@@ -16,9 +16,9 @@ use crate::budget::transactions::{
     self, Changes, Filter, Kind, NewTransaction, TxDate, Window, Written,
 };
 use crate::error::{Error, Result};
-use crate::events::Event;
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, Text};
+use crate::notify::hub::Event;
 
 type Category = Text<1, 50>;
 

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::db::user_rows;
 use crate::error::{Error, Result};
-use crate::events::Event;
+use crate::notify::hub::Event;
 
 /// Notifications older than this are deleted by the daily sweep.
 pub(crate) const KEEP_DAYS: i64 = 90;

@@ -3,9 +3,11 @@
 //!
 //! A writer stores one with `store::notify` inside its own database transaction (a
 //! `dedupe_key` makes "at most once" a constraint) and publishes `Stored::event` after the
-//! commit. Owns the `notifications` table.
+//! commit (`hub`: the in-process fan-out to the user's open sockets). Owns the
+//! `notifications` table.
 
 pub(crate) mod handlers;
+pub mod hub;
 pub(crate) mod store;
 pub(crate) mod sweep;
 
