@@ -198,10 +198,25 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
         &[&shared_type, &b_type],
     );
 
+    // A recurring rule of A's: `{id}` on the recurring routes names one of these.
+    let rule = json!({"type": "expense", "category": "rent", "label": "AAA rent", "amount": "1234.57",
+                      "frequency": "monthly", "start_date": "2025-10-01"});
+    let rule = ok_json(
+        send_json(t.http, "POST", "/api/v1/recurring", Some(&a.token), &rule),
+        "A's rule",
+    );
+    let a_rule = rule["id"].as_str().expect("rule id").to_string();
+
     // Which of A's values goes into each parameter name. A route whose parameter is not here
     // fails the test: say what it names before it ships.
     let aims: BTreeMap<&str, Vec<Aim>> = BTreeMap::from([
-        ("id", vec![Aim::Owned(a.transactions[0].clone())]),
+        (
+            "id",
+            vec![
+                Aim::Owned(a.transactions[0].clone()),
+                Aim::Owned(a_rule.clone()),
+            ],
+        ),
         (
             "allocation_id",
             vec![
@@ -224,6 +239,7 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
     secrets.extend(a.transactions.iter().cloned());
     secrets.extend(a.allocations.iter().cloned());
     secrets.extend(a.sessions.iter().cloned());
+    secrets.push(a_rule.clone());
     // What B sent may come back (a 404 names the id it did not find); anything else of A's
     // may not.
     let leaks = |body: &str, sent: &[Aim]| -> Vec<String> {
@@ -241,7 +257,7 @@ fn another_users_ids_get_404_on_every_route_and_change_nothing() {
     // Valid for every route that takes a body (unknown fields are ignored), so a refusal can
     // only come from the ownership check, not from validation.
     let body = json!({"label": "written by B", "budget_amount": 1, "actual_amount": 1,
-                      "notes": "written by B"})
+                      "notes": "written by B", "date": "2025-11-01"})
     .to_string();
 
     let router = crate::internals::routes();
