@@ -240,7 +240,7 @@ fn read(p: &Param, v: Option<&Value>) -> Result<Arg, String> {
             }
             LocalDate::from_json(v)
                 .map(|d| Arg::Date(d.0))
-                .map_err(|e| e.msg.to_lowercase())
+                .map_err(|e| lower_first(&e.msg))
         }
         Shape::Choice(options) => {
             let s = v.as_str().ok_or_else(|| "must be a string".to_string())?;
@@ -275,6 +275,14 @@ fn read(p: &Param, v: Option<&Value>) -> Result<Arg, String> {
             Ok(Arg::Text(s.to_string()))
         }
     }
+}
+
+/// `Input should…` → `input should…`, to follow `name: `.
+fn lower_first(msg: &str) -> String {
+    let mut chars = msg.chars();
+    chars
+        .next()
+        .map_or_else(String::new, |c| c.to_lowercase().chain(chars).collect())
 }
 
 /// A JSON number with no fraction (`3` and `3.0`, as JSON Schema's `integer` reads them).
