@@ -813,3 +813,41 @@ fn fit_keeps_what_fits_and_never_breaks_the_cap() {
     let v = fit(json!({"other": "z".repeat(20_000)}), "items");
     assert_eq!(v, json!({"error": "the result is too large"}));
 }
+
+/// Every one of the 34 types with large figures: about 6.3 KB, so never cut.
+#[test]
+fn a_full_allocation_month_fits_whole() {
+    let mut w = World::new();
+    let (catalog, asha) = (Catalog::load(&w.c).expect("catalog"), w.asha.clone());
+    let p = Period {
+        year: 2025,
+        month: 10,
+    };
+    write(&mut w.c, |tx| {
+        for cat in &catalog.categories {
+            for t in &cat.types {
+                allocate(
+                    tx,
+                    &catalog,
+                    &asha,
+                    &t.id,
+                    p,
+                    (12_345_678_901, 9_876_543_212),
+                );
+            }
+        }
+    });
+    let v = w.ask(
+        &w.asha,
+        "get_allocations",
+        json!({"year": 2025, "month": 10}),
+    );
+    assert!(v.get("truncated").is_none(), "{v}");
+    let types: usize = v["categories"]
+        .as_array()
+        .expect("c")
+        .iter()
+        .map(|c| c["types"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(types, 34);
+}
