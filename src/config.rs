@@ -1147,8 +1147,13 @@ mod tests {
 
     #[test]
     fn the_recurring_tick_is_a_whole_number_of_seconds_from_one() {
-        let ok = |v: &str| Config::from_pairs(&[("RECURRING_TICK_SECONDS", v)]).map(|c| c.recurring_tick);
-        assert_eq!(Config::from_pairs(&[]).map(|c| c.recurring_tick).ok(), Some(Duration::from_secs(60)));
+        let ok = |v: &str| {
+            Config::from_pairs(&[("RECURRING_TICK_SECONDS", v)]).map(|c| c.recurring_tick)
+        };
+        assert_eq!(
+            Config::from_pairs(&[]).map(|c| c.recurring_tick).ok(),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(ok("1").ok(), Some(Duration::from_secs(1)));
         for bad in ["0", "-1", "1.5", "soon"] {
             let errs = ok(bad).expect_err(bad);

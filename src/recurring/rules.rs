@@ -529,8 +529,10 @@ pub(crate) fn is_skipped(c: &Connection, rule: &str, date: Date) -> Result<bool>
 
 /// Drops a skip mark (a skipped occurrence that gets confirmed).
 pub(crate) fn unskip(tx: &Transaction<'_>, rule: &str, date: Date) -> Result<()> {
-    tx.prepare_cached("DELETE FROM recurring_skips WHERE recurring_id = ?1 AND occurrence_date = ?2")?
-        .execute(params![rule, date.to_string()])?;
+    tx.prepare_cached(
+        "DELETE FROM recurring_skips WHERE recurring_id = ?1 AND occurrence_date = ?2",
+    )?
+    .execute(params![rule, date.to_string()])?;
     Ok(())
 }
 

@@ -97,8 +97,7 @@ fn one_rule(app: &App, user: &str, id: &str, today: Date) -> Result<(usize, usiz
                 return Ok(None);
             };
             let s = rule.spec.schedule();
-            if !rule.spec.auto_post || !s.is_occurrence(date) || rules::is_skipped(tx, id, date)?
-            {
+            if !rule.spec.auto_post || !s.is_occurrence(date) || rules::is_skipped(tx, id, date)? {
                 return Ok(None);
             }
             post::post(tx, &at, user, &rule, date, None).map(Some)
@@ -116,7 +115,9 @@ fn one_rule(app: &App, user: &str, id: &str, today: Date) -> Result<(usize, usiz
     }
     let caught_up = dates.len() < MAX_POSTS_PER_RULE;
     let now = app.clock.iso();
-    let events = app.db.write(|tx| finish(tx, user, id, today, caught_up, &now))?;
+    let events = app
+        .db
+        .write(|tx| finish(tx, user, id, today, caught_up, &now))?;
     let reminded = events.len();
     after_commit(app, user, events);
     Ok((posted, reminded))
