@@ -103,7 +103,7 @@ mod tests {
             "chat/mod",
             "profile/mod",
             "export",
-            "notifications/mod",
+            "notify/mod",
         ];
         for list in lists {
             let file = format!("{}/src/{list}.rs", env!("CARGO_MANIFEST_DIR"));
