@@ -45,6 +45,16 @@ fn rule(t: &TestApp, tok: &str, extra: Value) -> Value {
     expect(t, "POST", RULES, tok, Some(&body), 201)
 }
 
+/// The next frame that is not a heartbeat.
+fn next_event(ws: &mut crate::chat_support::Ws) -> Value {
+    loop {
+        let f = next_json(ws);
+        if f["type"] != "heartbeat" {
+            return f;
+        }
+    }
+}
+
 fn assert_not_found(r: &Reply) {
     assert_error(
         r,
@@ -139,6 +149,8 @@ fn confirm_posts_the_occurrence_as_an_ordinary_transaction() {
         (&Value::Null, &Value::Null)
     );
 
+    let mut ws = open(&t, &format!("/ws/notifications?token={tok}"));
+    assert_eq!(next_json(&mut ws)["type"], "connected");
     let r1 = confirm(&t, tok, &id, json!({"date": "2025-03-20"}));
     assert_eq!(r1.status, 201, "{}", r1.text());
     let tx = r1.json();
@@ -193,6 +205,16 @@ fn confirm_posts_the_occurrence_as_an_ordinary_transaction() {
         json!({"recurring_id": id, "date": "2025-03-20", "label": "Rent", "amount": 1250.5,
                "transaction_id": tx_id})
     );
+    // Pushed too, after the budget_alert the linked expense raised (a budget of 0 crossed),
+    // as any linked transaction would.
+    let frames = [next_event(&mut ws), next_event(&mut ws)];
+    assert_eq!(frames[0]["type"], "budget_alert", "{frames:?}");
+    assert_eq!(frames[0]["category"], "spending");
+    let mut want = posted[0].1.clone();
+    want["type"] = json!("bill_posted");
+    want["id"] = json!(posted[0].0);
+    assert_eq!(frames[1], want);
+    assert_eq!(notes(&t, tok, "budget_alert").len(), 1);
 
     // A second confirm: 409, and nothing moves.
     let again = confirm(&t, tok, &id, json!({"date": "2025-03-20", "amount": "5"}));
@@ -408,12 +430,7 @@ fn reminders_go_out_once_per_occurrence_stored_and_pushed() {
 
     let report = tick(&t);
     assert_eq!((report.rules, report.posted, report.reminded), (2, 0, 1));
-    let frame = loop {
-        let f = next_json(&mut ws);
-        if f["type"] != "heartbeat" {
-            break f;
-        }
-    };
+    let frame = next_event(&mut ws);
     let nid = frame["id"].as_i64().expect("id");
     let payload = json!({"recurring_id": id, "date": "2025-03-17", "label": "Rent",
                          "amount": 1250.5});
