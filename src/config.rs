@@ -121,6 +121,9 @@ pub struct Config {
     pub(crate) llm: LlmSettings,
     pub(crate) chat: ChatLimits,
     pub replication: ReplicationSettings,
+    /// How often the recurring ticker posts due `auto_post` occurrences and sends bill
+    /// reminders (it also runs at start-up): `RECURRING_TICK_SECONDS`, at least 1.
+    pub(crate) recurring_tick: Duration,
     /// Warnings to log once logging is up (e.g. REDIS_URL ignored).
     pub warnings: Vec<String>,
 }
@@ -929,6 +932,8 @@ impl Config {
         let chat = ChatLimits::read(&mut r);
         let replication = ReplicationSettings::read(&mut r, &db.path);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
+        let recurring_tick =
+            Duration::from_secs(u64::from(r.count("RECURRING_TICK_SECONDS", 60, 1)));
 
         if !r.errors.is_empty() {
             return Err(r.errors);
@@ -957,6 +962,7 @@ impl Config {
             llm,
             chat,
             replication,
+            recurring_tick,
             warnings,
         })
     }
@@ -1137,6 +1143,22 @@ mod tests {
         let errs = Config::from_pairs(&[("PORT", "eighty"), ("APP_TIMEZONE", "Mars/Olympus")])
             .expect_err("invalid");
         assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+
+    #[test]
+    fn the_recurring_tick_is_a_whole_number_of_seconds_from_one() {
+        let ok = |v: &str| {
+            Config::from_pairs(&[("RECURRING_TICK_SECONDS", v)]).map(|c| c.recurring_tick)
+        };
+        assert_eq!(
+            Config::from_pairs(&[]).map(|c| c.recurring_tick).ok(),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(ok("1").ok(), Some(Duration::from_secs(1)));
+        for bad in ["0", "-1", "1.5", "soon"] {
+            let errs = ok(bad).expect_err(bad);
+            assert!(errs[0].starts_with("RECURRING_TICK_SECONDS"), "{errs:?}");
+        }
     }
 
     #[test]

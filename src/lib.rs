@@ -20,7 +20,7 @@ pub mod notify;
 pub mod ops;
 pub mod profile;
 pub mod random;
-pub(crate) mod recurring;
+pub mod recurring;
 pub mod replication;
 pub mod serve;
 pub mod ws;
@@ -86,6 +86,7 @@ pub struct Running {
     pub app: Arc<App>,
     http: http::server::HttpServer,
     ws: ws::WsServer,
+    ticker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -99,7 +100,7 @@ impl Running {
 
     /// Graceful stop: no new work, requests in flight finish (bounded by
     /// `SHUTDOWN_TIMEOUT_SECONDS`), sockets closed with 1001, WAL checkpointed.
-    pub fn shutdown(self) {
+    pub fn shutdown(mut self) {
         let deadline = Instant::now() + self.app.config.http.shutdown_timeout;
         self.app.begin_stop();
         self.http.stop(deadline);
@@ -113,6 +114,13 @@ impl Running {
             && Instant::now() < deadline
         {
             std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The recurring ticker sees the stop between two posts; each post is its own
+        // database transaction, so waiting for it is short and loses nothing.
+        if let Some(t) = self.ticker.take()
+            && t.join().is_err()
+        {
+            log::error!("the recurring ticker panicked");
         }
         self.app.db.checkpoint();
         // The log is written by its own thread: what is queued is written before we return.
@@ -135,6 +143,8 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
     notify::sweep::spawn(app.clone())
         .map_err(|e| format!("cannot start the notification sweep: {e}"))?;
+    let ticker = recurring::ticker::spawn(app.clone())
+        .map_err(|e| format!("cannot start the recurring ticker: {e}"))?;
     log::info!(
         "{} {} serving HTTP on {} and WebSocket on {} ({})",
         app.config.app_name,
@@ -143,5 +153,10 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         ws.addr(),
         app.config.environment.as_str()
     );
-    Ok(Running { app, http, ws })
+    Ok(Running {
+        app,
+        http,
+        ws,
+        ticker: Some(ticker),
+    })
 }

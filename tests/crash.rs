@@ -15,7 +15,10 @@
 //!   equals the sum of the month's expenses linked to it, before and after the replays, and
 //!   the linked rows are exactly the linked writes that are there.
 //!
-//! `WEALTHCOACH_CRASH_ROUNDS` sets the number of rounds (default 20),
+//! The recurring ticker gets the same treatment (`kill_9_mid_tick_...`): killed while it posts
+//! due occurrences, every occurrence is posted exactly once after the restarts.
+//!
+//! `WEALTHCOACH_CRASH_ROUNDS` sets the number of rounds (default 20; 6 for the ticker),
 //! `WEALTHCOACH_CRASH_SEED` the seed (each test has its own default).
 //!
 //! What this proves is survival of a *process* crash: the kernel keeps everything the process
@@ -605,4 +608,158 @@ fn kill_9_during_writes_loses_no_acknowledged_write_synchronous_normal() {
 #[test]
 fn kill_9_during_writes_loses_no_acknowledged_write_synchronous_full() {
     crash_rounds("FULL", 0x5EED_C0A5_0002);
+}
+
+// ---- The recurring ticker under kill -9 (issue 14) ----
+
+/// Auto-posted rules created per round, each due today.
+const TICKER_RULES_PER_ROUND: usize = 150;
+/// Rounds of the ticker test, unless `WEALTHCOACH_CRASH_ROUNDS` says otherwise.
+const TICKER_ROUNDS: usize = 6;
+/// The second kill of a round comes this long (milliseconds) after the restarted server is
+/// ready, while its start-up tick is posting what the first kill left.
+const TICKER_KILL_AFTER_MS: (u64, u64) = (0, 120);
+
+/// Every transaction of the user dated `today` (UTC, the server's zone), 200 a page.
+fn transactions_of_day(addr: SocketAddr, token: &str, today: &str) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let path = format!(
+            "{TXS}?from={today}&to={today}&limit=200&offset={}",
+            all.len()
+        );
+        let page = expect(addr, "GET", &path, token, None, 200);
+        let page = page.as_array().expect("a bare array").clone();
+        let n = page.len();
+        all.extend(page);
+        if n < 200 {
+            return all;
+        }
+    }
+}
+
+fn next_week(today: &str) -> String {
+    let d: jiff::civil::Date = today.parse().expect("date");
+    d.checked_add(jiff::Span::new().days(7))
+        .expect("a week on")
+        .to_string()
+}
+
+/// (rules, posted occurrences) in the database file of a stopped server.
+fn ticker_counts(db: &Path) -> (i64, i64) {
+    let c = rusqlite::Connection::open(db).expect("open the database");
+    let count = |sql: &str| -> i64 { c.query_row(sql, [], |r| r.get(0)).expect("count") };
+    (
+        count("SELECT count(*) FROM recurring"),
+        count("SELECT count(*) FROM transactions WHERE recurring_id IS NOT NULL"),
+    )
+}
+
+/// Every rule the user has is posted for today exactly once, with its own amount and link,
+/// once the restarted ticker caught up; the month's totals and the linked type's
+/// `spent_amount` add up.
+fn verify_ticker(addr: SocketAddr, token: &str, today: &str, linked: &str, rules: usize) {
+    let caught_up = wait_until(Duration::from_secs(60), || {
+        transactions_of_day(addr, token, today).len() >= rules
+    });
+    assert!(
+        caught_up,
+        "the ticker did not post every rule after the restart"
+    );
+    let listed = expect(addr, "GET", "/api/v1/recurring", token, None, 200);
+    let listed = listed["rules"].as_array().expect("rules").clone();
+    assert_eq!(listed.len(), rules);
+    let posted = transactions_of_day(addr, token, today);
+    let mut by_rule: HashMap<String, Vec<&Value>> = HashMap::new();
+    for t in &posted {
+        let rule = t["recurring_id"].as_str().expect("posted by a rule");
+        assert_eq!(t["occurrence_date"], today, "{t}");
+        by_rule.entry(rule.to_string()).or_default().push(t);
+    }
+    assert_eq!(posted.len(), rules, "one transaction per rule");
+    for r in &listed {
+        let id = r["id"].as_str().expect("id");
+        let rows = by_rule.get(id).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(rows.len(), 1, "rule {id}: posted {} times", rows.len());
+        assert_eq!(to_paise(&rows[0]["amount"]), to_paise(&r["amount"]));
+        assert_eq!(rows[0]["allocation_type_id"], r["allocation_type_id"]);
+        // Today's is posted: the next one is a week on.
+        assert_eq!(r["next_date"], next_week(today), "{r}");
+    }
+    let year: i32 = today[..4].parse().expect("year");
+    let month: u32 = today[5..7].parse().expect("month");
+    check_invariant(addr, token, year, month);
+    check_spent(addr, token, year, month, linked);
+}
+
+/// Each round creates rules due today (the ticker, every second, posts some of them), is
+/// killed, restarts, and is killed again while its start-up tick posts the rest; after the
+/// next restart every rule is posted exactly once and the totals hold.
+#[test]
+fn kill_9_mid_tick_posts_every_due_occurrence_exactly_once() {
+    let rounds = std::env::var("WEALTHCOACH_CRASH_ROUNDS")
+        .map(|_| rounds())
+        .unwrap_or(TICKER_ROUNDS);
+    let seed = seed(0x5EED_71C4_0001);
+    let dir = TempDir::new("crash-ticker");
+    let db = dir.path("ticker.db");
+    let url = db.to_str().expect("utf-8 temp path").to_string();
+    let mut vars = server_vars(&url, "FULL");
+    vars.push(("RECURRING_TICK_SECONDS", "1"));
+    vars.push(("ACCESS_TOKEN_EXPIRE_MINUTES", "1440"));
+    let mut server = Server::start(&dir.0, &vars, "ticker-0");
+    let token = register(server.addr, "crash-ticker@example.com");
+    let linked = linked_type_id(server.addr, &token);
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    let mut rng = SeededRng::new(seed);
+    let mut mid_tick_kills = 0;
+    println!("ticker: {rounds} rounds, seed {seed:#x}");
+    for round in 0..rounds {
+        for i in 0..TICKER_RULES_PER_ROUND {
+            let mut body = json!({"type": "expense", "category": "bills",
+                "label": format!("r{round}-{i}"), "amount": format!("{}.{:02}", 100 + i, round),
+                "frequency": "weekly", "start_date": today, "auto_post": true});
+            if i % 2 == 0 {
+                body["allocation_type_id"] = json!(linked);
+            }
+            expect(
+                server.addr,
+                "POST",
+                "/api/v1/recurring",
+                &token,
+                Some(&body),
+                201,
+            );
+        }
+        server.kill9();
+        let (rules, first) = ticker_counts(&db);
+        server = Server::start(&dir.0, &vars, &format!("ticker-{round}-a"));
+        let kill_after = rng.range(TICKER_KILL_AFTER_MS.0, TICKER_KILL_AFTER_MS.1);
+        thread::sleep(Duration::from_millis(kill_after));
+        server.kill9();
+        assert_eq!(integrity_check(&db), "ok", "round {round}: after kill -9");
+        let (_, second) = ticker_counts(&db);
+        mid_tick_kills += usize::from(second < rules);
+        server = Server::start(&dir.0, &vars, &format!("ticker-{round}-b"));
+        verify_ticker(server.addr, &token, &today, &linked, rules as usize);
+        println!(
+            "round {round}: {rules} rules; posted {first} at the first kill, {second} at the \
+             second ({kill_after} ms after ready), all {rules} exactly once after the restart"
+        );
+    }
+    println!("{mid_tick_kills} of {rounds} second kills came before the ticker was done");
+    assert!(
+        mid_tick_kills > 0,
+        "no kill came while the ticker was posting: the test proved little"
+    );
+    let code = server.terminate(Duration::from_secs(20));
+    assert_eq!(
+        code,
+        Some(0),
+        "graceful stop (SIGTERM) with the ticker running"
+    );
+    assert_eq!(integrity_check(&db), "ok", "after the final graceful stop");
 }

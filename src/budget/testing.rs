@@ -56,6 +56,7 @@ pub(crate) fn transaction(
         label: "test".into(),
         date: super::transactions::TxDate::Instant(at(iso)),
         allocation_type_id: None,
+        occurrence: None,
     };
     // Unlinked: the catalogue is not consulted.
     let catalog = super::catalog::Catalog::default();

@@ -128,6 +128,20 @@ pub(crate) struct TransactionResponse {
     /// unlinked.
     #[schema(format = "uuid")]
     pub(crate) allocation_type_id: Option<String>,
+    /// The recurring rule that posted this transaction (`/recurring/{id}/confirm` or the
+    /// server's auto-post); `null` for an ordinary one. Kept when the rule is deleted.
+    #[schema(required = true)]
+    pub(crate) recurring_id: Option<String>,
+    /// The rule's occurrence (a local date) this transaction posted; `null` for an ordinary one.
+    #[schema(format = Date, required = true)]
+    pub(crate) occurrence_date: Option<String>,
+}
+
+/// The occurrence of a recurring rule a new transaction posts. The unique index on
+/// (`recurring_id`, `occurrence_date`) refuses a second one.
+pub(crate) struct Occurrence {
+    pub(crate) recurring_id: String,
+    pub(crate) date: jiff::civil::Date,
 }
 
 pub(crate) struct NewTransaction {
@@ -137,6 +151,8 @@ pub(crate) struct NewTransaction {
     pub(crate) label: String,
     pub(crate) date: TxDate,
     pub(crate) allocation_type_id: Option<String>,
+    /// Set when a recurring rule posts it.
+    pub(crate) occurrence: Option<Occurrence>,
 }
 
 /// A write's result: the transaction as stored (absent after a delete), and the
@@ -160,7 +176,7 @@ pub(crate) struct Changes {
 
 const COLUMNS: &str =
     "id, type, category, amount, label, transaction_date, month, year, created_at,
-     allocation_type_id";
+     allocation_type_id, recurring_id, occurrence_date";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
     let kind: String = r.get(1)?;
@@ -175,6 +191,8 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
         year: r.get(7)?,
         created_at: r.get(8)?,
         allocation_type_id: r.get(9)?,
+        recurring_id: r.get(10)?,
+        occurrence_date: r.get(11)?,
     })
 }
 
@@ -250,16 +268,34 @@ pub(crate) fn create(
     let date = crate::clock::iso(at);
     let moves = spending::moves(None, Spend::of(t.kind, link, p, t.amount))?;
     let watches = spending::watch(tx, catalog, user, &moves)?;
-    tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
-                                   created_at, updated_at, allocation_type_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount, t.label, date, p.year, p.month, now, link],
-    )?;
+    let (rule, occurrence) = match &t.occurrence {
+        Some(o) => (Some(o.recurring_id.as_str()), Some(o.date.to_string())),
+        None => (None, None),
+    };
+    let inserted = tx.prepare_cached("INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date, year, month,
+                                   created_at, updated_at, allocation_type_id, recurring_id, occurrence_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13)")?.execute(params![id, user, t.kind.as_str(), t.category, t.amount, t.label, date, p.year, p.month, now, link, rule, occurrence],
+    );
+    match inserted {
+        Ok(_) => {}
+        // Only an occurrence can break a unique constraint here (the id is fresh): it is
+        // posted already, by a concurrent confirm or the ticker.
+        Err(e) if t.occurrence.is_some() && is_unique_violation(&e) => {
+            return Err(crate::recurring::rules::already_posted());
+        }
+        Err(e) => return Err(e.into()),
+    }
     move_totals(tx, user, p, t.kind, t.amount, 1, now)?;
     spending::apply(tx, user, &moves, now)?;
     let alerts = spending::check(tx, user, watches)?;
     let value =
         get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))?;
     Ok(Written { value, alerts })
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 /// The date's month in `APP_TIMEZONE`, refused when its year is outside 2020..2100: the year

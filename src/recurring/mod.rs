@@ -1,10 +1,13 @@
 //! Recurring transactions and bills: rules, their occurrence dates (`schedule`, a pure
-//! function), skips and the upcoming view (`rules`), and their routes. Confirm and the ticker
-//! that posts and reminds come next.
+//! function), skips and the upcoming view (`rules`), posting an occurrence (`post`, for
+//! confirm and the ticker alike), the `ticker` thread that auto-posts and reminds, and the
+//! routes.
 
+pub(crate) mod post;
 pub(crate) mod routes;
 pub(crate) mod rules;
 pub(crate) mod schedule;
+pub mod ticker;
 
 use rusqlite::Connection;
 use serde_json::Value;
@@ -26,6 +29,7 @@ pub fn routes() -> Vec<Route<App>> {
         r::__path_patch_recurring::route(r::patch_recurring),
         r::__path_delete_recurring::route(r::delete_recurring),
         r::__path_skip_recurring::route(r::skip_recurring),
+        r::__path_confirm_recurring::route(r::confirm_recurring),
     ]
 }
 

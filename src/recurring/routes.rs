@@ -1,4 +1,5 @@
-//! `/recurring...`: the user's recurring rules, the upcoming view and skipping an occurrence.
+//! `/recurring...`: the user's recurring rules, the upcoming view, and skipping or confirming
+//! an occurrence.
 //! Parse, call `rules`, answer. Writes go through the money handlers' `write`, so each one is
 //! a single database transaction that also drops the user's cached views.
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::post::{self, Place};
 use super::rules::{self, Changes, Item, RuleResponse, Spec, Stamp};
 use super::schedule::Frequency;
 use crate::app::App;
@@ -15,7 +17,7 @@ use crate::budget::cache::View;
 use crate::budget::dates::LocalDate;
 use crate::budget::handlers::{Message, json_bytes, write};
 use crate::budget::money::Positive;
-use crate::budget::transactions::Kind;
+use crate::budget::transactions::{Kind, TransactionResponse};
 use crate::error::Result;
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, FromJson, Invalid, Text};
@@ -336,4 +338,47 @@ pub(crate) fn skip_recurring(app: &App, req: &Req) -> Result<Resp> {
             date: date.to_string(),
         },
     ))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConfirmOccurrence)]
+pub(crate) struct ConfirmRequest {
+    /// An occurrence date of the rule (YYYY-MM-DD); a future or a skipped one may be confirmed.
+    #[schema(format = Date, pattern = r"^(20[2-9][0-9]|2100)-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
+    pub(crate) date: String,
+    /// What was actually paid or received, if not the rule's amount. A number or a numeric
+    /// string, at most 2 decimals.
+    #[schema(value_type = Option<f64>, exclusive_minimum = 0, maximum = 10_000_000_000_000_f64, multiple_of = 0.01)]
+    pub(crate) amount: Option<f64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/recurring/{id}/confirm", tag = "recurring", security(("bearer" = [])),
+    params(("id" = String, Path,)), request_body = ConfirmRequest,
+    responses((status = 201, body = TransactionResponse,
+               description = "The transaction it posted, as `POST /transactions` answers it, dated at local midnight of the occurrence"),
+              (status = 401), (status = 404, description = "`recurring_not_found` (also another user's)"),
+              (status = 409, description = "`already_posted`"),
+              (status = 422, description = "A bad date or amount (named), or `not_an_occurrence`")))]
+pub(crate) fn confirm_recurring(app: &App, req: &Req) -> Result<Resp> {
+    let me = require_user(app, req)?;
+    let mut f = Fields::body(req)?;
+    let date = f.required::<LocalDate>("date");
+    let amount = f.optional::<Positive>("amount");
+    f.finish()?;
+    let (date, amount) = (date?.0, amount?.map(|a| a.0));
+    let (today, now) = stamp(app);
+    let stamp = Stamp { today, now: &now };
+    let at = Place {
+        catalog: &app.catalog,
+        tz: &app.config.app_timezone,
+        now: &now,
+    };
+    let user = &me.user.id;
+    let posted = write(app, user, |tx| {
+        post::confirm(tx, &at, &stamp, user, req.param("id"), date, amount)
+    })?;
+    for e in posted.events {
+        app.events.publish(user, e);
+    }
+    Ok(Resp::json(201, &posted.transaction))
 }

@@ -169,10 +169,18 @@ pub(crate) struct RuleResponse {
 }
 
 /// A stored rule.
-struct Stored {
-    id: String,
-    spec: Spec,
-    created_at: String,
+pub(crate) struct Stored {
+    pub(crate) id: String,
+    pub(crate) spec: Spec,
+    pub(crate) created_at: String,
+}
+
+impl Stored {
+    /// The local date the rule was created on: the ticker posts nothing before it.
+    pub(crate) fn created_on(&self, tz: &jiff::tz::TimeZone) -> Result<Date> {
+        let t: jiff::Timestamp = self.created_at.parse().map_err(Error::internal)?;
+        Ok(t.to_zoned(tz.clone()).date())
+    }
 }
 
 impl Stored {
@@ -248,7 +256,7 @@ pub(crate) fn not_found() -> Error {
     }
 }
 
-fn load(c: &Connection, user: &str, id: &str) -> Result<Stored> {
+pub(crate) fn load(c: &Connection, user: &str, id: &str) -> Result<Stored> {
     c.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM recurring WHERE id = ?1 AND user_id = ?2"
     ))?
@@ -259,7 +267,7 @@ fn load(c: &Connection, user: &str, id: &str) -> Result<Stored> {
 
 /// The dates of one rule, or of all the user's rules, that are posted or skipped and fall on
 /// or after `from`: what `next_date` must step over.
-fn taken_since(
+pub(crate) fn taken_since(
     c: &Connection,
     user: &str,
     rule: Option<&str>,
@@ -496,10 +504,56 @@ pub(crate) fn skip(
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
     )?
     .execute(params![id, date.to_string(), user, at.now])?;
+    touch(tx, user, id, at)
+}
+
+/// After a write that changes what is left to do for a rule (a skip, a confirm): the ticker
+/// looks at it again at its next tick.
+pub(crate) fn touch(tx: &Transaction<'_>, user: &str, id: &str, at: &Stamp<'_>) -> Result<()> {
     tx.prepare_cached(
         "UPDATE recurring SET next_action = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2",
     )?
     .execute(params![id, user, at.today.to_string(), at.now])?;
+    Ok(())
+}
+
+/// Whether this occurrence is skipped.
+pub(crate) fn is_skipped(c: &Connection, rule: &str, date: Date) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM recurring_skips WHERE recurring_id = ?1 AND occurrence_date = ?2",
+    )?
+    .query_row(params![rule, date.to_string()], |_| Ok(()))
+    .optional()?
+    .is_some())
+}
+
+/// Drops a skip mark (a skipped occurrence that gets confirmed).
+pub(crate) fn unskip(tx: &Transaction<'_>, rule: &str, date: Date) -> Result<()> {
+    tx.prepare_cached(
+        "DELETE FROM recurring_skips WHERE recurring_id = ?1 AND occurrence_date = ?2",
+    )?
+    .execute(params![rule, date.to_string()])?;
+    Ok(())
+}
+
+/// The rules the ticker has something to do for on or before `today` (the partial index on
+/// `next_action`), as (user, rule id).
+pub(crate) fn due(c: &Connection, today: Date) -> Result<Vec<(String, String)>> {
+    let rows = c
+        .prepare_cached(DUE)?
+        .query_map([today.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+const DUE: &str = "SELECT user_id, id FROM recurring
+     WHERE next_action IS NOT NULL AND next_action <= ?1 ORDER BY next_action, id";
+
+/// Stores when the ticker next has something to do for a rule (`None`: never again, until a
+/// write sets it to today).
+pub(crate) fn set_next_action(tx: &Transaction<'_>, id: &str, next: Option<Date>) -> Result<()> {
+    tx.prepare_cached("UPDATE recurring SET next_action = ?2 WHERE id = ?1")?
+        .execute(params![id, next.map(|d| d.to_string())])?;
     Ok(())
 }
 
@@ -731,7 +785,7 @@ mod tests {
     fn the_window_queries_use_indexes() {
         let c = crate::budget::testing::memory();
         let (all, one) = (taken_sql(false), taken_sql(true));
-        for sql in [POSTED_IN_WINDOW, SKIPPED_IN_WINDOW, &all, &one] {
+        for sql in [POSTED_IN_WINDOW, SKIPPED_IN_WINDOW, &all, &one, DUE] {
             let mut stmt = c
                 .prepare(
                     &format!("EXPLAIN QUERY PLAN {sql}")
@@ -753,7 +807,8 @@ mod tests {
                     step.contains("idx_recurring_user")
                         || step.contains("idx_transactions_occurrence")
                         || step.contains("sqlite_autoindex_recurring_skips")
-                        || step.contains("sqlite_autoindex_recurring_1"),
+                        || step.contains("sqlite_autoindex_recurring_1")
+                        || step.contains("idx_recurring_next_action"),
                     "{sql}: {plan:?}"
                 );
             }

@@ -44,6 +44,7 @@ mod notifications;
 mod onboarding_blank;
 mod operator_routes;
 mod recurring;
+mod recurring_post;
 mod replication_core;
 mod service;
 mod ws_sessions;

@@ -133,6 +133,7 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
         label: label?.0,
         date: date?,
         allocation_type_id: link?.map(|t| t.0),
+        occurrence: None,
     };
     let (user, tz) = (me.user.id.clone(), app.config.app_timezone.clone());
     let (unix, iso) = (app.clock.unix(), app.clock.iso());
