@@ -274,6 +274,27 @@ pub(crate) struct LlmSettings {
     /// USD per million prompt / completion tokens, for the cost estimate.
     pub(crate) price_prompt_per_mtok: f64,
     pub(crate) price_completion_per_mtok: f64,
+    /// `OPENAI_TOOLS`: whether the coach offers its tools upstream.
+    pub(crate) tools: ToolsMode,
+}
+
+/// `OPENAI_TOOLS`: `auto` offers tools until the upstream refuses them (then not for 10
+/// minutes), `on` always offers them, `off` never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ToolsMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl ToolsMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ToolsMode::Auto => "auto",
+            ToolsMode::On => "on",
+            ToolsMode::Off => "off",
+        }
+    }
 }
 
 /// `CHAT_*_TOKEN_LIMIT`.
@@ -776,7 +797,23 @@ impl LlmSettings {
                 "OPENAI_TEMPERATURE: must be between 0 and 2, got {temperature}"
             ));
         }
+        let tools = match r
+            .string("OPENAI_TOOLS", "auto")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" => ToolsMode::Auto,
+            "on" => ToolsMode::On,
+            "off" => ToolsMode::Off,
+            other => {
+                r.errors.push(format!(
+                    "OPENAI_TOOLS: expected auto, on or off, got {other:?}"
+                ));
+                ToolsMode::Auto
+            }
+        };
         LlmSettings {
+            tools,
             api_key,
             base_url,
             model,
@@ -987,6 +1024,7 @@ impl Config {
             ("OPENAI_API_KEY".into(), set(&self.llm.api_key)),
             ("OPENAI_BASE_URL".into(), self.llm.base_url.clone()),
             ("OPENAI_MODEL".into(), self.llm.model.clone()),
+            ("OPENAI_TOOLS".into(), self.llm.tools.as_str().into()),
             ("APP_TIMEZONE".into(), self.app_timezone_name.clone()),
             (
                 "RATE_LIMIT_ENABLED".into(),
