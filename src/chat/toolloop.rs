@@ -351,6 +351,8 @@ impl Turn {
             .collect();
         let who = caller(app, &self.question.user_id);
         let mut results = Vec::with_capacity(calls.len());
+        // One status per tool and round, however many times it is called.
+        let mut announced: Vec<&str> = Vec::new();
         for call in calls {
             if self.calls >= MAX_CALLS {
                 results.push(json!({ "error": CALL_LIMIT }));
@@ -361,7 +363,10 @@ impl Turn {
                 if !self.tools_used.contains(&call.name) {
                     self.tools_used.push(call.name.clone());
                 }
-                steps.push(Step::LookingUp(call.name.clone()));
+                if !announced.contains(&call.name.as_str()) {
+                    announced.push(&call.name);
+                    steps.push(Step::LookingUp(call.name.clone()));
+                }
             }
             let result = app
                 .db
