@@ -623,7 +623,7 @@ fn cancel_mid_round_stops_every_round() {
     // The first round ends in a call: the status frame, and the second round is under way.
     let status = next_json(&mut ws);
     assert_eq!(status["type"], "status", "{status}");
-    wait_until(Duration::from_secs(5), || fake.request_count() == 2);
+    assert!(wait_until(Duration::from_secs(5), || fake.request_count() == 2));
     send(&mut ws, &json!({"type": "cancel"}));
     let f = next_json(&mut ws);
     assert_eq!(f["cancelled"], true, "{f}");
