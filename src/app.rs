@@ -57,7 +57,7 @@ impl App {
             catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),
-            chat_tools: crate::chat::toolloop::ToolSwitch::new(config.llm.tools),
+            chat_tools: crate::chat::toolloop::ToolSwitch::new(&config.llm),
             answers: moka::sync::Cache::builder()
                 .time_to_live(config.cache.query_ttl)
                 .max_capacity(32 * 1024 * 1024)

@@ -276,6 +276,9 @@ pub(crate) struct LlmSettings {
     pub(crate) price_completion_per_mtok: f64,
     /// `OPENAI_TOOLS`: whether the coach offers its tools upstream.
     pub(crate) tools: ToolsMode,
+    /// `OPENAI_TOOLS_STAND_IN`, for tests and benchmarks only (refused in production): tool
+    /// names offered with an open schema while the coach's own tools offer none.
+    pub(crate) tools_stand_in: Vec<String>,
 }
 
 /// `OPENAI_TOOLS`: `auto` offers tools until the upstream refuses them (then not for 10
@@ -812,8 +815,10 @@ impl LlmSettings {
                 ToolsMode::Auto
             }
         };
+        let tools_stand_in = r.list("OPENAI_TOOLS_STAND_IN", &[]);
         LlmSettings {
             tools,
+            tools_stand_in,
             api_key,
             base_url,
             model,
@@ -963,6 +968,10 @@ impl Config {
         let otp = OtpRules::read(&mut r);
         let login = LoginRules::read(&mut r);
         let llm = LlmSettings::read(&mut r);
+        if production && !llm.tools_stand_in.is_empty() {
+            r.errors
+                .push("OPENAI_TOOLS_STAND_IN: for tests and benchmarks, not production".into());
+        }
         let chat = ChatLimits::read(&mut r);
         let replication = ReplicationSettings::read(&mut r, &db.path);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
@@ -1089,6 +1098,33 @@ mod tests {
             "rate limiting is on by default only in production"
         );
         assert_eq!(c.sms.allowed_countries, vec!["91".to_string()]);
+    }
+
+    #[test]
+    fn openai_tools_is_auto_on_or_off_and_stand_ins_stay_out_of_production() {
+        let mode = |v: &str| Config::from_pairs(&[("OPENAI_TOOLS", v)]).map(|c| c.llm.tools);
+        assert_eq!(
+            Config::from_pairs(&[]).map(|c| c.llm.tools).ok(),
+            Some(ToolsMode::Auto)
+        );
+        assert_eq!(mode("ON").ok(), Some(ToolsMode::On));
+        assert_eq!(mode("off").ok(), Some(ToolsMode::Off));
+        let errs = mode("sometimes").expect_err("must refuse");
+        assert!(
+            errs.iter().any(|e| e.starts_with("OPENAI_TOOLS:")),
+            "{errs:?}"
+        );
+        let c = Config::from_pairs(&[("OPENAI_TOOLS_STAND_IN", "a,b")]).expect("config");
+        assert_eq!(c.llm.tools_stand_in, ["a", "b"]);
+        let errs = Config::from_pairs(&[
+            ("ENVIRONMENT", "production"),
+            ("OPENAI_TOOLS_STAND_IN", "a"),
+        ])
+        .expect_err("must refuse");
+        assert!(
+            errs.iter().any(|e| e.starts_with("OPENAI_TOOLS_STAND_IN:")),
+            "{errs:?}"
+        );
     }
 
     #[test]

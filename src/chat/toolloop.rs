@@ -43,11 +43,20 @@ pub struct ToolSwitch {
 }
 
 impl ToolSwitch {
-    pub(crate) fn new(mode: ToolsMode) -> ToolSwitch {
+    pub(crate) fn new(config: &crate::config::LlmSettings) -> ToolSwitch {
+        let stand_in = config
+            .tools_stand_in
+            .iter()
+            .map(|name| {
+                json!({"type": "function", "function": {"name": name,
+                       "description": "A stand-in (OPENAI_TOOLS_STAND_IN)",
+                       "parameters": {"type": "object"}}})
+            })
+            .collect();
         ToolSwitch {
-            mode,
+            mode: config.tools,
             backed_off_until: AtomicI64::new(0),
-            stand_in: Mutex::new(Vec::new()),
+            stand_in: Mutex::new(stand_in),
         }
     }
 
@@ -74,8 +83,8 @@ impl ToolSwitch {
         }
     }
 
-    /// A test hook: while the tools offer nothing for a user, offer these instead, so the wire
-    /// of the loop can be tested whatever tools exist.
+    /// A test hook (like `OPENAI_TOOLS_STAND_IN`): while the tools offer nothing for a user,
+    /// offer these instead, so the wire of the loop can be tested whatever tools exist.
     pub fn offer_when_none(&self, tools: Vec<Value>) {
         *self.stand_in.lock().unwrap_or_else(|p| p.into_inner()) = tools;
     }
