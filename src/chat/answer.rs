@@ -236,6 +236,12 @@ pub(crate) fn finish_failed(
 ) -> String {
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
+    finish_fallback(app, q, p)
+}
+
+/// The fallback built from the numbers of this answer, saved but never cached: for a model
+/// failure, or a quota used up between two rounds.
+pub(crate) fn finish_fallback(app: &Coach<'_>, q: &Question, p: &Pending) -> String {
     let answer = context::fallback_answer(&p.numbers);
     save_answer(app, q, plain(&answer, false, true));
     answer

@@ -231,10 +231,18 @@ impl Turn {
     }
 
     fn fail(&self, app: &Coach<'_>, why: &UpstreamError) -> Step {
-        let answer = answer::finish_failed(app, &self.question, &self.pending, why);
-        let (code, message) = match why {
-            UpstreamError::OverQuota(m) => ("quota_exceeded", m.clone()),
-            _ => ("upstream_unavailable", answer::FAILED.to_string()),
+        let (code, message, answer) = match why {
+            // Not the model's failure: not counted as one.
+            UpstreamError::OverQuota(m) => (
+                "quota_exceeded",
+                m.clone(),
+                answer::finish_fallback(app, &self.question, &self.pending),
+            ),
+            _ => (
+                "upstream_unavailable",
+                answer::FAILED.to_string(),
+                answer::finish_failed(app, &self.question, &self.pending, why),
+            ),
         };
         Step::Failed {
             code,
