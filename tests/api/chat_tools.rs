@@ -610,6 +610,11 @@ fn the_quota_is_checked_before_every_round() {
         );
         let (p, c) = fake.reported_usages()[0];
         assert_eq!(used as u64, p + c, "{via:?}: the round that ran is counted");
+        let m = get(t.http, "/api/v1/metrics").json();
+        assert_eq!(
+            m["llm"]["errors"], 0,
+            "{via:?}: a quota is no model failure"
+        );
     }
 }
 
