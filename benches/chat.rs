@@ -10,7 +10,17 @@
 //! chunk's text carries the moment it was written (`<client>.<seq>@<nanos> `), and the client
 //! subtracts it from the moment it read the frame.
 //!
-//! `BENCH_CLIENTS` sets the number of clients (default 1000).
+//! `BENCH_CLIENTS` sets the number of clients (default 1000), `BENCH_CHUNKS` the chunks of
+//! every answer (default 50). The server runs with `OPENAI_TOOLS=off`.
+//!
+//! `BENCH_TOOLS=1`: the tool mode. The server offers a tool (`OPENAI_TOOLS=on`, the real tools
+//! or a stand-in), and each client asks twice on its socket: first a question the upstream
+//! answers at once without calling anything, then one for which it calls one tool and, asked
+//! again with the result, answers. Both answers are checked frame by frame as above (a
+//! `status` frame may come before the second); the report puts the time from question to
+//! final frame of the two side by side, with the p99 the tool round adds. With tools offered
+//! the text of a round is held back until the round is known to be final, so the per-chunk
+//! latency of this mode includes that wait.
 
 mod support;
 
@@ -25,8 +35,8 @@ use serde_json::json;
 use support::{Client, ProcStats, ServerProcess};
 use tungstenite::{Message, WebSocket};
 
-/// Chunks in every answer, and the pause before each after the first.
-const CHUNKS: usize = 50;
+/// Chunks in every answer (`BENCH_CHUNKS`), and the pause before each after the first.
+static CHUNKS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 const INTERVAL: Duration = Duration::from_millis(20);
 /// Sockets per user: the server's default `WS_MAX_CONNECTIONS_PER_USER`.
 const SOCKETS_PER_USER: usize = 3;
@@ -40,6 +50,19 @@ const IDLE_WINDOW: Duration = Duration::from_secs(2);
 const READ_LIMIT: Duration = Duration::from_secs(30);
 /// The question of client N is this followed by N; the upstream reads N back from it.
 const QUESTION: &str = "chat bench question ";
+/// In the tool mode, the second question of client N: the upstream calls `TOOL` first.
+const TOOL_QUESTION: &str = "chat bench tool question ";
+const TOOL: &str = "get_month_summary";
+
+fn chunks() -> usize {
+    *CHUNKS.get_or_init(|| {
+        std::env::var("BENCH_CHUNKS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(50)
+    })
+}
 const P99_TARGET: Duration = Duration::from_millis(2);
 const RSS_TARGET_MB: f64 = 200.0;
 
@@ -56,8 +79,12 @@ struct Upstream {
 struct UpstreamShared {
     /// The clock every timestamp of the bench is taken against.
     epoch: Instant,
-    /// The text streamed to each client, by client number, once its stream has ended.
+    /// The text streamed to each client, by client number, once its stream has ended; the
+    /// answers to the tool questions apart.
     streamed: Mutex<Vec<Option<String>>>,
+    streamed_tool: Mutex<Vec<Option<String>>>,
+    /// Tool calls made, and tool questions whose first request offered no tools.
+    calls: AtomicUsize,
     requests: AtomicUsize,
     problems: Mutex<Vec<String>>,
 }
@@ -69,6 +96,8 @@ impl Upstream {
         let shared = Arc::new(UpstreamShared {
             epoch,
             streamed: Mutex::new(vec![None; clients]),
+            streamed_tool: Mutex::new(vec![None; clients]),
+            calls: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             problems: Mutex::new(Vec::new()),
         });
@@ -110,13 +139,18 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
     let body = read_request(stream)?;
     let request: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("upstream: body is not JSON: {e}"))?;
-    let question = request["messages"]
-        .as_array()
-        .and_then(|m| m.last())
+    let messages = request["messages"].as_array().cloned().unwrap_or_default();
+    let question = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
         .and_then(|m| m["content"].as_str())
         .unwrap_or_default();
-    let client = question
-        .strip_prefix(QUESTION)
+    let (number, tool) = match question.strip_prefix(TOOL_QUESTION) {
+        Some(n) => (Some(n), true),
+        None => (question.strip_prefix(QUESTION), false),
+    };
+    let client = number
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n < shared.streamed.lock().unwrap().len())
         .ok_or_else(|| format!("upstream: not a bench question: {question:?}"))?;
@@ -128,9 +162,28 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
           Connection: close\r\n\r\n",
     )
     .map_err(gone)?;
+    let first_round = messages.last().is_some_and(|m| m["role"] == "user");
+    if tool && first_round {
+        if request.get("tools").is_none() {
+            return Err(format!("upstream: client {client}: no tools offered"));
+        }
+        shared.calls.fetch_add(1, Ordering::SeqCst);
+        let call = json!({"choices": [{"index": 0, "delta": {"role": "assistant", "content": null,
+            "tool_calls": [{"index": 0, "id": format!("call_{client}"), "type": "function",
+                            "function": {"name": TOOL, "arguments": ""}}]}, "finish_reason": null}]});
+        let args = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "function": {"arguments": "{\"year\":2025,\"month\":10}"}}]}, "finish_reason": null}]});
+        let stop = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]});
+        let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 2,
+                                                    "total_tokens": 12}});
+        let all = format!(
+            "data: {call}\n\ndata: {args}\n\ndata: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n"
+        );
+        return out.write_all(all.as_bytes()).map_err(gone);
+    }
     let started = Instant::now();
     let mut text = String::new();
-    for seq in 0..CHUNKS {
+    for seq in 0..chunks() {
         let due = started + INTERVAL * seq as u32;
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let piece = format!("{client}.{seq}@{} ", shared.epoch.elapsed().as_nanos());
@@ -142,11 +195,16 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         text.push_str(&piece);
     }
     let stop = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-    let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": CHUNKS,
-                                                "total_tokens": 10 + CHUNKS}});
+    let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": chunks(),
+                                                "total_tokens": 10 + chunks()}});
     let tail = format!("data: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
     out.write_all(tail.as_bytes()).map_err(gone)?;
-    shared.streamed.lock().unwrap()[client] = Some(text);
+    let streamed = if tool {
+        &shared.streamed_tool
+    } else {
+        &shared.streamed
+    };
+    streamed.lock().unwrap()[client] = Some(text);
     Ok(())
 }
 
@@ -220,13 +278,19 @@ struct Outcome {
     final_after: Option<Duration>,
     /// When the final frame came, on the shared clock.
     finished_at: Option<Duration>,
+    /// From sending the question to the final frame.
+    total: Option<Duration>,
+    /// `status` frames before the answer (tool mode).
+    statuses: usize,
     problem: Option<String>,
+    /// Tool mode: the answer to the second question, which called a tool.
+    tool: Option<Box<Outcome>>,
 }
 
 impl Outcome {
     /// Deltas that never came, and the final frame if it did not.
     fn lost(&self) -> usize {
-        let deltas = CHUNKS - self.received.iter().filter(|r| **r).count();
+        let deltas = chunks() - self.received.iter().filter(|r| **r).count();
         deltas + usize::from(!self.finished)
     }
 }
@@ -242,13 +306,15 @@ struct Room {
     connected: Barrier,
     /// …and here to send the questions at once.
     start: Barrier,
+    /// Whether each client asks the tool question after the first.
+    tools: bool,
 }
 
 /// Connects; once every client is connected, pings the server at its turn within
 /// [`PING_SPREAD`]; then waits for the start, asks, and reads the answer.
 fn client(id: usize, token: &str, room: &Room) -> Outcome {
     let mut out = Outcome {
-        received: vec![false; CHUNKS],
+        received: vec![false; chunks()],
         ..Outcome::default()
     };
     let mut socket = open(room.ws, token);
@@ -269,8 +335,18 @@ fn client(id: usize, token: &str, room: &Room) -> Outcome {
         }
     };
     out.connected = true;
-    if let Err(e) = converse(id, &mut socket, room.epoch, &mut out) {
+    if let Err(e) = converse(id, &mut socket, room.epoch, QUESTION, &mut out) {
         out.problem = Some(format!("client {id}: {e}"));
+    } else if room.tools {
+        let mut tool = Outcome {
+            received: vec![false; chunks()],
+            connected: true,
+            ..Outcome::default()
+        };
+        if let Err(e) = converse(id, &mut socket, room.epoch, TOOL_QUESTION, &mut tool) {
+            tool.problem = Some(format!("client {id}, tool question: {e}"));
+        }
+        out.tool = Some(Box::new(tool));
     }
     // A proper close: ours, then the server's reply (or any error) ends the socket.
     let _ = socket.close(None);
@@ -323,9 +399,10 @@ fn converse(
     id: usize,
     socket: &mut Socket,
     epoch: Instant,
+    prefix: &str,
     out: &mut Outcome,
 ) -> Result<(), String> {
-    let question = json!({"type": "message", "content": format!("{QUESTION}{id}")});
+    let question = json!({"type": "message", "content": format!("{prefix}{id}")});
     let asked = epoch.elapsed();
     socket
         .send(Message::text(question.to_string()))
@@ -337,11 +414,16 @@ fn converse(
         let at = epoch.elapsed();
         let frame: Frame =
             serde_json::from_str(&text).map_err(|e| format!("unreadable frame ({e}): {text}"))?;
+        if frame.kind == "status" && out.text.is_empty() {
+            out.statuses += 1;
+            continue;
+        }
         if frame.kind != "response" {
             return Err(format!("unexpected frame: {text}"));
         }
         if frame.done {
             out.finished = frame.content == out.text;
+            out.total = Some(at.saturating_sub(asked));
             out.final_after = Some(at.saturating_sub(last_delta));
             out.finished_at = Some(at);
             if !out.finished {
@@ -355,7 +437,7 @@ fn converse(
             && frame.content.ends_with(&delta);
         out.text.push_str(&delta);
         match parse_piece(&delta) {
-            Some((client, seq, sent)) if client == id && seq < CHUNKS && !out.received[seq] => {
+            Some((client, seq, sent)) if client == id && seq < chunks() && !out.received[seq] => {
                 out.received[seq] = true;
                 out.latencies.push(at.saturating_sub(sent));
                 out.sent.push(sent);
@@ -468,10 +550,17 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let fds = support::raise_fd_limit(clients as u64 * 4 + 256);
     let extra = server_env();
+    let tools = std::env::var("BENCH_TOOLS").is_ok_and(|v| v == "1" || v == "on");
     println!(
         "chat benchmark: {clients} WebSocket clients ({users} users x {SOCKETS_PER_USER}), \
-         {CHUNKS} chunks {} ms apart, {cores} cores, open-file limit {fds}",
-        INTERVAL.as_millis()
+         {} chunks {} ms apart, {cores} cores, open-file limit {fds}{}",
+        chunks(),
+        INTERVAL.as_millis(),
+        if tools {
+            "; tool mode: a plain question, then one with one tool round"
+        } else {
+            ""
+        }
     );
     let begun = Instant::now();
     let epoch = Instant::now();
@@ -487,6 +576,12 @@ fn main() {
         ("WS_MAX_PENDING_PER_IP", "1000000"),
         ("CACHE_ENABLED", "false"),
     ];
+    if tools {
+        // The stand-in counts only while the coach has no tools of its own.
+        settings.extend([("OPENAI_TOOLS", "on"), ("OPENAI_TOOLS_STAND_IN", TOOL)]);
+    } else {
+        settings.push(("OPENAI_TOOLS", "off"));
+    }
     settings.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let server = ServerProcess::start(&settings);
     let started = server.stats().unwrap_or_default();
@@ -512,6 +607,7 @@ fn main() {
         clients,
         connected: Barrier::new(clients + 1),
         start: Barrier::new(clients + 1),
+        tools,
     };
     let stop = AtomicBool::new(false);
     let before_connect = Instant::now();
@@ -559,7 +655,16 @@ fn main() {
     });
     let last = server.stats().unwrap_or_default();
     drop(server);
-    let intact = report(&outcomes, &upstream, sampled, last, &phases);
+    if tools {
+        println!(
+            "\ntool mode: tools are offered, so each round's text is held back until the round \
+             is known final; the per-chunk figures and the 2 ms target below are for the default mode"
+        );
+    }
+    let mut intact = report(&outcomes, &upstream, sampled, last, &phases);
+    if tools {
+        intact &= report_tools(&outcomes, &upstream);
+    }
     println!("wall: {:.1} s in all", begun.elapsed().as_secs_f64());
     if !intact {
         std::process::exit(1);
@@ -741,6 +846,75 @@ fn report(
         "target: server peak RSS <= {RSS_TARGET_MB:.0} MB: {} (whole run {overall_peak:.1} MB; \
          from the first socket on {chat_peak:.1} MB)",
         verdict(overall_peak > 0.0 && overall_peak <= RSS_TARGET_MB),
+    );
+    intact
+}
+
+/// The tool mode: both answers of every client side by side; true if every frame of the
+/// answers that used a tool arrived, in order and intact.
+fn report_tools(outcomes: &[Outcome], upstream: &Upstream) -> bool {
+    let tool: Vec<&Outcome> = outcomes.iter().filter_map(|o| o.tool.as_deref()).collect();
+    let answered = tool.iter().filter(|o| o.finished).count();
+    let lost: usize = tool.iter().map(|o| o.lost()).sum::<usize>()
+        + (outcomes.len() - tool.len()) * (chunks() + 1);
+    let out_of_order: usize = tool.iter().map(|o| o.out_of_order).sum();
+    let streamed = upstream.shared.streamed_tool.lock().unwrap();
+    let mismatched = outcomes
+        .iter()
+        .zip(streamed.iter())
+        .filter_map(|(o, s)| o.tool.as_deref().map(|t| (t, s)))
+        .filter(|(t, s)| t.finished && s.as_deref() != Some(t.text.as_str()))
+        .count();
+    let statuses: usize = tool.iter().map(|o| o.statuses).sum();
+    let plain_total = gather(outcomes, |o| o.total.into_iter().collect());
+    let tool_total = gather(outcomes, |o| {
+        o.tool.as_ref().and_then(|t| t.total).into_iter().collect()
+    });
+    let tool_chunks = gather(outcomes, |o| {
+        o.tool
+            .as_ref()
+            .map(|t| t.latencies.clone())
+            .unwrap_or_default()
+    });
+    let p99 = |d: &[Duration]| support::percentile(d, 99.0).map_or(f64::NAN, millis);
+    println!();
+    println!(
+        "tool round   {answered}/{} answered after one tool call ({} calls upstream, {statuses} \
+         status frames); lost {lost}, out of order {out_of_order}, final text unlike what the \
+         upstream sent {mismatched}",
+        outcomes.len(),
+        upstream.shared.calls.load(Ordering::SeqCst),
+    );
+    println!(
+        "question -> final frame, no tool called: {}",
+        spread(&plain_total)
+    );
+    println!(
+        "question -> final frame, one tool round: {}",
+        spread(&tool_total)
+    );
+    println!(
+        "added p99 of one tool round: {:.2} ms (p99 {:.2} ms with the tool, {:.2} ms without)",
+        p99(&tool_total) - p99(&plain_total),
+        p99(&tool_total),
+        p99(&plain_total),
+    );
+    println!(
+        "upstream write -> client read, answers after a tool round (held until each round \
+         is known final): {}",
+        spread(&tool_chunks)
+    );
+    let problems: Vec<&String> = tool.iter().filter_map(|o| o.problem.as_ref()).collect();
+    if !problems.is_empty() {
+        println!("{} tool-round problems; the first few:", problems.len());
+        for p in problems.iter().take(5) {
+            println!("    {p}");
+        }
+    }
+    let intact = lost == 0 && out_of_order == 0 && mismatched == 0 && answered == outcomes.len();
+    println!(
+        "target: no frame lost or out of order after a tool round: {}",
+        verdict(intact)
     );
     intact
 }

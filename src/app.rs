@@ -36,6 +36,8 @@ pub struct App {
     pub events: Hub,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
     pub(crate) answers: moka::sync::Cache<String, std::sync::Arc<String>>,
+    /// Whether the coach offers its tools upstream (`OPENAI_TOOLS`, and the auto back-off).
+    pub chat_tools: crate::chat::toolloop::ToolSwitch,
     stopping: AtomicBool,
     failure: Mutex<Option<String>>,
 }
@@ -55,6 +57,7 @@ impl App {
             catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),
+            chat_tools: crate::chat::toolloop::ToolSwitch::new(&config.llm),
             answers: moka::sync::Cache::builder()
                 .time_to_live(config.cache.query_ttl)
                 .max_capacity(32 * 1024 * 1024)

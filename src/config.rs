@@ -277,6 +277,30 @@ pub(crate) struct LlmSettings {
     /// USD per million prompt / completion tokens, for the cost estimate.
     pub(crate) price_prompt_per_mtok: f64,
     pub(crate) price_completion_per_mtok: f64,
+    /// `OPENAI_TOOLS`: whether the coach offers its tools upstream.
+    pub(crate) tools: ToolsMode,
+    /// `OPENAI_TOOLS_STAND_IN`, for tests and benchmarks only (refused in production): tool
+    /// names offered with an open schema while the coach's own tools offer none.
+    pub(crate) tools_stand_in: Vec<String>,
+}
+
+/// `OPENAI_TOOLS`: `auto` offers tools until the upstream refuses them (then not for 10
+/// minutes), `on` always offers them, `off` never does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ToolsMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl ToolsMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ToolsMode::Auto => "auto",
+            ToolsMode::On => "on",
+            ToolsMode::Off => "off",
+        }
+    }
 }
 
 /// `CHAT_*_TOKEN_LIMIT`.
@@ -779,7 +803,25 @@ impl LlmSettings {
                 "OPENAI_TEMPERATURE: must be between 0 and 2, got {temperature}"
             ));
         }
+        let tools = match r
+            .string("OPENAI_TOOLS", "auto")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "auto" => ToolsMode::Auto,
+            "on" => ToolsMode::On,
+            "off" => ToolsMode::Off,
+            other => {
+                r.errors.push(format!(
+                    "OPENAI_TOOLS: expected auto, on or off, got {other:?}"
+                ));
+                ToolsMode::Auto
+            }
+        };
+        let tools_stand_in = r.list("OPENAI_TOOLS_STAND_IN", &[]);
         LlmSettings {
+            tools,
+            tools_stand_in,
             api_key,
             base_url,
             model,
@@ -929,6 +971,10 @@ impl Config {
         let otp = OtpRules::read(&mut r);
         let login = LoginRules::read(&mut r);
         let llm = LlmSettings::read(&mut r);
+        if production && !llm.tools_stand_in.is_empty() {
+            r.errors
+                .push("OPENAI_TOOLS_STAND_IN: for tests and benchmarks, not production".into());
+        }
         let chat = ChatLimits::read(&mut r);
         let replication = ReplicationSettings::read(&mut r, &db.path);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
@@ -993,6 +1039,7 @@ impl Config {
             ("OPENAI_API_KEY".into(), set(&self.llm.api_key)),
             ("OPENAI_BASE_URL".into(), self.llm.base_url.clone()),
             ("OPENAI_MODEL".into(), self.llm.model.clone()),
+            ("OPENAI_TOOLS".into(), self.llm.tools.as_str().into()),
             ("APP_TIMEZONE".into(), self.app_timezone_name.clone()),
             (
                 "RATE_LIMIT_ENABLED".into(),
@@ -1057,6 +1104,33 @@ mod tests {
             "rate limiting is on by default only in production"
         );
         assert_eq!(c.sms.allowed_countries, vec!["91".to_string()]);
+    }
+
+    #[test]
+    fn openai_tools_is_auto_on_or_off_and_stand_ins_stay_out_of_production() {
+        let mode = |v: &str| Config::from_pairs(&[("OPENAI_TOOLS", v)]).map(|c| c.llm.tools);
+        assert_eq!(
+            Config::from_pairs(&[]).map(|c| c.llm.tools).ok(),
+            Some(ToolsMode::Auto)
+        );
+        assert_eq!(mode("ON").ok(), Some(ToolsMode::On));
+        assert_eq!(mode("off").ok(), Some(ToolsMode::Off));
+        let errs = mode("sometimes").expect_err("must refuse");
+        assert!(
+            errs.iter().any(|e| e.starts_with("OPENAI_TOOLS:")),
+            "{errs:?}"
+        );
+        let c = Config::from_pairs(&[("OPENAI_TOOLS_STAND_IN", "a,b")]).expect("config");
+        assert_eq!(c.llm.tools_stand_in, ["a", "b"]);
+        let errs = Config::from_pairs(&[
+            ("ENVIRONMENT", "production"),
+            ("OPENAI_TOOLS_STAND_IN", "a"),
+        ])
+        .expect_err("must refuse");
+        assert!(
+            errs.iter().any(|e| e.starts_with("OPENAI_TOOLS_STAND_IN:")),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -76,30 +76,33 @@ fn start_llama(bin: &PathBuf) -> (Llama, u16) {
     }
 }
 
-#[test]
-fn several_questions_on_one_socket_stream_from_llama_server() {
+/// llama-server on the model, and a server pointed at it with `extra` settings and one
+/// user's token; `None` (after saying why) when there is no llama-server here.
+fn llama_app(test: &str, extra: &[(&str, &str)]) -> Option<(Llama, TestApp, String)> {
     let Some(bin) = llama_binary() else {
         skip_unless_ci(
-            "chat_llama",
+            test,
             "no llama-server (LLAMA_SERVER_BIN unset, none in ~/.cache/wealthcoach/llama)",
             "LLAMA_SERVER_BIN=\"$(bash ci/build-llama-server.sh)\"",
         );
-        return;
+        return None;
     };
     assert!(
         model().exists(),
         "the model {} is missing",
         model().display()
     );
-    let (_llama, port) = start_llama(&bin);
+    let (llama, port) = start_llama(&bin);
     let base = format!("http://127.0.0.1:{port}/v1");
-    let t = spawn_app_with(&[
+    let mut pairs = vec![
         ("OPENAI_API_KEY", "local-llama"),
-        ("OPENAI_BASE_URL", &base),
+        ("OPENAI_BASE_URL", base.as_str()),
         ("OPENAI_MODEL", "stories260K"),
         ("OPENAI_MAX_TOKENS", "24"),
         ("OPENAI_TIMEOUT", "30"),
-    ]);
+    ];
+    pairs.extend_from_slice(extra);
+    let t = spawn_app_with(&pairs);
     let r = post_json(
         t.http,
         "/api/v1/auth/register",
@@ -110,7 +113,10 @@ fn several_questions_on_one_socket_stream_from_llama_server() {
         .as_str()
         .expect("token")
         .to_string();
+    Some((llama, t, token))
+}
 
+fn open_chat(t: &TestApp, token: &str) -> tungstenite::WebSocket<TcpStream> {
     let stream = TcpStream::connect(t.ws).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
@@ -118,14 +124,28 @@ fn several_questions_on_one_socket_stream_from_llama_server() {
     let (mut ws, _) =
         tungstenite::client::client(format!("ws://{}/ws/chat?token={token}", t.ws), stream)
             .expect("upgrade");
-    let hello = loop {
+    let hello = next_frame(&mut ws);
+    assert_eq!(hello["type"], "connected");
+    ws
+}
+
+fn next_frame(ws: &mut tungstenite::WebSocket<TcpStream>) -> Value {
+    loop {
         match ws.read().expect("a frame") {
-            Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).expect("json"),
+            Message::Text(t) => return serde_json::from_str::<Value>(t.as_str()).expect("json"),
             Message::Close(c) => panic!("closed: {c:?}"),
             _ => {}
         }
+    }
+}
+
+#[test]
+fn several_questions_on_one_socket_stream_from_llama_server() {
+    // Tools off: this one watches a plain answer stream piece by piece.
+    let Some((_llama, t, token)) = llama_app("chat_llama", &[("OPENAI_TOOLS", "off")]) else {
+        return;
     };
-    assert_eq!(hello["type"], "connected");
+    let mut ws = open_chat(&t, &token);
 
     // llama-server closes the connection after every streamed answer while looking
     // persistent; several questions in a row prove each one gets a working connection.
@@ -174,4 +194,75 @@ fn several_questions_on_one_socket_stream_from_llama_server() {
     let m = get(t.http, "/api/v1/metrics").json();
     assert_eq!(m["llm"]["requests"], 3);
     assert_eq!(m["llm"]["errors"], 0);
+}
+
+/// The same model offered tools (`OPENAI_TOOLS=on`, so a refusal would be a failure, not a
+/// retry without them): the model is far too small to call them well, but every request with
+/// tools must stream to its end with no error, question after question, over the WebSocket
+/// and over SSE.
+#[test]
+fn questions_with_tools_stream_to_the_end_over_both_transports() {
+    let Some((_llama, t, token)) = llama_app("chat_llama_tools", &[("OPENAI_TOOLS", "on")]) else {
+        return;
+    };
+    // The real tools once they are in; these stand-ins until then.
+    t.app().chat_tools.offer_when_none(
+        ["get_month_summary", "get_upcoming_bills"]
+            .iter()
+            .map(|n| {
+                json!({"type": "function", "function": {"name": n, "description": "Look up",
+                       "parameters": {"type": "object", "properties": {}, "additionalProperties": false}}})
+            })
+            .collect(),
+    );
+    let mut ws = open_chat(&t, &token);
+    for (i, question) in ["Once upon a time", "Tell me about a cat", "What next?"]
+        .iter()
+        .enumerate()
+    {
+        ws.send(Message::text(
+            json!({"type": "message", "content": question}).to_string(),
+        ))
+        .expect("send");
+        let last = loop {
+            let f = next_frame(&mut ws);
+            assert_ne!(f["type"], "error", "question {i}: {f}");
+            if f["done"] == true {
+                break f;
+            }
+        };
+        assert!(
+            last.get("fallback").is_none(),
+            "question {i} fell back: {last}"
+        );
+        assert!(last["tools_used"].is_array(), "{last}");
+        assert!(
+            last["usage"]["prompt_tokens"].as_u64().expect("usage") > 0,
+            "{last}"
+        );
+    }
+    for (i, question) in ["A dog ran", "The sun rose"].iter().enumerate() {
+        let r = send_json(
+            t.http,
+            "POST",
+            "/api/v1/chat/message/stream",
+            Some(&token),
+            &json!({"message": question}),
+        );
+        assert_eq!(r.status, 200);
+        let events: Vec<Value> = r
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).expect("event"))
+            .collect();
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert!(!kinds.contains(&"error"), "SSE question {i}: {events:?}");
+        assert_eq!(kinds.first(), Some(&"session_id"));
+        assert_eq!(kinds.last(), Some(&"done"));
+        assert!(events.last().expect("done")["tools_used"].is_array());
+    }
+    let m = get(t.http, "/api/v1/metrics").json();
+    assert_eq!(m["llm"]["errors"], 0, "no upstream failure: {m}");
+    assert_eq!(m["llm"]["requests"], 5);
 }

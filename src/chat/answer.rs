@@ -12,7 +12,8 @@ use std::time::Instant;
 use super::context::{self, Numbers};
 use super::history::{self, Saved};
 use super::quota;
-use super::upstream::{self, ChatMessage, StreamEvent, UpstreamError, Usage};
+use super::toolloop::{Step, ToolSwitch, Turn};
+use super::upstream::{ChatMessage, UpstreamError, Usage};
 use crate::budget::catalog::Catalog;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -30,11 +31,14 @@ pub(crate) struct Coach<'a> {
     /// Model answers by cache key, for `QUERY_CACHE_TTL`.
     pub(crate) answers: &'a moka::sync::Cache<String, Arc<String>>,
     pub(crate) metrics: &'a Metrics,
+    /// Whether tools are offered (`OPENAI_TOOLS` and its back-off).
+    pub(crate) tools: &'a ToolSwitch,
 }
 
 /// The error message every client shows when the model fails.
 pub(crate) const FAILED: &str = "Failed to generate response. Please try again.";
 
+#[derive(Clone)]
 pub(crate) struct Question {
     pub(crate) user_id: String,
     pub(crate) full_name: String,
@@ -61,7 +65,6 @@ pub(crate) struct Pending {
     pub(crate) messages: Vec<ChatMessage>,
     pub(crate) cache_key: String,
     pub(crate) numbers: Numbers,
-    pub(crate) prompt_chars: usize,
     pub(crate) started: Instant,
 }
 
@@ -140,12 +143,10 @@ pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
         role: "user".into(),
         content: q.text.clone(),
     });
-    let prompt_chars = messages.iter().map(|m| m.content.chars().count()).sum();
     Ok(Plan::Stream(Pending {
         messages,
         cache_key: key,
         numbers: ctx.numbers,
-        prompt_chars,
         started: Instant::now(),
     }))
 }
@@ -173,20 +174,21 @@ fn plain(content: &str, cached: bool, fallback: bool) -> Saved<'_> {
     }
 }
 
-/// A complete model answer: cached and counted in memory, then its usage and the message
-/// saved in one write transaction (one trip through the writer per answer). Call before the
-/// final frame, so whoever sees the frame finds the answer in the history. Returns the usage
-/// the upstream reported, or an estimate when it sent none.
+/// A complete model answer: cached (unless it used tools: `cacheable` false) and counted in
+/// memory, then the last round's usage and the message saved in one write transaction (one
+/// trip through the writer per answer; earlier rounds were counted as they ended). Call
+/// before the final frame, so whoever sees the frame finds the answer in the history.
+/// `usage` is the whole answer's, `last_round` the part not counted yet.
 pub(crate) fn finish_streamed(
     app: &Coach<'_>,
     q: &Question,
     p: &Pending,
     content: &str,
-    reported: Option<Usage>,
-) -> Usage {
-    let usage =
-        reported.unwrap_or_else(|| quota::estimate(p.prompt_chars, content.chars().count()));
-    if app.config.cache.enabled && !content.is_empty() {
+    usage: Usage,
+    last_round: Usage,
+    cacheable: bool,
+) {
+    if cacheable && app.config.cache.enabled && !content.is_empty() {
         app.answers
             .insert(p.cache_key.clone(), Arc::new(content.to_string()));
     }
@@ -198,7 +200,8 @@ pub(crate) fn finish_streamed(
     let ms = p.started.elapsed().as_millis() as i64;
     let now = app.clock.now();
     let saved = app.db.write(|tx| {
-        let cost = quota::record(tx, app.config, &q.user_id, usage, now)?;
+        quota::record(tx, app.config, &q.user_id, last_round, now)?;
+        let cost = quota::cost_micros(app.config, usage);
         let m = Saved {
             role: "assistant",
             content,
@@ -214,7 +217,6 @@ pub(crate) fn finish_streamed(
     if let Err(e) = saved {
         log::error!("could not save a chat answer and its usage: {e:?}");
     }
-    usage
 }
 
 /// What the user saw before cancelling, if anything; not cached, no usage known.
@@ -234,47 +236,84 @@ pub(crate) fn finish_failed(
 ) -> String {
     app.metrics.llm_errors.fetch_add(1, Ordering::Relaxed);
     log::warn!("LLM answer failed: {why}");
+    finish_fallback(app, q, p)
+}
+
+/// The fallback built from the numbers of this answer, saved but never cached: for a model
+/// failure, or a quota used up between two rounds.
+pub(crate) fn finish_fallback(app: &Coach<'_>, q: &Question, p: &Pending) -> String {
     let answer = context::fallback_answer(&p.numbers);
     save_answer(app, q, plain(&answer, false, true));
     answer
 }
 
-/// Runs a streamed answer to its end on this thread, calling `on_piece` for every piece
-/// (false: the reader is gone, so the answer is cancelled). Returns the whole answer, its
-/// tokens when it completed, and whether it is the fallback because the model failed.
+/// How a streamed answer ended, for HTTP.
+pub(crate) struct Ended {
+    pub(crate) text: String,
+    /// Prompt + completion tokens of every round, when the answer completed.
+    pub(crate) tokens: Option<u64>,
+    /// The fallback, because the model failed: the error event's message.
+    pub(crate) failed: Option<String>,
+    pub(crate) tools_used: Vec<String>,
+}
+
+/// Runs a streamed answer to its end on this thread (the tool loop included), calling
+/// `on_piece` for every piece of the final answer (false: the reader is gone, so the answer
+/// is cancelled).
 pub(crate) fn run_to_end(
     app: &Coach<'_>,
-    q: &Question,
-    p: &Pending,
+    q: Question,
+    p: Pending,
     mut on_piece: impl FnMut(&str) -> bool,
-) -> (String, Option<u64>, bool) {
+) -> Ended {
     let (tx, rx) = channel();
-    let handle = upstream::start(app.config, p.messages.clone(), move |ev| {
-        tx.send(ev).is_ok()
-    });
-    let mut content = String::new();
-    for ev in rx.iter() {
-        match ev {
-            StreamEvent::Delta(piece) => {
-                content.push_str(&piece);
-                if !on_piece(&piece) {
-                    handle.cancel();
-                    finish_cancelled(app, q, &content);
-                    return (content, None, false);
+    let mut turn = Turn::start(app, q, p, 0, tx);
+    for (_, ev) in rx.iter() {
+        for step in turn.on_event(app, ev) {
+            match step {
+                Step::Show(piece) => {
+                    if !on_piece(&piece) {
+                        turn.cancel();
+                        finish_cancelled(app, &turn.question, &turn.shown);
+                        return Ended {
+                            text: turn.shown,
+                            tokens: None,
+                            failed: None,
+                            tools_used: Vec::new(),
+                        };
+                    }
                 }
-            }
-            StreamEvent::Finished(reported) => {
-                let u = finish_streamed(app, q, p, &content, reported);
-                return (content, Some(u.prompt_tokens + u.completion_tokens), false);
-            }
-            StreamEvent::Failed(why) => {
-                return (finish_failed(app, q, p, &why), None, true);
+                Step::LookingUp(_) => {}
+                Step::Done { usage, tools_used } => {
+                    return Ended {
+                        text: turn.shown,
+                        tokens: Some(usage.prompt_tokens + usage.completion_tokens),
+                        failed: None,
+                        tools_used,
+                    };
+                }
+                Step::Failed {
+                    message,
+                    answer,
+                    tools_used,
+                    ..
+                } => {
+                    return Ended {
+                        text: answer,
+                        tokens: None,
+                        failed: Some(message),
+                        tools_used,
+                    };
+                }
             }
         }
     }
-    (
-        finish_failed(app, q, p, &UpstreamError::Dropped),
-        None,
-        true,
-    )
+    // Unreachable while the turn holds a sender; kept so a change there cannot hang a request.
+    let text = finish_failed(app, &turn.question, &turn.pending, &UpstreamError::Dropped);
+    Ended {
+        text,
+        tokens: None,
+        failed: Some(FAILED.to_string()),
+        tools_used: Vec::new(),
+    }
 }

@@ -165,8 +165,13 @@ pub(crate) fn message(app: &App, req: &Req) -> Result<Resp> {
         Plan::Cached(text) => ((*text).clone(), true, 0, false),
         Plan::Fallback { answer: text, .. } => (text, false, 0, true),
         Plan::Stream(p) => {
-            let (text, tokens, fallback) = answer::run_to_end(&coach, &q, &p, |_| true);
-            (text, false, tokens.unwrap_or(0), fallback)
+            let end = answer::run_to_end(&coach, q.clone(), p, |_| true);
+            (
+                end.text,
+                false,
+                end.tokens.unwrap_or(0),
+                end.failed.is_some(),
+            )
         }
     };
     Ok(Resp::json(
@@ -188,10 +193,19 @@ pub(crate) fn message(app: &App, req: &Req) -> Result<Resp> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum SseEvent<'a> {
-    SessionId { session_id: &'a str },
-    Token { content: &'a str },
-    Error { error: &'a str },
-    Done,
+    SessionId {
+        session_id: &'a str,
+    },
+    Token {
+        content: &'a str,
+    },
+    Error {
+        error: &'a str,
+    },
+    /// `tools_used`: the tools the answer looked things up with, in the order of first use.
+    Done {
+        tools_used: &'a [String],
+    },
 }
 
 /// One server-sent event, written and flushed whole (the web client splits on newlines and
@@ -233,10 +247,11 @@ pub(crate) fn message_stream(app: &App, req: &Req) -> Result<Resp> {
                             error: answer::FAILED,
                         },
                     );
-                    let _ = event(w, &SseEvent::Done);
+                    let _ = event(w, &SseEvent::Done { tools_used: &[] });
                     return;
                 }
             };
+            let mut tools_used = Vec::new();
             match plan {
                 Plan::Cached(text) => {
                     let _ = event(w, &SseEvent::Token { content: &text });
@@ -250,26 +265,29 @@ pub(crate) fn message_stream(app: &App, req: &Req) -> Result<Resp> {
                     let _ = event(w, &SseEvent::Token { content: &text });
                 }
                 Plan::Stream(p) => {
+                    // No `status` events here: between `session_id` and `done` only tokens
+                    // (and one error before a fallback) may come (shared/API.md, exact rules).
                     let mut gone = false;
-                    let (text, _, fallback) = answer::run_to_end(&coach, &q, &p, |piece| {
+                    let end = answer::run_to_end(&coach, q.clone(), p, |piece| {
                         gone = !event(w, &SseEvent::Token { content: piece });
                         !gone
                     });
                     if gone {
                         return;
                     }
-                    if fallback {
-                        let _ = event(
-                            w,
-                            &SseEvent::Error {
-                                error: answer::FAILED,
-                            },
-                        );
-                        let _ = event(w, &SseEvent::Token { content: &text });
+                    if let Some(error) = &end.failed {
+                        let _ = event(w, &SseEvent::Error { error });
+                        let _ = event(w, &SseEvent::Token { content: &end.text });
                     }
+                    tools_used = end.tools_used;
                 }
             }
-            let _ = event(w, &SseEvent::Done);
+            let _ = event(
+                w,
+                &SseEvent::Done {
+                    tools_used: &tools_used,
+                },
+            );
         },
     ))
 }

@@ -10,6 +10,7 @@ pub(crate) mod quota;
 pub(crate) mod records;
 pub(crate) mod sse;
 // The tool loop and the tools land in two changes; until both are in, parts are unused.
+pub mod toolloop;
 #[allow(dead_code)]
 pub(crate) mod tools;
 pub(crate) mod upstream;
@@ -40,6 +41,7 @@ fn coach(app: &App) -> answer::Coach<'_> {
         catalog: &app.catalog,
         answers: &app.answers,
         metrics: &app.metrics,
+        tools: &app.chat_tools,
     }
 }
 

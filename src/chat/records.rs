@@ -69,8 +69,13 @@ pub(crate) fn totals(c: &Connection, day_start: &str, today: &str, month: &str) 
 
 /// The user's rows in the chat tables, for `/users/me/export`.
 pub(crate) fn export(c: &Connection, user: &str) -> Result<Vec<(&'static str, Vec<Value>)>> {
-    ["chat_sessions", "chat_messages", "llm_usage_daily"]
-        .into_iter()
-        .map(|t| Ok((t, user_rows(c, t, "user_id", user, &[])?)))
-        .collect()
+    [
+        "chat_sessions",
+        "chat_messages",
+        "chat_tool_calls",
+        "llm_usage_daily",
+    ]
+    .into_iter()
+    .map(|t| Ok((t, user_rows(c, t, "user_id", user, &[])?)))
+    .collect()
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use tungstenite::Message;
 
-use super::answer::{self, Pending, Plan, Question};
+use super::answer::{self, Plan, Question};
 use super::history;
-use super::upstream::{self, StreamEvent, StreamHandle, UpstreamError, Usage};
+use super::toolloop::{Step, Turn};
+use super::upstream::{StreamEvent, Usage};
 use crate::app::App;
 use crate::auth::AuthUser;
 use crate::http::ratelimit::{chat_quota, user_key};
@@ -39,15 +40,12 @@ impl From<Usage> for TokenUsage {
     }
 }
 
-/// The upstream events of the stream with this id (a cancelled stream may still talk).
+/// The upstream events of the answer with this id (a cancelled answer may still talk).
 type Inbound = (u64, StreamEvent);
 
 struct Answering {
     id: u64,
-    handle: StreamHandle,
-    question: Question,
-    pending: Pending,
-    content: String,
+    turn: Turn,
 }
 
 struct ChatSocket<'a> {
@@ -111,8 +109,8 @@ impl<'a> ChatSocket<'a> {
         };
         // A client that left mid-answer stops the upstream read too.
         if let Some(a) = self.answering.take() {
-            a.handle.cancel();
-            answer::finish_cancelled(&self.coach, &a.question, &a.content);
+            a.turn.cancel();
+            answer::finish_cancelled(&self.coach, &a.turn.question, &a.turn.shown);
         }
         self.sock.close_for(&ended);
         ended
@@ -200,9 +198,9 @@ impl<'a> ChatSocket<'a> {
         let Some(a) = self.answering.take() else {
             return Ok(());
         };
-        a.handle.cancel();
-        answer::finish_cancelled(&self.coach, &a.question, &a.content);
-        self.respond(a.content, Answer::cancelled(a.question.session_id))
+        a.turn.cancel();
+        answer::finish_cancelled(&self.coach, &a.turn.question, &a.turn.shown);
+        self.respond(a.turn.shown, Answer::cancelled(a.turn.question.session_id))
     }
 
     fn on_question(&mut self, content: String, conversation: Conversation) -> Result<(), Ended> {
@@ -271,23 +269,13 @@ impl<'a> ChatSocket<'a> {
                 answer: text,
             } => {
                 self.error(code, message)?;
-                self.respond(text, Answer::fallback(question.session_id))
+                self.respond(text, Answer::fallback(question.session_id, Vec::new()))
             }
             Plan::Stream(pending) => {
                 self.next_id += 1;
                 let id = self.next_id;
-                let tx = self.tx.clone();
-                let handle =
-                    upstream::start(&self.app.config, pending.messages.clone(), move |ev| {
-                        tx.send((id, ev)).is_ok()
-                    });
-                self.answering = Some(Answering {
-                    id,
-                    handle,
-                    question,
-                    pending,
-                    content: String::new(),
-                });
+                let turn = Turn::start(&self.coach, question, pending, id, self.tx.clone());
+                self.answering = Some(Answering { id, turn });
                 Ok(())
             }
         }
@@ -297,37 +285,46 @@ impl<'a> ChatSocket<'a> {
         let Some(a) = self.answering.as_mut().filter(|a| a.id == id) else {
             return Ok(());
         };
-        match ev {
-            StreamEvent::Delta(piece) => {
-                a.content.push_str(&piece);
-                let content = a.content.clone();
-                self.respond(content, Answer::piece(piece))
-            }
-            StreamEvent::Finished(reported) => {
-                let Some(a) = self.answering.take() else {
-                    return Ok(());
-                };
+        // `content` of each piece frame: what was shown before it, and the piece.
+        let mut content = a.turn.shown.clone();
+        let steps = a.turn.on_event(&self.coach, ev);
+        for step in steps {
+            match step {
+                Step::Show(piece) => {
+                    content.push_str(&piece);
+                    self.respond(content.clone(), Answer::piece(piece))?;
+                }
+                Step::LookingUp(tool) => self.send(ServerFrame::Status {
+                    status: "looking_up",
+                    tool,
+                })?,
                 // Saved before the final frame: a client that fetches the history on `done`
                 // finds the answer there.
-                let usage = answer::finish_streamed(
-                    &self.coach,
-                    &a.question,
-                    &a.pending,
-                    &a.content,
-                    reported,
-                );
-                let state = Answer::complete(a.question.session_id, usage.into());
-                self.respond(a.content, state)
-            }
-            StreamEvent::Failed(UpstreamError::Cancelled) => Ok(()),
-            StreamEvent::Failed(why) => {
-                let Some(a) = self.answering.take() else {
-                    return Ok(());
-                };
-                let text = answer::finish_failed(&self.coach, &a.question, &a.pending, &why);
-                self.error("upstream_unavailable", answer::FAILED)?;
-                self.respond(text, Answer::fallback(a.question.session_id))
+                Step::Done { usage, tools_used } => {
+                    let Some(a) = self.answering.take() else {
+                        return Ok(());
+                    };
+                    let state =
+                        Answer::complete(a.turn.question.session_id, usage.into(), tools_used);
+                    self.respond(a.turn.shown, state)?;
+                }
+                Step::Failed {
+                    code,
+                    message,
+                    answer: text,
+                    tools_used,
+                } => {
+                    let Some(a) = self.answering.take() else {
+                        return Ok(());
+                    };
+                    self.error(code, message)?;
+                    self.respond(
+                        text,
+                        Answer::fallback(a.turn.question.session_id, tools_used),
+                    )?;
+                }
             }
         }
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@
 //!   occurrences (`transactions.recurring_id`/`occurrence_date`, added by its migration) there,
 //!   joined with the rules, so a view costs one query per kind of row, not one per rule.
 //! - `profile`: `user_profiles` (`onboarding.rs`), `user_preferences` (`preferences.rs`).
-//! - `chat`: `chat_sessions`, `chat_messages` (`history.rs`), `llm_usage_daily` (`quota.rs`);
+//! - `chat`: `chat_sessions`, `chat_messages` (`history.rs`), `chat_tool_calls` (`toolloop.rs`), `llm_usage_daily` (`quota.rs`);
 //!   the operator's counts and the export read them through `records.rs`.
 //! - `notifications`: `notifications` (`store.rs`).
 //! - `db`: `schema_migrations`.

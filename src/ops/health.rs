@@ -91,8 +91,19 @@ pub(crate) struct DetailedHealth {
     pub(crate) timestamp: String,
     pub(crate) environment: String,
     pub(crate) dependencies: Dependencies,
+    pub(crate) chat: ChatStatus,
     /// Litestream's replication as last polled; does not change `status`.
     pub(crate) replication: crate::replication::Report,
+}
+
+/// The coach.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChatStatus {
+    /// Whether the coach offers its tools upstream: `on` and `off` as `OPENAI_TOOLS` says;
+    /// under `auto`, `auto:offered`, or `auto:backed_off` for the 10 minutes after the
+    /// upstream refused a request with tools.
+    #[schema(pattern = "^(on|off|auto:offered|auto:backed_off)$")]
+    pub(crate) tools: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -193,6 +204,9 @@ pub(crate) fn detailed(app: &App, _req: &Req) -> Result<Resp, Error> {
             log: LogStatus {
                 dropped_lines: crate::logging::dropped_lines(),
             },
+        },
+        chat: ChatStatus {
+            tools: app.chat_tools.state(app.clock.unix()),
         },
         replication: app.db.replication().report(),
     };

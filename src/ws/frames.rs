@@ -37,6 +37,11 @@ pub(crate) enum ServerFrame {
     },
     /// A piece, or the end, of a chat answer.
     Response(Response),
+    /// `/ws/chat`, between rounds of an answer: the coach runs a tool (`status`: `looking_up`).
+    Status {
+        status: &'static str,
+        tool: String,
+    },
     /// An in-process event, sent as the event serialises itself (it carries its own `type`).
     #[serde(untagged)]
     Event(Event),
@@ -104,6 +109,7 @@ pub(crate) enum Answer {
         cached: True,
         session_id: String,
         usage: TokenUsage,
+        tools_used: Vec<String>,
     },
     /// The upstream could not answer; a canned answer instead.
     Fallback {
@@ -111,13 +117,16 @@ pub(crate) enum Answer {
         fallback: True,
         cached: False,
         session_id: String,
+        tools_used: Vec<String>,
     },
-    /// The upstream's answer, complete.
+    /// The upstream's answer, complete. `tools_used`: the tools it looked things up with, in
+    /// the order of first use.
     Complete {
         done: True,
         cached: False,
         session_id: String,
         usage: TokenUsage,
+        tools_used: Vec<String>,
     },
 }
 
@@ -160,24 +169,31 @@ impl Answer {
             cached: True,
             session_id,
             usage: TokenUsage::default(),
+            tools_used: Vec::new(),
         }
     }
 
-    pub(crate) fn fallback(session_id: String) -> Answer {
+    pub(crate) fn fallback(session_id: String, tools_used: Vec<String>) -> Answer {
         Answer::Fallback {
             done: True,
             fallback: True,
             cached: False,
             session_id,
+            tools_used,
         }
     }
 
-    pub(crate) fn complete(session_id: String, usage: TokenUsage) -> Answer {
+    pub(crate) fn complete(
+        session_id: String,
+        usage: TokenUsage,
+        tools_used: Vec<String>,
+    ) -> Answer {
         Answer::Complete {
             done: True,
             cached: False,
             session_id,
             usage,
+            tools_used,
         }
     }
 }
@@ -299,17 +315,30 @@ mod tests {
             (
                 response(Answer::cached("s".into())),
                 json!({"type": "response", "content": "ab", "done": true, "cached": true, "session_id": "s",
-                       "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "timestamp": t()}),
+                       "usage": {"prompt_tokens": 0, "completion_tokens": 0}, "tools_used": [],
+                       "timestamp": t()}),
             ),
             (
-                response(Answer::fallback("s".into())),
+                response(Answer::fallback("s".into(), Vec::new())),
                 json!({"type": "response", "content": "ab", "done": true, "fallback": true, "cached": false,
-                       "session_id": "s", "timestamp": t()}),
+                       "session_id": "s", "tools_used": [], "timestamp": t()}),
             ),
             (
-                response(Answer::complete("s".into(), usage)),
+                response(Answer::complete(
+                    "s".into(),
+                    usage,
+                    vec!["get_month_summary".into()],
+                )),
                 json!({"type": "response", "content": "ab", "done": true, "cached": false, "session_id": "s",
-                       "usage": {"prompt_tokens": 3, "completion_tokens": 4}, "timestamp": t()}),
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 4},
+                       "tools_used": ["get_month_summary"], "timestamp": t()}),
+            ),
+            (
+                ServerFrame::Status {
+                    status: "looking_up",
+                    tool: "get_transactions".into(),
+                },
+                json!({"type": "status", "status": "looking_up", "tool": "get_transactions"}),
             ),
             (
                 ServerFrame::Event(Event::Notification {

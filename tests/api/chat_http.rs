@@ -306,7 +306,9 @@ fn the_stream_sends_whole_events_as_they_come_and_ends() {
     let pieces = ["Put ", "₹2,000 ", "into ", "savings ", "first."];
     fake.set_pieces(pieces.iter().map(|p| p.to_string()).collect());
     fake.set_interval(Duration::from_millis(100));
-    let t = app_with_llm(&fake, &[]);
+    // A plain answer streamed piece by piece: with tools offered a round's text is held back
+    // until the round is known to be final (chat_tools), so tools are off here.
+    let t = app_with_llm(&fake, &[("OPENAI_TOOLS", "off")]);
     let u = register(&t, "sse@example.com", "Sse");
 
     let raw = stream_raw(
@@ -476,7 +478,13 @@ fn sessions_talked_in_within_the_same_second_still_list_the_latest_first() {
 
 #[test]
 fn a_stream_client_that_leaves_stops_the_upstream_read() {
-    let (fake, t, u) = coach(&[], "sse-leaver@example.com", "Leaver");
+    // A plain answer streamed piece by piece: with tools offered a round's text is held back
+    // until the round is known to be final (chat_tools), so tools are off here.
+    let (fake, t, u) = coach(
+        &[("OPENAI_TOOLS", "off")],
+        "sse-leaver@example.com",
+        "Leaver",
+    );
     fake.set_pieces((0..20).map(|i| format!("t{i} ")).collect());
     fake.set_interval(Duration::from_millis(200));
     let mut s = TcpStream::connect(t.http).expect("connect");

@@ -307,7 +307,9 @@ fn cancel_stops_the_answer_upstream_and_caches_nothing() {
     let pieces: Vec<String> = (0..20).map(|i| format!("word{i} ")).collect();
     fake.set_pieces(pieces.clone());
     fake.set_interval(Duration::from_millis(200));
-    let t = app_with_llm(&fake, &[]);
+    // A plain answer streamed piece by piece: with tools offered a round's text is held back
+    // until the round is known to be final (chat_tools), so tools are off here.
+    let t = app_with_llm(&fake, &[("OPENAI_TOOLS", "off")]);
     let u = register(&t, "cancel@example.com", "Cancel User");
 
     let (mut ws, _) = chat(&t, &u.token);
@@ -350,7 +352,9 @@ fn cancel_stops_the_answer_upstream_and_caches_nothing() {
 
 #[test]
 fn a_client_that_leaves_mid_answer_closes_the_upstream_stream() {
-    let (fake, t, u) = coach(&[], "leaver@example.com", "Leaver");
+    // A plain answer streamed piece by piece: with tools offered a round's text is held back
+    // until the round is known to be final (chat_tools), so tools are off here.
+    let (fake, t, u) = coach(&[("OPENAI_TOOLS", "off")], "leaver@example.com", "Leaver");
     fake.set_pieces((0..20).map(|i| format!("p{i} ")).collect());
     fake.set_interval(Duration::from_millis(200));
     let (mut ws, _) = chat(&t, &u.token);
@@ -630,7 +634,13 @@ fn notifications_say_hello_beat_and_alert_when_a_category_goes_over_budget() {
 
 #[test]
 fn cancel_reaches_an_upstream_that_is_silent() {
-    let (fake, t, u) = coach(&[("OPENAI_TIMEOUT", "30")], "silent@example.com", "Silent");
+    // A plain answer streamed piece by piece: with tools offered a round's text is held back
+    // until the round is known to be final (chat_tools), so tools are off here.
+    let (fake, t, u) = coach(
+        &[("OPENAI_TIMEOUT", "30"), ("OPENAI_TOOLS", "off")],
+        "silent@example.com",
+        "Silent",
+    );
     let (mut ws, _) = chat(&t, &u.token);
 
     // Waiting for the first byte.

@@ -27,6 +27,7 @@ mod chat_faults;
 mod chat_http;
 mod chat_slow_pool;
 mod chat_smoke;
+mod chat_tools;
 mod chat_ws;
 mod cli;
 mod fake_llm_selftest;

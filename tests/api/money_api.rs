@@ -1603,6 +1603,14 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
                 "INSERT INTO llm_usage_daily (day, user_id, tokens) VALUES ('2025-10-01', ?1, 5)",
                 [&u.id],
             )?;
+            // Inserted here like the rows above: this server has no upstream to call tools
+            // (tests/api/chat_tools.rs fills the table through the API).
+            tx.execute(
+                "INSERT INTO chat_tool_calls (id, user_id, session_id, round, call_id, name,
+                     arguments, result, created_at)
+                 VALUES (?1, ?2, ?3, 1, 'call_1', 'get_month_summary', '{}', '{}', '2025-10-01T00:00:00Z')",
+                [&format!("tool-{tag}"), &u.id, &session],
+            )?;
             Ok(())
         })
         .expect("seed chat rows");

@@ -9,6 +9,11 @@
 //!   `data: [DONE]`, and anything else with one `chat.completion` JSON object;
 //! - misbehaves on request ([`Fault`]): error statuses, stalls, dropped connections, garbage
 //!   and error events, UTF-8 split across TCP writes;
+//! - calls tools the way api.openai.com streams them ([`Script`], [`FakeLlm::set_script`],
+//!   [`FakeLlm::set_call_forever`]): `tool_calls` deltas by `index`, the id and name once,
+//!   the arguments in fragments (two calls may interleave), `finish_reason: "tool_calls"`;
+//!   and refuses requests that carry `tools` like a server without tool support
+//!   ([`FakeLlm::set_refuse_tools`]);
 //! - notices a client that goes away mid-answer ([`FakeLlm::client_closed_count`],
 //!   [`FakeLlm::wait_client_closed`]), which is how a test proves a cancel reached upstream.
 //!
@@ -80,6 +85,54 @@ pub enum Fault {
     SplitUtf8,
 }
 
+/// One tool call of a scripted answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeCall {
+    pub id: String,
+    pub name: String,
+    /// The arguments' text exactly as streamed (may be broken JSON on purpose).
+    pub arguments: String,
+}
+
+impl FakeCall {
+    pub fn new(id: &str, name: &str, arguments: &str) -> FakeCall {
+        FakeCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+}
+
+/// What one chat request is answered with, in place of the set pieces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Script {
+    /// These pieces, then `finish_reason: "stop"`.
+    Text(Vec<String>),
+    /// `text` first (what a model may say before calling), then the calls: each call's first
+    /// delta carries its `index`, `id`, `type` and `name` with empty arguments, and the
+    /// arguments follow in fragments of `fragment` characters. With `interleave`, the calls'
+    /// fragments alternate (0, 1, 0, 1…). Ends with `finish_reason: "tool_calls"`.
+    Calls {
+        text: Vec<String>,
+        calls: Vec<FakeCall>,
+        fragment: usize,
+        interleave: bool,
+    },
+}
+
+impl Script {
+    /// These calls, arguments in fragments of 4 characters, one call after the other.
+    pub fn calls(calls: Vec<FakeCall>) -> Script {
+        Script::Calls {
+            text: Vec::new(),
+            calls,
+            fragment: 4,
+            interleave: false,
+        }
+    }
+}
+
 /// One request as the fake received it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -123,6 +176,12 @@ struct Settings {
     usage: bool,
     keepalive_comments: bool,
     lying_keepalive: bool,
+    /// Taken one per chat request, oldest first, before anything else but a refusal.
+    script: std::collections::VecDeque<Script>,
+    /// Answers every request that carries `tools` (once the script is used up).
+    call_forever: Option<FakeCall>,
+    /// Status and body for every request that carries `tools`.
+    refuse_tools: Option<(u16, String)>,
 }
 
 /// How many answers the client abandoned, and how many of them a `wait_client_closed` has
@@ -140,6 +199,8 @@ struct Shared {
     closed_signal: Condvar,
     completed: AtomicUsize,
     stopping: AtomicBool,
+    /// (prompt, completion) tokens of each usage chunk sent, in order.
+    usages: Mutex<Vec<(u64, u64)>>,
 }
 
 impl Shared {
@@ -150,6 +211,8 @@ impl Shared {
         if let Some(once) = settings.fault_once.take() {
             snapshot.fault = once;
         }
+        // The snapshot keeps only this request's step of the script.
+        snapshot.script = settings.script.pop_front().into_iter().collect();
         snapshot
     }
 
@@ -183,12 +246,16 @@ impl FakeLlm {
                 usage: true,
                 keepalive_comments: false,
                 lying_keepalive: false,
+                script: Default::default(),
+                call_forever: None,
+                refuse_tools: None,
             }),
             requests: Mutex::new(Vec::new()),
             closes: Mutex::new(Closes::default()),
             closed_signal: Condvar::new(),
             completed: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
+            usages: Mutex::new(Vec::new()),
         });
         let for_acceptor = shared.clone();
         let acceptor = std::thread::spawn(move || accept_loop(listener, for_acceptor));
@@ -303,6 +370,31 @@ impl FakeLlm {
         self.change(|s| s.lying_keepalive = on);
     }
 
+    /// The next chat requests are answered with these, one each, in order; after them the
+    /// fake answers as set before. A refusal ([`FakeLlm::set_refuse_tools`]) still comes
+    /// first, without using up a step.
+    pub fn set_script(&self, script: Vec<Script>) {
+        self.change(|s| s.script = script.into());
+    }
+
+    /// A model that never stops calling: every request that carries `tools` (and has no step
+    /// of the script left) is answered with this call, its id suffixed with `-N` (N counting
+    /// requests). Requests without tools get the set pieces.
+    pub fn set_call_forever(&self, call: Option<FakeCall>) {
+        self.change(|s| s.call_forever = call);
+    }
+
+    /// An upstream without tool support: every request that carries `tools` is answered with
+    /// this status and body, e.g. `(400, r#"{"error":{"message":"tools param requires --jinja flag"}}"#)`.
+    pub fn set_refuse_tools(&self, refusal: Option<(u16, String)>) {
+        self.change(|s| s.refuse_tools = refusal);
+    }
+
+    /// (prompt, completion) tokens of every usage chunk sent so far, in order.
+    pub fn reported_usages(&self) -> Vec<(u64, u64)> {
+        self.shared.usages.lock().unwrap().clone()
+    }
+
     fn change(&self, f: impl FnOnce(&mut Settings)) {
         f(&mut self.shared.settings.lock().unwrap());
     }
@@ -401,6 +493,10 @@ impl Conn<'_> {
             let body = error_json("the request body is not JSON");
             return self.plain(400, &body, reuse, settings.lying_keepalive);
         }
+        let has_tools = request.json.get("tools").is_some();
+        if let Some((status, body)) = settings.refuse_tools.as_ref().filter(|_| has_tools) {
+            return self.plain(*status, body, reuse, settings.lying_keepalive);
+        }
         let answer = Answer::new(request, number, &settings);
         if !request.is_stream() {
             let body = answer.completion_json(&settings).to_string();
@@ -486,9 +582,18 @@ impl Conn<'_> {
                 self.send(event.as_bytes())?;
             }
         }
+        for event in &answer.call_events {
+            self.pause(settings.interval)?;
+            self.send(event.as_bytes())?;
+        }
         self.send(answer.stop_event().as_bytes())?;
         if let Some(event) = answer.usage_event() {
             self.send(event.as_bytes())?;
+            let u = answer.usage_json();
+            self.shared.usages.lock().unwrap().push((
+                u["prompt_tokens"].as_u64().unwrap_or(0),
+                u["completion_tokens"].as_u64().unwrap_or(0),
+            ));
         }
         // Counted before the write, so a client that has read `[DONE]` finds it counted.
         let completed = &self.shared.completed;
@@ -585,17 +690,39 @@ struct Answer {
     /// Whether the request asked for usage and the fake is set to give it.
     usage_asked: bool,
     prompt_tokens: u64,
+    /// Tool-call chunks sent after the pieces, each an SSE event (empty: none).
+    call_events: Vec<String>,
 }
 
 impl Answer {
     fn new(request: &Recorded, number: usize, settings: &Settings) -> Answer {
-        let pieces = if settings.fault == Fault::SplitUtf8 {
-            SPLIT_UTF8_PIECES.iter().map(|p| p.to_string()).collect()
-        } else {
-            settings.pieces.clone()
-        };
         let body = &request.json;
-        Answer {
+        let mut script = settings.script.front().cloned();
+        if script.is_none()
+            && body.get("tools").is_some()
+            && let Some(call) = &settings.call_forever
+        {
+            let call = FakeCall {
+                id: format!("{}-{number}", call.id),
+                ..call.clone()
+            };
+            script = Some(Script::calls(vec![call]));
+        }
+        let (pieces, calls) = match script {
+            Some(Script::Text(pieces)) => (pieces, None),
+            Some(Script::Calls {
+                text,
+                calls,
+                fragment,
+                interleave,
+            }) => (text, Some((calls, fragment, interleave))),
+            None if settings.fault == Fault::SplitUtf8 => (
+                SPLIT_UTF8_PIECES.iter().map(|p| p.to_string()).collect(),
+                None,
+            ),
+            None => (settings.pieces.clone(), None),
+        };
+        let mut answer = Answer {
             id: format!("chatcmpl-{number}"),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -605,7 +732,59 @@ impl Answer {
             usage_asked: settings.usage
                 && body["stream_options"]["include_usage"].as_bool() == Some(true),
             prompt_tokens: prompt_tokens(body),
+            call_events: Vec::new(),
+        };
+        if let Some((calls, fragment, interleave)) = calls {
+            answer.call_events = answer.tool_call_events(&calls, fragment.max(1), interleave);
         }
+        answer
+    }
+
+    /// The tool-call deltas, as api.openai.com sends them.
+    fn tool_call_events(
+        &self,
+        calls: &[FakeCall],
+        fragment: usize,
+        interleave: bool,
+    ) -> Vec<String> {
+        let delta = |calls: Value| {
+            let choice = json!({"index": 0, "delta": {"tool_calls": calls}, "finish_reason": null});
+            self.chunk_event(Some(choice), Value::Null)
+        };
+        let fragments: Vec<Vec<String>> = calls
+            .iter()
+            .map(|c| {
+                let chars: Vec<char> = c.arguments.chars().collect();
+                chars.chunks(fragment).map(|f| f.iter().collect()).collect()
+            })
+            .collect();
+        let head = |i: usize, c: &FakeCall| {
+            delta(json!([{"index": i, "id": c.id, "type": "function",
+                          "function": {"name": c.name, "arguments": ""}}]))
+        };
+        let piece = |i: usize, f: &str| delta(json!([{"index": i, "function": {"arguments": f}}]));
+        let mut events = Vec::new();
+        if interleave {
+            for (i, c) in calls.iter().enumerate() {
+                events.push(head(i, c));
+            }
+            let longest = fragments.iter().map(Vec::len).max().unwrap_or(0);
+            for n in 0..longest {
+                for (i, f) in fragments.iter().enumerate() {
+                    if let Some(f) = f.get(n) {
+                        events.push(piece(i, f));
+                    }
+                }
+            }
+        } else {
+            for (i, c) in calls.iter().enumerate() {
+                events.push(head(i, c));
+                for f in &fragments[i] {
+                    events.push(piece(i, f));
+                }
+            }
+        }
+        events
     }
 
     /// One `chat.completion.chunk` event. Like api.openai.com, every chunk carries
@@ -635,7 +814,12 @@ impl Answer {
     }
 
     fn stop_event(&self) -> String {
-        let choice = json!({"index": 0, "delta": {}, "finish_reason": "stop"});
+        let reason = if self.call_events.is_empty() {
+            "stop"
+        } else {
+            "tool_calls"
+        };
+        let choice = json!({"index": 0, "delta": {}, "finish_reason": reason});
         self.chunk_event(Some(choice), Value::Null)
     }
 
@@ -645,9 +829,10 @@ impl Answer {
             .then(|| self.chunk_event(None, self.usage_json()))
     }
 
-    /// Prompt tokens are the words of the messages' text; completion tokens the pieces.
+    /// Prompt tokens are the words of the messages' text; completion tokens the pieces and
+    /// the tool-call chunks.
     fn usage_json(&self) -> Value {
-        let completion = self.pieces.len() as u64;
+        let completion = (self.pieces.len() + self.call_events.len()) as u64;
         json!({
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": completion,
