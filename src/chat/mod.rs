@@ -9,9 +9,7 @@ pub(crate) mod history;
 pub(crate) mod quota;
 pub(crate) mod records;
 pub(crate) mod sse;
-// The tool loop and the tools land in two changes; until both are in, parts are unused.
 pub mod toolloop;
-#[allow(dead_code)]
 pub(crate) mod tools;
 pub(crate) mod upstream;
 pub(crate) mod ws;

@@ -67,6 +67,7 @@ impl World {
                 label: label.into(),
                 date: TxDate::Instant(at(iso)),
                 allocation_type_id: None,
+                occurrence: None,
             };
             transactions::create(tx, catalog, tz, user, &t, "2025-10-01T00:00:00Z")
                 .expect("transaction");
