@@ -13,8 +13,7 @@
 //! `BENCH_CLIENTS` sets the number of clients (default 1000), `BENCH_CHUNKS` the chunks of
 //! every answer (default 50). The server runs with `OPENAI_TOOLS=off`.
 //!
-//! `BENCH_TOOLS=1`: the tool mode. The server offers a tool (`OPENAI_TOOLS=on`, the real tools
-//! or a stand-in), and each client asks twice on its socket: first a question the upstream
+//! `BENCH_TOOLS=1`: the tool mode. The server offers its tools (`OPENAI_TOOLS=on`), and each client asks twice on its socket: first a question the upstream
 //! answers at once without calling anything, then one for which it calls one tool and, asked
 //! again with the result, answers. Both answers are checked frame by frame as above (a
 //! `status` frame may come before the second); the report puts the time from question to
@@ -577,8 +576,7 @@ fn main() {
         ("CACHE_ENABLED", "false"),
     ];
     if tools {
-        // The stand-in counts only while the coach has no tools of its own.
-        settings.extend([("OPENAI_TOOLS", "on"), ("OPENAI_TOOLS_STAND_IN", TOOL)]);
+        settings.push(("OPENAI_TOOLS", "on"));
     } else {
         settings.push(("OPENAI_TOOLS", "off"));
     }

@@ -279,9 +279,6 @@ pub(crate) struct LlmSettings {
     pub(crate) price_completion_per_mtok: f64,
     /// `OPENAI_TOOLS`: whether the coach offers its tools upstream.
     pub(crate) tools: ToolsMode,
-    /// `OPENAI_TOOLS_STAND_IN`, for tests and benchmarks only (refused in production): tool
-    /// names offered with an open schema while the coach's own tools offer none.
-    pub(crate) tools_stand_in: Vec<String>,
 }
 
 /// `OPENAI_TOOLS`: `auto` offers tools until the upstream refuses them (then not for 10
@@ -818,10 +815,8 @@ impl LlmSettings {
                 ToolsMode::Auto
             }
         };
-        let tools_stand_in = r.list("OPENAI_TOOLS_STAND_IN", &[]);
         LlmSettings {
             tools,
-            tools_stand_in,
             api_key,
             base_url,
             model,
@@ -971,10 +966,6 @@ impl Config {
         let otp = OtpRules::read(&mut r);
         let login = LoginRules::read(&mut r);
         let llm = LlmSettings::read(&mut r);
-        if production && !llm.tools_stand_in.is_empty() {
-            r.errors
-                .push("OPENAI_TOOLS_STAND_IN: for tests and benchmarks, not production".into());
-        }
         let chat = ChatLimits::read(&mut r);
         let replication = ReplicationSettings::read(&mut r, &db.path);
         let app_name = r.string("APP_NAME", "Wealth Coach AI");
@@ -1107,7 +1098,7 @@ mod tests {
     }
 
     #[test]
-    fn openai_tools_is_auto_on_or_off_and_stand_ins_stay_out_of_production() {
+    fn openai_tools_is_auto_on_or_off() {
         let mode = |v: &str| Config::from_pairs(&[("OPENAI_TOOLS", v)]).map(|c| c.llm.tools);
         assert_eq!(
             Config::from_pairs(&[]).map(|c| c.llm.tools).ok(),
@@ -1118,17 +1109,6 @@ mod tests {
         let errs = mode("sometimes").expect_err("must refuse");
         assert!(
             errs.iter().any(|e| e.starts_with("OPENAI_TOOLS:")),
-            "{errs:?}"
-        );
-        let c = Config::from_pairs(&[("OPENAI_TOOLS_STAND_IN", "a,b")]).expect("config");
-        assert_eq!(c.llm.tools_stand_in, ["a", "b"]);
-        let errs = Config::from_pairs(&[
-            ("ENVIRONMENT", "production"),
-            ("OPENAI_TOOLS_STAND_IN", "a"),
-        ])
-        .expect_err("must refuse");
-        assert!(
-            errs.iter().any(|e| e.starts_with("OPENAI_TOOLS_STAND_IN:")),
             "{errs:?}"
         );
     }

@@ -205,16 +205,6 @@ fn questions_with_tools_stream_to_the_end_over_both_transports() {
     let Some((_llama, t, token)) = llama_app("chat_llama_tools", &[("OPENAI_TOOLS", "on")]) else {
         return;
     };
-    // The real tools once they are in; these stand-ins until then.
-    t.app().chat_tools.offer_when_none(
-        ["get_month_summary", "get_upcoming_bills"]
-            .iter()
-            .map(|n| {
-                json!({"type": "function", "function": {"name": n, "description": "Look up",
-                       "parameters": {"type": "object", "properties": {}, "additionalProperties": false}}})
-            })
-            .collect(),
-    );
     let mut ws = open_chat(&t, &token);
     for (i, question) in ["Once upon a time", "Tell me about a cat", "What next?"]
         .iter()

@@ -10,7 +10,6 @@
 //! tool call, so nothing said before a tool call is ever shown, and `content` stays the final
 //! answer only.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::Sender;
 
@@ -38,25 +37,13 @@ pub struct ToolSwitch {
     mode: ToolsMode,
     /// Unix seconds (app clock) until which `auto` offers nothing; 0 when never refused.
     backed_off_until: AtomicI64,
-    /// Tests only: offered when the tools themselves offer none (see `offer_when_none`).
-    stand_in: Mutex<Vec<Value>>,
 }
 
 impl ToolSwitch {
     pub(crate) fn new(config: &crate::config::LlmSettings) -> ToolSwitch {
-        let stand_in = config
-            .tools_stand_in
-            .iter()
-            .map(|name| {
-                json!({"type": "function", "function": {"name": name,
-                       "description": "A stand-in (OPENAI_TOOLS_STAND_IN)",
-                       "parameters": {"type": "object"}}})
-            })
-            .collect();
         ToolSwitch {
             mode: config.tools,
             backed_off_until: AtomicI64::new(0),
-            stand_in: Mutex::new(stand_in),
         }
     }
 
@@ -83,28 +70,14 @@ impl ToolSwitch {
         }
     }
 
-    /// A test hook (like `OPENAI_TOOLS_STAND_IN`): while the tools offer nothing for a user,
-    /// offer these instead, so the wire of the loop can be tested whatever tools exist.
-    pub fn offer_when_none(&self, tools: Vec<Value>) {
-        *self.stand_in.lock().unwrap_or_else(|p| p.into_inner()) = tools;
-    }
-
     fn tools_for(&self, app: &Coach<'_>, who: &Caller<'_>) -> Vec<Value> {
         if !self.offering(app.clock.unix()) {
             return Vec::new();
         }
-        let offered = app.db.read(|c| tools::offered(c, who)).unwrap_or_else(|e| {
+        app.db.read(|c| tools::offered(c, who)).unwrap_or_else(|e| {
             log::error!("chat: listing the tools failed: {e:?}");
             Vec::new()
-        });
-        if offered.is_empty() {
-            return self
-                .stand_in
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
-        }
-        offered
+        })
     }
 }
 

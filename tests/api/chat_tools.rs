@@ -23,22 +23,9 @@ const TOOLS: [&str; 5] = [
 
 const REFUSAL: &str = r#"{"error":{"code":400,"message":"tools param requires --jinja flag","type":"invalid_request_error"}}"#;
 
-/// The five tools, as stand-ins with an open schema.
-fn stand_ins() -> Vec<Value> {
-    TOOLS
-        .iter()
-        .map(|name| {
-            json!({"type": "function", "function": {"name": name, "description": "stand-in",
-                   "parameters": {"type": "object"}}})
-        })
-        .collect()
-}
-
-/// A server on the fake, offering tools (the real ones, or the stand-ins), and one user.
+/// A server on the fake, offering its tools, and one user.
 fn tooled(extra: &[(&str, &str)], email: &str) -> (FakeLlm, TestApp, User) {
-    let (fake, t, u) = coach(extra, email, "Asha Rao");
-    t.app().chat_tools.offer_when_none(stand_ins());
-    (fake, t, u)
+    coach(extra, email, "Asha Rao")
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -450,9 +437,7 @@ fn bad_calls_get_error_results_and_the_user_still_gets_an_answer() {
     }
 }
 
-/// Strengthens once the real tools are in: a result holds the asking user's own figures and
-/// never another user's. While the tools are stand-ins the call is refused as unknown, and
-/// the test says so and stops there.
+/// A result holds the asking user's own figures and never another user's.
 #[test]
 fn a_tool_result_holds_the_asking_users_figures_only() {
     let (fake, t, u) = tooled(&[], "figures-a@example.com");
@@ -473,13 +458,7 @@ fn a_tool_result_holds_the_asking_users_figures_only() {
     let (id, result) = &results[0];
     assert_eq!(id, "mine");
     let text = result.to_string();
-    if result["error"]
-        .as_str()
-        .is_some_and(|e| e.starts_with("unknown tool"))
-    {
-        eprintln!("the real tools are not in yet: {text}");
-        return;
-    }
+    assert!(result.get("error").is_none(), "{text}");
     assert!(text.contains("4321"), "{text}");
     assert!(!text.contains("8765"), "{text}");
 }
