@@ -23,6 +23,7 @@ pub mod random;
 pub(crate) mod recurring;
 pub mod replication;
 pub mod serve;
+pub(crate) mod sync;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -135,6 +136,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot start the watchdog: {e}"))?;
     notify::sweep::spawn(app.clone())
         .map_err(|e| format!("cannot start the notification sweep: {e}"))?;
+    sync::push::spawn(app.clone()).map_err(|e| format!("cannot start the sync push: {e}"))?;
     log::info!(
         "{} {} serving HTTP on {} and WebSocket on {} ({})",
         app.config.app_name,

@@ -128,6 +128,8 @@ pub(crate) struct TransactionResponse {
     /// unlinked.
     #[schema(format = "uuid")]
     pub(crate) allocation_type_id: Option<String>,
+    /// Grows with every change of the transaction (`sync`'s triggers keep it).
+    pub(crate) version: i64,
 }
 
 pub(crate) struct NewTransaction {
@@ -158,11 +160,11 @@ pub(crate) struct Changes {
     pub(crate) allocation_type_id: Option<Option<String>>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, type, category, amount, label, transaction_date, month, year, created_at,
-     allocation_type_id";
+     allocation_type_id, version";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
+pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
     let kind: String = r.get(1)?;
     Ok(TransactionResponse {
         id: r.get(0)?,
@@ -175,6 +177,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
         year: r.get(7)?,
         created_at: r.get(8)?,
         allocation_type_id: r.get(9)?,
+        version: r.get(10)?,
     })
 }
 
