@@ -46,4 +46,5 @@ mod operator_routes;
 mod recurring;
 mod replication_core;
 mod service;
+mod sync;
 mod ws_sessions;

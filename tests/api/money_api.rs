@@ -1577,6 +1577,9 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
         post_with_key(t.http, tok, &format!("key-{tag}"), &body).status,
         201
     );
+    // A deleted transaction leaves a sync tombstone (sync_tombstones).
+    let gone = create_tx(t, tok, &tx_body("expense", "food", "1", tag, "2025-10-02"));
+    delete_tx(t, tok, gone["id"].as_str().expect("id"));
     let rule = json!({"type": "expense", "category": "bills", "label": tag, "amount": "99.5",
                       "frequency": "monthly", "start_date": "2025-10-01"});
     let rule = expect(t, "POST", "/api/v1/recurring", tok, Some(&rule), 201);
