@@ -653,7 +653,10 @@ fn kill_9_then_a_pull_from_an_old_cursor_misses_no_acknowledged_write() {
             .flat_map(|w| w.join().expect("writer"))
             .collect()
     });
-    assert!(!acked.is_empty(), "no write was acknowledged before the kill");
+    assert!(
+        !acked.is_empty(),
+        "no write was acknowledged before the kill"
+    );
     assert_eq!(integrity_check(&db), "ok");
 
     let server = Server::start(&dir.0, &vars, "serve-1");
@@ -682,7 +685,14 @@ fn kill_9_then_a_pull_from_an_old_cursor_misses_no_acknowledged_write() {
     let unique: HashSet<&String> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len(), "a row came twice");
     for id in &acked {
-        assert!(unique.contains(id), "acknowledged {id} missing from the pull");
+        assert!(
+            unique.contains(id),
+            "acknowledged {id} missing from the pull"
+        );
     }
-    println!("{} acknowledged before kill -9, {} pulled after", acked.len(), seen.len());
+    println!(
+        "{} acknowledged before kill -9, {} pulled after",
+        acked.len(),
+        seen.len()
+    );
 }

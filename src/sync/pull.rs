@@ -44,6 +44,14 @@ pub(crate) struct Upserted<T> {
     pub(crate) upserted: Vec<T>,
 }
 
+impl<T> Default for Upserted<T> {
+    fn default() -> Self {
+        Upserted {
+            upserted: Vec::new(),
+        }
+    }
+}
+
 /// One allocation row of one month, as `/sync` sends it.
 #[derive(Serialize, ToSchema, Debug, Clone, PartialEq)]
 pub(crate) struct AllocationRow {
@@ -64,7 +72,7 @@ pub(crate) struct AllocationRow {
     pub(crate) notes: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Serialize, ToSchema, Default)]
 pub(crate) struct Changes {
     #[schema(value_type = Object)]
     pub(crate) transactions: Kind<TransactionResponse>,
