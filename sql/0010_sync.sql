@@ -110,8 +110,15 @@ BEGIN
         WHERE id = NEW.id;
 END;
 
+-- Only a change of what the transaction says counts (an empty PATCH rewrites the row as it
+-- was, and its version must stay).
 CREATE TRIGGER sync_transactions_update AFTER UPDATE ON transactions
 WHEN NEW.change_seq IS OLD.change_seq AND EXISTS (SELECT 1 FROM users WHERE id = NEW.user_id)
+    AND (NEW.type IS NOT OLD.type OR NEW.category IS NOT OLD.category OR NEW.amount IS NOT OLD.amount
+         OR NEW.label IS NOT OLD.label OR NEW.transaction_date IS NOT OLD.transaction_date
+         OR NEW.year IS NOT OLD.year OR NEW.month IS NOT OLD.month
+         OR NEW.allocation_type_id IS NOT OLD.allocation_type_id
+         OR NEW.recurring_id IS NOT OLD.recurring_id OR NEW.occurrence_date IS NOT OLD.occurrence_date)
 BEGIN
     INSERT INTO sync_counters (user_id, seq) VALUES (NEW.user_id, 1)
         ON CONFLICT (user_id) DO UPDATE SET seq = seq + 1;

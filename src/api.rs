@@ -103,7 +103,7 @@ mod tests {
             "chat/mod",
             "profile/mod",
             "export",
-            "notifications/mod",
+            "notify/mod",
             "sync/mod",
         ];
         for list in lists {

@@ -810,7 +810,7 @@ fn transactions_are_created_with_their_shape_and_dates_in_utc() {
     );
     assert_keys(
         &tx,
-        "id type category amount label transaction_date month year created_at allocation_type_id",
+        "id type category amount label transaction_date month year created_at allocation_type_id version",
     );
     let id = tx["id"].as_str().expect("id");
     assert_eq!(id.len(), 36);
