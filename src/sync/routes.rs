@@ -22,7 +22,7 @@ pub(crate) struct SyncResponse {
 type Limit = Count<1, 1000>;
 
 #[utoipa::path(get, path = "/api/v1/sync", tag = "sync", security(("bearer" = [])),
-    params(("cursor" = Option<String>, Query, description = "From the last page; none: everything"),
+    params(("cursor" = Option<String>, Query, min_length = 1, max_length = 200, description = "From the last page; none: everything"),
            ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Rows over all kinds, 1..1000, default 500")),
     responses((status = 200, body = SyncResponse), (status = 401),
               (status = 410, description = "`cursor_reset` (before a restore, or ahead of the server) or `cursor_expired` (older than the 90 days deletions are kept): sync again without a cursor"),
