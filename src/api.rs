@@ -104,6 +104,7 @@ mod tests {
             "profile/mod",
             "export",
             "notify/mod",
+            "sync/mod",
         ];
         for list in lists {
             let file = format!("{}/src/{list}.rs", env!("CARGO_MANIFEST_DIR"));

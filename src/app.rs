@@ -34,6 +34,8 @@ pub struct App {
     pub(crate) views: ViewCache,
     /// Events for the users' notification sockets.
     pub events: Hub,
+    /// The sync epoch and the cursor key.
+    pub(crate) sync: crate::sync::Keys,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
     pub(crate) answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     /// Whether the coach offers its tools upstream (`OPENAI_TOOLS`, and the auto back-off).
@@ -53,7 +55,11 @@ impl App {
         let catalog = db
             .read(|c| Ok(Catalog::load(c)?))
             .map_err(|e| format!("cannot load the allocation catalogue: {e:?}"))?;
+        let sync = db
+            .read(|c| crate::sync::Keys::load(c, &secret))
+            .map_err(|e| format!("cannot read the sync epoch: {e:?}"))?;
         Ok(App {
+            sync,
             catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),

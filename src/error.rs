@@ -61,6 +61,12 @@ pub enum Error {
         code: &'static str,
         detail: String,
     },
+    /// 410: what the client holds is no longer valid here (a sync cursor from before a
+    /// restore, or older than the deletions kept); it starts again.
+    Gone {
+        code: &'static str,
+        detail: String,
+    },
     PayloadTooLarge {
         limit: usize,
     },
@@ -131,6 +137,7 @@ impl Error {
             Error::NotFound { .. } => 404,
             Error::MethodNotAllowed { .. } => 405,
             Error::Conflict { .. } => 409,
+            Error::Gone { .. } => 410,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::HeadersTooLarge => 431,
@@ -156,6 +163,7 @@ impl Error {
             | Error::Forbidden { code, .. }
             | Error::NotFound { code, .. }
             | Error::Conflict { code, .. }
+            | Error::Gone { code, .. }
             | Error::TooManyRequests { code, .. }
             | Error::Upstream { code, .. }
             | Error::Unavailable { code, .. } => code,
@@ -178,6 +186,7 @@ impl Error {
             | Error::Forbidden { detail, .. }
             | Error::NotFound { detail, .. }
             | Error::Conflict { detail, .. }
+            | Error::Gone { detail, .. }
             | Error::TooManyRequests { detail, .. }
             | Error::Upstream { detail, .. }
             | Error::Unavailable { detail, .. } => Value::from(detail.as_str()),

@@ -42,6 +42,7 @@ fn document(c: &Connection, user: &str, now: &str) -> Result<Value> {
         crate::chat::records::export(c, user)?,
         crate::recurring::export(c, user)?,
         crate::notify::store::export(c, user)?,
+        crate::sync::export(c, user)?,
     ];
     for (table, rows) in parts.into_iter().flatten() {
         doc.insert(table.into(), Value::Array(rows));

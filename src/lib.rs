@@ -23,6 +23,7 @@ pub mod random;
 pub mod recurring;
 pub mod replication;
 pub mod serve;
+pub(crate) mod sync;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -145,6 +146,7 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         .map_err(|e| format!("cannot start the notification sweep: {e}"))?;
     let ticker = recurring::ticker::spawn(app.clone())
         .map_err(|e| format!("cannot start the recurring ticker: {e}"))?;
+    sync::push::spawn(app.clone()).map_err(|e| format!("cannot start the sync push: {e}"))?;
     log::info!(
         "{} {} serving HTTP on {} and WebSocket on {} ({})",
         app.config.app_name,

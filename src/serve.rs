@@ -16,6 +16,7 @@ pub fn routes() -> Router<App> {
     routes.extend(crate::profile::routes());
     routes.extend(crate::chat::routes());
     routes.extend(crate::export::routes());
+    routes.extend(crate::sync::routes());
     routes.extend(crate::notify::routes());
     Router::new(routes)
 }

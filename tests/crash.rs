@@ -763,3 +763,93 @@ fn kill_9_mid_tick_posts_every_due_occurrence_exactly_once() {
     );
     assert_eq!(integrity_check(&db), "ok", "after the final graceful stop");
 }
+
+/// Sync (API.md "Sync for offline clients"): a pull from a cursor taken before the crash
+/// misses no write that was acknowledged before kill -9, and shows nothing twice.
+#[test]
+fn kill_9_then_a_pull_from_an_old_cursor_misses_no_acknowledged_write() {
+    let dir = TempDir::new("crash-sync");
+    let db = dir.path("crash.db");
+    let url = db.to_str().expect("utf-8 temp path").to_string();
+    let vars = server_vars(&url, "NORMAL");
+    let mut server = Server::start(&dir.0, &vars, "serve-0");
+    let token = register(server.addr, "crash-sync@example.com");
+    let first = expect(server.addr, "GET", "/api/v1/sync", &token, None, 200);
+    let cursor = first["cursor"].as_str().expect("cursor").to_string();
+
+    let stop = AtomicBool::new(false);
+    let acked: Vec<String> = thread::scope(|s| {
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (addr, token, stop) = (server.addr, token.as_str(), &stop);
+                s.spawn(move || {
+                    let mut ids = Vec::new();
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = json!({"type": "expense", "category": "food", "amount": "1",
+                                          "label": format!("w{w}-{i}"), "transaction_date": "2025-10-02"});
+                        match call(addr, "POST", "/api/v1/transactions", token, Some(&body), &[]) {
+                            Exchange::Answered(r) if r.status == 201 => {
+                                ids.push(r.json()["id"].as_str().expect("id").to_string());
+                            }
+                            Exchange::Answered(_) => {}
+                            _ => break,
+                        }
+                    }
+                    ids
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(700));
+        server.kill9();
+        stop.store(true, Ordering::Relaxed);
+        writers
+            .into_iter()
+            .flat_map(|w| w.join().expect("writer"))
+            .collect()
+    });
+    assert!(
+        !acked.is_empty(),
+        "no write was acknowledged before the kill"
+    );
+    assert_eq!(integrity_check(&db), "ok");
+
+    let server = Server::start(&dir.0, &vars, "serve-1");
+    let mut seen: Vec<String> = Vec::new();
+    let mut at = cursor;
+    loop {
+        let page = expect(
+            server.addr,
+            "GET",
+            &format!("/api/v1/sync?cursor={at}&limit=100"),
+            &token,
+            None,
+            200,
+        );
+        for t in page["changes"]["transactions"]["upserted"]
+            .as_array()
+            .expect("upserted")
+        {
+            seen.push(t["id"].as_str().expect("id").to_string());
+        }
+        at = page["cursor"].as_str().expect("cursor").to_string();
+        if page["has_more"] == false {
+            break;
+        }
+    }
+    let unique: HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a row came twice");
+    for id in &acked {
+        assert!(
+            unique.contains(id),
+            "acknowledged {id} missing from the pull"
+        );
+    }
+    println!(
+        "{} acknowledged before kill -9, {} pulled after",
+        acked.len(),
+        seen.len()
+    );
+}

@@ -24,6 +24,9 @@ pub(crate) enum View {
     /// every screen it opens; under perf a page cost ~35% of its request in SQLite row
     /// reads and ~10% in JSON (README "Performance").
     Transactions(Box<Filter>),
+    /// The user's sync change counter (decimal), which the ETags of the views above are made
+    /// from (`crate::sync::etag`): invalidated with them, so a 304 reads no row.
+    SyncCounter,
     /// `GET /recurring/upcoming`: the window around this local date. Rule writes go through
     /// the money handlers' `write`, so they invalidate it like any budget write.
     Upcoming {

@@ -135,6 +135,8 @@ pub(crate) struct TransactionResponse {
     /// The rule's occurrence (a local date) this transaction posted; `null` for an ordinary one.
     #[schema(format = Date, required = true)]
     pub(crate) occurrence_date: Option<String>,
+    /// Grows with every change of the transaction (`sync`'s triggers keep it).
+    pub(crate) version: i64,
 }
 
 /// The occurrence of a recurring rule a new transaction posts. The unique index on
@@ -174,11 +176,11 @@ pub(crate) struct Changes {
     pub(crate) allocation_type_id: Option<Option<String>>,
 }
 
-const COLUMNS: &str =
+pub(crate) const COLUMNS: &str =
     "id, type, category, amount, label, transaction_date, month, year, created_at,
-     allocation_type_id, recurring_id, occurrence_date";
+     allocation_type_id, recurring_id, occurrence_date, version";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
+pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
     let kind: String = r.get(1)?;
     Ok(TransactionResponse {
         id: r.get(0)?,
@@ -193,6 +195,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionResponse> {
         allocation_type_id: r.get(9)?,
         recurring_id: r.get(10)?,
         occurrence_date: r.get(11)?,
+        version: r.get(12)?,
     })
 }
 

@@ -156,32 +156,55 @@ pub(crate) fn sessions(
         [user],
         |r| r.get(0),
     )?;
-    let mut stmt = c.prepare_cached(
-        "SELECT s.id, s.created_at, s.updated_at,
-                (SELECT count(*) FROM chat_messages m WHERE m.session_id = s.id),
-                (SELECT content FROM chat_messages m WHERE m.session_id = s.id AND m.role = 'user'
-                 ORDER BY m.rowid LIMIT 1)
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS}
          FROM chat_sessions s WHERE s.user_id = ?1
          ORDER BY s.updated_at DESC,
                   (SELECT max(m.rowid) FROM chat_messages m WHERE m.session_id = s.id) DESC,
-                  s.rowid DESC LIMIT ?2 OFFSET ?3",
-    )?;
+                  s.rowid DESC LIMIT ?2 OFFSET ?3"
+    ))?;
     let sessions = stmt
-        .query_map(params![user, limit, skip], |r| {
-            let first: Option<String> = r.get(4)?;
-            Ok(SessionSummary {
-                session_id: r.get(0)?,
-                created_at: r.get(1)?,
-                updated_at: r.get(2)?,
-                message_count: r.get(3)?,
-                preview: match first {
-                    Some(t) if !t.is_empty() => t.chars().take(100).collect(),
-                    _ => "New conversation".into(),
-                },
-            })
-        })?
+        .query_map(params![user, limit, skip], summary_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(SessionsResponse { sessions, total })
+}
+
+/// The summary columns of `s`, as both `sessions` and `changed_sessions` select them.
+const SUMMARY_COLUMNS: &str = "s.id, s.created_at, s.updated_at,
+    (SELECT count(*) FROM chat_messages m WHERE m.session_id = s.id),
+    (SELECT content FROM chat_messages m WHERE m.session_id = s.id AND m.role = 'user'
+     ORDER BY m.rowid LIMIT 1)";
+
+fn summary_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionSummary> {
+    let first: Option<String> = r.get(4)?;
+    Ok(SessionSummary {
+        session_id: r.get(0)?,
+        created_at: r.get(1)?,
+        updated_at: r.get(2)?,
+        message_count: r.get(3)?,
+        preview: match first {
+            Some(t) if !t.is_empty() => t.chars().take(100).collect(),
+            _ => "New conversation".into(),
+        },
+    })
+}
+
+/// The user's sessions whose change (`sync`'s counter) is in `(after, upto]`, in change order,
+/// as `GET /sessions` shows them.
+pub(crate) fn changed_sessions(
+    c: &Connection,
+    user: &str,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<SessionSummary>> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM chat_sessions s
+         WHERE s.user_id = ?1 AND s.change_seq > ?2 AND s.change_seq <= ?3 ORDER BY s.change_seq"
+    ))?;
+    let rows = stmt
+        .query_map(params![user, after, upto], summary_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
 }
 
 #[derive(Serialize, ToSchema)]

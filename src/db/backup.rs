@@ -201,7 +201,8 @@ pub fn restore_from(
     let tmp = tmp_beside(db);
     let staged = std::fs::copy(src, &tmp)
         .map_err(|e| format!("cannot copy {}: {e}", src.display()))
-        .and_then(|_| integrity_check(&tmp));
+        .and_then(|_| integrity_check(&tmp))
+        .and_then(|()| new_sync_epoch(&tmp));
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(with_suffix(&tmp, suffix));
     }
@@ -235,6 +236,30 @@ pub fn restore_from(
         ));
     }
     Ok(kept)
+}
+
+/// A new sync epoch (`sync_meta`, see `crate::sync`) in the staged copy before it goes in
+/// place, so every cursor handed out before the restore is refused with 410 `cursor_reset`
+/// rather than silently skipping what the restore took back. A copy from before sync existed
+/// has no such table: its migration writes a fresh epoch anyway.
+fn new_sync_epoch(path: &Path) -> Result<(), String> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let has_table: bool = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sync_meta')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if has_table {
+        conn.execute(
+            "UPDATE sync_meta SET epoch = lower(hex(randomblob(8))) WHERE id = 1",
+            [],
+        )
+        .map_err(|e| format!("cannot renew the sync epoch in {}: {e}", path.display()))?;
+    }
+    conn.close()
+        .map_err(|(_, e)| format!("{}: {e}", path.display()))
 }
 
 /// `wealthcoach backup-rotate <dir>`: a new `wealthcoach-<UTC time>.db` in `dir`, checked like

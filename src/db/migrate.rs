@@ -49,7 +49,7 @@ mod tests {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
         let first = apply_migrations(&mut c).expect("apply");
-        assert_eq!(first, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(first, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         let every: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
         assert_eq!(first, every);
         let second = apply_migrations(&mut c).expect("apply again");

@@ -257,6 +257,9 @@ const KNOWN_HEADERS: &[&str] = &[
     "access-control-request-headers",
     "user-agent",
     "accept",
+    // conditional requests (sync: ETags; If-Match)
+    "if-none-match",
+    "if-match",
 ];
 
 /// Counts bytes written to it; measures the headers without copying them.

@@ -13,6 +13,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The user's data changed: `{"type":"sync","cursor"}`, a cursor covering those commits
+    /// (`crate::sync::push`).
+    Sync { cursor: String },
     /// A notification that was stored in the user's inbox (`crate::notifications`):
     /// `{"type": <kind>, "id": <its id>, ...payload}`, so a `budget_alert` frame carries
     /// `category`, `month`, `year`, `budget` and `actual` beside its `id`.
@@ -99,6 +102,11 @@ impl<E: Clone> Hub<E> {
             id,
             events: rx,
         }
+    }
+
+    /// The users with at least one live subscription.
+    pub(crate) fn users(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// Delivers to every live subscriber of the user; forgets the ones whose socket is gone.

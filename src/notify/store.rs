@@ -170,6 +170,19 @@ pub(crate) fn mark_read(
     Ok(n)
 }
 
+/// The user's notifications whose change (`sync`'s counter) is in `(after, upto]`, in change
+/// order: what `/sync` sends of them.
+pub(crate) fn changed(c: &Connection, user: &str, after: i64, upto: i64) -> Result<Vec<Stored>> {
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM notifications
+             WHERE user_id = ?1 AND change_seq > ?2 AND change_seq <= ?3 ORDER BY change_seq"
+        ))?
+        .query_map(params![user, after, upto], Stored::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
 /// Deletes every notification created before `cutoff` (an ISO UTC time); how many went.
 pub(crate) fn sweep(tx: &Transaction<'_>, cutoff: &str) -> Result<usize> {
     Ok(tx

@@ -23,7 +23,14 @@ const TICK: Duration = Duration::from_millis(100);
 pub(crate) fn run(db: &Db, now: i64) -> Result<usize> {
     let cutoff = jiff::Timestamp::from_second(now - KEEP_DAYS * 86_400).map_err(Error::internal)?;
     let cutoff = crate::clock::iso(cutoff);
-    db.write(|tx| store::sweep(tx, &cutoff))
+    // Sync's tombstones are kept as long (`crate::sync::TOMBSTONE_DAYS`): one daily sweep.
+    let tombstones = jiff::Timestamp::from_second(now - crate::sync::TOMBSTONE_DAYS * 86_400)
+        .map_err(Error::internal)?;
+    let tombstones = crate::clock::iso(tombstones);
+    db.write(|tx| {
+        crate::sync::sweep(tx, &tombstones)?;
+        store::sweep(tx, &cutoff)
+    })
 }
 
 /// Starts the sweeping thread; it ends when the server stops.

@@ -924,3 +924,48 @@ fn migrate_creates_a_fresh_database_and_is_idempotent() {
     );
     assert_eq!(user_count(&nested), 0);
 }
+
+// --- sync: a restore renews the epoch ---------------------------------------------------
+
+/// `GET /api/v1/sync` on a child server: (status, body).
+fn sync_call(addr: SocketAddr, token: &str, cursor: Option<&str>) -> (u16, serde_json::Value) {
+    let path = match cursor {
+        Some(c) => format!("/api/v1/sync?cursor={c}"),
+        None => "/api/v1/sync".to_string(),
+    };
+    let r = common::get_auth(addr, &path, token);
+    (r.status, r.json())
+}
+
+#[test]
+fn a_cursor_from_before_a_restore_is_reset_and_a_fresh_pull_is_complete() {
+    let mut s = Setup::test();
+    let server = s.start_ready();
+    let u = common::register_user(s.http_addr(), "restore-sync@example.com", "Sync User");
+    let prefs = serde_json::json!({"theme": "dark"});
+    let r = common::Call::new(s.http_addr(), "PATCH", "/api/v1/users/me/preferences")
+        .auth(&u.token)
+        .json(&prefs)
+        .send();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let backup = s.path("sync-b.db");
+    let out = s.run(&["backup", backup.to_str().expect("utf-8")]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let (status, page) = sync_call(s.http_addr(), &u.token, None);
+    assert_eq!(status, 200);
+    let cursor = page["cursor"].as_str().expect("cursor").to_string();
+    assert_eq!(server.stop(), 0);
+
+    let out = s.run(&["restore", backup.to_str().expect("utf-8")]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    s.new_ports();
+    let restored = s.start_ready();
+    let (status, body) = sync_call(s.http_addr(), &u.token, Some(&cursor));
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(body["code"], "cursor_reset");
+    let (status, fresh) = sync_call(s.http_addr(), &u.token, None);
+    assert_eq!(status, 200);
+    assert_eq!(fresh["changes"]["preferences"]["theme"], "dark", "{fresh}");
+    assert_eq!(fresh["has_more"], false);
+    assert_eq!(restored.stop(), 0);
+}

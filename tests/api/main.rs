@@ -48,4 +48,5 @@ mod recurring;
 mod recurring_post;
 mod replication_core;
 mod service;
+mod sync;
 mod ws_sessions;

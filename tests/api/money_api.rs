@@ -810,7 +810,7 @@ fn transactions_are_created_with_their_shape_and_dates_in_utc() {
     );
     assert_keys(
         &tx,
-        "id type category amount label transaction_date month year created_at allocation_type_id recurring_id occurrence_date",
+        "id type category amount label transaction_date month year created_at allocation_type_id recurring_id occurrence_date version",
     );
     let id = tx["id"].as_str().expect("id");
     assert_eq!(id.len(), 36);
@@ -1577,6 +1577,9 @@ fn fill_every_table(t: &TestApp, u: &User, tag: &str) {
         post_with_key(t.http, tok, &format!("key-{tag}"), &body).status,
         201
     );
+    // A deleted transaction leaves a sync tombstone (sync_tombstones).
+    let gone = create_tx(t, tok, &tx_body("expense", "food", "1", tag, "2025-10-02"));
+    delete_tx(t, tok, gone["id"].as_str().expect("id"));
     let rule = json!({"type": "expense", "category": "bills", "label": tag, "amount": "99.5",
                       "frequency": "monthly", "start_date": "2025-10-01"});
     let rule = expect(t, "POST", "/api/v1/recurring", tok, Some(&rule), 201);

@@ -26,15 +26,12 @@ use crate::input::{Count, Fields, FromJson, Invalid, Text};
 pub(crate) fn get_allocations(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
-    let bytes =
-        app.views
-            .get_or_compute(&app.metrics, &me.user.id, View::Allocations(p), || {
-                let s = app
-                    .db
-                    .read(|c| allocations::summary(c, &app.catalog, &me.user.id, p))?;
-                json_bytes(&s)
-            })?;
-    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+    crate::sync::etag::respond(app, req, &me.user.id, View::Allocations(p), || {
+        let s = app
+            .db
+            .read(|c| allocations::summary(c, &app.catalog, &me.user.id, p))?;
+        json_bytes(&s)
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -16,13 +16,10 @@ use crate::http::{Req, Resp};
 pub(crate) fn get_monthly_budget(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
     let p = Period::from_query(req, this_month(app))?;
-    let bytes = app
-        .views
-        .get_or_compute(&app.metrics, &me.user.id, View::Monthly(p), || {
-            let m = app
-                .db
-                .read(|c| monthly::monthly_budget(c, &app.catalog, &me.user.id, p))?;
-            json_bytes(&m)
-        })?;
-    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+    crate::sync::etag::respond(app, req, &me.user.id, View::Monthly(p), || {
+        let m = app
+            .db
+            .read(|c| monthly::monthly_budget(c, &app.catalog, &me.user.id, p))?;
+        json_bytes(&m)
+    })
 }

@@ -194,15 +194,12 @@ pub(crate) fn list_transactions(app: &App, req: &Req) -> Result<Resp> {
         offset: offset?.map(|o| o.0).unwrap_or(0),
     };
     let view = View::Transactions(Box::new(filter.clone()));
-    let bytes = app
-        .views
-        .get_or_compute(&app.metrics, &me.user.id, view, || {
-            let rows = app
-                .db
-                .read(|c| transactions::list(c, &me.user.id, &filter))?;
-            json_bytes(&rows)
-        })?;
-    Ok(Resp::bytes(200, "application/json", bytes.to_vec()))
+    crate::sync::etag::respond(app, req, &me.user.id, view, || {
+        let rows = app
+            .db
+            .read(|c| transactions::list(c, &me.user.id, &filter))?;
+        json_bytes(&rows)
+    })
 }
 
 /// `from`/`to` when either is given (never together with `month`/`year`), else the month.
