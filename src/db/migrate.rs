@@ -66,6 +66,75 @@ mod tests {
         assert_eq!((cats, types, bp), (6, 34, 9000));
     }
 
+    /// Issue 13's upgrade: a database made by the schema before 0007, with allocation rows and
+    /// transactions, keeps every row and figure; what was `actual_amount` is `recorded_amount`,
+    /// nothing is spent or linked yet, and the month totals are untouched.
+    #[test]
+    fn the_budgets_upgrade_keeps_every_row_and_figure() {
+        let mut c = Connection::open_in_memory().expect("memory db");
+        c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ','now')))",
+        )
+        .expect("table");
+        for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 <= 6) {
+            c.execute_batch(sql).expect("old migration");
+            c.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+                params![version, name],
+            )
+            .expect("record");
+        }
+        let ty: String = c
+            .query_row(
+                "SELECT id FROM allocation_types ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .expect("a type");
+        c.execute_batch(&format!(
+            "INSERT INTO users (id, email, password_hash, full_name) VALUES ('u1', 'u@x.com', 'h', 'U');
+             INSERT INTO user_allocations (id, user_id, allocation_type_id, year, month, budget_amount,
+                                           actual_amount, notes)
+                 VALUES ('a1', 'u1', '{ty}', 2025, 10, 50000, 12345, 'kept');
+             INSERT INTO transactions (id, user_id, type, category, amount, label, transaction_date,
+                                       year, month)
+                 VALUES ('t1', 'u1', 'expense', 'food', 999, 'lunch', '2025-10-05T00:00:00Z', 2025, 10);
+             INSERT INTO monthly_budgets (user_id, year, month, total_expense, transaction_count)
+                 VALUES ('u1', 2025, 10, 999, 1);"
+        ))
+        .expect("old rows");
+
+        let applied = apply_migrations(&mut c).expect("upgrade");
+        assert_eq!(applied, vec![7, 8, 9, 10]);
+        let row: (i64, i64, i64, String) = c
+            .query_row(
+                "SELECT budget_amount, recorded_amount, spent_amount, notes FROM user_allocations
+                 WHERE id = 'a1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("allocation row");
+        assert_eq!(row, (50000, 12345, 0, "kept".to_string()));
+        let tx: (i64, Option<String>, i64) = c
+            .query_row(
+                "SELECT amount, allocation_type_id, version FROM transactions WHERE id = 't1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("transaction");
+        assert_eq!(tx, (999, None, 1));
+        let totals: (i64, i64) = c
+            .query_row(
+                "SELECT total_expense, transaction_count FROM monthly_budgets WHERE user_id = 'u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("totals");
+        assert_eq!(totals, (999, 1));
+    }
+
     #[test]
     fn versions_are_increasing() {
         for w in MIGRATIONS.windows(2) {
