@@ -161,7 +161,7 @@ fn confirm_posts_the_occurrence_as_an_ordinary_transaction() {
         json!({"id": tx_id, "type": "expense", "category": "bills", "amount": 1250.5,
                "label": "Rent", "transaction_date": "2025-03-19T18:30:00Z", "month": 3,
                "year": 2025, "created_at": created, "allocation_type_id": ty,
-               "recurring_id": id, "occurrence_date": "2025-03-20"})
+               "recurring_id": id, "occurrence_date": "2025-03-20", "version": 1})
     );
     // Totals and spending moved like any transaction's.
     let b = balance(&t, tok, 3, 2025);
