@@ -3,7 +3,8 @@
 //!
 //! Setup, all through the HTTP API: 32 users registered by email, each with a budget and an
 //! actual for all 34 allocation types this month; then the POST measurements, which also fill
-//! the database: 10,000 `POST /api/v1/transactions` for user 0 dated this month (the month
+//! the database (every expense linked to an allocation type, issue 13's worst case): 10,000
+//! `POST /api/v1/transactions` for user 0 dated this month (the month
 //! `GET /transactions` lists), then 10,016 over all 32 users dated last month. Then `ROUNDS`
 //! rounds, each of:
 //!
@@ -141,11 +142,14 @@ struct Poster {
     thread: usize,
     month: Period,
     sent: usize,
+    /// The catalogue's allocation types: every expense is linked to one (issue 13), so each
+    /// POST also moves a `spent_amount` and checks its category's alert.
+    types: std::sync::Arc<Vec<String>>,
 }
 
-/// The body of a client's `i`th transaction: mostly expenses, spread over the month's first
-/// 28 days at distinct times.
-fn transaction_body(thread: usize, i: usize, month: Period) -> String {
+/// The body of a client's `i`th transaction: mostly expenses, each linked to an allocation
+/// type, spread over the month's first 28 days at distinct times.
+fn transaction_body(thread: usize, i: usize, month: Period, types: &[String]) -> String {
     let n = thread * 7919 + i;
     let kind = if n.is_multiple_of(10) {
         "income"
@@ -163,13 +167,17 @@ fn transaction_body(thread: usize, i: usize, month: Period) -> String {
         (n * 7) % 60,
         (n * 31) % 60,
     );
+    let link = match kind {
+        "expense" => format!(r#","allocation_type_id":"{}""#, types[n % types.len()]),
+        _ => String::new(),
+    };
     format!(
-        r#"{{"type":"{kind}","category":"{category}","amount":{amount},"label":"bench {thread}-{i}","transaction_date":"{date}"}}"#
+        r#"{{"type":"{kind}","category":"{category}","amount":{amount},"label":"bench {thread}-{i}","transaction_date":"{date}"{link}}}"#
     )
 }
 
 fn post_transaction(client: &mut Client, p: &mut Poster) -> Result<(), String> {
-    let body = transaction_body(p.thread, p.sent, p.month);
+    let body = transaction_body(p.thread, p.sent, p.month, &p.types);
     expect(
         client.post_json_auth("/api/v1/transactions", &p.token, &body),
         201,
@@ -720,6 +728,7 @@ fn main() {
     failures.add(&run);
 
     // POST /transactions, one user: 32 clients fill user 0's month with 10,000 rows.
+    let linked = std::sync::Arc::new(types.clone());
     let per_client = MAIN_USER_TRANSACTIONS / CLIENTS;
     let posters = (0..CLIENTS)
         .map(|t| Poster {
@@ -727,6 +736,7 @@ fn main() {
             thread: t,
             month: this_month,
             sent: 0,
+            types: linked.clone(),
         })
         .collect();
     let post_one = support::run(addr, posters, per_client, post_transaction);
@@ -737,6 +747,7 @@ fn main() {
         thread: CLIENTS,
         month: this_month,
         sent: 0,
+        types: linked.clone(),
     };
     for _ in CLIENTS * per_client..MAIN_USER_TRANSACTIONS {
         if let Err(e) = post_transaction(&mut client, &mut top_up) {
@@ -754,6 +765,7 @@ fn main() {
             thread: t,
             month: this_month.prev(),
             sent: 0,
+            types: linked.clone(),
         })
         .collect();
     let post_spread = support::run(addr, posters, SPREAD_PER_CLIENT, post_transaction);
