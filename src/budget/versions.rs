@@ -37,13 +37,15 @@ fn version(tag: &str) -> Option<i64> {
 /// The header as sent; absent is `None` (the last write wins).
 pub(crate) fn parse(raw: Option<&str>) -> Result<Option<IfMatch>> {
     let Some(raw) = raw else { return Ok(None) };
-    let raw = raw.trim();
+    // Spaces and tabs only, as the document's pattern says (HTTP's optional whitespace).
+    let blank = |c: char| c == ' ' || c == '\t';
+    let raw = raw.trim_matches(blank);
     if raw == "*" {
         return Ok(Some(IfMatch::Any));
     }
     let versions = raw
         .split(',')
-        .map(|t| version(t.trim()))
+        .map(|t| version(t.trim_matches(blank)))
         .collect::<Option<Vec<_>>>()
         .ok_or_else(malformed)?;
     Ok(Some(IfMatch::Versions(versions)))
@@ -90,6 +92,8 @@ mod tests {
             "\"x\"",
             "\"99999999999999999999\"",
             "*, \"3\"",
+            "\u{b}\"3\"",
+            "W/ \"3\"",
         ] {
             assert!(parse(Some(bad)).is_err(), "{bad:?}");
         }
