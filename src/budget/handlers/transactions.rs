@@ -306,7 +306,7 @@ pub(crate) struct PatchTransactionRequest {
 }
 
 #[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
-    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"([ \t]*,[ \t]*(W/)?"[0-9]{1,18}")*)[ \t]*$"#,
+    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^ *(\*|(W/)?"[0-9]{1,18}"( *, *(W/)?"[0-9]{1,18}")*) *$"#,
              description = "The `version` the client last saw, quoted (`\"3\"`; `W/\"3\"` is the same; `*` matches any; a list matches any of its versions). Another version is a 412 `version_mismatch`; without the header the last write wins")), request_body = PatchTransactionRequest,
     responses((status = 200, body = transactions::TransactionResponse), (status = 401),
               (status = 404, description = "Transaction not found (also another user's), or `allocation_type_not_found`"),
@@ -365,7 +365,7 @@ pub(crate) struct DeletedTransaction {
 }
 
 #[utoipa::path(delete, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
-    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, pattern = r#"^[ \t]*(\*|(W/)?"[0-9]{1,18}"([ \t]*,[ \t]*(W/)?"[0-9]{1,18}")*)[ \t]*$"#,
+    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^ *(\*|(W/)?"[0-9]{1,18}"( *, *(W/)?"[0-9]{1,18}")*) *$"#,
              description = "The `version` the client last saw, quoted (`\"3\"`; `W/\"3\"` is the same; `*` matches any; a list matches any of its versions). Another version is a 412 `version_mismatch`; without the header the last write wins")),
     responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404),
               (status = 412, description = "`version_mismatch`: the transaction is not at the `If-Match` version; nothing is deleted", body = VersionMismatch),
