@@ -175,6 +175,8 @@ pub(crate) struct Changes {
     pub(crate) date: Option<TxDate>,
     /// `Some(None)`: unlink (`null` sent); `None`: keep the link as it is.
     pub(crate) allocation_type_id: Option<Option<String>>,
+    /// The versions the client's `If-Match` names; `None`: the last write wins.
+    pub(crate) expected: Option<IfMatch>,
 }
 
 pub(crate) const COLUMNS: &str =
@@ -439,12 +441,11 @@ pub(crate) fn update(
     user: &str,
     id: &str,
     ch: &Changes,
-    expected: Option<&IfMatch>,
     now: &str,
 ) -> Result<Written<TransactionResponse>> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
     // Checked in the writing transaction: no other write can come between.
-    versions::check(expected, &old)?;
+    versions::check(ch.expected.as_ref(), &old)?;
     let kind = ch.kind.unwrap_or(old.kind);
     let link = match &ch.allocation_type_id {
         Some(new) => new.as_deref(),

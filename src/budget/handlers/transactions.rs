@@ -330,6 +330,7 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
         label: label?.map(|l| l.0),
         date: date?,
         allocation_type_id: link?.map(|l| l.map(|t| t.0)),
+        expected,
     };
     let id = req.param("id");
     let Written { value, alerts } = write(app, &me.user.id, |tx| {
@@ -340,7 +341,6 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
             &me.user.id,
             id,
             &changes,
-            expected.as_ref(),
             &app.clock.iso(),
         )
     })?;
