@@ -61,6 +61,13 @@ pub enum Error {
         code: &'static str,
         detail: String,
     },
+    /// 412: a conditional write (`If-Match`) met a row that changed meanwhile; `current` is
+    /// the row as it is now, so the client can merge without another read.
+    PreconditionFailed {
+        code: &'static str,
+        detail: String,
+        current: Value,
+    },
     /// 410: what the client holds is no longer valid here (a sync cursor from before a
     /// restore, or older than the deletions kept); it starts again.
     Gone {
@@ -138,6 +145,7 @@ impl Error {
             Error::MethodNotAllowed { .. } => 405,
             Error::Conflict { .. } => 409,
             Error::Gone { .. } => 410,
+            Error::PreconditionFailed { .. } => 412,
             Error::PayloadTooLarge { .. } => 413,
             Error::UnsupportedMediaType { .. } => 415,
             Error::HeadersTooLarge => 431,
@@ -164,6 +172,7 @@ impl Error {
             | Error::NotFound { code, .. }
             | Error::Conflict { code, .. }
             | Error::Gone { code, .. }
+            | Error::PreconditionFailed { code, .. }
             | Error::TooManyRequests { code, .. }
             | Error::Upstream { code, .. }
             | Error::Unavailable { code, .. } => code,
@@ -187,6 +196,7 @@ impl Error {
             | Error::NotFound { detail, .. }
             | Error::Conflict { detail, .. }
             | Error::Gone { detail, .. }
+            | Error::PreconditionFailed { detail, .. }
             | Error::TooManyRequests { detail, .. }
             | Error::Upstream { detail, .. }
             | Error::Unavailable { detail, .. } => Value::from(detail.as_str()),
@@ -204,7 +214,12 @@ impl Error {
     }
 
     pub(crate) fn body(&self) -> Value {
-        json!({"detail": self.detail(), "code": self.code()})
+        match self {
+            Error::PreconditionFailed { current, .. } => {
+                json!({"detail": self.detail(), "code": self.code(), "current": current})
+            }
+            _ => json!({"detail": self.detail(), "code": self.code()}),
+        }
     }
 
     /// Headers that belong to this error's status.
@@ -291,6 +306,20 @@ mod tests {
         let e = Error::internal("disk I/O error at /var/lib/secret/path");
         assert_eq!(e.status(), 500);
         assert!(!e.body().to_string().contains("/var/lib"));
+    }
+
+    #[test]
+    fn a_precondition_failure_carries_the_current_row() {
+        let e = Error::PreconditionFailed {
+            code: "version_mismatch",
+            detail: "changed".into(),
+            current: json!({"id": "t1", "version": 4}),
+        };
+        assert_eq!(e.status(), 412);
+        assert_eq!(
+            e.body(),
+            json!({"detail": "changed", "code": "version_mismatch", "current": {"id": "t1", "version": 4}})
+        );
     }
 
     #[test]

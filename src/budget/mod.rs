@@ -17,6 +17,7 @@ pub(crate) mod spending;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) mod transactions;
+pub(crate) mod versions;
 
 use crate::api::ApiPath;
 use crate::app::App;

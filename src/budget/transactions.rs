@@ -12,6 +12,7 @@ use super::dates::{self, DayRange};
 use super::money::{self, Money};
 use super::period::Period;
 use super::spending::{self, Spend};
+use super::versions::{self, IfMatch};
 use crate::error::{Error, Result};
 use crate::input::{FromJson, Invalid};
 use crate::notify::hub::Event;
@@ -174,6 +175,8 @@ pub(crate) struct Changes {
     pub(crate) date: Option<TxDate>,
     /// `Some(None)`: unlink (`null` sent); `None`: keep the link as it is.
     pub(crate) allocation_type_id: Option<Option<String>>,
+    /// The versions the client's `If-Match` names; `None`: the last write wins.
+    pub(crate) expected: Option<IfMatch>,
 }
 
 pub(crate) const COLUMNS: &str =
@@ -261,11 +264,126 @@ pub(crate) fn create(
     t: &NewTransaction,
     now: &str,
 ) -> Result<Written<TransactionResponse>> {
-    let link = t.allocation_type_id.as_deref();
-    spending::check_link(catalog, t.kind, link)?;
     // Time-ordered (the real clock, not the test clock: ids are opaque, only their order
     // in the index matters).
     let id = crate::random::uuid_v7(jiff::Timestamp::now().as_millisecond().max(0) as u64);
+    insert(tx, catalog, tz, user, &id, t, now)
+}
+
+/// A transaction id made by the client (an offline device), any UUID version. Only the
+/// hyphenated form is taken, in either case; it is kept in lowercase, as the server's are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ClientId(String);
+
+impl FromJson for ClientId {
+    fn from_json(v: &Value) -> Result<Self, Invalid> {
+        let bad = || {
+            Invalid::new(
+                "Input should be a UUID (8-4-4-4-12 hexadecimal digits)",
+                "uuid_parsing",
+            )
+        };
+        let s = v.as_str().ok_or_else(bad)?;
+        // `Uuid::try_parse` also takes the simple, braced and URN forms: the length keeps
+        // the one form the contract's ids have.
+        if s.len() != 36 {
+            return Err(bad());
+        }
+        let id = uuid::Uuid::try_parse(s).map_err(|_| bad())?;
+        Ok(ClientId(id.hyphenated().to_string()))
+    }
+}
+
+/// What `POST /transactions` with a client-made id did.
+pub(crate) enum Posted {
+    /// A new row (201).
+    Created(Written<TransactionResponse>),
+    /// The id was this user's already, with the same content: a retry, answered with the
+    /// stored row (200) and nothing written.
+    Replayed(TransactionResponse),
+}
+
+fn id_conflict() -> Error {
+    Error::Conflict {
+        code: "id_conflict",
+        detail: "This transaction id is already taken by another transaction".into(),
+    }
+}
+
+/// `create` under the client's id. The same id with the same content is a retry of the
+/// first POST; with other content, someone else's id, or the id of a deleted transaction it
+/// is a 409 that says nothing about the row it met.
+pub(crate) fn create_with_id(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    tz: &jiff::tz::TimeZone,
+    user: &str,
+    id: &ClientId,
+    t: &NewTransaction,
+    now: &str,
+) -> Result<Posted> {
+    let owner: Option<String> = tx
+        .prepare_cached("SELECT user_id FROM transactions WHERE id = ?1")?
+        .query_row([&id.0], |r| r.get(0))
+        .optional()?;
+    match owner {
+        Some(o) if o != user => return Err(id_conflict()),
+        Some(_) => {
+            let stored = get(tx, user, &id.0)?.ok_or_else(not_found)?;
+            return if same_content(tz, &stored, t)? {
+                Ok(Posted::Replayed(stored))
+            } else {
+                Err(id_conflict())
+            };
+        }
+        None => {}
+    }
+    // Deleted ids stay taken while their tombstone is kept (90 days), so a late retry of a
+    // create cannot bring back what another device deleted. The tombstones' key starts with
+    // the user, so this reads this user's tombstones only.
+    let deleted = tx
+        .prepare_cached(
+            "SELECT 1 FROM sync_tombstones
+             WHERE user_id = ?1 AND kind = 'transactions' AND row_id = ?2",
+        )?
+        .query_row(params![user, id.0], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if deleted {
+        return Err(id_conflict());
+    }
+    insert(tx, catalog, tz, user, &id.0, t, now).map(Posted::Created)
+}
+
+/// Whether `t` says what `stored` says, compared as stored: money as amounts, the date as
+/// its instant, the link; an ordinary POST never posts a rule's occurrence.
+fn same_content(
+    tz: &jiff::tz::TimeZone,
+    stored: &TransactionResponse,
+    t: &NewTransaction,
+) -> Result<bool> {
+    let date = crate::clock::iso(t.date.instant(tz)?);
+    Ok(stored.kind == t.kind
+        && stored.category == t.category
+        && stored.amount == t.amount
+        && stored.label == t.label
+        && stored.transaction_date == date
+        && stored.allocation_type_id == t.allocation_type_id
+        && stored.recurring_id.is_none()
+        && t.occurrence.is_none())
+}
+
+fn insert(
+    tx: &Transaction<'_>,
+    catalog: &Catalog,
+    tz: &jiff::tz::TimeZone,
+    user: &str,
+    id: &str,
+    t: &NewTransaction,
+    now: &str,
+) -> Result<Written<TransactionResponse>> {
+    let link = t.allocation_type_id.as_deref();
+    spending::check_link(catalog, t.kind, link)?;
     let at = t.date.instant(tz)?;
     let p = period_in_range(tz, at)?;
     let date = crate::clock::iso(at);
@@ -281,8 +399,9 @@ pub(crate) fn create(
     );
     match inserted {
         Ok(_) => {}
-        // Only an occurrence can break a unique constraint here (the id is fresh): it is
-        // posted already, by a concurrent confirm or the ticker.
+        // Only an occurrence can break a unique constraint here (a client's id was looked
+        // up first, in this transaction): it is posted already, by a concurrent confirm or
+        // the ticker.
         Err(e) if t.occurrence.is_some() && is_unique_violation(&e) => {
             return Err(crate::recurring::rules::already_posted());
         }
@@ -292,7 +411,7 @@ pub(crate) fn create(
     spending::apply(tx, user, &moves, now)?;
     let alerts = spending::check(tx, user, watches)?;
     let value =
-        get(tx, user, &id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))?;
+        get(tx, user, id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))?;
     Ok(Written { value, alerts })
 }
 
@@ -325,6 +444,8 @@ pub(crate) fn update(
     now: &str,
 ) -> Result<Written<TransactionResponse>> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
+    // Checked in the writing transaction: no other write can come between.
+    versions::check(ch.expected.as_ref(), &old)?;
     let kind = ch.kind.unwrap_or(old.kind);
     let link = match &ch.allocation_type_id {
         Some(new) => new.as_deref(),
@@ -364,8 +485,15 @@ pub(crate) fn update(
 }
 
 /// Deleting can only lower a category's spending, so it never alerts.
-pub(crate) fn delete(tx: &Transaction<'_>, user: &str, id: &str, now: &str) -> Result<()> {
+pub(crate) fn delete(
+    tx: &Transaction<'_>,
+    user: &str,
+    id: &str,
+    expected: Option<&IfMatch>,
+    now: &str,
+) -> Result<()> {
     let old = get(tx, user, id)?.ok_or_else(not_found)?;
+    versions::check(expected, &old)?;
     tx.prepare_cached("DELETE FROM transactions WHERE id = ?1 AND user_id = ?2")?
         .execute(params![id, user])?;
     take_out(tx, user, &old, now)?;

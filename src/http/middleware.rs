@@ -11,11 +11,14 @@ use crate::config::Config;
 /// header) get a 431: room for a few dozen ordinary headers and long tokens.
 pub(crate) const MAX_HEADER_WEIGHT: usize = 32 * 1024;
 
+/// The contract's four, then the conditional headers its ETags and `If-Match` need (an
+/// extension: without them a browser app could not send either).
 pub(crate) const CORS_ALLOW_HEADERS: &str =
-    "authorization, content-type, idempotency-key, x-request-id";
+    "authorization, content-type, idempotency-key, x-request-id, if-match, if-none-match";
 pub(crate) const CORS_ALLOW_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, OPTIONS";
+/// `ETag` so that a browser app can read the tag it sends back in `If-None-Match`.
 const CORS_EXPOSE_HEADERS: &str =
-    "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset";
+    "X-Request-ID, Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, ETag";
 
 const CSP_API: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'";
 // Swagger UI loads its own script, styles and inline SVG data: images, all from us.

@@ -49,4 +49,5 @@ mod recurring_post;
 mod replication_core;
 mod service;
 mod sync;
+mod sync_writes;
 mod ws_sessions;

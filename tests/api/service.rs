@@ -128,7 +128,8 @@ fn cors_allows_listed_origins_only_and_preflight_is_204_anywhere() {
     );
     assert_eq!(
         pre.header("Access-Control-Allow-Headers"),
-        Some("authorization, content-type, idempotency-key, x-request-id")
+        // The contract's four, and the conditional headers of its ETags and If-Match.
+        Some("authorization, content-type, idempotency-key, x-request-id, if-match, if-none-match")
     );
     assert!(
         pre.header("Access-Control-Allow-Methods")
@@ -163,6 +164,14 @@ fn cors_allows_listed_origins_only_and_preflight_is_204_anywhere() {
         Some("https://app.example.com")
     );
     assert_ne!(r.header("Access-Control-Allow-Origin"), Some("*"));
+    // A browser app reads the ETag it sends back in If-None-Match.
+    let exposed = r.header("Access-Control-Expose-Headers").expect("exposed");
+    assert!(
+        exposed
+            .split(',')
+            .any(|h| h.trim().eq_ignore_ascii_case("etag")),
+        "{exposed}"
+    );
 }
 
 #[test]

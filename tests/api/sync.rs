@@ -523,12 +523,18 @@ fn two_replicas_built_only_from_sync_equal_the_servers_listings() {
                     body["allocation_type_id"] =
                         json!(types[rng.below(types.len() as u64) as usize]);
                 }
-                live.push(
-                    create_tx(&t, tok, &body)["id"]
-                        .as_str()
-                        .expect("id")
-                        .to_string(),
-                );
+                let made = if rng.chance(40) {
+                    // Made offline under the device's own id, and sent again as if the first
+                    // answer was lost: one row either way.
+                    body["id"] = json!(client_id(&mut rng));
+                    let first = create_tx(&t, tok, &body);
+                    let again = expect(&t, "POST", TXS, tok, Some(&body), 200);
+                    assert_eq!(again, first);
+                    first
+                } else {
+                    create_tx(&t, tok, &body)
+                };
+                live.push(made["id"].as_str().expect("id").to_string());
             }
             5..=6 if !live.is_empty() => {
                 let id = &live[rng.below(live.len() as u64) as usize];
@@ -571,6 +577,23 @@ fn two_replicas_built_only_from_sync_equal_the_servers_listings() {
     }
     assert_eq!(devices[0].txs, devices[1].txs);
     assert_eq!(devices[0].txs, server_view(&t, tok).0);
+    // No retry made a second row.
+    let mut want: Vec<&String> = live.iter().collect();
+    want.sort();
+    assert_eq!(devices[0].txs.keys().collect::<Vec<_>>(), want);
+}
+
+/// A random UUID (version 4), as a device makes one.
+fn client_id(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next(), rng.next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
 }
 
 /// What a write route's change shows in `/sync`, or why it has none.

@@ -13,8 +13,9 @@ use crate::budget::money::{Money, Positive};
 use crate::budget::period::Period;
 use crate::budget::spending;
 use crate::budget::transactions::{
-    self, Changes, Filter, Kind, NewTransaction, TxDate, Window, Written,
+    self, Changes, ClientId, Filter, Kind, NewTransaction, Posted, TxDate, Window, Written,
 };
+use crate::budget::versions;
 use crate::error::{Error, Result};
 use crate::http::{Req, Resp};
 use crate::input::{Count, Fields, Text};
@@ -87,6 +88,15 @@ fn tx_date_or_null_schema() -> utoipa::openapi::schema::Schema {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct CreateTransactionRequest {
+    /// **New**: an id made by the client (an offline device), any UUID version, hyphenated;
+    /// kept in lowercase. Sending the same id again with the same content answers 200 with
+    /// the stored transaction; with other content, another user's id, or a deleted
+    /// transaction's id, 409 `id_conflict`. Absent: the server makes one.
+    #[schema(
+        format = "uuid",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub(crate) id: Option<String>,
     #[serde(rename = "type")]
     #[schema(rename = "type")]
     pub(crate) kind: Kind,
@@ -112,8 +122,11 @@ pub(crate) struct CreateTransactionRequest {
     request_body = CreateTransactionRequest,
     params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$",
              description = "1 to 255 visible ASCII characters. A retried POST with the same key returns the first response")),
-    responses((status = 201, body = transactions::TransactionResponse), (status = 401),
+    responses((status = 201, body = transactions::TransactionResponse),
+              (status = 200, description = "A retry: the client's `id` with the same content; the stored transaction", body = transactions::TransactionResponse),
+              (status = 401),
               (status = 404, description = "`allocation_type_not_found`"),
+              (status = 409, description = "`id_conflict`: the `id` is taken by other content, another user, or a deleted transaction"),
               (status = 422, description = "Bad field, `allocation_requires_expense`, or `idempotency_key_reused`")))]
 pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
@@ -125,7 +138,9 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let label = f.required::<Label>("label");
     let date = f.required::<TxDate>("transaction_date");
     let link = f.optional::<TypeId>("allocation_type_id");
+    let id = f.optional::<ClientId>("id");
     f.finish()?;
+    let id = id?;
     let new = NewTransaction {
         kind: kind?,
         category: category?.0,
@@ -138,11 +153,22 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let (user, tz) = (me.user.id.clone(), app.config.app_timezone.clone());
     let (unix, iso) = (app.clock.unix(), app.clock.iso());
     let catalog = app.catalog.clone();
+    // The key is looked up before the id: a keyed retry gets the first answer byte for byte
+    // (a 201), and only an unkeyed (or newly keyed) retry of a client id is answered 200.
     let (status, bytes, alerts) = write_in_group(app, &me.user.id, move |tx| {
         idempotency::run(tx, &user, keyed.as_ref(), unix, || {
-            let Written { value, alerts } =
-                transactions::create(tx, &catalog, &tz, &user, &new, &iso)?;
-            Ok((201, json_bytes(&value)?, alerts))
+            let posted = match &id {
+                None => {
+                    Posted::Created(transactions::create(tx, &catalog, &tz, &user, &new, &iso)?)
+                }
+                Some(id) => transactions::create_with_id(tx, &catalog, &tz, &user, id, &new, &iso)?,
+            };
+            match posted {
+                Posted::Created(Written { value, alerts }) => {
+                    Ok((201, json_bytes(&value)?, alerts))
+                }
+                Posted::Replayed(value) => Ok((200, json_bytes(&value)?, Vec::new())),
+            }
         })
     })?;
     // A replay (`None`) changed nothing, so it has nothing to tell.
@@ -280,12 +306,15 @@ pub(crate) struct PatchTransactionRequest {
 }
 
 #[utoipa::path(patch, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
-    params(("id" = String, Path,)), request_body = PatchTransactionRequest,
+    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^ *(\*|(W/)?"[0-9]{1,18}"( *, *(W/)?"[0-9]{1,18}")*) *$"#,
+             description = "The `version` the client last saw, quoted (`\"3\"`; `W/\"3\"` is the same; `*` matches any; a list matches any of its versions). Another version is a 412 `version_mismatch`; without the header the last write wins")), request_body = PatchTransactionRequest,
     responses((status = 200, body = transactions::TransactionResponse), (status = 401),
               (status = 404, description = "Transaction not found (also another user's), or `allocation_type_not_found`"),
-              (status = 422, description = "Bad field, or `allocation_requires_expense`")))]
+              (status = 412, description = "`version_mismatch`: the transaction is not at the `If-Match` version", body = VersionMismatch),
+              (status = 422, description = "Bad field, a malformed `If-Match`, or `allocation_requires_expense`")))]
 pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
+    let expected = versions::parse(req.header("if-match"))?;
     let mut f = Fields::body(req)?;
     let kind = f.optional::<Kind>("type");
     let category = f.optional::<Category>("category");
@@ -301,6 +330,7 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
         label: label?.map(|l| l.0),
         date: date?,
         allocation_type_id: link?.map(|l| l.map(|t| t.0)),
+        expected,
     };
     let id = req.param("id");
     let Written { value, alerts } = write(app, &me.user.id, |tx| {
@@ -318,6 +348,16 @@ pub(crate) fn patch_transaction(app: &App, req: &Req) -> Result<Resp> {
     Ok(Resp::json(200, &value))
 }
 
+/// The 412 of a conditional PATCH or DELETE.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VersionMismatch {
+    pub(crate) detail: String,
+    /// `version_mismatch`
+    pub(crate) code: String,
+    /// The transaction as it is now (with its current `version`).
+    pub(crate) current: transactions::TransactionResponse,
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct DeletedTransaction {
     pub(crate) message: String,
@@ -325,13 +365,17 @@ pub(crate) struct DeletedTransaction {
 }
 
 #[utoipa::path(delete, path = "/api/v1/transactions/{id}", tag = "transactions", security(("bearer" = [])),
-    params(("id" = String, Path,)),
-    responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404)))]
+    params(("id" = String, Path,), ("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^ *(\*|(W/)?"[0-9]{1,18}"( *, *(W/)?"[0-9]{1,18}")*) *$"#,
+             description = "The `version` the client last saw, quoted (`\"3\"`; `W/\"3\"` is the same; `*` matches any; a list matches any of its versions). Another version is a 412 `version_mismatch`; without the header the last write wins")),
+    responses((status = 200, body = DeletedTransaction), (status = 401), (status = 404),
+              (status = 412, description = "`version_mismatch`: the transaction is not at the `If-Match` version; nothing is deleted", body = VersionMismatch),
+              (status = 422, description = "A malformed `If-Match`")))]
 pub(crate) fn delete_transaction(app: &App, req: &Req) -> Result<Resp> {
     let me = require_user(app, req)?;
+    let expected = versions::parse(req.header("if-match"))?;
     let id = req.param("id");
     write(app, &me.user.id, |tx| {
-        transactions::delete(tx, &me.user.id, id, &app.clock.iso())
+        transactions::delete(tx, &me.user.id, id, expected.as_ref(), &app.clock.iso())
     })?;
     Ok(Resp::json(
         200,
