@@ -339,8 +339,7 @@ pub(crate) fn create_with_id(
         None => {}
     }
     // Deleted ids stay taken while their tombstone is kept (90 days), so a late retry of a
-    // create cannot bring back what another device deleted. The tombstones' key starts with
-    // the user, so this reads this user's tombstones only.
+    // create cannot bring back what another device deleted (one seek: sql/0011).
     let deleted = tx
         .prepare_cached(
             "SELECT 1 FROM sync_tombstones

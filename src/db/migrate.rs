@@ -49,7 +49,7 @@ mod tests {
         let mut c = Connection::open_in_memory().expect("memory db");
         c.execute_batch("PRAGMA foreign_keys = ON").expect("pragma");
         let first = apply_migrations(&mut c).expect("apply");
-        assert_eq!(first, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(first, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
         let every: Vec<i64> = MIGRATIONS.iter().map(|m| m.0).collect();
         assert_eq!(first, every);
         let second = apply_migrations(&mut c).expect("apply again");
@@ -107,7 +107,7 @@ mod tests {
         .expect("old rows");
 
         let applied = apply_migrations(&mut c).expect("upgrade");
-        assert_eq!(applied, vec![7, 8, 9, 10]);
+        assert_eq!(applied, vec![7, 8, 9, 10, 11]);
         let row: (i64, i64, i64, String) = c
             .query_row(
                 "SELECT budget_amount, recorded_amount, spent_amount, notes FROM user_allocations

@@ -422,11 +422,13 @@ fn the_filtered_list_is_never_stale() {
     assert_eq!(list_month(&t, tok, 3, 2026).len(), 1);
 }
 
-/// The next frame that is not a heartbeat.
+/// The next frame that is not a heartbeat or a sync push.
 fn next_event(ws: &mut Ws) -> Value {
     loop {
         let f = next_json(ws);
-        if f["type"] != "heartbeat" {
+        // `sync` frames (API.md "Sync for offline clients") follow every commit, at most one
+        // a second; tests/api/sync.rs checks them.
+        if f["type"] != "heartbeat" && f["type"] != "sync" {
             return f;
         }
     }

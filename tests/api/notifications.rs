@@ -25,11 +25,13 @@ fn drain(rx: &Receiver<Event>) -> Vec<Value> {
     out
 }
 
-/// The next frame that is not a heartbeat.
+/// The next frame that is not a heartbeat or a sync push.
 fn next_event(ws: &mut Ws) -> Value {
     loop {
         let f = next_json(ws);
-        if f["type"] != "heartbeat" {
+        // `sync` frames (API.md "Sync for offline clients") follow every commit, at most one
+        // a second; tests/api/sync.rs checks them.
+        if f["type"] != "heartbeat" && f["type"] != "sync" {
             return f;
         }
     }

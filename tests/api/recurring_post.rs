@@ -45,11 +45,13 @@ fn rule(t: &TestApp, tok: &str, extra: Value) -> Value {
     expect(t, "POST", RULES, tok, Some(&body), 201)
 }
 
-/// The next frame that is not a heartbeat.
+/// The next frame that is not a heartbeat or a sync push.
 fn next_event(ws: &mut crate::chat_support::Ws) -> Value {
     loop {
         let f = next_json(ws);
-        if f["type"] != "heartbeat" {
+        // `sync` frames (API.md "Sync for offline clients") follow every commit, at most one
+        // a second; tests/api/sync.rs checks them.
+        if f["type"] != "heartbeat" && f["type"] != "sync" {
             return f;
         }
     }
