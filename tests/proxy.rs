@@ -187,7 +187,13 @@ fn sse_events_pass_one_by_one(kind: Kind) {
     let base = llm.base_url();
     let Some((_app, proxy)) = behind(
         kind,
-        &[("OPENAI_API_KEY", "sk-test"), ("OPENAI_BASE_URL", &base)],
+        // Tools off: with tools offered a round's text is held back until it is known to be
+        // the final answer (API.md "Coach tools"), and this measures the proxy's buffering.
+        &[
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", &base),
+            ("OPENAI_TOOLS", "off"),
+        ],
     ) else {
         return;
     };
