@@ -417,16 +417,18 @@ fn wrk_table(
     addr: std::net::SocketAddr,
     token: &str,
     post_month: Period,
+    link: &str,
 ) -> Option<Vec<String>> {
     let dir = std::env::temp_dir().join(format!("money-wrk-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
     let script = dir.join("post.lua");
-    // Distinct bodies (amount and label move with a counter), dated in `post_month`.
+    // Distinct bodies (amount and label move with a counter), dated in `post_month`, each
+    // expense linked to the allocation type `link` (issue 13's bar is for linked POSTs).
     let lua = format!(
         r#"local n = 0
 request = function()
   n = n + 1
-  local body = string.format('{{"type":"expense","category":"groceries","amount":%d.%02d,"label":"wrk %d","transaction_date":"{}-{:02}-%02dT10:00:00Z"}}', 1 + n % 900, n % 100, n, 1 + n % 28)
+  local body = string.format('{{"type":"expense","category":"groceries","amount":%d.%02d,"label":"wrk %d","transaction_date":"{}-{:02}-%02dT10:00:00Z","allocation_type_id":"{link}"}}', 1 + n % 900, n % 100, n, 1 + n % 28)
   return wrk.format("POST", "/api/v1/transactions", {{["Content-Type"]="application/json", ["Authorization"]="Bearer {token}"}}, body)
 end
 "#,
@@ -479,7 +481,7 @@ end
             verdict(of(&list, &health) >= LIST_OF_HEALTH)
         ),
         format!(
-            "  POST /transactions: {} (bars >= {POSTS_PER_SECOND_11:.0}/s, p99 <= {POST_P99_MS} ms): {}",
+            "  POST /transactions, linked: {} (bars >= {POSTS_PER_SECOND_11:.0}/s, p99 <= {POST_P99_MS} ms): {}",
             cell(&post),
             verdict(post.rps >= POSTS_PER_SECOND_11 && post.p99_ms <= POST_P99_MS)
         ),
@@ -862,7 +864,7 @@ fn main() {
         cold_runs.push(c);
         health_burst_runs.push(hb);
     }
-    let wrk = wrk_table(bare, addr, &users[0].token, this_month.prev());
+    let wrk = wrk_table(bare, addr, &users[0].token, this_month.prev(), &types[0]);
     drop(server);
 
     let ((h, h_cpu), (w, w_cpu)) = (median(&health_runs), median(&warm_runs));

@@ -1004,6 +1004,11 @@ fn replica_restore_brings_back_a_missing_database_from_the_old_vms_path() {
     assert_eq!(calls.lines().collect::<Vec<_>>(), expected);
     assert_eq!(std::fs::read(&db).expect("restored"), b"restored\n");
     assert!(text(&out).contains("restored"), "{}", text(&out));
+    // The server renews the sync epoch of a restored database at its start (replication_core).
+    assert!(
+        Path::new(&format!("{db}.replica-restored")).exists(),
+        "the marker beside the restored database"
+    );
 
     // Without REPLICA_RESTORE_FROM the VM restores from its own path; LITESTREAM_DB, when set,
     // is the name the config knows the database by.

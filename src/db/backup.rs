@@ -262,6 +262,35 @@ fn new_sync_epoch(path: &Path) -> Result<(), String> {
         .map_err(|(_, e)| format!("{}: {e}", path.display()))
 }
 
+/// Beside a database that `deploy/replica-restore` has just brought back from the Litestream
+/// replica: the server renews the sync epoch at its next start, then removes the marker.
+pub(crate) fn replica_restored_marker(db: &Path) -> PathBuf {
+    with_suffix(db, ".replica-restored")
+}
+
+/// A database restored from the replica carries the lost VM's sync epoch, and the writes lost
+/// with the VM (up to about a second) handed out counter values that new writes will hand out
+/// again with other content: a client that pulled one of them would skip the new ones. A new
+/// epoch makes every cursor from before the loss a 410 `cursor_reset` instead.
+pub(crate) fn renew_epoch_after_replica_restore(
+    conn: &rusqlite::Connection,
+    db: &Path,
+) -> Result<(), String> {
+    let marker = replica_restored_marker(db);
+    if !marker.exists() {
+        return Ok(());
+    }
+    conn.execute(
+        "UPDATE sync_meta SET epoch = lower(hex(randomblob(8))) WHERE id = 1",
+        [],
+    )
+    .map_err(|e| format!("cannot renew the sync epoch after a replica restore: {e}"))?;
+    std::fs::remove_file(&marker)
+        .map_err(|e| format!("cannot remove {}: {e}", marker.display()))?;
+    log::info!("restored from the replica: new sync epoch, every client pulls again");
+    Ok(())
+}
+
 /// `wealthcoach backup-rotate <dir>`: a new `wealthcoach-<UTC time>.db` in `dir`, checked like
 /// every backup, then only the newest `keep` such files are kept. Returns the new file.
 pub fn backup_rotate(db: &Path, dir: &Path, keep: usize) -> Result<PathBuf, String> {

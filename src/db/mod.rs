@@ -376,6 +376,7 @@ impl Db {
             ))
             .map_err(|e| format!("{}: {e}", path.display()))?;
         apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
+        backup::renew_epoch_after_replica_restore(&writer, &path)?;
         let stop = Arc::new(AtomicBool::new(false));
         let replication = Arc::new(Monitor::new(&config.replication, &path));
         crate::replication::spawn(replication.clone(), stop.clone());

@@ -453,3 +453,38 @@ fn restore_is_refused_while_litestream_answers_and_clears_its_state_after() {
     assert_eq!(restored.0.len(), 34, "the catalogue as backed up");
     assert_ne!(restored.1, backed_up.1, "a new sync epoch");
 }
+
+/// A database that `deploy/replica-restore` brought back from the replica gets a new sync
+/// epoch at the next start (so every cursor from before the VM loss is 410 `cursor_reset`),
+/// once: the marker the script leaves beside it is consumed.
+#[test]
+fn a_replica_restore_renews_the_sync_epoch_once() {
+    let dir = TempDir::new();
+    let db = dir.0.join("r.db");
+    let db_url = db.display().to_string();
+    let vars = [("DATABASE_URL", db_url.as_str()), ("ENVIRONMENT", "test")];
+    let epoch = || -> String {
+        rusqlite::Connection::open(&db)
+            .expect("open")
+            .query_row("SELECT epoch FROM sync_meta", [], |r| r.get(0))
+            .expect("epoch")
+    };
+    exited(&run(&dir.0, &vars, &["migrate"]), 0);
+    let first = epoch();
+    exited(&run(&dir.0, &vars, &["migrate"]), 0);
+    assert_eq!(epoch(), first, "an ordinary start keeps the epoch");
+
+    let marker = dir.0.join("r.db.replica-restored");
+    std::fs::write(&marker, b"").expect("marker");
+    exited(&run(&dir.0, &vars, &["migrate"]), 0);
+    let renewed = epoch();
+    assert_ne!(renewed, first, "a new epoch after a replica restore");
+    assert!(!marker.exists(), "the marker is consumed");
+    exited(&run(&dir.0, &vars, &["migrate"]), 0);
+    assert_eq!(epoch(), renewed, "renewed once, not at every start");
+    let script = include_str!("../../deploy/replica-restore");
+    assert!(
+        script.contains(r#": >"$db.replica-restored""#),
+        "replica-restore leaves the marker"
+    );
+}
