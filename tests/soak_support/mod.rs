@@ -508,8 +508,8 @@ pub fn ws_chat(
     Ok(got)
 }
 
-/// Connects to `/ws/notifications`, waits for `connected`, pings until `pong` (a heartbeat
-/// or a budget alert may come first), and closes with a full close handshake.
+/// Connects to `/ws/notifications`, waits for `connected`, pings until `pong` (a heartbeat,
+/// a budget alert or a sync push may come first), and closes with a full close handshake.
 pub fn ws_notifications(addr: SocketAddr, token: &str) -> Result<(), String> {
     let mut ws = ws_connect(addr, &format!("/ws/notifications?token={token}"))?;
     let hello = ws_frame(&mut ws)?;
@@ -521,7 +521,9 @@ pub fn ws_notifications(addr: SocketAddr, token: &str) -> Result<(), String> {
         let v = ws_frame(&mut ws)?;
         match v["type"].as_str() {
             Some("pong") => break,
-            Some("heartbeat" | "budget_alert") => {}
+            // `sync` follows the user's commits (at most one a second), `budget_alert` a
+            // category going over its budget.
+            Some("heartbeat" | "budget_alert" | "sync") => {}
             _ => return Err(format!("unexpected frame {v}")),
         }
     }
