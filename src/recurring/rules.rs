@@ -379,13 +379,32 @@ pub(crate) fn create(
     at: &Stamp<'_>,
 ) -> Result<RuleResponse> {
     let id = crate::random::uuid_v7(jiff::Timestamp::now().as_millisecond().max(0) as u64);
-    tx.prepare_cached(
+    store(
+        tx,
         "INSERT INTO recurring (id, user_id, type, category, label, amount, allocation_type_id,
              frequency, start_date, end_date, occurrences, auto_post, remind_days_before,
              next_action, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15)",
-    )?
-    .execute(params![
+        &id,
+        user,
+        spec,
+        at,
+    )?;
+    get(tx, user, &id, at.today)
+}
+
+/// Runs `sql` (an insert or an update of one rule) with the rule's columns as ?1..?15: id,
+/// user, the spec's fields in table order, `next_action` (today: the ticker looks again) and
+/// the time of the write.
+fn store(
+    tx: &Transaction<'_>,
+    sql: &str,
+    id: &str,
+    user: &str,
+    spec: &Spec,
+    at: &Stamp<'_>,
+) -> Result<()> {
+    tx.prepare_cached(sql)?.execute(params![
         id,
         user,
         spec.kind.as_str(),
@@ -402,7 +421,7 @@ pub(crate) fn create(
         at.today.to_string(),
         at.now,
     ])?;
-    get(tx, user, &id, at.today)
+    Ok(())
 }
 
 /// Changes a rule; the merged result is checked as a new one would be. Posted transactions
@@ -423,30 +442,18 @@ pub(crate) fn update(
     let spec = changes
         .apply(old.spec)
         .checked(catalog, |f| sent.contains(f))?;
-    tx.prepare_cached(
+    store(
+        tx,
         "UPDATE recurring SET type = ?3, category = ?4, label = ?5, amount = ?6,
              allocation_type_id = ?7, frequency = ?8, start_date = ?9, end_date = ?10,
              occurrences = ?11, auto_post = ?12, remind_days_before = ?13, next_action = ?14,
              updated_at = ?15
          WHERE id = ?1 AND user_id = ?2",
-    )?
-    .execute(params![
         id,
         user,
-        spec.kind.as_str(),
-        spec.category,
-        spec.label,
-        spec.amount,
-        spec.allocation_type_id,
-        spec.frequency.as_str(),
-        spec.start_date.to_string(),
-        spec.end_date.map(|d| d.to_string()),
-        spec.occurrences,
-        spec.auto_post,
-        spec.remind_days_before,
-        at.today.to_string(),
-        at.now,
-    ])?;
+        &spec,
+        at,
+    )?;
     get(tx, user, id, at.today)
 }
 

@@ -533,11 +533,16 @@ fn catch_up_posts_oldest_first_from_the_creation_date_a_bounded_number_per_tick(
     assert_eq!(rows.len(), 54);
     assert_eq!(rows[0].0, "2025-01-01");
     assert_eq!(rows[53].0, "2026-01-07");
-    let order = posted_order(&t, tok);
+    // The first one's bill_posted is a year old by now: the 90-day sweep may already have taken
+    // it (its thread runs when the clock has moved a day), so only the catch-up's are counted.
+    let order: Vec<String> = posted_order(&t, tok)
+        .into_iter()
+        .filter(|d| d.as_str() > "2025-01-01")
+        .collect();
     let mut sorted = order.clone();
     sorted.sort();
     assert_eq!(order, sorted, "posted oldest first");
-    assert_eq!(order.len(), 54);
+    assert_eq!(order.len(), 53);
     // Totals hold: every month's expense is its Wednesdays.
     let b = balance(&t, tok, 1, 2025);
     assert_eq!(
