@@ -60,7 +60,12 @@ pub(crate) fn watch(
 /// After the write: the alert to publish once committed, if the category went from within its
 /// limit to over it and had not already done so this month (the alert is stored in the
 /// user's inbox, and the event carries its id).
-pub(crate) fn check(tx: &Transaction<'_>, user: &str, w: Watch) -> Result<Option<Event>> {
+pub(crate) fn check(
+    tx: &Transaction<'_>,
+    user: &str,
+    w: Watch,
+    now: &str,
+) -> Result<Option<Event>> {
     let (limit0, actual0) = w.before;
     let (limit1, actual1) = limit_and_actual(tx, user, &w.category_id, w.period)?;
     if !(actual0 <= limit0 && actual1 > limit1) {
@@ -79,8 +84,6 @@ pub(crate) fn check(tx: &Transaction<'_>, user: &str, w: Watch) -> Result<Option
         "budget_alert:{}:{}-{:02}",
         w.category_id, w.period.year, w.period.month
     );
-    // The callers hold no clock here; the app's clock differs from it only in tests.
-    let now = crate::clock::iso(jiff::Timestamp::now());
-    let stored = crate::notify::store::notify(tx, user, "budget_alert", payload, Some(&key), &now)?;
+    let stored = crate::notify::store::notify(tx, user, "budget_alert", payload, Some(&key), now)?;
     Ok(stored.map(|s| s.event()))
 }

@@ -177,10 +177,15 @@ pub(crate) fn watch(
 }
 
 /// After the write: the alerts to publish once it has committed.
-pub(crate) fn check(tx: &Transaction<'_>, user: &str, watches: Vec<Watch>) -> Result<Vec<Event>> {
+pub(crate) fn check(
+    tx: &Transaction<'_>,
+    user: &str,
+    watches: Vec<Watch>,
+    now: &str,
+) -> Result<Vec<Event>> {
     let mut events = Vec::new();
     for w in watches {
-        events.extend(alerts::check(tx, user, w)?);
+        events.extend(alerts::check(tx, user, w, now)?);
     }
     Ok(events)
 }

@@ -408,7 +408,7 @@ fn insert(
     }
     move_totals(tx, user, p, t.kind, t.amount, 1, now)?;
     spending::apply(tx, user, &moves, now)?;
-    let alerts = spending::check(tx, user, watches)?;
+    let alerts = spending::check(tx, user, watches, now)?;
     let value =
         get(tx, user, id)?.ok_or_else(|| Error::internal("inserted transaction vanished"))?;
     Ok(Written { value, alerts })
@@ -478,7 +478,7 @@ pub(crate) fn update(
              year = ?8, month = ?9, updated_at = ?10, allocation_type_id = ?11
          WHERE id = ?1 AND user_id = ?2")?.execute(params![id, user, kind.as_str(), category, amount, label, date, p.year, p.month, now, link],
     )?;
-    let alerts = spending::check(tx, user, watches)?;
+    let alerts = spending::check(tx, user, watches, now)?;
     let value = get(tx, user, id)?.ok_or_else(not_found)?;
     Ok(Written { value, alerts })
 }

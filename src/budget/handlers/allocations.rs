@@ -145,12 +145,13 @@ fn allocation_write(
     locate: impl FnOnce(&Transaction<'_>) -> Result<(String, Period)>,
     change: impl FnOnce(&Transaction<'_>, &str, Period) -> Result<()>,
 ) -> Result<Resp> {
+    let now = app.clock.iso();
     let (status, body, alert) = write(app, user, |tx| {
         idempotency::run(tx, user, keyed, app.clock.unix(), || {
             let (type_id, p) = locate(tx)?;
             let watch = alerts::watch(tx, &app.catalog, user, &type_id, p)?;
             change(tx, &type_id, p)?;
-            let alert = alerts::check(tx, user, watch)?;
+            let alert = alerts::check(tx, user, watch, &now)?;
             Ok((200, json_bytes(&json!({ "message": reply }))?, alert))
         })
     })?;
