@@ -5,7 +5,7 @@
 //! and its cursor is the counter read after those commits: a pull with it returns nothing
 //! older. A user's first look only records the counter (the app pulls when it connects).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,9 @@ fn counters(app: &App, users: &[String]) -> Result<Vec<(String, i64)>> {
 /// One look: publishes to each user whose counter moved; `seen` keeps the last values.
 pub(crate) fn look(app: &App, seen: &mut HashMap<String, i64>) {
     let users = app.events.users();
-    seen.retain(|u, _| users.contains(u));
+    // A set: with thousands of sockets open, a scan of the list per entry would be quadratic.
+    let open: HashSet<&String> = users.iter().collect();
+    seen.retain(|u, _| open.contains(u));
     for chunk in users.chunks(CHUNK) {
         let now = match counters(app, chunk) {
             Ok(n) => n,
