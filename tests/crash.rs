@@ -620,22 +620,9 @@ const TICKER_ROUNDS: usize = 6;
 /// ready, while its start-up tick is posting what the first kill left.
 const TICKER_KILL_AFTER_MS: (u64, u64) = (0, 120);
 
-/// Every transaction of the user dated `today` (UTC, the server's zone), 200 a page.
+/// Every transaction of the user dated `today` (UTC, the server's zone).
 fn transactions_of_day(addr: SocketAddr, token: &str, today: &str) -> Vec<Value> {
-    let mut all = Vec::new();
-    loop {
-        let path = format!(
-            "{TXS}?from={today}&to={today}&limit=200&offset={}",
-            all.len()
-        );
-        let page = expect(addr, "GET", &path, token, None, 200);
-        let page = page.as_array().expect("a bare array").clone();
-        let n = page.len();
-        all.extend(page);
-        if n < 200 {
-            return all;
-        }
-    }
+    list_all(addr, token, &format!("from={today}&to={today}"))
 }
 
 fn next_week(today: &str) -> String {

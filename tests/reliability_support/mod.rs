@@ -229,27 +229,32 @@ pub struct Listed {
     pub paise: i64,
 }
 
-/// Every transaction of a month, 200 a page.
-pub fn list_month(addr: SocketAddr, token: &str, year: i32, month: u32) -> Vec<Listed> {
+/// Every transaction `GET /transactions?<query>` lists, 200 a page.
+pub fn list_all(addr: SocketAddr, token: &str, query: &str) -> Vec<Value> {
     let mut all = Vec::new();
     loop {
-        let path = format!(
-            "{TXS}?month={month}&year={year}&limit=200&offset={}",
-            all.len()
-        );
+        let path = format!("{TXS}?{query}&limit=200&offset={}", all.len());
         let page = expect(addr, "GET", &path, token, None, 200);
         let page = page.as_array().expect("a bare array").clone();
         let n = page.len();
-        all.extend(page.iter().map(|x| Listed {
-            id: x["id"].as_str().expect("id").to_string(),
-            label: x["label"].as_str().expect("label").to_string(),
-            income: x["type"] == "income",
-            paise: to_paise(&x["amount"]),
-        }));
+        all.extend(page);
         if n < 200 {
             return all;
         }
     }
+}
+
+/// Every transaction of a month.
+pub fn list_month(addr: SocketAddr, token: &str, year: i32, month: u32) -> Vec<Listed> {
+    list_all(addr, token, &format!("month={month}&year={year}"))
+        .iter()
+        .map(|x| Listed {
+            id: x["id"].as_str().expect("id").to_string(),
+            label: x["label"].as_str().expect("label").to_string(),
+            income: x["type"] == "income",
+            paise: to_paise(&x["amount"]),
+        })
+        .collect()
 }
 
 /// The invariant: the balance route's totals equal the sums of the month's listed
