@@ -36,6 +36,8 @@ pub struct App {
     pub events: Hub,
     /// The sync epoch and the cursor key.
     pub(crate) sync: crate::sync::Keys,
+    /// The users' change counters as the writer last left them (`sync::known`).
+    pub(crate) known: std::sync::Arc<crate::sync::known::Known>,
     /// Model answers by cache key (user, model, question and context), for `QUERY_CACHE_TTL`.
     pub(crate) answers: moka::sync::Cache<String, std::sync::Arc<String>>,
     /// Whether the coach offers its tools upstream (`OPENAI_TOOLS`, and the auto back-off).
@@ -58,8 +60,17 @@ impl App {
         let sync = db
             .read(|c| crate::sync::Keys::load(c, &secret))
             .map_err(|e| format!("cannot read the sync epoch: {e:?}"))?;
+        let known = std::sync::Arc::new(crate::sync::known::Known::new());
+        let listener = known.clone();
+        if !db
+            .counter_watch()
+            .listen(move |c, rows| listener.heard(c, rows))
+        {
+            return Err("the sync counters already have a listener (one App per Db)".into());
+        }
         Ok(App {
             sync,
+            known,
             catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+use super::Watch;
 use crate::error::{Error, Result};
 
 /// What a job hands back when it ran: called once the batch committed (`Ok`) or failed.
@@ -40,7 +41,10 @@ pub(crate) struct Group {
 const MAX_BATCH: usize = 256;
 
 impl Group {
-    pub(crate) fn start(writer: Arc<Mutex<Connection>>) -> std::io::Result<Group> {
+    pub(crate) fn start(
+        writer: Arc<Mutex<Connection>>,
+        watch: Arc<Watch>,
+    ) -> std::io::Result<Group> {
         let (tx, rx) = channel::<Queued>();
         std::thread::Builder::new()
             .name("db-group".into())
@@ -53,7 +57,7 @@ impl Group {
                             Err(_) => break,
                         }
                     }
-                    run(&writer, batch);
+                    run(&writer, &watch, batch);
                 }
             })?;
         Ok(Group {
@@ -96,7 +100,7 @@ impl Group {
 
 /// One transaction for the batch; each job in a savepoint, so a failing job rolls back only
 /// its own changes. Outcomes are sent after the commit: an `Ok` means committed.
-fn run(writer: &Mutex<Connection>, batch: Vec<Queued>) {
+fn run(writer: &Mutex<Connection>, watch: &Watch, batch: Vec<Queued>) {
     let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
@@ -126,6 +130,8 @@ fn run(writer: &Mutex<Connection>, batch: Vec<Queued>) {
         }
     }
     let committed = tx.commit();
+    // Before the callers hear of their commit, so a pull right after sees it.
+    watch.after(&conn);
     drop(conn);
     for deliver in delivered {
         deliver(committed.as_ref().map(|_| ()).map_err(same_error));
@@ -179,7 +185,11 @@ mod tests {
         conn.execute_batch("CREATE TABLE t (seq INTEGER PRIMARY KEY, v INTEGER)")
             .unwrap();
         let writer = Arc::new(Mutex::new(conn));
-        let group = Group::start(writer.clone()).unwrap();
+        let group = Group::start(
+            writer.clone(),
+            Arc::new(Watch::install(&writer.lock().unwrap(), "t").unwrap()),
+        )
+        .unwrap();
         (writer, group)
     }
 

@@ -25,10 +25,12 @@ mod backup;
 mod group;
 mod migrate;
 mod rows;
+mod watch;
 
 pub use backup::{backup_rotate, backup_to, integrity_check, restore_from};
 pub(crate) use migrate::apply_migrations;
 pub(crate) use rows::user_rows;
+pub(crate) use watch::Watch;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -98,6 +100,8 @@ pub struct Db {
     stop: Arc<AtomicBool>,
     /// What Litestream's control socket last said (off when `REPLICA_BUCKET` is empty).
     replication: Arc<Monitor>,
+    /// The rows of `sync_counters` each write changed, for `sync::known`.
+    watch: Arc<Watch>,
 }
 
 impl Drop for Db {
@@ -377,6 +381,11 @@ impl Db {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
         backup::renew_epoch_after_replica_restore(&writer, &path)?;
+        // `sync::known` keeps the users' counters in memory from what the writer changes.
+        let watch = Arc::new(
+            Watch::install(&writer, "sync_counters")
+                .map_err(|e| format!("cannot watch the sync counters: {e}"))?,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let replication = Arc::new(Monitor::new(&config.replication, &path));
         crate::replication::spawn(replication.clone(), stop.clone());
@@ -402,7 +411,7 @@ impl Db {
             .build(manager)
             .map_err(|e| format!("cannot open reader pool: {e}"))?;
         let identity = file_identity(&path);
-        let group = group::Group::start(writer.clone())
+        let group = group::Group::start(writer.clone(), watch.clone())
             .map_err(|e| format!("cannot start the group-commit thread: {e}"))?;
         Ok(Db {
             path,
@@ -413,7 +422,13 @@ impl Db {
             identity,
             stop,
             replication,
+            watch,
         })
+    }
+
+    /// Whoever wants to hear of changed sync counters (`sync::known`) listens here.
+    pub(crate) fn counter_watch(&self) -> &Watch {
+        &self.watch
     }
 
     pub fn path(&self) -> &Path {
@@ -437,9 +452,15 @@ impl Db {
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        let out = match f(&tx) {
+            Ok(v) => tx.commit().map(|()| v).map_err(Error::from),
+            Err(e) => {
+                drop(tx); // rolls back
+                Err(e)
+            }
+        };
+        self.watch.after(&conn);
+        out
     }
 
     /// [`Db::write`] through the group-commit thread (`group.rs`): jobs queued together run

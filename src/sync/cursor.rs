@@ -42,8 +42,12 @@ pub(crate) fn decode(keys: &Keys, user: &str, cursor: &str) -> Result<i64> {
     else {
         return Err(malformed());
     };
+    // Only the form `encode` writes (no sign, no leading zero), so a valid cursor is exactly
+    // `encode`'s output and may be sent back as it came.
+    let canonical =
+        seq.bytes().all(|b| b.is_ascii_digit()) && (seq == "0" || !seq.starts_with('0'));
     let seq: i64 = match seq.parse() {
-        Ok(n) if n >= 0 && seq.bytes().all(|b| b.is_ascii_digit()) => n,
+        Ok(n) if canonical => n,
         _ => return Err(malformed()),
     };
     let want = mac(keys, user, epoch, seq);
@@ -76,6 +80,7 @@ mod tests {
         let k = keys("00112233aabbccdd");
         let c = encode(&k, "u1", 42);
         assert_eq!(decode(&k, "u1", &c).ok(), Some(42));
+        assert_eq!(decode(&k, "u1", &encode(&k, "u1", 0)).ok(), Some(0));
         assert_eq!(decode(&k, "u2", &c).err().map(|e| e.status()), Some(422));
         let later = keys("ffffffffffffffff");
         assert_eq!(
@@ -88,6 +93,8 @@ mod tests {
             "a.b.c",
             &c.replace(".42.", ".43."),
             &format!("{c}.1"),
+            &c.replace(".42.", ".042."),
+            &c.replace(".42.", ".+42."),
             "e.-1.m",
         ] {
             assert_eq!(

@@ -8,6 +8,7 @@
 
 pub(crate) mod cursor;
 pub(crate) mod etag;
+pub(crate) mod known;
 pub(crate) mod pull;
 pub(crate) mod push;
 pub(crate) mod routes;

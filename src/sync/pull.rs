@@ -95,6 +95,8 @@ pub(crate) struct Changes {
 /// A page: the changes and the counter value its cursor stands for.
 pub(crate) struct Page {
     pub(crate) upto: i64,
+    /// The user's counter in the page's snapshot (`upto` unless `has_more`).
+    pub(crate) counter: i64,
     pub(crate) has_more: bool,
     pub(crate) changes: Changes,
 }
@@ -134,6 +136,7 @@ pub(crate) fn page(c: &Connection, user: &str, ask: &Ask) -> Result<Page> {
         snapshot.finish()?;
         return Ok(Page {
             upto: counter,
+            counter,
             has_more: false,
             changes: Changes::default(),
         });
@@ -150,6 +153,7 @@ pub(crate) fn page(c: &Connection, user: &str, ask: &Ask) -> Result<Page> {
     snapshot.finish()?;
     Ok(Page {
         upto,
+        counter,
         has_more,
         changes,
     })

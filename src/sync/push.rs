@@ -49,6 +49,7 @@ pub(crate) fn look(app: &App, seen: &mut HashMap<String, i64>) {
             }
         };
         for (user, seq) in now {
+            app.known.observe(&user, seq);
             match seen.insert(user.clone(), seq) {
                 Some(before) if before < seq => {
                     let cursor = super::cursor::encode(&app.sync, &user, seq);
