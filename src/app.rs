@@ -25,6 +25,8 @@ pub struct App {
     /// Access tokens logged out before their expiry (by `jti`); they live no longer than
     /// an access token does.
     pub revoked_access: moka::sync::Cache<String, ()>,
+    /// Bearer checks' user rows, remembered for a second (`auth::recent`).
+    pub(crate) recent_checks: std::sync::Arc<crate::auth::recent::Recent>,
     /// Access tokens already verified (signature, claims), see `tokens::VerifiedAccess`.
     pub(crate) verified_access: crate::auth::tokens::VerifiedAccess,
     /// The allocation catalogue, loaded once at start. Shared, so a group-commit job (which
@@ -63,14 +65,20 @@ impl App {
         let known = std::sync::Arc::new(crate::sync::known::Known::new());
         let listener = known.clone();
         if !db
-            .counter_watch()
-            .listen(move |c, rows| listener.heard(c, rows))
+            .watch()
+            .listen("sync_counters", move |c, rows| listener.heard(c, rows))
         {
             return Err("the sync counters already have a listener (one App per Db)".into());
+        }
+        let recent_checks = std::sync::Arc::new(crate::auth::recent::Recent::new());
+        let listener = recent_checks.clone();
+        if !db.watch().listen("users", move |_, _| listener.changed()) {
+            return Err("users already has a listener (one App per Db)".into());
         }
         Ok(App {
             sync,
             known,
+            recent_checks,
             catalog: std::sync::Arc::new(catalog),
             views: ViewCache::new(config.cache.enabled),
             events: Hub::default(),

@@ -179,6 +179,11 @@ fn run() -> ExitCode {
                     now,
                 )?;
                 tx.commit().map_err(|e| e.to_string())?;
+                // A running server may answer from a user row read up to this long ago
+                // (`auth::recent`): once this returns, none does.
+                std::thread::sleep(
+                    wealthcoach::auth::recent::FRESH + std::time::Duration::from_millis(250),
+                );
                 Ok(format!("user {id} {action}d"))
             }),
             None => {

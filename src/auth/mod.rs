@@ -7,6 +7,7 @@ pub(crate) mod identity;
 pub(crate) mod lockout;
 pub(crate) mod otp;
 pub(crate) mod password;
+pub mod recent;
 pub(crate) mod revocation;
 pub(crate) mod schemas;
 pub mod sms;
@@ -112,14 +113,29 @@ pub(crate) fn authenticate_token(app: &App, token: &str, bearer_header: bool) ->
         }
         Err(TokenError::Invalid) => return Err(tokens::invalid_token(bearer_header)),
     };
-    let (user, revoked) = app.db.read(|c| {
-        revocation::user_unless_revoked(
-            &app.revoked_access,
-            c,
-            &verified.claims.user_id,
-            &verified.jti,
-        )
-    })?;
+    let remembered = app
+        .recent_checks
+        .get(&verified.jti)
+        .filter(|u| u.id == verified.claims.user_id);
+    let (user, revoked) = match remembered {
+        // A logout since would have made the entry stale; the cache is checked all the same.
+        Some(u) => (Some(u), app.revoked_access.contains_key(&verified.jti)),
+        None => {
+            let before = app.recent_checks.before_read();
+            let (user, revoked) = app.db.read(|c| {
+                revocation::user_unless_revoked(
+                    &app.revoked_access,
+                    c,
+                    &verified.claims.user_id,
+                    &verified.jti,
+                )
+            })?;
+            if let (Some(u), false) = (&user, revoked) {
+                app.recent_checks.put(&verified.jti, before, u);
+            }
+            (user, revoked)
+        }
+    };
     let user = user.ok_or_else(|| tokens::invalid_token(bearer_header))?;
     // The account state comes before revocation: deactivating bumps `token_version`, and the
     // contract wants a deactivated user's requests to get 403 `account_deactivated`, not 401.

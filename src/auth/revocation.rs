@@ -7,6 +7,7 @@
 use rusqlite::{Connection, Transaction, params};
 
 use super::AuthUser;
+use super::recent::Recent;
 use super::tokens::TOLERANCE_SECS;
 use super::users::{self, User};
 use crate::error::Result;
@@ -29,9 +30,12 @@ pub(crate) fn revoke(now: i64, tx: &Transaction<'_>, caller: &AuthUser) -> Resul
     Ok(())
 }
 
-/// Puts a committed revocation in the fast path.
-pub(crate) fn remember(cache: &Revoked, jti: &str) {
+/// Puts a committed revocation in the fast path, and makes every remembered bearer check
+/// stale (`recent.rs`): one read before the logout must not answer for the token if the
+/// cache drops it.
+pub(crate) fn remember(cache: &Revoked, recent: &Recent, jti: &str) {
     cache.insert(jti.to_string(), ());
+    recent.changed();
 }
 
 /// The bearer check's one read: the user row and whether the token's `jti` is revoked, in one
@@ -57,7 +61,7 @@ pub(crate) fn user_unless_revoked(
     Ok(match found {
         Some((user, listed)) => {
             if listed {
-                remember(cache, jti);
+                cache.insert(jti.to_string(), ());
             }
             (Some(user), listed)
         }

@@ -187,7 +187,7 @@ mod tests {
         let writer = Arc::new(Mutex::new(conn));
         let group = Group::start(
             writer.clone(),
-            Arc::new(Watch::install(&writer.lock().unwrap(), "t").unwrap()),
+            Arc::new(Watch::install(&writer.lock().unwrap(), &["t"]).unwrap()),
         )
         .unwrap();
         (writer, group)

@@ -100,7 +100,7 @@ pub struct Db {
     stop: Arc<AtomicBool>,
     /// What Litestream's control socket last said (off when `REPLICA_BUCKET` is empty).
     replication: Arc<Monitor>,
-    /// The rows of `sync_counters` each write changed, for `sync::known`.
+    /// The rows of the watched tables each write changed (`watch.rs`).
     watch: Arc<Watch>,
 }
 
@@ -381,9 +381,10 @@ impl Db {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         apply_migrations(&mut writer).map_err(|e| format!("migrations failed: {e}"))?;
         backup::renew_epoch_after_replica_restore(&writer, &path)?;
-        // `sync::known` keeps the users' counters in memory from what the writer changes.
+        // What the writer changes in these tables is heard by `sync::known` (the users'
+        // change counters) and `auth::recent` (remembered bearer checks).
         let watch = Arc::new(
-            Watch::install(&writer, "sync_counters")
+            Watch::install(&writer, &["sync_counters", "users"])
                 .map_err(|e| format!("cannot watch the sync counters: {e}"))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
@@ -426,8 +427,8 @@ impl Db {
         })
     }
 
-    /// Whoever wants to hear of changed sync counters (`sync::known`) listens here.
-    pub(crate) fn counter_watch(&self) -> &Watch {
+    /// Whoever wants to hear of changed sync counters or users listens here.
+    pub(crate) fn watch(&self) -> &Watch {
         &self.watch
     }
 

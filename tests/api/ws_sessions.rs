@@ -325,6 +325,10 @@ fn deactivation_from_the_command_line_ends_the_users_sockets() {
     let other = register(&t, "active@example.com", "Active");
     let mut sockets = both(&t, &u.token);
     let mut theirs = both(&t, &other.token);
+    // Right before the command, so the server holds a fresh check of this token
+    // (`auth::recent`): the command must not return while that could still be used.
+    let me = || t.call("GET", "/api/v1/users/me").auth(&u.token).send();
+    assert_eq!(me().status, 200);
     let out = Command::new(env!("CARGO_BIN_EXE_wealthcoach"))
         .args(["user", "deactivate", "deactivated@example.com"])
         .current_dir(&t.dir.0)
@@ -339,6 +343,9 @@ fn deactivation_from_the_command_line_ends_the_users_sockets() {
         "deactivate: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let refused = me();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert_eq!(refused.json()["code"], "account_deactivated");
     let since = Instant::now();
     assert_all_closed(&mut sockets, ENDED, since, SESSION_END_LIMIT);
     for ws in &mut theirs {

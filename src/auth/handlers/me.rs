@@ -56,7 +56,7 @@ pub(crate) struct DeletedResponse {
 pub(crate) fn delete_me(app: &App, req: &Req) -> Result<Resp> {
     let me = crate::auth::require_user(app, req)?;
     app.db.write(|tx| accounts::delete(tx, &me.user))?;
-    revocation::remember(&app.revoked_access, &me.jti);
+    revocation::remember(&app.revoked_access, &app.recent_checks, &me.jti);
     Ok(Resp::json(
         200,
         &DeletedResponse {

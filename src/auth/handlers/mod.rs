@@ -287,7 +287,7 @@ pub(crate) fn logout(app: &App, req: &Req) -> Result<Resp> {
     app.db
         .write(|tx| accounts::logout(now, tx, caller.as_ref(), token.as_deref(), all))?;
     if let Some(c) = &caller {
-        revocation::remember(&app.revoked_access, &c.jti);
+        revocation::remember(&app.revoked_access, &app.recent_checks, &c.jti);
     }
     Ok(Resp::json(
         200,
