@@ -28,6 +28,8 @@ Commands:
   check-config     Validate the configuration, print a summary (no secrets) and exit
   user deactivate <mobile|email>
                    Block a user: every request and login gets 403, every session is revoked
+                   (returns after about a second: a running server may use a user row read
+                   up to a second before)
   user activate <mobile|email>
                    Unblock a user (sessions revoked earlier stay revoked)
   help, --help     Show this text
