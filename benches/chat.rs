@@ -271,6 +271,8 @@ struct Outcome {
     sent: Vec<Duration>,
     /// A `ping` answered while the sockets were idle.
     ping: Option<Duration>,
+    /// When the question was sent, on the shared clock.
+    asked_at: Option<Duration>,
     /// From sending the question to the first delta.
     first_delta: Option<Duration>,
     /// From the last delta to the final frame.
@@ -403,6 +405,7 @@ fn converse(
 ) -> Result<(), String> {
     let question = json!({"type": "message", "content": format!("{prefix}{id}")});
     let asked = epoch.elapsed();
+    out.asked_at = Some(asked);
     socket
         .send(Message::text(question.to_string()))
         .map_err(|e| format!("send: {e}"))?;
@@ -768,6 +771,22 @@ fn report(
         wall.as_secs_f64(),
         upstream.shared.requests.load(Ordering::SeqCst),
     );
+    // How much of the ramp is the clients' own sending: 1,000 threads released by one
+    // barrier on the cores that the server needs too.
+    let mut asked: Vec<Duration> = outcomes
+        .iter()
+        .filter_map(|o| o.asked_at.map(|a| a.saturating_sub(phases.go)))
+        .collect();
+    asked.sort();
+    if let (Some(half), Some(last)) = (asked.get(asked.len() / 2), asked.last()) {
+        println!(
+            "questions    sent by the clients: half within {:.2} s of the start, the last at \
+             {:.2} s; the last stream's first chunk at {:.2} s",
+            half.as_secs_f64(),
+            last.as_secs_f64(),
+            ramp_end.saturating_sub(phases.go).as_secs_f64(),
+        );
+    }
     println!(
         "frames       {} deltas received; lost {lost}, out of order {out_of_order}, \
          final text unlike what the upstream sent {mismatched}",
