@@ -385,7 +385,7 @@ impl Db {
         // change counters) and `auth::recent` (remembered bearer checks).
         let watch = Arc::new(
             Watch::install(&writer, &["sync_counters", "users"])
-                .map_err(|e| format!("cannot watch the sync counters: {e}"))?,
+                .map_err(|e| format!("cannot watch the writer's tables: {e}"))?,
         );
         let stop = Arc::new(AtomicBool::new(false));
         let replication = Arc::new(Monitor::new(&config.replication, &path));
