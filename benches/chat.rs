@@ -11,7 +11,10 @@
 //! subtracts it from the moment it read the frame.
 //!
 //! `BENCH_CLIENTS` sets the number of clients (default 1000), `BENCH_CHUNKS` the chunks of
-//! every answer (default 50). The server runs with `OPENAI_TOOLS=off`.
+//! every answer (default 50). The server runs with `OPENAI_TOOLS=off`. `BENCH_FIRST_TOKEN_MS`
+//! (default 0) holds each stream's first chunk that long after its headers, as a real model
+//! thinks before its first token; with it the burst's questions are not prepared beside the
+//! chunks of the answers that started first, which tells the two costs apart.
 //!
 //! `BENCH_TOOLS=1`: the tool mode. The server offers its tools (`OPENAI_TOOLS=on`), and each client asks twice on its socket: first a question the upstream
 //! answers at once without calling anything, then one for which it calls one tool and, asked
@@ -53,6 +56,17 @@ const QUESTION: &str = "chat bench question ";
 const TOOL_QUESTION: &str = "chat bench tool question ";
 const TOOL: &str = "get_month_summary";
 
+/// How long the upstream waits between its headers and the first chunk (`BENCH_FIRST_TOKEN_MS`).
+fn first_token() -> Duration {
+    static HOLD: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *HOLD.get_or_init(|| {
+        std::env::var("BENCH_FIRST_TOKEN_MS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis)
+    })
+}
+
 fn chunks() -> usize {
     *CHUNKS.get_or_init(|| {
         std::env::var("BENCH_CHUNKS")
@@ -85,6 +99,8 @@ struct UpstreamShared {
     /// Tool calls made, and tool questions whose first request offered no tools.
     calls: AtomicUsize,
     requests: AtomicUsize,
+    /// When each request had been read (since `epoch`): when the question reached us.
+    arrived: Mutex<Vec<Duration>>,
     problems: Mutex<Vec<String>>,
 }
 
@@ -98,6 +114,7 @@ impl Upstream {
             streamed_tool: Mutex::new(vec![None; clients]),
             calls: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            arrived: Mutex::new(Vec::new()),
             problems: Mutex::new(Vec::new()),
         });
         let for_acceptor = shared.clone();
@@ -136,6 +153,7 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         .set_read_timeout(Some(READ_LIMIT))
         .map_err(|e| e.to_string())?;
     let body = read_request(stream)?;
+    shared.arrived.lock().unwrap().push(shared.epoch.elapsed());
     let request: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("upstream: body is not JSON: {e}"))?;
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
@@ -180,6 +198,7 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         );
         return out.write_all(all.as_bytes()).map_err(gone);
     }
+    std::thread::sleep(first_token());
     let started = Instant::now();
     let mut text = String::new();
     for seq in 0..chunks() {
@@ -785,6 +804,26 @@ fn report(
             half.as_secs_f64(),
             last.as_secs_f64(),
             ramp_end.saturating_sub(phases.go).as_secs_f64(),
+        );
+    }
+    // Issue 11.4's measure: when the questions reached the upstream (tool rounds included).
+    let mut arrived: Vec<Duration> = upstream
+        .shared
+        .arrived
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.saturating_sub(phases.go))
+        .collect();
+    arrived.sort();
+    if let (Some(half), Some(last)) = (arrived.get(arrived.len() / 2), arrived.last()) {
+        println!(
+            "upstream     {} requests arrived: half within {:.2} s of the start, the last at \
+             {:.2} s (first token held {} ms)",
+            arrived.len(),
+            half.as_secs_f64(),
+            last.as_secs_f64(),
+            first_token().as_millis(),
         );
     }
     println!(
