@@ -3,7 +3,7 @@
 //! While idle it sleeps in a read of the socket, so a message is handled the moment it lands
 //! and idle sockets cost nothing. While answering it waits on its own channel of upstream
 //! pieces, forwarding each the moment it arrives, and reads the socket without waiting in
-//! between, so a `cancel` is seen within `WAIT`. Each turn of the loop also looks at the
+//! between, so a `cancel` is seen within `WAIT_MAX`. Each turn of the loop also looks at the
 //! socket's session flag (replaced, expired, ended).
 
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -22,8 +22,13 @@ use crate::ws::frames::{Answer, ClientMessage, Conversation, Response, ServerFra
 use crate::ws::sessions::Live;
 use crate::ws::{Ended, IDLE_WAIT, Socket, auth};
 
-/// While answering: how long the loop waits on its channel before looking at the socket.
+/// While answering: how long the loop waits on its channel before looking at the socket…
 const WAIT: Duration = Duration::from_millis(25);
+/// …doubling, while the upstream stays silent, up to this. A model thinks for a second or more
+/// before its first token; at a fixed 25 ms, 1,000 sockets waiting for one woke 40,000 times a
+/// second, and `perf` put 15% of the server's samples of a burst in those wake-ups
+/// (`benches/chat.rs`, `BENCH_FIRST_TOKEN_MS=1000`). A `cancel` is still seen within this.
+const WAIT_MAX: Duration = Duration::from_millis(100);
 pub(crate) const MAX_QUESTION_CHARS: usize = 2000;
 
 /// Serves an authenticated `/ws/chat` socket until it ends (`crate::ws::ChatHandler`).
@@ -117,6 +122,7 @@ impl<'a> ChatSocket<'a> {
     }
 
     fn pump(&mut self) -> Ended {
+        let mut wait = WAIT;
         loop {
             if self.app.is_stopping() {
                 return Ended::ServerStopping;
@@ -125,6 +131,7 @@ impl<'a> ChatSocket<'a> {
                 return e;
             }
             if self.answering.is_none() {
+                wait = WAIT;
                 // Idle: sleep on the socket itself. Events of a cancelled stream may still
                 // trickle in; they are dropped by `on_stream`.
                 while let Ok(ev) = self.rx.try_recv() {
@@ -145,7 +152,12 @@ impl<'a> ChatSocket<'a> {
             }
             // Answering: pieces are forwarded the moment they arrive; the client is read
             // between them without waiting.
-            let first = self.rx.recv_timeout(WAIT).ok();
+            let first = self.rx.recv_timeout(wait).ok();
+            wait = if first.is_some() {
+                WAIT
+            } else {
+                (wait * 2).min(WAIT_MAX)
+            };
             for ev in first
                 .into_iter()
                 .chain(std::iter::from_fn(|| self.rx.try_recv().ok()))
