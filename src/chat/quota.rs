@@ -35,11 +35,12 @@ pub(crate) fn check(
     let day = day(now);
     let limit = config.chat.daily_token_limit;
     if limit > 0 {
-        let used: i64 = c.query_row(
-            "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1 AND user_id = ?2",
-            params![day, user],
-            |r| r.get(0),
-        )?;
+        let used: i64 = c
+            .prepare_cached(
+                "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily \
+                 WHERE day = ?1 AND user_id = ?2",
+            )?
+            .query_row(params![day, user], |r| r.get(0))?;
         if used as u64 >= limit {
             return Ok(Some(OverQuota {
                 scope: "user",
@@ -49,11 +50,9 @@ pub(crate) fn check(
     }
     let global = config.chat.global_daily_token_limit;
     if global > 0 {
-        let used: i64 = c.query_row(
-            "SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1",
-            [&day],
-            |r| r.get(0),
-        )?;
+        let used: i64 = c
+            .prepare_cached("SELECT coalesce(sum(tokens), 0) FROM llm_usage_daily WHERE day = ?1")?
+            .query_row([&day], |r| r.get(0))?;
         if used as u64 >= global {
             return Ok(Some(OverQuota {
                 scope: "global",
