@@ -197,12 +197,16 @@ pub(crate) fn finish_streamed(
     );
     let ms = p.started.elapsed().as_millis() as i64;
     let now = app.clock.now();
-    let saved = app.db.write(|tx| {
-        quota::record(tx, app.config, &q.user_id, last_round, now)?;
-        let cost = quota::cost_micros(app.config, usage);
+    let last_cost = quota::cost_micros(app.config, last_round);
+    let cost = quota::cost_micros(app.config, usage);
+    let (user, session, content) = (q.user_id.clone(), q.session_id.clone(), content.to_string());
+    // Group-committed like the question: 1,000 answers ending together queued for the
+    // writer's mutex, and their final frames with them.
+    let saved = app.db.write_in_group(move |tx| {
+        quota::record_cost(tx, &user, last_round, last_cost, now)?;
         let m = Saved {
             role: "assistant",
-            content,
+            content: &content,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             cost_micros: cost,
@@ -210,7 +214,7 @@ pub(crate) fn finish_streamed(
             fallback: false,
             response_ms: Some(ms),
         };
-        history::save_message(tx, &q.user_id, &q.session_id, &m, &crate::clock::iso(now))
+        history::save_message(tx, &user, &session, &m, &crate::clock::iso(now))
     });
     if let Err(e) = saved {
         log::error!("could not save a chat answer and its usage: {e:?}");

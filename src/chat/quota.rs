@@ -79,13 +79,25 @@ pub(crate) fn record(
     now: jiff::Timestamp,
 ) -> Result<i64> {
     let cost = cost_micros(config, u);
-    tx.execute(
+    record_cost(tx, user, u, cost, now)?;
+    Ok(cost)
+}
+
+/// [`record`] with the cost already worked out (for a job that cannot borrow the config).
+pub(crate) fn record_cost(
+    tx: &Transaction<'_>,
+    user: &str,
+    u: Usage,
+    cost: i64,
+    now: jiff::Timestamp,
+) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO llm_usage_daily (day, user_id, tokens, cost_micros, requests) VALUES (?1, ?2, ?3, ?4, 1)
          ON CONFLICT(day, user_id) DO UPDATE SET tokens = tokens + excluded.tokens,
              cost_micros = cost_micros + excluded.cost_micros, requests = requests + 1",
-        params![day(now), user, (u.prompt_tokens + u.completion_tokens) as i64, cost],
-    )?;
-    Ok(cost)
+    )?
+    .execute(params![day(now), user, (u.prompt_tokens + u.completion_tokens) as i64, cost])?;
+    Ok(())
 }
 
 /// When the upstream reports no usage: about four characters per token.
