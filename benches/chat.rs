@@ -106,7 +106,7 @@ struct UpstreamShared {
 
 impl Upstream {
     fn start(epoch: Instant, clients: usize) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the upstream");
+        let listener = listen_wide().expect("bind the upstream");
         let addr = listener.local_addr().expect("the upstream's address");
         let shared = Arc::new(UpstreamShared {
             epoch,
@@ -143,6 +143,30 @@ impl Upstream {
     fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
     }
+}
+
+/// A loopback listener with a backlog of 4,096. std's 128 overflowed when 1,000 requests came
+/// together: the kernel dropped the excess handshakes, and their senders waited a 1 s SYN
+/// retransmit, which showed as questions reaching the upstream 1 s late (`ListenOverflows`
+/// in /proc/net/netstat rose 47-73 in exactly the runs that had such stragglers).
+fn listen_wide() -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// The kernel's count of handshakes dropped because a listen queue was full (all sockets).
+fn listen_overflows() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
 }
 
 /// Reads one chat completions request and streams its answer, each chunk stamped as written.
@@ -650,6 +674,7 @@ fn main() {
         std::thread::sleep(IDLE_WINDOW);
         let idle_to = server.stats().unwrap_or_default();
         let self_from = ProcStats::of("self").unwrap_or_default();
+        let overflows_before = listen_overflows();
         room.start.wait();
         let go = epoch.elapsed();
         let outcomes: Vec<Outcome> = handles
@@ -658,6 +683,9 @@ fn main() {
             .collect();
         let answered = server.stats().unwrap_or_default();
         let self_to = ProcStats::of("self").unwrap_or_default();
+        let overflows = listen_overflows()
+            .zip(overflows_before)
+            .map(|(after, before)| after.saturating_sub(before));
         stop.store(true, Ordering::SeqCst);
         let sampled = watcher.join().expect("the watcher panicked");
         let phases = Phases {
@@ -670,6 +698,7 @@ fn main() {
             go,
             answered,
             self_cpu: self_to.cpu.saturating_sub(self_from.cpu),
+            overflows,
         };
         (outcomes, sampled, phases)
     });
@@ -708,6 +737,8 @@ struct Phases {
     answered: ProcStats,
     /// This process's CPU time from the questions to the last answer.
     self_cpu: Duration,
+    /// Handshakes the kernel dropped meanwhile for a full listen queue (any listener).
+    overflows: Option<u64>,
 }
 
 /// Sorted samples of one kind, from every client.
@@ -819,11 +850,14 @@ fn report(
     if let (Some(half), Some(last)) = (arrived.get(arrived.len() / 2), arrived.last()) {
         println!(
             "upstream     {} requests arrived: half within {:.2} s of the start, the last at \
-             {:.2} s (first token held {} ms)",
+             {:.2} s (first token held {} ms); listen queue overflows {}",
             arrived.len(),
             half.as_secs_f64(),
             last.as_secs_f64(),
             first_token().as_millis(),
+            phases
+                .overflows
+                .map_or("unknown".to_string(), |n| n.to_string()),
         );
     }
     println!(
