@@ -71,10 +71,15 @@ pub(crate) struct Pending {
 pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
     let now = app.clock.now();
     let tz = &app.config.app_timezone;
-    let ctx = app
-        .db
-        .read(|c| context::load(c, app.catalog, tz, now, &q.user_id, &q.full_name))?;
-    let mut recent = app.db.read(|c| history::recent(c, &q.session_id))?;
+    // One checkout of a reader for the three reads: a burst of questions queues for the pool,
+    // and each checkout is another turn in that queue.
+    let (ctx, mut recent, over) = app.db.read(|c| {
+        Ok((
+            context::load(c, app.catalog, tz, now, &q.user_id, &q.full_name)?,
+            history::recent(c, &q.session_id)?,
+            quota::check(c, app.config, &q.user_id, now)?,
+        ))
+    })?;
     if recent.is_empty() {
         let n = q
             .client_history
@@ -115,10 +120,7 @@ pub(crate) fn prepare(app: &Coach<'_>, q: &Question) -> Result<Plan> {
             "The AI coach is not configured on this server".into(),
         );
     }
-    if let Some(over) = app
-        .db
-        .read(|c| quota::check(c, app.config, &q.user_id, now))?
-    {
+    if let Some(over) = over {
         return fallback(
             "quota_exceeded",
             format!(
