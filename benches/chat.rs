@@ -77,6 +77,8 @@ fn chunks() -> usize {
     })
 }
 const P99_TARGET: Duration = Duration::from_millis(2);
+/// Issue 11.4: 1,000 questions arriving together reach the upstream within this.
+const BURST_TARGET: Duration = Duration::from_millis(500);
 const RSS_TARGET_MB: f64 = 200.0;
 
 // ---------------------------------------------------------------------------------------------
@@ -99,8 +101,9 @@ struct UpstreamShared {
     /// Tool calls made, and tool questions whose first request offered no tools.
     calls: AtomicUsize,
     requests: AtomicUsize,
-    /// When each request had been read (since `epoch`): when the question reached us.
-    arrived: Mutex<Vec<Duration>>,
+    /// Each request (since `epoch`): when its connection was accepted, when it had been read
+    /// (when the question reached us), and its client.
+    arrived: Mutex<Vec<Arrival>>,
     problems: Mutex<Vec<String>>,
 }
 
@@ -145,6 +148,13 @@ impl Upstream {
     }
 }
 
+#[derive(Clone, Copy)]
+struct Arrival {
+    accepted: Duration,
+    read: Duration,
+    client: usize,
+}
+
 /// A loopback listener with a backlog of 4,096. std's 128 overflowed when 1,000 requests came
 /// together: the kernel dropped the excess handshakes, and their senders waited a 1 s SYN
 /// retransmit, which showed as questions reaching the upstream 1 s late (`ListenOverflows`
@@ -171,13 +181,14 @@ fn listen_overflows() -> Option<u64> {
 
 /// Reads one chat completions request and streams its answer, each chunk stamped as written.
 fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), String> {
+    let accepted = shared.epoch.elapsed();
     shared.requests.fetch_add(1, Ordering::SeqCst);
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(READ_LIMIT))
         .map_err(|e| e.to_string())?;
     let body = read_request(stream)?;
-    shared.arrived.lock().unwrap().push(shared.epoch.elapsed());
+    let read = shared.epoch.elapsed();
     let request: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("upstream: body is not JSON: {e}"))?;
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
@@ -195,6 +206,11 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n < shared.streamed.lock().unwrap().len())
         .ok_or_else(|| format!("upstream: not a bench question: {question:?}"))?;
+    shared.arrived.lock().unwrap().push(Arrival {
+        accepted,
+        read,
+        client,
+    });
 
     let mut out = stream;
     let gone = |e: std::io::Error| format!("upstream: client {client}: write failed: {e}");
@@ -838,15 +854,12 @@ fn report(
         );
     }
     // Issue 11.4's measure: when the questions reached the upstream (tool rounds included).
-    let mut arrived: Vec<Duration> = upstream
-        .shared
-        .arrived
-        .lock()
-        .unwrap()
+    let mut requests: Vec<Arrival> = upstream.shared.arrived.lock().unwrap().clone();
+    requests.sort_by_key(|a| a.read);
+    let arrived: Vec<Duration> = requests
         .iter()
-        .map(|a| a.saturating_sub(phases.go))
+        .map(|a| a.read.saturating_sub(phases.go))
         .collect();
-    arrived.sort();
     if let (Some(half), Some(last)) = (arrived.get(arrived.len() / 2), arrived.last()) {
         println!(
             "upstream     {} requests arrived: half within {:.2} s of the start, the last at \
@@ -859,6 +872,37 @@ fn report(
                 .overflows
                 .map_or("unknown".to_string(), |n| n.to_string()),
         );
+        // The stragglers, to tell a late question from a late connection.
+        let late: Vec<&Arrival> = requests
+            .iter()
+            .filter(|a| a.read.saturating_sub(phases.go) > BURST_TARGET)
+            .collect();
+        if !late.is_empty() {
+            let since = |d: Duration| d.saturating_sub(phases.go).as_secs_f64();
+            let shown: Vec<String> = late
+                .iter()
+                .rev()
+                .take(3)
+                .map(|a| {
+                    let asked = outcomes
+                        .get(a.client)
+                        .and_then(|o| o.asked_at)
+                        .map_or(f64::NAN, since);
+                    format!(
+                        "client {} asked at {asked:.2} s, connected at {:.2} s, read at {:.2} s",
+                        a.client,
+                        since(a.accepted),
+                        since(a.read)
+                    )
+                })
+                .collect();
+            println!(
+                "             {} after {:.1} s; the last: {}",
+                late.len(),
+                BURST_TARGET.as_secs_f64(),
+                shown.join("; ")
+            );
+        }
     }
     println!(
         "frames       {} deltas received; lost {lost}, out of order {out_of_order}, \
