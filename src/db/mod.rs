@@ -581,3 +581,31 @@ pub(crate) mod testing {
         (TempDb { db, dir }, config)
     }
 }
+
+#[cfg(test)]
+mod build {
+    use rusqlite::Connection;
+
+    /// `.cargo/config.toml` builds SQLite without its process-wide mutexes on every allocation
+    /// (memory statistics) and on every page fetch (one page cache shared by all connections,
+    /// which `SQLITE_ENABLE_MEMORY_MANAGEMENT` implies). A build that lost those flags (a
+    /// `LIBSQLITE3_FLAGS` of the builder's own replaces ours) fails here.
+    #[test]
+    fn sqlite_is_built_without_its_global_mutexes() {
+        let c = Connection::open_in_memory().expect("memory db");
+        let mut stmt = c.prepare("PRAGMA compile_options").expect("pragma");
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("options")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+}
