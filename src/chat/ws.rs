@@ -24,9 +24,8 @@ use crate::ws::{Ended, IDLE_WAIT, Socket, auth};
 
 /// While answering: how long the loop waits on its channel before looking at the socket…
 const WAIT: Duration = Duration::from_millis(25);
-/// …doubling, while the upstream stays silent, up to this. A model thinks for a second or more
-/// before its first token; at a fixed 25 ms, 1,000 sockets waiting for one woke 40,000 times a
-/// second, and `perf` put 15% of the server's samples of a burst in those wake-ups
+/// …doubling, while the upstream stays silent, up to this. While a model thinks before its
+/// first token, at a fixed 25 ms, 1,000 sockets waiting for one woke 40,000 times a second, and `perf` put 15% of the server's samples of a burst in those wake-ups
 /// (`benches/chat.rs`, `BENCH_FIRST_TOKEN_MS=1000`). A `cancel` is still seen within this.
 const WAIT_MAX: Duration = Duration::from_millis(100);
 pub(crate) const MAX_QUESTION_CHARS: usize = 2000;
