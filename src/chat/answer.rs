@@ -271,7 +271,7 @@ pub(crate) fn run_to_end(
     mut on_piece: impl FnMut(&str) -> bool,
 ) -> Ended {
     let (tx, rx) = channel();
-    let mut turn = Turn::start(app, q, p, 0, tx);
+    let mut turn = Turn::start(app, q, p, 0, tx, None);
     for (_, ev) in rx.iter() {
         for step in turn.on_event(app, ev) {
             match step {

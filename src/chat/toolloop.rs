@@ -10,6 +10,7 @@
 //! tool call, so nothing said before a tool call is ever shown, and `content` stays the final
 //! answer only.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::Sender;
 
@@ -103,6 +104,19 @@ pub(crate) enum Step {
     },
 }
 
+/// A transport that shows the pieces of a round without tools from the thread that reads
+/// them from the upstream, instead of taking each through `on_event` (the WebSocket: one
+/// thread hop less per piece; `crate::ws::wire::Outlet`). Only the round's end and failure
+/// then come to `on_event`.
+pub(crate) trait Shows: Send + Sync {
+    /// The pieces of answer `id` may be shown from now on; `shown` is what it showed before.
+    fn begin(&self, id: u64, shown: &str);
+    /// Shows a piece of answer `id`; false once that answer is no longer shown.
+    fn show(&self, id: u64, piece: String) -> bool;
+    /// Shows nothing more of answer `id`: what it showed, if it was the one shown.
+    fn end(&self, id: u64) -> Option<String>;
+}
+
 /// One question being answered.
 pub(crate) struct Turn {
     pub(crate) question: Question,
@@ -123,16 +137,22 @@ pub(crate) struct Turn {
     total: Usage,
     tools_used: Vec<String>,
     called: bool,
+    /// The transport's own way of showing pieces, if it has one.
+    direct: Option<Arc<dyn Shows>>,
+    /// The round under way shows its pieces through `direct`.
+    direct_round: bool,
 }
 
 impl Turn {
-    /// Starts the first round. Events come to `tx`, tagged with `id`.
+    /// Starts the first round. Events come to `tx`, tagged with `id`; the pieces of a round
+    /// without tools go to `direct` instead, when given.
     pub(crate) fn start(
         app: &Coach<'_>,
         question: Question,
         pending: Pending,
         id: u64,
         tx: Sender<(u64, StreamEvent)>,
+        direct: Option<Arc<dyn Shows>>,
     ) -> Turn {
         let tools = app.tools.tools_for(app, &caller(app, &question.user_id));
         let messages = pending
@@ -140,7 +160,7 @@ impl Turn {
             .iter()
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect();
-        let turn = Turn {
+        let mut turn = Turn {
             question,
             pending,
             handle: StreamHandle::new(),
@@ -155,26 +175,54 @@ impl Turn {
             total: Usage::default(),
             tools_used: Vec::new(),
             called: false,
+            direct,
+            direct_round: false,
         };
         turn.ask(app);
         turn
     }
 
-    /// Stops the round under way and every later one.
-    pub(crate) fn cancel(&self) {
+    /// Stops the round under way and every later one; `shown` is then all the user saw.
+    pub(crate) fn cancel(&mut self) {
         self.handle.cancel();
+        self.end_direct();
     }
 
-    fn ask(&self, app: &Coach<'_>) {
+    /// Takes back from `direct` what the round under way showed through it.
+    fn end_direct(&mut self) {
+        if !self.direct_round {
+            return;
+        }
+        self.direct_round = false;
+        if let Some(shown) = self.direct.as_ref().and_then(|d| d.end(self.id)) {
+            self.shown = shown;
+        }
+    }
+
+    fn ask(&mut self, app: &Coach<'_>) {
         let body = upstream::request_body(app.config, &self.messages, &self.tools);
         let (tx, id) = (self.tx.clone(), self.id);
-        upstream::start(app.config, body, &self.handle, move |ev| {
-            tx.send((id, ev)).is_ok()
-        });
+        match self.direct.clone().filter(|_| self.tools.is_empty()) {
+            Some(direct) => {
+                self.direct_round = true;
+                direct.begin(id, &self.shown);
+                upstream::start(app.config, body, &self.handle, move |ev| match ev {
+                    StreamEvent::Delta(piece) => direct.show(id, piece),
+                    ev => tx.send((id, ev)).is_ok(),
+                });
+            }
+            None => {
+                upstream::start(app.config, body, &self.handle, move |ev| {
+                    tx.send((id, ev)).is_ok()
+                });
+            }
+        }
     }
 
     /// Takes one upstream event of this turn.
     pub(crate) fn on_event(&mut self, app: &Coach<'_>, ev: StreamEvent) -> Vec<Step> {
+        // A direct round sends only its end or failure here, after its last piece.
+        self.end_direct();
         match ev {
             StreamEvent::Delta(piece) if self.tools.is_empty() => {
                 self.shown.push_str(&piece);

@@ -2,10 +2,12 @@
 //! the authentication and the joining of the user's live sockets). One thread per socket.
 //! While idle it sleeps in a read of the socket, so a message is handled the moment it lands
 //! and idle sockets cost nothing. While answering it waits on its own channel of upstream
-//! pieces, forwarding each the moment it arrives, and reads the socket without waiting in
-//! between, so a `cancel` is seen within `WAIT_MAX`. Each turn of the loop also looks at the
-//! socket's session flag (replaced, expired, ended).
+//! events, and reads the socket without waiting in between, so a `cancel` is seen within
+//! `WAIT_MAX`. The pieces of a round without tools do not pass through it: the thread that
+//! reads them from the upstream writes them (`Pieces`). Each turn of the loop also looks at
+//! the socket's session flag (replaced, expired, ended).
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
@@ -13,26 +15,55 @@ use tungstenite::Message;
 
 use super::answer::{self, Plan, Question};
 use super::history;
-use super::toolloop::{Step, Turn};
+use super::toolloop::{Shows, Step, Turn};
 use super::upstream::{StreamEvent, Usage};
 use crate::app::App;
 use crate::auth::AuthUser;
 use crate::http::ratelimit::{chat_quota, user_key};
 use crate::ws::frames::{Answer, ClientMessage, Conversation, Response, ServerFrame, TokenUsage};
 use crate::ws::sessions::Live;
+use crate::ws::wire::Outlet;
 use crate::ws::{Ended, IDLE_WAIT, Socket, auth};
 
 /// While answering: how long the loop waits on its channel before looking at the socket…
 const WAIT: Duration = Duration::from_millis(25);
-/// …doubling, while the upstream stays silent, up to this. While a model thinks before its
+/// …doubling, while the channel stays silent, up to this. While a model thinks before its
 /// first token, at a fixed 25 ms, 1,000 sockets waiting for one woke 40,000 times a second, and `perf` put 15% of the server's samples of a burst in those wake-ups
 /// (`benches/chat.rs`, `BENCH_FIRST_TOKEN_MS=1000`). A `cancel` is still seen within this.
 const WAIT_MAX: Duration = Duration::from_millis(100);
 pub(crate) const MAX_QUESTION_CHARS: usize = 2000;
 
 /// Serves an authenticated `/ws/chat` socket until it ends (`crate::ws::ChatHandler`).
-pub(crate) fn serve(app: &App, sock: Socket, user: AuthUser, live: &Live) -> Ended {
+pub(crate) fn serve(app: &Arc<App>, sock: Socket, user: AuthUser, live: &Live) -> Ended {
     ChatSocket::new(app, sock, user, live).run()
+}
+
+/// Shows an answer's pieces from the upstream's reader thread: each is a `response` frame
+/// written straight to the socket.
+struct Pieces {
+    outlet: Outlet,
+    app: Arc<App>,
+}
+
+impl Shows for Pieces {
+    fn begin(&self, id: u64, shown: &str) {
+        self.outlet.begin(id, shown);
+    }
+
+    fn show(&self, id: u64, piece: String) -> bool {
+        self.outlet.show(id, piece, |content, piece| {
+            ServerFrame::Response(Response {
+                content: content.to_string(),
+                state: Answer::piece(piece),
+                timestamp: self.app.clock.iso(),
+            })
+            .to_text()
+        })
+    }
+
+    fn end(&self, id: u64) -> Option<String> {
+        self.outlet.end(id)
+    }
 }
 
 impl From<Usage> for TokenUsage {
@@ -64,11 +95,16 @@ struct ChatSocket<'a> {
     rx: Receiver<Inbound>,
     answering: Option<Answering>,
     next_id: u64,
+    pieces: Arc<dyn Shows>,
 }
 
 impl<'a> ChatSocket<'a> {
-    fn new(app: &'a App, sock: Socket, user: AuthUser, live: &'a Live) -> ChatSocket<'a> {
+    fn new(app: &'a Arc<App>, sock: Socket, user: AuthUser, live: &'a Live) -> ChatSocket<'a> {
         let (tx, rx) = channel();
+        let pieces = Arc::new(Pieces {
+            outlet: sock.outlet(),
+            app: app.clone(),
+        });
         ChatSocket {
             app,
             coach: super::coach(app),
@@ -80,6 +116,7 @@ impl<'a> ChatSocket<'a> {
             rx,
             answering: None,
             next_id: 0,
+            pieces,
         }
     }
 
@@ -112,7 +149,7 @@ impl<'a> ChatSocket<'a> {
             Err(e) => e,
         };
         // A client that left mid-answer stops the upstream read too.
-        if let Some(a) = self.answering.take() {
+        if let Some(mut a) = self.answering.take() {
             a.turn.cancel();
             answer::finish_cancelled(&self.coach, &a.turn.question, &a.turn.shown);
         }
@@ -149,8 +186,12 @@ impl<'a> ChatSocket<'a> {
                 }
                 continue;
             }
-            // Answering: pieces are forwarded the moment they arrive; the client is read
-            // between them without waiting.
+            // Answering: events are taken the moment they arrive; the client is read between
+            // them without waiting. A piece written from the upstream's thread may have
+            // failed: the socket is gone.
+            if self.sock.is_broken() {
+                return Ended::Gone;
+            }
             let first = self.rx.recv_timeout(wait).ok();
             wait = if first.is_some() {
                 WAIT
@@ -206,7 +247,7 @@ impl<'a> ChatSocket<'a> {
     }
 
     fn cancel(&mut self) -> Result<(), Ended> {
-        let Some(a) = self.answering.take() else {
+        let Some(mut a) = self.answering.take() else {
             return Ok(());
         };
         a.turn.cancel();
@@ -285,7 +326,14 @@ impl<'a> ChatSocket<'a> {
             Plan::Stream(pending) => {
                 self.next_id += 1;
                 let id = self.next_id;
-                let turn = Turn::start(&self.coach, question, pending, id, self.tx.clone());
+                let turn = Turn::start(
+                    &self.coach,
+                    question,
+                    pending,
+                    id,
+                    self.tx.clone(),
+                    Some(self.pieces.clone()),
+                );
                 self.answering = Some(Answering { id, turn });
                 Ok(())
             }

@@ -10,6 +10,7 @@ pub(crate) mod auth;
 pub(crate) mod frames;
 pub(crate) mod notifications;
 pub(crate) mod sessions;
+pub(crate) mod wire;
 
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +29,7 @@ use crate::app::App;
 use crate::auth::AuthUser;
 use frames::ServerFrame;
 use sessions::Live;
+use wire::{Outlet, Wire};
 
 /// How long a client may take to finish the HTTP upgrade.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,7 +38,7 @@ pub(crate) const IDLE_WAIT: Duration = Duration::from_millis(500);
 
 /// Serves an authenticated `/ws/chat` socket until it ends. The chat module provides it, so
 /// this module needs nothing of chat's.
-pub(crate) type ChatHandler = fn(&App, Socket, AuthUser, &Live) -> Ended;
+pub(crate) type ChatHandler = fn(&Arc<App>, Socket, AuthUser, &Live) -> Ended;
 
 /// What the server keeps about its sockets, shared by its threads (not by the rest of the
 /// application).
@@ -208,7 +210,7 @@ fn refused_upgrade(r: &admission::Refused) -> ErrorResponse {
     e
 }
 
-fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
+fn serve(app: &Arc<App>, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
     let Ok(peer) = stream.peer_addr() else {
         return;
     };
@@ -216,6 +218,9 @@ fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_nodelay(true);
     let Ok(spare) = stream.try_clone() else {
+        return;
+    };
+    let Ok(wire) = Wire::new(stream) else {
         return;
     };
     let mut upgrade = Upgrade::default();
@@ -243,7 +248,7 @@ fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
         upgrade.token = query_token(req.uri().query());
         Ok(resp)
     };
-    let ws = match tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config(app))) {
+    let ws = match tungstenite::accept_hdr_with_config(wire, callback, Some(ws_config(app))) {
         Ok(ws) => ws,
         Err(tungstenite::HandshakeError::Failure(e)) => {
             // Our callback's 404 was already written; anything else was not a valid upgrade.
@@ -269,12 +274,9 @@ fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
     let Some(endpoint) = upgrade.endpoint else {
         return;
     };
-    // The loops switch the socket between waiting on the client (blocking, with a timeout)
-    // and taking what it sent without waiting (while they wait on their own channel).
-    if ws.get_ref().set_nonblocking(true).is_err() {
-        return;
-    }
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let mut ws = ws;
+    ws.get_mut().dont_wait = true;
     let socket = Socket {
         ws,
         endpoint,
@@ -288,7 +290,7 @@ fn serve(app: &App, sockets: &Sockets, stream: TcpStream, chat: ChatHandler) {
 /// Authenticates an upgraded socket, lists it among its user's sockets (`sessions`) and
 /// serves its endpoint until it ends.
 fn run(
-    app: &App,
+    app: &Arc<App>,
     sessions: &sessions::Sessions,
     mut sock: Socket,
     query_token: Option<String>,
@@ -309,9 +311,9 @@ fn run(
 
 /// One accepted WebSocket and what it serves.
 pub(crate) struct Socket {
-    pub(crate) ws: WebSocket<TcpStream>,
+    pub(crate) ws: WebSocket<Wire>,
     pub(crate) endpoint: Endpoint,
-    /// The read timeout while blocking, `None` while reads do not wait.
+    /// The read timeout set on the socket for `wait` (`None`: the handshake's).
     waiting: Option<Duration>,
     /// Held until the socket authenticates: it counts against `WS_MAX_PENDING_PER_IP`.
     pending: Option<admission::PendingSlot>,
@@ -341,14 +343,20 @@ impl Socket {
         self.pending = None;
     }
 
-    /// Sends a frame. On a socket whose buffer is full the frame is queued and goes out with
-    /// a later flush; a client that stops reading altogether fills the write buffer limit
-    /// and is dropped.
+    /// Sends a frame. Writes block (`wire`): a client that stops reading and lets the
+    /// socket's buffer fill is dropped after the write timeout (10 s).
     pub(crate) fn send(&mut self, frame: &ServerFrame) -> Result<(), tungstenite::Error> {
-        match self.ws.send(Message::text(frame.to_text())) {
-            Err(tungstenite::Error::Io(e)) if e.kind() == ErrorKind::WouldBlock => Ok(()),
-            other => other,
-        }
+        self.ws.send(Message::text(frame.to_text()))
+    }
+
+    /// Writes an answer's pieces from another thread (`wire::Outlet`).
+    pub(crate) fn outlet(&self) -> Outlet {
+        self.ws.get_ref().outlet()
+    }
+
+    /// A write to the socket failed, from this thread or an outlet's.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.ws.get_ref().is_broken()
     }
 
     /// Closes as the way the loop ended asks: 1009 for an oversized frame.
@@ -376,7 +384,6 @@ impl Socket {
         // After an oversized frame the reader is mid-frame; reading on is not allowed (it
         // would parse the rest of that frame): send the close and go.
         if code == CloseCode::Size {
-            let _ = self.ws.get_ref().set_nonblocking(false);
             let _ = self.ws.flush();
             return;
         }
@@ -398,19 +405,22 @@ impl Socket {
 
     /// Reads without waiting: `Ok(None)` when the client sent nothing yet.
     pub(crate) fn poll(&mut self) -> Result<Option<Message>, Ended> {
-        if self.waiting.is_some() {
-            let _ = self.ws.get_ref().set_nonblocking(true);
-            self.waiting = None;
-        }
+        self.ws.get_mut().dont_wait = true;
         self.read_frame()
     }
 
     /// Waits up to `timeout` for a frame: how an idle socket sleeps without polling, so a
     /// thousand idle sockets cost no CPU and a client's message is read the moment it lands.
     pub(crate) fn wait(&mut self, timeout: Duration) -> Result<Option<Message>, Ended> {
+        self.ws.get_mut().dont_wait = false;
         if self.waiting != Some(timeout) {
-            let s = self.ws.get_ref();
-            if s.set_nonblocking(false).is_err() || s.set_read_timeout(Some(timeout)).is_err() {
+            if self
+                .ws
+                .get_ref()
+                .stream()
+                .set_read_timeout(Some(timeout))
+                .is_err()
+            {
                 return Err(Ended::Gone);
             }
             self.waiting = Some(timeout);

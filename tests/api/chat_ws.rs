@@ -350,6 +350,60 @@ fn cancel_stops_the_answer_upstream_and_caches_nothing() {
     assert_eq!(fake.request_count(), 2);
 }
 
+/// The pieces of an answer are written to the socket by the thread that reads them from the
+/// upstream, beside the socket's own thread (src/ws/wire.rs). A cancel sent while pieces are
+/// flowing fast: every frame arrives whole, no piece follows the cancelled frame (the next
+/// frame is the pong), and the cancelled frame's content is exactly the pieces shown.
+#[test]
+fn a_cancel_among_fast_pieces_ends_the_answer_exactly_where_the_client_saw_it() {
+    let (fake, t, u) = coach(
+        &[
+            ("OPENAI_TOOLS", "off"),
+            ("CHAT_RATE_LIMIT_PER_MINUTE", "100"),
+        ],
+        "racer@example.com",
+        "Racer",
+    );
+    fake.set_pieces((0..400).map(|i| format!("w{i} ")).collect());
+    fake.set_interval(Duration::from_millis(1));
+    let (mut ws, _) = chat(&t, &u.token);
+    for round in 0..8 {
+        send(
+            &mut ws,
+            &json!({"type": "message", "content": format!("Race {round}")}),
+        );
+        let mut seen = String::new();
+        let first = next_json(&mut ws);
+        seen.push_str(first["delta"].as_str().expect("a first piece"));
+        send(&mut ws, &json!({"type": "cancel"}));
+        let end = loop {
+            let f = next_json(&mut ws);
+            assert_eq!(f["type"], "response", "{f}");
+            if f["done"] == true {
+                break f;
+            }
+            let delta = f["delta"].as_str().expect("delta");
+            seen.push_str(delta);
+            assert_eq!(
+                f["content"],
+                seen.as_str(),
+                "each content is the text so far"
+            );
+        };
+        assert_eq!(end["cancelled"], true, "round {round}: {end}");
+        assert_eq!(
+            end["content"],
+            seen.as_str(),
+            "round {round}: the text shown"
+        );
+        assert!(
+            seen.len() < 400 * 4,
+            "round {round}: the answer was cut short"
+        );
+        ping(&mut ws);
+    }
+}
+
 #[test]
 fn a_client_that_leaves_mid_answer_closes_the_upstream_stream() {
     // A plain answer streamed piece by piece: with tools offered a round's text is held back
