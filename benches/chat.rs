@@ -152,7 +152,29 @@ impl Upstream {
 struct Arrival {
     accepted: Duration,
     read: Duration,
+    /// When the request's last bytes came into the kernel: `read` less TCP_INFO's time since
+    /// the last data (4 ms steps). The bench's threads share the two cores with the server,
+    /// and under load this process accepts and reads late; the kernel does not.
+    landed: Duration,
     client: usize,
+}
+
+/// Milliseconds since the kernel last received data on `stream` (TCP_INFO), if it says.
+fn since_last_data(stream: &TcpStream) -> Option<Duration> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `tcp_info` is plain data, and the kernel writes at most `len` bytes of it.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then(|| Duration::from_millis(u64::from(info.tcpi_last_data_recv)))
 }
 
 /// A loopback listener with a backlog of 4,096. std's 128 overflowed when 1,000 requests came
@@ -189,6 +211,7 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         .map_err(|e| e.to_string())?;
     let body = read_request(stream)?;
     let read = shared.epoch.elapsed();
+    let landed = since_last_data(stream).map_or(read, |ago| read.saturating_sub(ago));
     let request: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("upstream: body is not JSON: {e}"))?;
     let messages = request["messages"].as_array().cloned().unwrap_or_default();
@@ -209,6 +232,7 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
     shared.arrived.lock().unwrap().push(Arrival {
         accepted,
         read,
+        landed,
         client,
     });
 
@@ -901,6 +925,31 @@ fn report(
                 late.len(),
                 BURST_TARGET.as_secs_f64(),
                 shown.join("; ")
+            );
+        }
+        // The same by the kernel's clock, and each question from its send to its arrival
+        // there: what the server adds, apart from the bench's own clients and upstream
+        // falling behind on the shared cores.
+        let mut landed: Vec<Duration> = requests
+            .iter()
+            .map(|a| a.landed.saturating_sub(phases.go))
+            .collect();
+        landed.sort();
+        let mut transit: Vec<Duration> = requests
+            .iter()
+            .filter_map(|a| {
+                let asked = outcomes.get(a.client).and_then(|o| o.asked_at)?;
+                a.landed.checked_sub(asked)
+            })
+            .collect();
+        transit.sort();
+        if let (Some(half), Some(last)) = (landed.get(landed.len() / 2), landed.last()) {
+            println!(
+                "             in the upstream's kernel: half within {:.2} s, the last at {:.2} s; \
+                 each from its client's send: {}",
+                half.as_secs_f64(),
+                last.as_secs_f64(),
+                spread(&transit)
             );
         }
     }
