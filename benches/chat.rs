@@ -8,7 +8,10 @@
 //! The server is the release binary run as a child process (so `/proc` shows its memory
 //! alone); the upstream and the clients are threads of this process and share one clock: each
 //! chunk's text carries the moment it was written (`<client>.<seq>@<nanos> `), and the client
-//! subtracts it from the moment it read the frame.
+//! subtracts it from the moment it read the frame. The bench is frugal with the two cores it
+//! shares with the server: one thread writes every answer's chunks when they are due
+//! (`pace`), and the main thread writes all first questions back to back (`send_all`), so
+//! they arrive together, as issue 11.4 has them.
 //!
 //! `BENCH_CLIENTS` sets the number of clients (default 1000), `BENCH_CHUNKS` the chunks of
 //! every answer (default 50). The server runs with `OPENAI_TOOLS=off`. `BENCH_FIRST_TOKEN_MS`
@@ -120,6 +123,12 @@ impl Upstream {
             arrived: Mutex::new(Vec::new()),
             problems: Mutex::new(Vec::new()),
         });
+        let (to_pacer, paced) = std::sync::mpsc::channel::<Paced>();
+        let for_pacer = shared.clone();
+        std::thread::Builder::new()
+            .name("upstream-pacer".into())
+            .spawn(move || pace(&paced, &for_pacer))
+            .expect("start the upstream's pacer");
         let for_acceptor = shared.clone();
         // Runs until the process exits.
         std::thread::Builder::new()
@@ -127,14 +136,21 @@ impl Upstream {
             .spawn(move || {
                 for stream in listener.incoming().flatten() {
                     let shared = for_acceptor.clone();
+                    let to_pacer = to_pacer.clone();
                     std::thread::Builder::new()
                         .name("upstream".into())
                         .stack_size(128 * 1024)
-                        .spawn(move || {
-                            if let Err(e) = stream_answer(&stream, &shared) {
-                                shared.problems.lock().unwrap().push(e);
+                        .spawn(move || match stream_answer(&stream, &shared) {
+                            Ok(Some(paced)) => {
+                                let _ = to_pacer.send(paced);
                             }
-                            let _ = stream.shutdown(Shutdown::Both);
+                            Ok(None) => {
+                                let _ = stream.shutdown(Shutdown::Both);
+                            }
+                            Err(e) => {
+                                shared.problems.lock().unwrap().push(e);
+                                let _ = stream.shutdown(Shutdown::Both);
+                            }
                         })
                         .expect("start an upstream thread");
                 }
@@ -201,8 +217,100 @@ fn listen_overflows() -> Option<u64> {
         .and_then(|(_, v)| v.parse().ok())
 }
 
-/// Reads one chat completions request and streams its answer, each chunk stamped as written.
-fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), String> {
+/// An answer the pacer streams: its connection, and how far it got.
+struct Paced {
+    out: TcpStream,
+    client: usize,
+    tool: bool,
+    /// When chunk 0 is due; chunk n is due `INTERVAL` x n later.
+    started: Instant,
+    seq: usize,
+    text: String,
+}
+
+/// Writes the chunks of every answer when they are due, from one thread: a thread per answer
+/// sleeping 20 ms between chunks cost the bench as much CPU as the server's forwarding
+/// (`perf`: the bench's upstream threads ~21% of all samples in a burst), on the same two
+/// cores. Each chunk is still stamped the moment it is written.
+fn pace(incoming: &std::sync::mpsc::Receiver<Paced>, shared: &UpstreamShared) {
+    use std::cmp::Reverse;
+    use std::collections::{BinaryHeap, HashMap};
+    let mut due: BinaryHeap<Reverse<(Instant, u64)>> = BinaryHeap::new();
+    let mut answers: HashMap<u64, Paced> = HashMap::new();
+    let mut next_id = 0u64;
+    loop {
+        let first = match due.peek() {
+            None => incoming.recv().ok(),
+            Some(Reverse((at, _))) => incoming
+                .recv_timeout(at.saturating_duration_since(Instant::now()))
+                .ok(),
+        };
+        for p in first
+            .into_iter()
+            .chain(std::iter::from_fn(|| incoming.try_recv().ok()))
+        {
+            next_id += 1;
+            due.push(Reverse((p.started, next_id)));
+            answers.insert(next_id, p);
+        }
+        let now = Instant::now();
+        while let Some(Reverse((at, id))) = due.peek().copied() {
+            if at > now {
+                break;
+            }
+            due.pop();
+            let Some(mut p) = answers.remove(&id) else {
+                continue;
+            };
+            match write_due(&mut p, shared) {
+                Ok(true) => {
+                    due.push(Reverse((p.started + INTERVAL * p.seq as u32, id)));
+                    answers.insert(id, p);
+                }
+                Ok(false) => {
+                    let _ = p.out.shutdown(Shutdown::Both);
+                }
+                Err(e) => {
+                    shared.problems.lock().unwrap().push(e);
+                    let _ = p.out.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
+}
+
+/// Writes the next chunk of `p` (and the end after the last); true while more are to come.
+fn write_due(p: &mut Paced, shared: &UpstreamShared) -> Result<bool, String> {
+    let client = p.client;
+    let gone = |e: std::io::Error| format!("upstream: client {client}: write failed: {e}");
+    let piece = format!("{client}.{}@{} ", p.seq, shared.epoch.elapsed().as_nanos());
+    let event = format!(
+        "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{piece}\"}},\
+         \"finish_reason\":null}}]}}\n\n"
+    );
+    p.out.write_all(event.as_bytes()).map_err(gone)?;
+    p.text.push_str(&piece);
+    p.seq += 1;
+    if p.seq < chunks() {
+        return Ok(true);
+    }
+    let stop = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+    let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": chunks(),
+                                                "total_tokens": 10 + chunks()}});
+    let tail = format!("data: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
+    p.out.write_all(tail.as_bytes()).map_err(gone)?;
+    let streamed = if p.tool {
+        &shared.streamed_tool
+    } else {
+        &shared.streamed
+    };
+    streamed.lock().unwrap()[client] = Some(std::mem::take(&mut p.text));
+    Ok(false)
+}
+
+/// Reads one chat completions request and answers it: a tool call at once, or the head of a
+/// streamed answer, whose chunks the pacer writes (`Some`).
+fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<Option<Paced>, String> {
     let accepted = shared.epoch.elapsed();
     shared.requests.fetch_add(1, Ordering::SeqCst);
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -260,34 +368,17 @@ fn stream_answer(stream: &TcpStream, shared: &UpstreamShared) -> Result<(), Stri
         let all = format!(
             "data: {call}\n\ndata: {args}\n\ndata: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n"
         );
-        return out.write_all(all.as_bytes()).map_err(gone);
+        out.write_all(all.as_bytes()).map_err(gone)?;
+        return Ok(None);
     }
-    std::thread::sleep(first_token());
-    let started = Instant::now();
-    let mut text = String::new();
-    for seq in 0..chunks() {
-        let due = started + INTERVAL * seq as u32;
-        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let piece = format!("{client}.{seq}@{} ", shared.epoch.elapsed().as_nanos());
-        let event = format!(
-            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{piece}\"}},\
-             \"finish_reason\":null}}]}}\n\n"
-        );
-        out.write_all(event.as_bytes()).map_err(gone)?;
-        text.push_str(&piece);
-    }
-    let stop = json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
-    let usage = json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": chunks(),
-                                                "total_tokens": 10 + chunks()}});
-    let tail = format!("data: {stop}\n\ndata: {usage}\n\ndata: [DONE]\n\n");
-    out.write_all(tail.as_bytes()).map_err(gone)?;
-    let streamed = if tool {
-        &shared.streamed_tool
-    } else {
-        &shared.streamed
-    };
-    streamed.lock().unwrap()[client] = Some(text);
-    Ok(())
+    Ok(Some(Paced {
+        out: stream.try_clone().map_err(gone)?,
+        client,
+        tool,
+        started: Instant::now() + first_token(),
+        seq: 0,
+        text: String::new(),
+    }))
 }
 
 /// The body of one request, by its `Content-Length`.
@@ -388,8 +479,13 @@ struct Room {
     clients: usize,
     /// Every client and the main thread meet here once all sockets are open…
     connected: Barrier,
-    /// …and here to send the questions at once.
+    /// …and here once all have pinged and listed their socket in `sockets`…
+    ready: Barrier,
+    /// …and here once the main thread has sent every first question (`send_all`).
     start: Barrier,
+    /// Each client's socket, for `send_all`, and when its question went out.
+    sockets: Mutex<Vec<(usize, TcpStream)>>,
+    asked: Mutex<Vec<Option<Duration>>>,
     /// Whether each client asks the tool question after the first.
     tools: bool,
 }
@@ -410,6 +506,14 @@ fn client(id: usize, token: &str, room: &Room) -> Outcome {
             Err(e) => socket = Err(e),
         }
     }
+    if let Some(s) = socket
+        .as_ref()
+        .ok()
+        .and_then(|s| s.get_ref().try_clone().ok())
+    {
+        room.sockets.lock().unwrap().push((id, s));
+    }
+    room.ready.wait();
     room.start.wait();
     let mut socket = match socket {
         Ok(s) => s,
@@ -419,7 +523,12 @@ fn client(id: usize, token: &str, room: &Room) -> Outcome {
         }
     };
     out.connected = true;
-    if let Err(e) = converse(id, &mut socket, room.epoch, QUESTION, &mut out) {
+    let Some(asked) = room.asked.lock().unwrap().get(id).copied().flatten() else {
+        out.problem = Some(format!("client {id}: its question was not sent"));
+        return out;
+    };
+    out.asked_at = Some(asked);
+    if let Err(e) = converse(id, &mut socket, room.epoch, None, &mut out) {
         out.problem = Some(format!("client {id}: {e}"));
     } else if room.tools {
         let mut tool = Outcome {
@@ -427,7 +536,8 @@ fn client(id: usize, token: &str, room: &Room) -> Outcome {
             connected: true,
             ..Outcome::default()
         };
-        if let Err(e) = converse(id, &mut socket, room.epoch, TOOL_QUESTION, &mut tool) {
+        let ask = Some(TOOL_QUESTION);
+        if let Err(e) = converse(id, &mut socket, room.epoch, ask, &mut tool) {
             tool.problem = Some(format!("client {id}, tool question: {e}"));
         }
         out.tool = Some(Box::new(tool));
@@ -478,20 +588,51 @@ fn next_text(socket: &mut Socket) -> Result<String, String> {
     }
 }
 
-/// Asks the question and checks every frame of the answer as it comes.
+/// The question of client `id` (`QUESTION` or `TOOL_QUESTION` as `prefix`), as a frame.
+fn question(prefix: &str, id: usize) -> String {
+    json!({"type": "message", "content": format!("{prefix}{id}")}).to_string()
+}
+
+/// Writes every client's first question from this one thread, back to back, as masked text
+/// frames on a clone of its socket (its thread waits at `Room::start` meanwhile). Sent by
+/// 1,000 threads leaving a barrier, the last went out 0.5-1.2 s after the first: the client
+/// threads waited for the cores behind the answers already streaming, so the questions did
+/// not arrive together as issue 11.4 has them.
+fn send_all(room: &Room) {
+    use tungstenite::protocol::frame::Frame as WireFrame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let mut sockets = std::mem::take(&mut *room.sockets.lock().unwrap());
+    sockets.sort_by_key(|(id, _)| *id);
+    let mut asked = vec![None; room.clients];
+    for (id, stream) in &mut sockets {
+        let mut frame = WireFrame::message(question(QUESTION, *id), OpCode::Data(Data::Text), true);
+        // Client frames are masked; any key will do for the server.
+        frame.header_mut().mask = Some((*id as u32).wrapping_mul(2_654_435_761).to_le_bytes());
+        let mut bytes = Vec::new();
+        let at = room.epoch.elapsed();
+        if frame.format(&mut bytes).is_ok() && stream.write_all(&bytes).is_ok() {
+            asked[*id] = Some(at);
+        }
+    }
+    *room.asked.lock().unwrap() = asked;
+}
+
+/// Checks every frame of an answer as it comes, after asking the question `ask` (the prefix)
+/// itself; with `None` its question was sent already (`send_all`, `out.asked_at`).
 fn converse(
     id: usize,
     socket: &mut Socket,
     epoch: Instant,
-    prefix: &str,
+    ask: Option<&str>,
     out: &mut Outcome,
 ) -> Result<(), String> {
-    let question = json!({"type": "message", "content": format!("{prefix}{id}")});
-    let asked = epoch.elapsed();
-    out.asked_at = Some(asked);
-    socket
-        .send(Message::text(question.to_string()))
-        .map_err(|e| format!("send: {e}"))?;
+    if let Some(prefix) = ask {
+        out.asked_at = Some(epoch.elapsed());
+        socket
+            .send(Message::text(question(prefix, id)))
+            .map_err(|e| format!("send: {e}"))?;
+    }
+    let asked = out.asked_at.unwrap_or_default();
     let mut next_seq = 0;
     let mut last_delta = asked;
     loop {
@@ -690,7 +831,10 @@ fn main() {
         epoch,
         clients,
         connected: Barrier::new(clients + 1),
+        ready: Barrier::new(clients + 1),
         start: Barrier::new(clients + 1),
+        sockets: Mutex::new(Vec::new()),
+        asked: Mutex::new(Vec::new()),
         tools,
     };
     let stop = AtomicBool::new(false);
@@ -715,8 +859,10 @@ fn main() {
         let idle_to = server.stats().unwrap_or_default();
         let self_from = ProcStats::of("self").unwrap_or_default();
         let overflows_before = listen_overflows();
-        room.start.wait();
+        room.ready.wait();
         let go = epoch.elapsed();
+        send_all(&room);
+        room.start.wait();
         let outcomes: Vec<Outcome> = handles
             .into_iter()
             .map(|h| h.join().expect("a client thread panicked"))
