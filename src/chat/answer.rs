@@ -62,6 +62,7 @@ pub(crate) enum Plan {
 
 /// Everything needed to finish a streamed answer.
 pub(crate) struct Pending {
+    /// The request's messages; `Turn::start` takes them.
     pub(crate) messages: Vec<ChatMessage>,
     pub(crate) cache_key: String,
     pub(crate) numbers: Numbers,

@@ -149,14 +149,14 @@ impl Turn {
     pub(crate) fn start(
         app: &Coach<'_>,
         question: Question,
-        pending: Pending,
+        mut pending: Pending,
         id: u64,
         tx: Sender<(u64, StreamEvent)>,
         direct: Option<Arc<dyn Shows>>,
     ) -> Turn {
         let tools = app.tools.tools_for(app, &caller(app, &question.user_id));
-        let messages = pending
-            .messages
+        // Taken, not copied: the request's messages are kept once per answer, as JSON.
+        let messages = std::mem::take(&mut pending.messages)
             .iter()
             .map(|m| json!({"role": m.role, "content": m.content}))
             .collect();

@@ -258,11 +258,11 @@ impl StreamHandle {
     }
 }
 
-fn agent(config: &Config) -> ureq::Agent {
+fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(10)))
-        .timeout_recv_response(Some(config.llm.timeout))
-        .timeout_per_read(Some(config.llm.timeout))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
         .http_status_as_error(false)
         .max_redirects(0)
         // One answer per agent: nothing to pool, and small buffers for a thousand streams
@@ -341,7 +341,9 @@ pub(crate) fn start(
         return;
     }
     let url = format!("{}/chat/completions", config.llm.base_url);
-    let config = config.clone();
+    // Only the timeout goes with the thread, not a copy of the whole configuration: a
+    // thousand streams at once each held one.
+    let timeout = config.llm.timeout;
     let h = handle.clone();
     // Shared with the thread, so the sink still hears of it when no thread can be started.
     let shared = Arc::new(std::sync::Mutex::new(Some(sink)));
@@ -356,7 +358,7 @@ pub(crate) fn start(
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                match run_once(&config, &h, &url, &key, &body, &mut sink) {
+                match run_once(timeout, &h, &url, &key, &body, &mut sink) {
                     Outcome::Done => return,
                     Outcome::Retryable(e) if attempt < 2 && !h.is_cancelled() => {
                         log::warn!(
@@ -393,14 +395,14 @@ enum Outcome {
 }
 
 fn run_once(
-    config: &Config,
+    timeout: Duration,
     h: &StreamHandle,
     url: &str,
     key: &str,
     body: &Value,
     sink: &mut impl FnMut(StreamEvent) -> bool,
 ) -> Outcome {
-    let agent = agent(config);
+    let agent = agent(timeout);
     *h.agent.lock().unwrap_or_else(|p| p.into_inner()) = Some(agent.clone());
     if h.is_cancelled() {
         return Outcome::Failed(UpstreamError::Cancelled);
