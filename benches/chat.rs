@@ -11,7 +11,10 @@
 //! subtracts it from the moment it read the frame. The bench is frugal with the two cores it
 //! shares with the server: one thread writes every answer's chunks when they are due
 //! (`pace`), and the main thread writes all first questions back to back (`send_all`), so
-//! they arrive together, as issue 11.4 has them.
+//! they arrive together, as issue 11.4 has them. One thread reads every answer: epoll says
+//! which sockets have bytes, and each frame is stamped when its bytes were read (`read_all`);
+//! `BENCH_READER=threads` reads with a thread per client instead, blocked in tungstenite (the
+//! bench before 2026-12-05), whose wake per frame competes for the cores it measures.
 //!
 //! `BENCH_CLIENTS` sets the number of clients (default 1000), `BENCH_CHUNKS` the chunks of
 //! every answer (default 50). The server runs with `OPENAI_TOOLS=off`. `BENCH_FIRST_TOKEN_MS`
@@ -31,6 +34,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -177,7 +181,6 @@ struct Arrival {
 
 /// Milliseconds since the kernel last received data on `stream` (TCP_INFO), if it says.
 fn since_last_data(stream: &TcpStream) -> Option<Duration> {
-    use std::os::fd::AsRawFd;
     // SAFETY: `tcp_info` is plain data, and the kernel writes at most `len` bytes of it.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
@@ -488,6 +491,7 @@ struct Room {
     asked: Mutex<Vec<Option<Duration>>>,
     /// Whether each client asks the tool question after the first.
     tools: bool,
+    reading: Reading,
 }
 
 /// Connects; once every client is connected, pings the server at its turn within
@@ -522,6 +526,10 @@ fn client(id: usize, token: &str, room: &Room) -> Outcome {
             return out;
         }
     };
+    if room.reading == Reading::Epoll {
+        // `read_all` reads the answers on the clone `send_all` gave back.
+        return out;
+    }
     out.connected = true;
     let Some(asked) = room.asked.lock().unwrap().get(id).copied().flatten() else {
         out.problem = Some(format!("client {id}: its question was not sent"));
@@ -597,24 +605,36 @@ fn question(prefix: &str, id: usize) -> String {
 /// frames on a clone of its socket (its thread waits at `Room::start` meanwhile). Sent by
 /// 1,000 threads leaving a barrier, the last went out 0.5-1.2 s after the first: the client
 /// threads waited for the cores behind the answers already streaming, so the questions did
-/// not arrive together as issue 11.4 has them.
-fn send_all(room: &Room) {
-    use tungstenite::protocol::frame::Frame as WireFrame;
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
+/// not arrive together as issue 11.4 has them. Gives the clones back, by client.
+fn send_all(room: &Room) -> Vec<(usize, TcpStream)> {
     let mut sockets = std::mem::take(&mut *room.sockets.lock().unwrap());
     sockets.sort_by_key(|(id, _)| *id);
     let mut asked = vec![None; room.clients];
     for (id, stream) in &mut sockets {
-        let mut frame = WireFrame::message(question(QUESTION, *id), OpCode::Data(Data::Text), true);
-        // Client frames are masked; any key will do for the server.
-        frame.header_mut().mask = Some((*id as u32).wrapping_mul(2_654_435_761).to_le_bytes());
-        let mut bytes = Vec::new();
+        let bytes = masked_text(question(QUESTION, *id), *id);
         let at = room.epoch.elapsed();
-        if frame.format(&mut bytes).is_ok() && stream.write_all(&bytes).is_ok() {
+        if stream.write_all(&bytes).is_ok() {
             asked[*id] = Some(at);
         }
     }
     *room.asked.lock().unwrap() = asked;
+    sockets
+}
+
+/// `text` as a client's frame: masked, as every frame from a client must be; any key will do
+/// for the server, this one differs by client.
+fn masked_text(text: String, id: usize) -> Vec<u8> {
+    use tungstenite::protocol::frame::Frame as WireFrame;
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    masked(WireFrame::message(text, OpCode::Data(Data::Text), true), id)
+}
+
+fn masked(mut frame: tungstenite::protocol::frame::Frame, id: usize) -> Vec<u8> {
+    frame.header_mut().mask = Some((id as u32).wrapping_mul(2_654_435_761).to_le_bytes());
+    let mut bytes = Vec::new();
+    // Formatting into a `Vec` cannot fail.
+    let _ = frame.format(&mut bytes);
+    bytes
 }
 
 /// Checks every frame of an answer as it comes, after asking the question `ask` (the prefix)
@@ -632,30 +652,53 @@ fn converse(
             .send(Message::text(question(prefix, id)))
             .map_err(|e| format!("send: {e}"))?;
     }
-    let asked = out.asked_at.unwrap_or_default();
-    let mut next_seq = 0;
-    let mut last_delta = asked;
+    let mut check = Check::new(id, out.asked_at.unwrap_or_default());
     loop {
         let text = next_text(socket)?;
-        let at = epoch.elapsed();
+        if check.frame(&text, epoch.elapsed(), out)? {
+            return Ok(());
+        }
+    }
+}
+
+/// The checks of one answer, frame by frame, whichever way its frames are read.
+struct Check {
+    id: usize,
+    asked: Duration,
+    next_seq: usize,
+    last_delta: Duration,
+}
+
+impl Check {
+    fn new(id: usize, asked: Duration) -> Check {
+        Check {
+            id,
+            asked,
+            next_seq: 0,
+            last_delta: asked,
+        }
+    }
+
+    /// One text frame, read at `at`: true once it was the final one.
+    fn frame(&mut self, text: &str, at: Duration, out: &mut Outcome) -> Result<bool, String> {
         let frame: Frame =
-            serde_json::from_str(&text).map_err(|e| format!("unreadable frame ({e}): {text}"))?;
+            serde_json::from_str(text).map_err(|e| format!("unreadable frame ({e}): {text}"))?;
         if frame.kind == "status" && out.text.is_empty() {
             out.statuses += 1;
-            continue;
+            return Ok(false);
         }
         if frame.kind != "response" {
             return Err(format!("unexpected frame: {text}"));
         }
         if frame.done {
             out.finished = frame.content == out.text;
-            out.total = Some(at.saturating_sub(asked));
-            out.final_after = Some(at.saturating_sub(last_delta));
+            out.total = Some(at.saturating_sub(self.asked));
+            out.final_after = Some(at.saturating_sub(self.last_delta));
             out.finished_at = Some(at);
             if !out.finished {
                 return Err(format!("the final text differs from the deltas: {text}"));
             }
-            return Ok(());
+            return Ok(true);
         }
         let delta = frame.delta.unwrap_or_default();
         let in_turn = frame.content.len() == out.text.len() + delta.len()
@@ -663,21 +706,24 @@ fn converse(
             && frame.content.ends_with(&delta);
         out.text.push_str(&delta);
         match parse_piece(&delta) {
-            Some((client, seq, sent)) if client == id && seq < chunks() && !out.received[seq] => {
+            Some((client, seq, sent))
+                if client == self.id && seq < chunks() && !out.received[seq] =>
+            {
                 out.received[seq] = true;
                 out.latencies.push(at.saturating_sub(sent));
                 out.sent.push(sent);
-                if seq != next_seq || !in_turn {
+                if seq != self.next_seq || !in_turn {
                     out.out_of_order += 1;
                 }
-                next_seq = seq + 1;
+                self.next_seq = seq + 1;
             }
             _ => out.out_of_order += 1,
         }
         if out.first_delta.is_none() {
-            out.first_delta = Some(at.saturating_sub(asked));
+            out.first_delta = Some(at.saturating_sub(self.asked));
         }
-        last_delta = at;
+        self.last_delta = at;
+        Ok(false)
     }
 }
 
@@ -691,6 +737,285 @@ fn parse_piece(piece: &str) -> Option<(usize, usize, Duration)> {
         seq.parse().ok()?,
         Duration::from_nanos(nanos),
     ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The epoll reader (`BENCH_READER`, see the top of the file).
+
+/// How the clients read their answers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reading {
+    /// One thread waits on every socket with epoll and reads whatever is ready (the default).
+    Epoll,
+    /// A thread per client, blocked in tungstenite's read: one wake and one context switch
+    /// per frame, which on two cores competes with the server it measures.
+    Threads,
+}
+
+fn reading() -> Reading {
+    match std::env::var("BENCH_READER").as_deref() {
+        Ok("threads") => Reading::Threads,
+        _ => Reading::Epoll,
+    }
+}
+
+/// Where one socket of the epoll reader is in its conversation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    First,
+    /// Tool mode: the second question was asked.
+    Tool,
+    /// Both answers came and our close went out; what follows is the server's close.
+    Closing,
+    Gone,
+}
+
+/// One client's socket in the epoll reader, and what it saw.
+struct Conn {
+    id: usize,
+    stream: TcpStream,
+    /// Bytes read but not yet a whole frame.
+    buf: Vec<u8>,
+    check: Check,
+    phase: Phase,
+    out: Outcome,
+    tool: Option<Outcome>,
+}
+
+impl Conn {
+    /// The answer being read.
+    fn current(&mut self) -> &mut Outcome {
+        match (self.phase, self.tool.as_mut()) {
+            (Phase::Tool, Some(tool)) => tool,
+            _ => &mut self.out,
+        }
+    }
+
+    fn fail(&mut self, e: &str) {
+        let (id, tool) = (self.id, self.phase == Phase::Tool);
+        let problem = if tool {
+            format!("client {id}, tool question: {e}")
+        } else {
+            format!("client {id}: {e}")
+        };
+        self.current().problem = Some(problem);
+        self.phase = Phase::Gone;
+    }
+
+    /// Reads all the socket has without waiting, and checks every whole frame in it; each
+    /// frame is stamped with the moment its bytes were read.
+    fn pump(&mut self, scratch: &mut [u8], room: &Room) {
+        while self.phase != Phase::Gone {
+            // SAFETY: `scratch` is a valid buffer of its length for `recv` to write into.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    scratch.as_mut_ptr().cast(),
+                    scratch.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            let at = room.epoch.elapsed();
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::WouldBlock => return,
+                    std::io::ErrorKind::Interrupted => continue,
+                    _ => return self.fail(&format!("read: {e}")),
+                }
+            }
+            if n == 0 {
+                if self.phase == Phase::Closing {
+                    self.phase = Phase::Gone;
+                } else {
+                    self.fail("closed by the server before the answer ended");
+                }
+                return;
+            }
+            if self.phase == Phase::Closing {
+                continue;
+            }
+            self.buf.extend_from_slice(&scratch[..n as usize]);
+            if let Err(e) = self.frames(at, room) {
+                return self.fail(&e);
+            }
+        }
+    }
+
+    /// Checks the whole frames in `buf`, read at `at`.
+    fn frames(&mut self, at: Duration, room: &Room) -> Result<(), String> {
+        let mut used = 0;
+        while self.phase != Phase::Closing {
+            let Some((opcode, payload)) = server_frame(&self.buf[used..])? else {
+                break;
+            };
+            let (start, end) = (used + payload.start, used + payload.end);
+            used = end;
+            match opcode {
+                1 => {}
+                8 => return Err("closed by the server".into()),
+                // Pings and pongs: the server sends none on this socket.
+                _ => continue,
+            }
+            let text = std::str::from_utf8(&self.buf[start..end])
+                .map_err(|_| "a text frame that is not UTF-8".to_string())?
+                .to_owned();
+            let (check, phase) = (&mut self.check, self.phase);
+            let out = match (phase, self.tool.as_mut()) {
+                (Phase::Tool, Some(tool)) => tool,
+                _ => &mut self.out,
+            };
+            if !check.frame(&text, at, out)? {
+                continue;
+            }
+            if room.tools && self.phase == Phase::First {
+                let asked = room.epoch.elapsed();
+                self.stream
+                    .write_all(&masked_text(question(TOOL_QUESTION, self.id), self.id))
+                    .map_err(|e| format!("send: {e}"))?;
+                self.tool = Some(Outcome {
+                    received: vec![false; chunks()],
+                    connected: true,
+                    asked_at: Some(asked),
+                    ..Outcome::default()
+                });
+                self.check = Check::new(self.id, asked);
+                self.phase = Phase::Tool;
+            } else {
+                // A proper close: ours now, then the server's reply ends the socket.
+                use tungstenite::protocol::frame::Frame as WireFrame;
+                let _ = self
+                    .stream
+                    .write_all(&masked(WireFrame::close(None), self.id));
+                self.phase = Phase::Closing;
+            }
+        }
+        self.buf.drain(..used);
+        Ok(())
+    }
+}
+
+/// The first frame in `buf` as the server sends them (unmasked, whole): its opcode and where
+/// its payload lies (the next frame starts at its end); `None` until all of it is there.
+fn server_frame(buf: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>)>, String> {
+    let [b0, b1, ..] = *buf else {
+        return Ok(None);
+    };
+    if b0 & 0x80 == 0 || b0 & 0x0f == 0 {
+        return Err("a fragmented frame".into());
+    }
+    if b1 & 0x80 != 0 {
+        return Err("a masked frame from the server".into());
+    }
+    let (head, len) = match b1 & 0x7f {
+        126 if buf.len() >= 4 => (4, usize::from(u16::from_be_bytes([buf[2], buf[3]]))),
+        127 if buf.len() >= 10 => {
+            let mut n = [0; 8];
+            n.copy_from_slice(&buf[2..10]);
+            (
+                10,
+                usize::try_from(u64::from_be_bytes(n)).unwrap_or(usize::MAX),
+            )
+        }
+        126 | 127 => return Ok(None),
+        n => (2, usize::from(n)),
+    };
+    if buf.len() - head < len {
+        return Ok(None);
+    }
+    Ok(Some((b0 & 0x0f, head..head + len)))
+}
+
+/// Reads every answer on the sockets `send_all` gave back, from this one thread: epoll says
+/// which sockets have bytes, and each is read until it has none. Each client's outcome.
+fn read_all(room: &Room, streams: Vec<(usize, TcpStream)>) -> Vec<(usize, Outcome)> {
+    let asked = room.asked.lock().unwrap().clone();
+    // SAFETY: plain syscalls on descriptors this function owns; the event buffer outlives
+    // every `epoll_wait` that fills it.
+    let epoll = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(
+        epoll >= 0,
+        "epoll_create1: {}",
+        std::io::Error::last_os_error()
+    );
+    let mut conns = Vec::with_capacity(streams.len());
+    let mut open = 0;
+    for (id, stream) in streams {
+        let mut out = Outcome {
+            received: vec![false; chunks()],
+            connected: true,
+            asked_at: asked.get(id).copied().flatten(),
+            ..Outcome::default()
+        };
+        let mut phase = Phase::First;
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: conns.len() as u64,
+        };
+        if out.asked_at.is_none() {
+            out.problem = Some(format!("client {id}: its question was not sent"));
+            phase = Phase::Gone;
+        } else if unsafe {
+            libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, stream.as_raw_fd(), &mut event)
+        } != 0
+        {
+            let e = std::io::Error::last_os_error();
+            out.problem = Some(format!("client {id}: epoll_ctl: {e}"));
+            phase = Phase::Gone;
+        } else {
+            open += 1;
+        }
+        conns.push(Conn {
+            id,
+            stream,
+            buf: Vec::new(),
+            check: Check::new(id, out.asked_at.unwrap_or_default()),
+            phase,
+            out,
+            tool: None,
+        });
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut heard = Instant::now();
+    while open > 0 {
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), events.len() as i32, 1000) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "epoll_wait: {e}");
+            continue;
+        }
+        if n == 0 {
+            if heard.elapsed() > READ_LIMIT {
+                for c in conns.iter_mut().filter(|c| c.phase != Phase::Gone) {
+                    c.fail("no frame for 30 s");
+                }
+                break;
+            }
+            continue;
+        }
+        heard = Instant::now();
+        for event in &events[..n as usize] {
+            let c = &mut conns[event.u64 as usize];
+            if c.phase == Phase::Gone {
+                continue;
+            }
+            c.pump(&mut scratch, room);
+            if c.phase == Phase::Gone {
+                open -= 1;
+                let fd = c.stream.as_raw_fd();
+                unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+            }
+        }
+    }
+    unsafe { libc::close(epoll) };
+    conns
+        .into_iter()
+        .map(|mut c| {
+            c.out.tool = c.tool.take().map(Box::new);
+            (c.id, c.out)
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -779,9 +1104,13 @@ fn main() {
     let tools = std::env::var("BENCH_TOOLS").is_ok_and(|v| v == "1" || v == "on");
     println!(
         "chat benchmark: {clients} WebSocket clients ({users} users x {SOCKETS_PER_USER}), \
-         {} chunks {} ms apart, {cores} cores, open-file limit {fds}{}",
+         {} chunks {} ms apart, {cores} cores, open-file limit {fds}, answers read by {}{}",
         chunks(),
         INTERVAL.as_millis(),
+        match reading() {
+            Reading::Epoll => "one epoll thread",
+            Reading::Threads => "a thread per client",
+        },
         if tools {
             "; tool mode: a plain question, then one with one tool round"
         } else {
@@ -836,6 +1165,7 @@ fn main() {
         sockets: Mutex::new(Vec::new()),
         asked: Mutex::new(Vec::new()),
         tools,
+        reading: reading(),
     };
     let stop = AtomicBool::new(false);
     let before_connect = Instant::now();
@@ -861,12 +1191,20 @@ fn main() {
         let overflows_before = listen_overflows();
         room.ready.wait();
         let go = epoch.elapsed();
-        send_all(&room);
+        let streams = send_all(&room);
         room.start.wait();
-        let outcomes: Vec<Outcome> = handles
+        let read = match room.reading {
+            Reading::Epoll => read_all(&room, streams),
+            Reading::Threads => Vec::new(),
+        };
+        let mut outcomes: Vec<Outcome> = handles
             .into_iter()
             .map(|h| h.join().expect("a client thread panicked"))
             .collect();
+        for (id, seen) in read {
+            let ping = outcomes[id].ping;
+            outcomes[id] = Outcome { ping, ..seen };
+        }
         let answered = server.stats().unwrap_or_default();
         let self_to = ProcStats::of("self").unwrap_or_default();
         let overflows = listen_overflows()
