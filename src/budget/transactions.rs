@@ -591,18 +591,18 @@ impl Totals {
 
 /// The month's totals as kept in `monthly_budgets` (zeros for a month without rows).
 pub(crate) fn totals(c: &Connection, user: &str, p: Period) -> Result<Totals> {
-    Ok(c.query_row(
+    // Cached: every chat question reads these too.
+    Ok(c.prepare_cached(
         "SELECT total_income, total_expense, transaction_count FROM monthly_budgets
          WHERE user_id = ?1 AND year = ?2 AND month = ?3",
-        params![user, p.year, p.month],
-        |r| {
-            Ok(Totals {
-                total_income: r.get(0)?,
-                total_expense: r.get(1)?,
-                transaction_count: r.get(2)?,
-            })
-        },
-    )
+    )?
+    .query_row(params![user, p.year, p.month], |r| {
+        Ok(Totals {
+            total_income: r.get(0)?,
+            total_expense: r.get(1)?,
+            transaction_count: r.get(2)?,
+        })
+    })
     .optional()?
     .unwrap_or(Totals {
         total_income: Money::ZERO,

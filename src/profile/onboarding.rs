@@ -179,12 +179,14 @@ pub(crate) fn submit(
 }
 
 pub(crate) fn load(c: &Connection, user: &str) -> Result<Option<Profile>> {
-    Ok(c.query_row(
+    // Cached: every chat question reads the profile, and compiling this was 9% of the
+    // question threads' samples in a burst (`perf`, benches/chat.rs).
+    Ok(c.prepare_cached(
         "SELECT age_range, occupation, income_range, financial_goals, investment_experience, risk_tolerance,
                 current_investments, debt_status, retirement_planning, interests, onboarding_completed, completed_at
          FROM user_profiles WHERE user_id = ?1",
-        [user],
-        |r| {
+    )?
+    .query_row([user], |r| {
             Ok(Profile {
                 data: OnboardingData {
                     age_range: r.get(0)?,
@@ -201,7 +203,6 @@ pub(crate) fn load(c: &Connection, user: &str) -> Result<Option<Profile>> {
                 onboarding_completed: r.get(10)?,
                 completed_at: r.get(11)?,
             })
-        },
-    )
+    })
     .optional()?)
 }
