@@ -248,7 +248,7 @@ fn serve(app: &Arc<App>, sockets: &Sockets, stream: TcpStream, chat: ChatHandler
         upgrade.token = query_token(req.uri().query());
         Ok(resp)
     };
-    let ws = match tungstenite::accept_hdr_with_config(wire, callback, Some(ws_config(app))) {
+    let mut ws = match tungstenite::accept_hdr_with_config(wire, callback, Some(ws_config(app))) {
         Ok(ws) => ws,
         Err(tungstenite::HandshakeError::Failure(e)) => {
             // Our callback's 404 was already written; anything else was not a valid upgrade.
@@ -271,11 +271,13 @@ fn serve(app: &Arc<App>, sockets: &Sockets, stream: TcpStream, chat: ChatHandler
             return;
         }
     };
+    // The clone was for refusing a failed handshake; the socket has two descriptors already
+    // (the wire's reads and its writes).
+    drop(spare);
     let Some(endpoint) = upgrade.endpoint else {
         return;
     };
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
-    let mut ws = ws;
     ws.get_mut().dont_wait = true;
     let socket = Socket {
         ws,
