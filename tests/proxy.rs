@@ -360,8 +360,11 @@ fn the_proxy_absorbs_hostile_clients_and_health_stays_fast(kind: Kind) {
         .collect();
 
     // A body of a terabyte, declared and never sent. nginx refuses it at once (413); Caddy
-    // 2.6 buffers bodies, waits read_body (10 s) for this one, then gives up with 502. Either
-    // way the server never sees it. It runs beside the health checks below.
+    // 2.6 buffers bodies and waits read_body (10 s) for this one. Then it usually gives up
+    // with 502, but in some runs (CI of stop 24) it passed the head on with the body it had
+    // (none), and the server refused the declared length with its own 413 without reading a
+    // byte. Either way the server never holds a thread on it. It runs beside the health
+    // checks below.
     let mut huge = proxy.tls_stream();
     let terabyte = std::thread::spawn(move || {
         let t = Instant::now();
@@ -419,12 +422,23 @@ fn the_proxy_absorbs_hostile_clients_and_health_stays_fast(kind: Kind) {
             assert_eq!(status, 413, "{head}");
             assert!(took < Duration::from_secs(2), "{took:?}");
         }
-        Kind::Caddy => assert_eq!(status, 502, "{head}"),
+        Kind::Caddy => {
+            assert!(status == 502 || status == 413, "{head}");
+            // A 413 can only be the server's (Caddy's own max_size needs a body to count):
+            // its JSON error, sent from the head alone.
+            assert_eq!(
+                head.contains("application/json"),
+                status == 413,
+                "a 502 must be Caddy's own, a 413 the server's: {head}"
+            );
+        }
     }
-    assert!(
-        !head.contains("application/json"),
-        "the server answered: {head}"
-    );
+    if kind == Kind::Nginx {
+        assert!(
+            !head.contains("application/json"),
+            "the server answered: {head}"
+        );
+    }
     println!(
         "threads in the test process (server + 5 slowloris): {threads_before} before, \
          {threads_during} under attack"
