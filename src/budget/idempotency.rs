@@ -38,17 +38,16 @@ pub(crate) fn replay(
     now: i64,
 ) -> Result<Option<(u16, Vec<u8>)>> {
     // Expired keys go first so they are never replayed.
-    tx.execute(
-        "DELETE FROM idempotency_keys WHERE user_id = ?1 AND created_at < ?2",
-        params![user, now - KEEP_SECS],
-    )?;
+    tx.prepare_cached("DELETE FROM idempotency_keys WHERE user_id = ?1 AND created_at < ?2")?
+        .execute(params![user, now - KEEP_SECS])?;
     let found: Option<(String, Option<i64>, Option<Vec<u8>>)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT request_hash, response_status, response_body FROM idempotency_keys
              WHERE user_id = ?1 AND idempotency_key = ?2",
-            params![user, key],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        )?
+        .query_row(params![user, key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     match found {
         None => Ok(None),
@@ -111,11 +110,11 @@ pub(crate) fn store(
     body: &[u8],
     now: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO idempotency_keys (user_id, idempotency_key, request_hash, response_status, response_body, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![user, key, hash, status, body, now],
-    )?;
+    )?
+    .execute(params![user, key, hash, status, body, now])?;
     Ok(())
 }
 

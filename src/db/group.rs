@@ -152,27 +152,36 @@ fn same_error(e: &rusqlite::Error) -> Error {
 /// Runs the job in its own savepoint; its delivery when it succeeded. A job that failed is
 /// rolled back to its savepoint and told at once.
 fn in_savepoint(tx: &Transaction<'_>, q: Queued) -> Option<Deliver> {
-    if let Err(e) = tx.execute_batch("SAVEPOINT job") {
+    if let Err(e) = run_cached(tx, &["SAVEPOINT job"]) {
         (q.fail)(same_error(&e));
         return None;
     }
     match (q.job)(tx) {
-        Ok(deliver) => match tx.execute_batch("RELEASE job") {
+        Ok(deliver) => match run_cached(tx, &["RELEASE job"]) {
             Ok(()) => Some(deliver),
             Err(e) => {
                 deliver(Err(same_error(&e)));
-                let _ = tx.execute_batch("ROLLBACK TO job; RELEASE job");
+                let _ = run_cached(tx, &["ROLLBACK TO job", "RELEASE job"]);
                 None
             }
         },
         Err(failed) => {
-            if let Err(e) = tx.execute_batch("ROLLBACK TO job; RELEASE job") {
+            if let Err(e) = run_cached(tx, &["ROLLBACK TO job", "RELEASE job"]) {
                 log::error!("group commit: rollback to a savepoint: {e}");
             }
             failed.0();
             None
         }
     }
+}
+
+/// Runs each statement from the connection's statement cache: `execute_batch` would compile
+/// them again for every job.
+fn run_cached(tx: &Transaction<'_>, statements: &[&str]) -> rusqlite::Result<()> {
+    for sql in statements {
+        tx.prepare_cached(sql)?.execute([])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
