@@ -10,6 +10,8 @@
 //! ETags, did not change. The tag is computed before the body, so a body is never older than
 //! its tag.
 
+use std::hash::{Hash, Hasher};
+
 use crate::app::App;
 use crate::budget::cache::View;
 use crate::error::Result;
@@ -31,9 +33,31 @@ fn cached_counter(app: &App, user: &str) -> Result<i64> {
 
 pub(crate) fn tag(app: &App, user: &str, view: &View) -> Result<String> {
     let seq = cached_counter(app, user)?;
-    let what = format!("{}\n{user}\n{seq}\n{view:?}", app.sync.epoch);
-    let hash = hmac_sha256::Hash::hash(what.as_bytes());
-    Ok(format!("\"{}\"", crate::random::to_hex(&hash[..12])))
+    // The view goes in through its derived `Hash` (every field, as its `Debug` did before):
+    // formatting it was ~6% of a warm `GET /allocations` under perf. Stable for a given
+    // build; a new build may change the tags once, which costs each client one full answer.
+    let mut h = Sha256(hmac_sha256::Hash::new());
+    (&app.sync.epoch, user, seq, view).hash(&mut h);
+    let hash = h.0.finalize();
+    let mut tag = String::with_capacity(26);
+    tag.push('"');
+    tag.push_str(&crate::random::to_hex(&hash[..12]));
+    tag.push('"');
+    Ok(tag)
+}
+
+/// SHA-256 fed by `Hash`: collision-resistant, unlike the std hashers.
+struct Sha256(hmac_sha256::Hash);
+
+impl Hasher for Sha256 {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// Unused: the tag is the whole digest.
+    fn finish(&self) -> u64 {
+        0
+    }
 }
 
 /// Does `If-None-Match` name this tag (or `*`)? Weak tags compare by their opaque part.
