@@ -48,9 +48,10 @@ use crate::replication::Monitor;
 const BUSY_TIMEOUT_MS: u32 = 5000;
 
 /// Compiled statements each connection keeps (rusqlite's default is 16). The code has about
-/// 80 `prepare_cached` sites; with 16, a POST's own statements could push each other out and be
+/// 90 `prepare_cached` sites; with 16, a POST's own statements could push each other out and be
 /// compiled again on every request.
 const STATEMENT_CACHE: usize = 128;
+
 /// WAL frames (pages) past which the checkpoint thread truncates the file: 64 MiB at the
 /// default 4 KiB page size. Normally the WAL restarts long before (`WAL_RESTART_FRAMES`);
 /// this is for when readers keep it from restarting.
