@@ -71,18 +71,29 @@ impl Group {
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Receiver<Result<T>> {
         let (done, outcome) = sync_channel::<Result<T>>(1);
-        let failed = done.clone();
-        let unrun = done.clone();
-        let fail = Box::new(move |e: Error| {
-            let _ = unrun.send(Err(e));
+        self.submit_then(f, move |r| {
+            let _ = done.send(r);
         });
+        outcome
+    }
+
+    /// Queues `f`; `then` gets its value once its transaction committed, or its error. `then`
+    /// runs on the group's thread, between two batches: it must only hand the outcome on. If
+    /// the group's thread is gone, `then` is dropped uncalled.
+    pub(crate) fn submit_then<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        then: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        // One of the three paths below calls `then`: it is shared, and taken once.
+        let then = Arc::new(Mutex::new(Some(then)));
+        let (ran, failed, unrun) = (then.clone(), then.clone(), then);
+        let fail = Box::new(move |e: Error| tell(&unrun, Err(e)));
         let job: Job = Box::new(move |tx| match f(tx) {
             Ok(v) => Ok(Box::new(move |committed: Result<()>| {
-                let _ = done.send(committed.map(|()| v));
+                tell(&ran, committed.map(|()| v));
             })),
-            Err(e) => Err(Failed(Box::new(move || {
-                let _ = failed.send(Err(e));
-            }))),
+            Err(e) => Err(Failed(Box::new(move || tell(&failed, Err(e))))),
         });
         let sent = self
             .queue
@@ -90,11 +101,18 @@ impl Group {
             .unwrap_or_else(|p| p.into_inner())
             .send(Queued { job, fail });
         if sent.is_err() {
-            // The thread is gone (the database is closing): the job was dropped with its
-            // sender, so the receiver sees a closed channel.
+            // The thread is gone (the database is closing): the job was dropped, and `then`
+            // with it.
             log::error!("a write was queued after the database writer stopped");
         }
-        outcome
+    }
+}
+
+/// Calls the shared `then` of a job if no other path has.
+fn tell<T, F: FnOnce(Result<T>)>(then: &Mutex<Option<F>>, r: Result<T>) {
+    let taken = then.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(then) = taken {
+        then(r);
     }
 }
 

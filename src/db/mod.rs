@@ -487,6 +487,18 @@ impl Db {
             .unwrap_or_else(|_| Err(Error::internal("the database writer stopped")))
     }
 
+    /// [`Db::write_in_group`] without waiting: `then` gets the job's value once its batch
+    /// committed, or its error. It runs on the group's thread, so it must only hand the
+    /// outcome on (an HTTP answer goes to `http::later`). Dropped uncalled if the writer is
+    /// gone.
+    pub(crate) fn write_in_group_then<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        then: impl FnOnce(Result<T>) + Send + 'static,
+    ) {
+        self.group.submit_then(job, then);
+    }
+
     /// [`Db::write`] for a rule that must commit what it counted even when it refuses (a wrong
     /// code, a wrong password, a reused refresh token): `f` returns its refusal as
     /// [`Outcome::Refused`], the transaction commits, and the refusal comes back as the `Err`.

@@ -1,6 +1,7 @@
 //! HTTP: the listener and its handler pool, routing, request parsing and the error mapping.
 
 pub(crate) mod framing;
+pub(crate) mod later;
 pub(crate) mod middleware;
 pub(crate) mod pool;
 pub(crate) mod ratelimit;

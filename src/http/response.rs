@@ -6,6 +6,8 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::later::{Later, Start};
+
 /// A body written piece by piece after the headers (server-sent events), given the server's
 /// state `S` and the connection.
 pub(crate) type StreamBody<S> = Box<dyn FnOnce(&S, &mut dyn Write) + Send>;
@@ -20,6 +22,9 @@ pub(crate) struct Resp {
     /// `StreamBody<S>` for the state `S` of the server that answers (see `take_stream`): `Resp`
     /// stays one type for every handler whatever the state.
     pub(crate) stream: Option<Box<dyn Any + Send>>,
+    /// When set, this is not the answer yet: the server starts this work (a `later::Start<S>`,
+    /// typed like `stream`) and answers when it finishes; the other fields are unused.
+    pub(crate) later: Option<Box<dyn Any + Send>>,
 }
 
 impl Resp {
@@ -33,6 +38,7 @@ impl Resp {
             body,
             content_type: "application/json",
             stream: None,
+            later: None,
         }
     }
 
@@ -47,6 +53,7 @@ impl Resp {
             body: Vec::new(),
             content_type: "text/plain; charset=utf-8",
             stream: None,
+            later: None,
         }
     }
 
@@ -57,6 +64,7 @@ impl Resp {
             body,
             content_type,
             stream: None,
+            later: None,
         }
     }
 
@@ -72,19 +80,30 @@ impl Resp {
             body: Vec::new(),
             content_type,
             stream: Some(Box::new(body)),
+            later: None,
         }
     }
 
     /// The streamed body, if there is one written for state `S`. One server serves one state,
     /// so a body for another state is a programming error: it is dropped and logged.
     pub(crate) fn take_stream<S: 'static>(&mut self) -> Option<StreamBody<S>> {
-        match self.stream.take()?.downcast::<StreamBody<S>>() {
-            Ok(body) => Some(*body),
-            Err(_) => {
-                log::error!("a streamed body was written for another server's state");
-                None
-            }
+        typed(self.stream.take()?, "a streamed body")
+    }
+
+    /// An answer given later: `start` runs on the handler thread once the handler returned,
+    /// and hands the `Later` to the work it queued, which finishes it (see `later`).
+    pub(crate) fn later<S: 'static>(start: impl FnOnce(&S, Later<S>) + Send + 'static) -> Resp {
+        let start: Start<S> = Box::new(start);
+        Resp {
+            later: Some(Box::new(start)),
+            ..Resp::empty(500)
         }
+    }
+
+    /// The work that gives this answer later, if there is one for state `S` (one server,
+    /// one state: another is a programming error, dropped and logged like `take_stream`).
+    pub(crate) fn take_later<S: 'static>(&mut self) -> Option<Start<S>> {
+        typed(self.later.take()?, "a deferred answer")
     }
 
     pub(crate) fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
@@ -97,5 +116,16 @@ impl Resp {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `held` as the `T` it was stored as; logged and dropped if it is another type.
+fn typed<T: 'static>(held: Box<dyn Any + Send>, what: &str) -> Option<T> {
+    match held.downcast::<T>() {
+        Ok(v) => Some(*v),
+        Err(_) => {
+            log::error!("{what} was written for another server's state");
+            None
+        }
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use super::framing::{self, Intake, Verdict};
+use super::later::{Answers, Later, Work};
 use super::middleware;
 use super::pool::SlowPool;
 use super::ratelimit;
@@ -80,6 +81,7 @@ pub(crate) struct HttpServer {
     addr: SocketAddr,
     workers: Vec<JoinHandle<()>>,
     slow: Arc<SlowPool>,
+    answers: Arc<Answers>,
 }
 
 impl HttpServer {
@@ -108,16 +110,21 @@ impl HttpServer {
         let router = Arc::new(router);
         let intake = Arc::new(Mutex::new(Intake::default()));
         let slow = Arc::new(SlowPool::new(app.config().http.slow_workers));
+        let answers =
+            Arc::new(Answers::start().map_err(|e| format!("cannot start the answer thread: {e}"))?);
         let mut workers = Vec::new();
         for i in 0..app.config().http.workers {
             let app = app.clone();
             let router = router.clone();
             let server = server.clone();
             let intake = intake.clone();
-            let slow = slow.clone();
+            let pools = Pools {
+                slow: slow.clone(),
+                answers: answers.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("http-{i}"))
-                .spawn(move || worker(&app, &router, &server, &intake, &slow, addr))
+                .spawn(move || worker(&app, &router, &server, &intake, &pools, addr))
                 .map_err(|e| format!("cannot start worker threads: {e}"))?;
             workers.push(handle);
         }
@@ -126,6 +133,7 @@ impl HttpServer {
             addr,
             workers,
             slow,
+            answers,
         })
     }
 
@@ -134,7 +142,8 @@ impl HttpServer {
     }
 
     /// Stops taking requests and waits (up to `deadline`) for the ones in flight, on the
-    /// handler threads and then on the slow pool (which the handler threads feed).
+    /// handler threads, then on the slow pool (which the handler threads feed), then for the
+    /// answers given later (which both feed).
     pub(crate) fn stop(self, deadline: Instant) {
         for w in self.workers {
             while !w.is_finished() && Instant::now() < deadline {
@@ -142,6 +151,7 @@ impl HttpServer {
             }
         }
         self.slow.close(deadline);
+        self.answers.close(deadline);
         // Dropping the server stops its accept thread once a connection wakes it.
         drop(self.server);
         let _ = TcpStream::connect_timeout(&local(self.addr), Duration::from_millis(200));
@@ -159,6 +169,14 @@ pub(crate) fn local(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Where a handler thread hands on what it must not wait for.
+struct Pools {
+    /// Routes that wait on the outside world.
+    slow: Arc<SlowPool>,
+    /// Answers given once work queued elsewhere is done.
+    answers: Arc<Answers>,
+}
+
 /// Pops requests one worker at a time: the framing verdict on a request (and the mark on its
 /// connection) is taken before the request behind it can be popped (see `framing`).
 fn worker<S: State>(
@@ -166,7 +184,7 @@ fn worker<S: State>(
     router: &Router<S>,
     server: &tiny_http::Server,
     intake: &Mutex<Intake>,
-    slow: &Arc<SlowPool>,
+    pools: &Pools,
     listen: SocketAddr,
 ) {
     loop {
@@ -199,7 +217,7 @@ fn worker<S: State>(
             }
         };
         match popped {
-            Some((rq, Verdict::Admit)) => handle(app, router, slow, rq),
+            Some((rq, Verdict::Admit)) => handle(app, router, pools, rq),
             Some((rq, Verdict::Refuse(reason))) => refuse(&**app, rq, reason, listen),
             Some((rq, Verdict::Discard)) => discard(rq),
             None if stopping => return,
@@ -287,12 +305,7 @@ struct BodyState {
     fully_read: bool,
 }
 
-fn handle<S: State>(
-    app: &Arc<S>,
-    router: &Router<S>,
-    slow: &Arc<SlowPool>,
-    mut rq: tiny_http::Request,
-) {
+fn handle<S: State>(app: &Arc<S>, router: &Router<S>, pools: &Pools, mut rq: tiny_http::Request) {
     let started = Instant::now();
     let mut body = BodyState { fully_read: false };
     let mut req = request_of(&**app, &rq);
@@ -307,12 +320,13 @@ fn handle<S: State>(
             handler,
             pattern,
             slow: true,
-        }) => match slow.reserve() {
+        }) => match pools.slow.reserve() {
             Some(slot) => {
                 let app = app.clone();
+                let answers = pools.answers.clone();
                 slot.run(Box::new(move || {
                     let resp = call(&*app, handler, pattern, &req);
-                    answer(&*app, rq, &req, resp, &body, started);
+                    answer_or_start(&app, &answers, rq, req, resp, body, started);
                 }));
                 return;
             }
@@ -320,7 +334,60 @@ fn handle<S: State>(
         },
         Err(e) => error_response(&req, e),
     };
-    answer(&**app, rq, &req, resp, &body, started);
+    answer_or_start(app, &pools.answers, rq, req, resp, body, started);
+}
+
+/// Answers now, or starts the work of an answer given later (`Resp::later`): the thread
+/// goes on at once, and the answer thread writes the answer when the work is done. While
+/// the answer thread holds a request of the same connection (pipelined), this thread waits
+/// for the work and answers itself (see `Answers::open`).
+fn answer_or_start<S: State>(
+    app: &Arc<S>,
+    answers: &Arc<Answers>,
+    rq: tiny_http::Request,
+    req: Req,
+    mut resp: Resp,
+    body: BodyState,
+    started: Instant,
+) {
+    let Some(start) = resp.take_later::<S>() else {
+        answer(&**app, rq, &req, resp, &body, started);
+        return;
+    };
+    let Some(open) = rq.remote_addr().and_then(|peer| answers.open(*peer)) else {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Work<S>>(1);
+        start(
+            &**app,
+            Later::new(move |work| {
+                let _ = tx.send(work);
+            }),
+        );
+        // A dropped `Later` sends its own error, so the channel always carries one.
+        let resp = match rx.recv() {
+            Ok(work) => finish(&**app, &req, work),
+            Err(_) => error_response(&req, Error::internal("a deferred answer was lost")),
+        };
+        answer(&**app, rq, &req, resp, &body, started);
+        return;
+    };
+    let (state, queue) = (app.clone(), answers.clone());
+    let later = Later::new(move |work: Work<S>| {
+        queue.run(move || {
+            let resp = finish(&*state, &req, work);
+            answer(&*state, rq, &req, resp, &body, started);
+            drop(open);
+        })
+    });
+    start(&**app, later);
+}
+
+/// The answer a finished work gives; its error or panic as an error answer.
+fn finish<S: State>(app: &S, req: &Req, work: Work<S>) -> Resp {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| work(app))) {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => error_response(req, e),
+        Err(_) => error_response(req, Error::internal("a deferred answer panicked")),
+    }
 }
 
 /// Every slot of the slow pool is taken: the request is refused at once rather than queued

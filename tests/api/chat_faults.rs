@@ -29,10 +29,17 @@ fn coach_with_income(extra: &[(&str, &str)]) -> (FakeLlm, TestApp, User) {
 /// question asked afresh goes upstream (the fallback was not cached). Returns how many
 /// requests the failed question cost.
 fn fails_then_recovers(fault: impl FnOnce(&FakeLlm)) -> usize {
+    fails_then_recovers_timed(fault).0
+}
+
+/// `fails_then_recovers`, and how long the failed question took to be answered.
+fn fails_then_recovers_timed(fault: impl FnOnce(&FakeLlm)) -> (usize, Duration) {
     let (fake, t, u) = coach_with_income(&[]);
     fault(&fake);
     let (mut ws, _) = chat(&t, &u.token);
+    let asked = std::time::Instant::now();
     let frames = ask(&mut ws, QUESTION);
+    let took = asked.elapsed();
     let fallback = assert_fallback(&frames, "upstream_unavailable");
     let error = frames
         .iter()
@@ -56,7 +63,7 @@ fn fails_then_recovers(fault: impl FnOnce(&FakeLlm)) -> usize {
         cost + 2,
         "the fallback was not cached"
     );
-    cost
+    (cost, took)
 }
 
 #[test]
@@ -72,14 +79,11 @@ fn a_stream_that_stalls_mid_answer_falls_back() {
 
 #[test]
 fn a_stream_that_stalls_before_its_first_piece_falls_back_after_one_timeout() {
-    let started = std::time::Instant::now();
-    let cost = fails_then_recovers(|f| f.set_fault(Fault::StallAfter(0)));
+    let (cost, took) = fails_then_recovers_timed(|f| f.set_fault(Fault::StallAfter(0)));
     assert_eq!(cost, 1, "a silent upstream is not asked twice");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
+    // One OPENAI_TIMEOUT (2 s) and slack for a loaded machine; waiting twice would be 4 s.
+    // Only the question is timed: the setup around it varies with the machine's load.
+    assert!(took < Duration::from_millis(3_500), "took {took:?}");
 }
 
 #[test]

@@ -1,14 +1,18 @@
 //! Issue 11's fast paths must answer exactly what the slow ones did: the remembered token
-//! verification still expires tokens, cached transaction pages follow every write, and the
-//! response written by hand is well-formed HTTP for HEAD, HTTP/1.0 and keep-alive clients.
+//! verification still expires tokens, cached transaction pages follow every write, the
+//! response written by hand is well-formed HTTP for HEAD, HTTP/1.0 and keep-alive clients,
+//! and a POST answered once its commit is done (`http/later.rs`) holds no handler thread
+//! while it waits, and is neither lost nor left unanswered by a stop.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::spawn_app;
+use crate::common::{spawn_app, spawn_app_with};
 
 #[test]
 fn a_token_verified_once_still_expires_on_time() {
@@ -112,6 +116,148 @@ fn a_cached_transaction_page_follows_every_write_and_each_filter_is_its_own_page
     post(&t, &other.token, "theirs", 3);
     assert_eq!(labels(&t, &other.token, q), ["theirs"]);
     assert_eq!(labels(&t, &u.token, q), ["first"]);
+}
+
+/// Starts `n` POSTs of the user's expenses on threads of their own; each returns its status
+/// and body, and counts itself in `answered` once it has its answer.
+fn posts_in_flight(
+    t: &crate::common::TestApp,
+    token: &str,
+    n: usize,
+    answered: &Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<(u16, String)>> {
+    (0..n)
+        .map(|i| {
+            let call = t
+                .call("POST", "/api/v1/transactions")
+                .auth(token)
+                .json(&json!({"type": "expense", "category": "Food", "amount": 3, "label": format!("held {i}"),
+                              "transaction_date": "2026-03-15T10:00:00Z"}))
+                .timeout(Duration::from_secs(20));
+            let answered = answered.clone();
+            std::thread::spawn(move || {
+                let r = call.send();
+                answered.fetch_add(1, Ordering::SeqCst);
+                (r.status, r.text())
+            })
+        })
+        .collect()
+}
+
+/// Takes the database's write lock from outside the server, as a long checkpoint or a
+/// backup would: the server's writes wait for it (busy timeout 5 s), its reads do not.
+fn hold_write_lock(t: &crate::common::TestApp) -> rusqlite::Connection {
+    let c = rusqlite::Connection::open(t.db_path()).expect("open the database");
+    c.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    c
+}
+
+#[test]
+fn posts_waiting_for_their_commit_leave_the_one_handler_thread_answering() {
+    let t = spawn_app_with(&[("HTTP_WORKERS", "1")]);
+    let u = t.register("waiting@example.com");
+    let lock = hold_write_lock(&t);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let posts = posts_in_flight(&t, &u.token, 8, &answered);
+    // Time for the POSTs to be read and queued for the writer.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // With a handler thread waiting for the commit, these would wait for the lock too.
+    let health = t
+        .call("GET", "/health")
+        .timeout(Duration::from_secs(3))
+        .try_send()
+        .expect("GET /health is answered while eight POSTs wait for their commit");
+    assert_eq!(health.status, 200, "{}", health.text());
+    assert!(labels(&t, &u.token, "?month=3&year=2026").is_empty());
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        0,
+        "no POST is answered before it commits"
+    );
+
+    lock.execute_batch("COMMIT").expect("release the lock");
+    for p in posts {
+        let (status, body) = p.join().expect("POST thread");
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut got = labels(&t, &u.token, "?month=3&year=2026");
+    got.sort();
+    let want: Vec<String> = (0..8).map(|i| format!("held {i}")).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_stop_answers_the_posts_still_waiting_for_their_commit_and_keeps_them() {
+    let mut t = spawn_app_with(&[("SHUTDOWN_TIMEOUT_SECONDS", "15")]);
+    let u = t.register("stopping@example.com");
+    let lock = hold_write_lock(&t);
+    let answered = Arc::new(AtomicUsize::new(0));
+    let posts = posts_in_flight(&t, &u.token, 4, &answered);
+    std::thread::sleep(Duration::from_millis(300));
+    let running = t.running.take().expect("running");
+    let stop = std::thread::spawn(move || running.shutdown());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !stop.is_finished(),
+        "the stop waits for the POSTs it accepted"
+    );
+    lock.execute_batch("COMMIT").expect("release the lock");
+    drop(lock);
+    for p in posts {
+        let (status, body) = p.join().expect("POST thread");
+        assert_eq!(status, 201, "{body}");
+    }
+    stop.join().expect("shutdown");
+    let c = rusqlite::Connection::open(t.db_path()).expect("open the database");
+    let kept: i64 = c
+        .query_row(
+            "SELECT count(*) FROM transactions WHERE label LIKE 'held %'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(kept, 4);
+}
+
+#[test]
+fn pipelined_posts_waiting_together_are_all_answered_in_order() {
+    let t = spawn_app_with(&[("HTTP_WORKERS", "4")]);
+    let u = t.register("pipelined@example.com");
+    let lock = hold_write_lock(&t);
+    let mut wire = Vec::new();
+    for i in 0..12 {
+        let body = json!({"type": "expense", "category": "Food", "amount": 2, "label": format!("pipe {i:02}"),
+                          "transaction_date": "2026-03-16T10:00:00Z"})
+        .to_string();
+        wire.extend_from_slice(
+            format!(
+                "POST /api/v1/transactions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                u.token,
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let mut s = TcpStream::connect(t.http).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    s.write_all(&wire).expect("send");
+    // All twelve read and waiting for the writer, several on the answer thread's side.
+    std::thread::sleep(Duration::from_millis(300));
+    lock.execute_batch("COMMIT").expect("release the lock");
+    let mut reader = std::io::BufReader::new(s);
+    for i in 0..12 {
+        let r = crate::common::read_reply_buffered(&mut reader);
+        assert_eq!(r.status, 201, "answer {i}: {}", r.text());
+        assert_eq!(
+            r.json()["label"],
+            format!("pipe {i:02}"),
+            "answers in request order"
+        );
+    }
 }
 
 /// Sends raw bytes and reads until the server closes or `timeout` passes.

@@ -14,6 +14,8 @@ use utoipa::ToSchema;
 use crate::app::App;
 use crate::budget::period::Period;
 use crate::error::{Error, Result};
+use crate::http::Resp;
+use crate::http::later::Later;
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct Message {
@@ -37,17 +39,26 @@ pub(crate) fn write<T>(
     Ok(out)
 }
 
-/// `write` through the database's group commit (`db/group.rs`): concurrent calls share one
-/// commit instead of queueing on the writer's mutex one by one. For the hot path,
-/// `POST /transactions` (benches/money.rs).
+/// `write` through the database's group commit (`db/group.rs`), answered later
+/// (`http/later.rs`): concurrent calls share one commit, and the handler thread does not
+/// wait for it. Once the job committed, the user's views are invalidated and `answer` turns
+/// its value into the response, on the answer thread. For the hot path, `POST /transactions`
+/// (benches/money.rs).
 fn write_in_group<T: Send + 'static>(
-    app: &App,
     user: &str,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let out = app.db.write_in_group(f)?;
-    app.views.invalidate_user(user);
-    Ok(out)
+    job: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    answer: impl FnOnce(&App, T) -> Result<Resp> + Send + 'static,
+) -> Resp {
+    let user = user.to_string();
+    Resp::later(move |app: &App, later: Later<App>| {
+        app.db.write_in_group_then(job, move |outcome| {
+            later.finish(move |app: &App| {
+                let value = outcome?;
+                app.views.invalidate_user(&user);
+                answer(app, value)
+            })
+        })
+    })
 }
 
 /// The month a request's missing `month`/`year` default to: today's, in `APP_TIMEZONE`.

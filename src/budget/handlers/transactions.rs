@@ -1,5 +1,6 @@
 //! `/transactions...`: income and expense transactions and the month's balance.
 
+use rusqlite::Transaction;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -155,7 +156,8 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
     let catalog = app.catalog.clone();
     // The key is looked up before the id: a keyed retry gets the first answer byte for byte
     // (a 201), and only an unkeyed (or newly keyed) retry of a client id is answered 200.
-    let (status, bytes, alerts) = write_in_group(app, &me.user.id, move |tx| {
+    let user_id = me.user.id.clone();
+    let posted = move |tx: &Transaction<'_>| {
         idempotency::run(tx, &user, keyed.as_ref(), unix, || {
             let posted = match &id {
                 None => {
@@ -170,10 +172,16 @@ pub(crate) fn create_transaction(app: &App, req: &Req) -> Result<Resp> {
                 Posted::Replayed(value) => Ok((200, json_bytes(&value)?, Vec::new())),
             }
         })
-    })?;
-    // A replay (`None`) changed nothing, so it has nothing to tell.
-    publish(app, &me.user.id, alerts.unwrap_or_default());
-    Ok(Resp::bytes(status, "application/json", bytes))
+    };
+    Ok(write_in_group(
+        &me.user.id,
+        posted,
+        move |app, (status, bytes, alerts)| {
+            // A replay (`None`) changed nothing, so it has nothing to tell.
+            publish(app, &user_id, alerts.unwrap_or_default());
+            Ok(Resp::bytes(status, "application/json", bytes))
+        },
+    ))
 }
 
 type Limit = Count<1, 200>;
