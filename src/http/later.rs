@@ -37,9 +37,10 @@ impl<S: 'static> Later<S> {
         }
     }
 
-    /// Queues `work` on the answer thread, which builds the answer and writes it. `work`
-    /// runs there, not on the caller's thread (the database's group thread), so what it
-    /// costs delays no commit.
+    /// Hands `work` to the thread that answers the request, which builds the answer and
+    /// writes it: the answer thread, or the handler thread waiting for it (`Answers::open`).
+    /// `work` runs there, not on the caller's thread (the database's group thread), so what
+    /// it costs delays no commit.
     pub(crate) fn finish(mut self, work: impl FnOnce(&S) -> Result<Resp, Error> + Send + 'static) {
         if let Some(finish) = self.finish.take() {
             finish(Box::new(work));
@@ -125,7 +126,7 @@ impl Answers {
     /// Runs `job` on the answer thread; on the caller's thread if that one is gone, so an
     /// answer is never dropped.
     pub(crate) fn run(&self, job: impl FnOnce() + Send + 'static) {
-        let sender = self.queue.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sender = lock(&self.queue).clone();
         let job: Job = Box::new(job);
         let unsent = match sender {
             Some(s) => s.send(job).err().map(|e| e.0),

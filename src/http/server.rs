@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, TcpKeepalive, Type};
 
 use super::framing::{self, Intake, Verdict};
-use super::later::{Answers, Later, Work};
+use super::later::{Answers, Later, Start, Work};
 use super::middleware;
 use super::pool::SlowPool;
 use super::ratelimit;
@@ -356,12 +356,10 @@ fn answer_or_start<S: State>(
     };
     let Some(open) = rq.remote_addr().and_then(|peer| answers.open(*peer)) else {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Work<S>>(1);
-        start(
-            &**app,
-            Later::new(move |work| {
-                let _ = tx.send(work);
-            }),
-        );
+        let later = Later::new(move |work| {
+            let _ = tx.send(work);
+        });
+        begin(&**app, start, later);
         // A dropped `Later` sends its own error, so the channel always carries one.
         let resp = match rx.recv() {
             Ok(work) => finish(&**app, &req, work),
@@ -378,7 +376,15 @@ fn answer_or_start<S: State>(
             drop(open);
         })
     });
-    start(&**app, later);
+    begin(&**app, start, later);
+}
+
+/// Runs `start`; a panic in it drops its `Later`, which answers 500, and leaves this thread
+/// serving.
+fn begin<S: State>(app: &S, start: Start<S>, later: Later<S>) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| start(app, later))).is_err() {
+        log::error!("starting a deferred answer panicked");
+    }
 }
 
 /// The answer a finished work gives; its error or panic as an error answer.
