@@ -360,12 +360,32 @@ impl Server {
     /// waits for `/api/v1/ready`. Tries new ports up to three times, in case another test
     /// took the ones picked.
     pub fn start(dir: &Path, vars: &[(&str, &str)], log_name: &str) -> Server {
+        Server::start_under(&[], dir, vars, log_name)
+    }
+
+    /// [`Server::start`] with `wrapper` (a program and its arguments) running the server,
+    /// e.g. strace injecting faults. The wrapper must end when its child does and the child
+    /// when the wrapper is killed, since only the wrapper's pid is known here.
+    pub fn start_under(
+        wrapper: &[&str],
+        dir: &Path,
+        vars: &[(&str, &str)],
+        log_name: &str,
+    ) -> Server {
         let mut last_log = String::new();
         for attempt in 0..3 {
             let (http, ws) = free_port_pair();
             let log = dir.join(format!("{log_name}-{attempt}.log"));
             let file = std::fs::File::create(&log).expect("create the server log");
-            let child = Command::new(BIN)
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut c = Command::new(program);
+                    c.args(args).arg(BIN);
+                    c
+                }
+                None => Command::new(BIN),
+            };
+            let child = command
                 .arg("serve")
                 .env_clear()
                 .env("PATH", std::env::var_os("PATH").unwrap_or_default())
